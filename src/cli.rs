@@ -1,0 +1,135 @@
+//! The command line: what the user typed, as clap structs. No I/O here; `main` turns
+//! these into the library's raw [`RunArgs`](crate::config::RunArgs).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{RunArgs, parse_duration};
+
+#[derive(Debug, Parser)]
+#[command(name = "tributary", version, about = "Fan SQL out across many database shards at once and land the merged result as Parquet.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Only errors on stderr (no progress, no per-task log lines).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a query on every shard and write the merged result as one Parquet file.
+    Run(RunCommand),
+    /// Print the tasks a run would execute, with the exact SQL each sends, without running them.
+    Plan(RunCommand),
+    /// Create SQLite shards with generated orders and run a sharded aggregate over them.
+    Demo(DemoCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunCommand {
+    /// The query file (`:name` marks a parameter).
+    pub query: Option<PathBuf>,
+
+    /// A job file (TOML) holding the query, shards, output and options; flags override it.
+    #[arg(long, value_name = "JOB.toml")]
+    pub job: Option<PathBuf>,
+
+    /// The shards file: a `[shards]` table of name = URL.
+    #[arg(long, value_name = "SHARDS.toml")]
+    pub shards: Option<PathBuf>,
+
+    /// The Parquet file to write (atomically: it appears only when the run succeeds).
+    #[arg(short, long, value_name = "OUT.parquet")]
+    pub output: Option<PathBuf>,
+
+    /// A query parameter (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+
+    /// Tasks running at once across all shards [default: 16].
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Connections per shard, unless the shard sets `pool_size` [default: 2].
+    #[arg(long, value_name = "N")]
+    pub pool_size: Option<usize>,
+
+    /// Deadline of each task (e.g. 30s, 10m); the statement is cancelled on the server past it.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub query_timeout: Option<Duration>,
+
+    /// Deadline for opening a connection [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub connect_timeout: Option<Duration>,
+
+    /// Add a first column of this name holding each row's shard.
+    #[arg(long, value_name = "NAME")]
+    pub shard_column: Option<String>,
+
+    /// Parquet compression: zstd, zstd:LEVEL, snappy, lz4 or none [default: zstd].
+    #[arg(long, value_name = "CODEC")]
+    pub compression: Option<String>,
+
+    /// Rows per Parquet row group [default: 131072].
+    #[arg(long, value_name = "ROWS")]
+    pub row_group_size: Option<usize>,
+
+    /// When some shards fail, write the others' rows and exit with code 7.
+    #[arg(long)]
+    pub allow_partial: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoCommand {
+    /// Where to create the shards and the output.
+    #[arg(long, value_name = "DIR", default_value = "tributary-demo")]
+    pub dir: PathBuf,
+
+    /// Orders generated per shard.
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    pub orders: usize,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!("`{name}` is not a parameter name (letters, digits and _)"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+impl From<RunCommand> for RunArgs {
+    fn from(c: RunCommand) -> RunArgs {
+        RunArgs {
+            query: c.query,
+            job: c.job,
+            shards: c.shards,
+            output: c.output,
+            params: c.params,
+            concurrency: c.concurrency,
+            pool_size: c.pool_size,
+            query_timeout: c.query_timeout,
+            connect_timeout: c.connect_timeout,
+            shard_column: c.shard_column,
+            compression: c.compression,
+            row_group_size: c.row_group_size,
+            allow_partial: c.allow_partial,
+        }
+    }
+}

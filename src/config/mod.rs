@@ -1,0 +1,334 @@
+//! Resolves what the user typed, the job file and the defaults into one validated
+//! [`JobConfig`]. Precedence: command-line flags, then the job file, then defaults.
+//! Everything after this module consumes `JobConfig`; nothing below sees clap types.
+
+mod pgpass;
+pub mod shards;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use parquet::basic::{Compression, ZstdLevel};
+
+use crate::error::{Error, Result};
+use crate::sql::{ParamValue, Params, SqlTemplate};
+
+pub use shards::{ShardConfig, SourceConfig};
+
+/// Default connections per shard: enough to overlap a query with the next, light on the server.
+pub const DEFAULT_POOL_SIZE: usize = 2;
+/// Default number of tasks running at once across all shards.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rows per Parquet row group: large enough for good compression and fast scans,
+/// small enough that one in-progress group per running task stays within memory.
+pub const DEFAULT_ROW_GROUP_SIZE: usize = 1 << 17;
+/// Rows per Arrow batch decoded from a source: a size that keeps builders in cache.
+pub const DEFAULT_BATCH_SIZE: usize = 8192;
+
+/// The raw request, as typed on the command line (the CLI layer fills it from clap).
+#[derive(Debug, Default, Clone)]
+pub struct RunArgs {
+    pub query: Option<PathBuf>,
+    pub job: Option<PathBuf>,
+    pub shards: Option<PathBuf>,
+    pub output: Option<PathBuf>,
+    /// `name=value` pairs, in the order given.
+    pub params: Vec<(String, String)>,
+    pub concurrency: Option<usize>,
+    pub pool_size: Option<usize>,
+    pub query_timeout: Option<Duration>,
+    pub connect_timeout: Option<Duration>,
+    pub shard_column: Option<String>,
+    pub compression: Option<String>,
+    pub row_group_size: Option<usize>,
+    pub allow_partial: bool,
+}
+
+/// A validated job: everything the planner and the run need.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// Where the query came from, for messages and the output's metadata.
+    pub query_path: PathBuf,
+    /// The query text as written (with `:name` parameters).
+    pub query_text: String,
+    pub query: SqlTemplate,
+    pub params: Params,
+    pub shards: Vec<ShardConfig>,
+    pub output: PathBuf,
+    pub options: RunOptions,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Tasks running at once across all shards.
+    pub concurrency: usize,
+    /// Connections per shard unless the shard sets its own.
+    pub pool_size: usize,
+    /// Deadline of one task; past it the statement is cancelled on the server.
+    pub query_timeout: Option<Duration>,
+    pub connect_timeout: Duration,
+    /// Name of an added column holding each row's shard name.
+    pub shard_column: Option<String>,
+    pub compression: Compression,
+    pub row_group_size: usize,
+    pub batch_size: usize,
+    /// Write what succeeded when some shards fail (exit code 7) instead of failing the run.
+    pub allow_partial: bool,
+}
+
+/// The job file's keys. Paths in it are relative to the file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobFile {
+    query: Option<PathBuf>,
+    shards: Option<toml::Value>,
+    output: Option<PathBuf>,
+    #[serde(default)]
+    params: toml::Table,
+    concurrency: Option<usize>,
+    pool_size: Option<usize>,
+    query_timeout: Option<String>,
+    connect_timeout: Option<String>,
+    shard_column: Option<String>,
+    compression: Option<String>,
+    row_group_size: Option<usize>,
+    allow_partial: Option<bool>,
+}
+
+impl JobConfig {
+    /// Merges flags over the job file over defaults, reads the query and the shards, and
+    /// checks the parameters. No connection is opened.
+    pub fn resolve(args: RunArgs) -> Result<JobConfig> {
+        let (job, job_dir) = match &args.job {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::config(Some(path.clone()), format!("cannot read: {e}")))?;
+                let job: JobFile = toml::from_str(&text)
+                    .map_err(|e| Error::config(Some(path.clone()), format!("invalid job file: {e}")))?;
+                (job, path.parent().unwrap_or(Path::new(".")).to_owned())
+            }
+            None => (JobFile::default(), PathBuf::from(".")),
+        };
+        let job_path = args.job.clone();
+        let in_job = |p: &Path| job_dir.join(p);
+        let job_err = |m: String| Error::config(job_path.clone(), m);
+
+        let query_path = args
+            .query
+            .clone()
+            .or_else(|| job.query.as_deref().map(in_job))
+            .ok_or_else(|| Error::config(None, "no query: give QUERY.sql or a job file with `query`"))?;
+        let query_text = std::fs::read_to_string(&query_path)
+            .map_err(|e| Error::config(Some(query_path.clone()), format!("cannot read: {e}")))?;
+        let query = SqlTemplate::parse(&query_text)
+            .map_err(|e| Error::config(Some(query_path.clone()), e.to_string()))?;
+
+        let shards = match (&args.shards, &job.shards) {
+            (Some(path), _) => shards::load(path)?,
+            (None, Some(toml::Value::String(path))) => shards::load(&in_job(Path::new(path)))?,
+            (None, Some(table)) => shards::parse_table(table, &job_dir).map_err(job_err)?,
+            (None, None) => {
+                return Err(Error::config(
+                    job_path.clone(),
+                    "no shards: pass --shards SHARDS.toml or set `shards` in the job file",
+                ));
+            }
+        };
+
+        let output = args
+            .output
+            .clone()
+            .or_else(|| job.output.as_deref().map(in_job))
+            .ok_or_else(|| Error::config(job_path.clone(), "no output: pass -o OUT.parquet or set `output` in the job file"))?;
+        if output.file_name().is_none() || output.is_dir() {
+            return Err(Error::config(None, format!("output {} must name a file", output.display())));
+        }
+
+        let mut params = Params::new();
+        for (name, value) in &job.params {
+            params.insert(name.clone(), toml_param(value).map_err(|m| job_err(format!("params.{name}: {m}")))?);
+        }
+        for (name, value) in &args.params {
+            params.insert(name.clone(), ParamValue::Text(value.clone()));
+        }
+        query
+            .check_params(&params)
+            .map_err(|e| Error::config(Some(query_path.clone()), e.to_string()))?;
+
+        let duration = |flag: Option<Duration>, file: &Option<String>, key: &str| -> Result<Option<Duration>> {
+            match (flag, file) {
+                (Some(d), _) => Ok(Some(d)),
+                (None, Some(s)) => parse_duration(s).map(Some).map_err(|m| job_err(format!("{key}: {m}"))),
+                (None, None) => Ok(None),
+            }
+        };
+        let compression = match args.compression.as_ref().or(job.compression.as_ref()) {
+            Some(s) => parse_compression(s).map_err(|m| Error::config(job_path.clone(), m))?,
+            None => Compression::ZSTD(ZstdLevel::default()),
+        };
+        let options = RunOptions {
+            concurrency: positive(args.concurrency.or(job.concurrency), DEFAULT_CONCURRENCY, "concurrency")?,
+            pool_size: positive(args.pool_size.or(job.pool_size), DEFAULT_POOL_SIZE, "pool_size")?,
+            query_timeout: duration(args.query_timeout, &job.query_timeout, "query_timeout")?,
+            connect_timeout: duration(args.connect_timeout, &job.connect_timeout, "connect_timeout")?
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            shard_column: args.shard_column.clone().or(job.shard_column.clone()),
+            compression,
+            row_group_size: positive(args.row_group_size.or(job.row_group_size), DEFAULT_ROW_GROUP_SIZE, "row_group_size")?,
+            batch_size: DEFAULT_BATCH_SIZE,
+            allow_partial: args.allow_partial || job.allow_partial.unwrap_or(false),
+        };
+        if let Some(col) = &options.shard_column {
+            if col.trim().is_empty() {
+                return Err(Error::config(None, "--shard-column needs a column name"));
+            }
+        }
+        Ok(JobConfig {
+            query_path,
+            query_text,
+            query,
+            params,
+            shards,
+            output,
+            options,
+        })
+    }
+}
+
+fn positive(value: Option<usize>, default: usize, name: &str) -> Result<usize> {
+    match value {
+        Some(0) => Err(Error::config(None, format!("{name} must be at least 1"))),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    }
+}
+
+fn toml_param(value: &toml::Value) -> std::result::Result<ParamValue, String> {
+    Ok(match value {
+        toml::Value::String(s) => ParamValue::Text(s.clone()),
+        toml::Value::Integer(i) => ParamValue::Int(*i),
+        toml::Value::Float(f) => ParamValue::Float(*f),
+        toml::Value::Boolean(b) => ParamValue::Bool(*b),
+        toml::Value::Datetime(d) => ParamValue::Text(d.to_string()),
+        _ => return Err("must be a string, number, boolean or date".into()),
+    })
+}
+
+/// A human duration: `30s`, `5m`, `1h30m`, `250ms`.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration `{s}` ({e}); try 30s, 5m or 1h"))
+}
+
+/// `zstd`, `zstd:9`, `snappy`, `lz4`, `none`.
+pub fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let (name, level) = match lower.split_once([':', '(']) {
+        Some((n, l)) => (n, Some(l.trim_end_matches(')'))),
+        None => (lower.as_str(), None),
+    };
+    let level: Option<i32> = level
+        .map(|l| l.parse().map_err(|_| format!("invalid compression level in `{s}`")))
+        .transpose()?;
+    match (name, level) {
+        ("zstd", None) => Ok(Compression::ZSTD(ZstdLevel::default())),
+        ("zstd", Some(l)) => ZstdLevel::try_new(l)
+            .map(Compression::ZSTD)
+            .map_err(|_| format!("zstd level must be from 1 to 22, not {l}")),
+        ("snappy", None) => Ok(Compression::SNAPPY),
+        ("lz4", None) => Ok(Compression::LZ4_RAW),
+        ("none" | "uncompressed", None) => Ok(Compression::UNCOMPRESSED),
+        _ => Err(format!("unknown compression `{s}`: use zstd, zstd:LEVEL, snappy, lz4 or none")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn flags_override_the_job_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "q.sql", "SELECT :day, :n");
+        write(dir.path(), "shards.toml", "[shards]\na = \"sqlite://a.db\"\n");
+        let job = write(
+            dir.path(),
+            "job.toml",
+            r#"
+            query = "q.sql"
+            shards = "shards.toml"
+            output = "out.parquet"
+            concurrency = 3
+            query_timeout = "5m"
+            [params]
+            day = 2024-01-31
+            n = 7
+            "#,
+        );
+        let config = JobConfig::resolve(RunArgs {
+            job: Some(job),
+            concurrency: Some(9),
+            params: vec![("n".into(), "8".into())],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.options.concurrency, 9);
+        assert_eq!(config.options.query_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(config.options.pool_size, DEFAULT_POOL_SIZE);
+        assert_eq!(config.output, dir.path().join("out.parquet"));
+        assert_eq!(config.params["day"], ParamValue::Text("2024-01-31".into()));
+        assert_eq!(config.params["n"], ParamValue::Text("8".into()));
+        match &config.shards[0].source {
+            SourceConfig::Sqlite(s) => assert_eq!(s.path, dir.path().join("a.db")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_parameter_names_the_query_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = write(dir.path(), "q.sql", "SELECT :day");
+        let s = write(dir.path(), "shards.toml", "[shards]\na = \"sqlite://a.db\"\n");
+        let err = JobConfig::resolve(RunArgs {
+            query: Some(q.clone()),
+            shards: Some(s),
+            output: Some(dir.path().join("o.parquet")),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::CONFIG);
+        let msg = err.to_string();
+        assert!(msg.contains("q.sql") && msg.contains(":day"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_job_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = write(dir.path(), "job.toml", "qeury = \"q.sql\"\n");
+        let msg = JobConfig::resolve(RunArgs { job: Some(job), ..Default::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("job.toml") && msg.contains("qeury"), "{msg}");
+    }
+
+    #[test]
+    fn compression_names() {
+        assert_eq!(parse_compression("zstd:9").unwrap(), Compression::ZSTD(ZstdLevel::try_new(9).unwrap()));
+        assert_eq!(parse_compression("ZSTD(3)").unwrap(), Compression::ZSTD(ZstdLevel::try_new(3).unwrap()));
+        assert_eq!(parse_compression("none").unwrap(), Compression::UNCOMPRESSED);
+        assert!(parse_compression("zstd:99").is_err());
+        assert!(parse_compression("gzip").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("soon").unwrap_err().contains("soon"));
+    }
+}

@@ -1,0 +1,190 @@
+//! Typed errors for every stage of a run, with the context a user needs (file, shard, column)
+//! and predicates that map them to stable exit codes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Exit codes, stable once released and documented in README.md.
+pub mod exit {
+    /// Every task succeeded and the output was written.
+    pub const SUCCESS: i32 = 0;
+    /// An error no other code describes (a bug, an I/O failure outside the output).
+    pub const FAILURE: i32 = 1;
+    /// The command line could not be parsed (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// The job, shards or query file is invalid, or a parameter is missing or unknown.
+    pub const CONFIG: i32 = 3;
+    /// A shard rejected the query or returned data that cannot be represented
+    /// (SQL error, unsupported type, schema mismatch between shards).
+    pub const DATA: i32 = 4;
+    /// A shard could not be reached, or its connection was lost.
+    pub const UNAVAILABLE: i32 = 5;
+    /// A task passed its deadline; its statement was cancelled on the server.
+    pub const TIMEOUT: i32 = 6;
+    /// `--allow-partial`: the output holds the shards that succeeded, some failed.
+    pub const PARTIAL: i32 = 7;
+    /// The output could not be written (permissions, disk full, bad path).
+    pub const OUTPUT: i32 = 8;
+    /// Interrupted by Ctrl-C (SIGINT).
+    pub const INTERRUPTED: i32 = 130;
+    /// Terminated by SIGTERM.
+    pub const TERMINATED: i32 = 143;
+}
+
+/// Everything that can make a run fail.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration file or flag is invalid. `path` names the file when there is one.
+    #[error("{}{message}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Config {
+        path: Option<PathBuf>,
+        message: String,
+    },
+
+    /// One task (a shard, or a partition of it) failed; the run fails with it.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+
+    /// Two shards return different columns or types.
+    #[error("shards `{first_shard}` and `{other_shard}` disagree on the result's columns: {detail}")]
+    SchemaMismatch {
+        first_shard: String,
+        other_shard: String,
+        detail: String,
+    },
+
+    /// `--allow-partial`: the output was written without the rows of the failed tasks.
+    #[error("{failed} of {total} tasks failed; the output holds the rows of the others")]
+    Partial { failed: usize, total: usize },
+
+    /// The output could not be written. Nothing is left at `path`.
+    #[error("cannot write {}: {message}", path.display())]
+    Output { path: PathBuf, message: String },
+
+    /// The run was interrupted by a signal; running statements were cancelled.
+    #[error("interrupted by {signal}; running queries were cancelled and no output was written")]
+    Interrupted { signal: &'static str },
+}
+
+impl Error {
+    pub fn config(path: Option<PathBuf>, message: impl Into<String>) -> Error {
+        Error::Config {
+            path,
+            message: message.into(),
+        }
+    }
+
+    pub fn output(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Error {
+        Error::Output {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The process exit code this error maps to (see [`exit`]).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config { .. } => exit::CONFIG,
+            Error::Task(e) => e.exit_code(),
+            Error::SchemaMismatch { .. } => exit::DATA,
+            Error::Output { .. } => exit::OUTPUT,
+            Error::Partial { .. } => exit::PARTIAL,
+            Error::Interrupted { signal } if *signal == "SIGTERM" => exit::TERMINATED,
+            Error::Interrupted { .. } => exit::INTERRUPTED,
+        }
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Task(e) if e.is_timeout())
+    }
+}
+
+/// A failure of one task, naming its shard (and partition, when the shard is split).
+#[derive(Debug, thiserror::Error)]
+#[error("shard `{shard}`{}: {kind}", partition.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())]
+pub struct TaskError {
+    pub shard: String,
+    pub partition: Option<String>,
+    pub kind: TaskErrorKind,
+}
+
+impl TaskError {
+    pub fn new(shard: impl Into<String>, kind: TaskErrorKind) -> TaskError {
+        TaskError {
+            shard: shard.into(),
+            partition: None,
+            kind,
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self.kind {
+            TaskErrorKind::Connect { .. } | TaskErrorKind::ConnectionLost { .. } => {
+                exit::UNAVAILABLE
+            }
+            TaskErrorKind::Timeout { .. } => exit::TIMEOUT,
+            TaskErrorKind::Server { .. }
+            | TaskErrorKind::UnsupportedType { .. }
+            | TaskErrorKind::Decode { .. }
+            | TaskErrorKind::Schema { .. } => exit::DATA,
+        }
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, TaskErrorKind::Timeout { .. })
+    }
+
+    /// Whether running the task again may succeed (the server or network failed, not the query).
+    pub fn is_retryable(&self) -> bool {
+        match &self.kind {
+            TaskErrorKind::Connect { .. } | TaskErrorKind::ConnectionLost { .. } => true,
+            TaskErrorKind::Server { sqlstate, .. } => sqlstate.as_deref().is_some_and(|s| {
+                s.starts_with("08") || matches!(s, "57P01" | "53300" | "40001" | "40P01")
+            }),
+            _ => false,
+        }
+    }
+}
+
+/// What went wrong in a task.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskErrorKind {
+    /// No connection could be opened (refused, DNS, authentication, missing file).
+    #[error("cannot connect to {target}: {message}")]
+    Connect { target: String, message: String },
+
+    /// The connection broke while the query ran.
+    #[error("connection lost: {message}")]
+    ConnectionLost { message: String },
+
+    /// The task passed its deadline; the statement was cancelled on the server.
+    #[error("query timed out after {} and was cancelled on the server", humantime::format_duration(*after))]
+    Timeout { after: Duration },
+
+    /// The server rejected the query.
+    #[error("{message}{}", sqlstate.as_ref().map(|s| format!(" (SQLSTATE {s})")).unwrap_or_default())]
+    Server {
+        sqlstate: Option<String>,
+        message: String,
+    },
+
+    /// The query returns a column whose type tributary cannot represent.
+    #[error("column `{column}` has type `{type_name}`, which tributary cannot read{}", hint.as_ref().map(|h| format!("; {h}")).unwrap_or_default())]
+    UnsupportedType {
+        column: String,
+        type_name: String,
+        hint: Option<String>,
+    },
+
+    /// A value could not be decoded into its column's Arrow type.
+    #[error("column `{column}`: {message}")]
+    Decode { column: String, message: String },
+
+    /// The result's shape is not one tributary can write (e.g. duplicate column names).
+    #[error("{message}")]
+    Schema { message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,75 @@
+//! tributary fans one SQL query out across many database shards at once and lands the
+//! merged result as one Parquet file.
+//!
+//! The sub-problems, one module each, in the order data flows:
+//!
+//! ```text
+//!  cli ──> config ──> plan ──> dispatch ─┬─> source (postgres: binary COPY ─> decode::pgcopy)
+//!  (flags)  (JobConfig) (tasks)  (deadlines,│           (sqlite: rows ─> Arrow)
+//!                                 cancels)  │
+//!                                           └─> merge (byte-budgeted channel, schema check,
+//!                                                      per-task row groups) ─> sink (Parquet:
+//!                                                      temp file, fsync, rename) ─> report
+//! ```
+//!
+//! - [`config`] resolves flags over the job file over defaults into a validated
+//!   [`config::JobConfig`]; secrets never print.
+//! - [`sql`] finds `:name` parameters and renders them as bound values or quoted literals.
+//! - [`plan`] turns a job into tasks (one per shard), each with its exact SQL.
+//! - [`dispatch`] runs the tasks under global and per-shard limits and deadlines.
+//! - [`source`] reads a shard: PostgreSQL through binary COPY, SQLite through sqlx.
+//! - [`types`] is the source-type -> Arrow-type table.
+//! - [`merge`] and [`sink`] fan the batches into one atomically written Parquet file.
+//! - [`report`] shows progress and the run's summary; [`error`] maps failures to exit codes.
+
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod demo;
+pub mod dispatch;
+pub mod error;
+pub mod merge;
+pub mod plan;
+pub mod report;
+pub mod sink;
+pub mod source;
+pub mod sql;
+pub mod types;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use config::{JobConfig, RunArgs};
+pub use error::{Error, Result};
+pub use report::RunReport;
+
+/// Plans and runs a job. `interactive` shows live progress bars (for a terminal).
+/// `interrupt` resolves with a signal's name when the run should stop.
+pub async fn run(
+    config: &JobConfig,
+    interactive: bool,
+    interrupt: impl Future<Output = &'static str>,
+) -> (RunReport, Result<()>) {
+    let plan = plan::plan(config);
+    let progress = Arc::new(report::Progress::new(&plan, interactive));
+    dispatch::execute(config, &plan, progress, interrupt).await
+}
+
+/// Resolves at the first SIGINT or SIGTERM with its name. A second signal exits the
+/// process at once.
+pub async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).expect("signal handlers can be installed");
+    let mut term = signal(SignalKind::terminate()).expect("signal handlers can be installed");
+    let name = tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => std::process::exit(error::exit::INTERRUPTED),
+            _ = term.recv() => std::process::exit(error::exit::TERMINATED),
+        }
+    });
+    name
+}

@@ -1,0 +1,80 @@
+//! The `tributary` binary: parses the command line, calls the library, prints the
+//! summary and maps errors to the exit codes documented in README.md.
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use tributary::cli::{Cli, Command};
+use tributary::error::exit;
+use tributary::{JobConfig, RunArgs};
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.quiet, cli.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the runtime starts");
+    let code = runtime.block_on(run(cli));
+    // Blocking threads (the Parquet writer) have finished; do not wait for idle ones.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli) -> i32 {
+    let interactive = !cli.quiet && std::io::stderr().is_terminal();
+    match cli.command {
+        Command::Run(args) => {
+            let config = match JobConfig::resolve(RunArgs::from(args)) {
+                Ok(c) => c,
+                Err(e) => return fail(&e),
+            };
+            let (report, result) = tributary::run(&config, interactive, tributary::shutdown_signal()).await;
+            println!("{report}");
+            match result {
+                Ok(()) => exit::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Plan(args) => match JobConfig::resolve(RunArgs::from(args)) {
+            Ok(config) => {
+                print!("{}", tributary::plan::plan(&config));
+                exit::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Demo(args) => match tributary::demo::run(&args.dir, args.orders, interactive).await {
+            Ok(()) => exit::SUCCESS,
+            Err(e) => fail(&e),
+        },
+    }
+}
+
+fn fail(e: &tributary::Error) -> i32 {
+    let mut message = format!("error: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(&format!("\n  caused by: {s}"));
+        source = s.source();
+    }
+    eprintln!("{message}");
+    e.exit_code()
+}
+
+fn init_logging(quiet: bool, verbose: u8) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "tributary=info",
+        (false, 1) => "tributary=debug",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .compact()
+        .init();
+}

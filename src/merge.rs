@@ -1,0 +1,408 @@
+//! Fan-in: batches from every task arrive over one channel whose memory is budgeted in
+//! bytes, and one blocking thread checks them against a common schema, encodes them and
+//! appends them to the Parquet sink.
+//!
+//! Each task has its own in-progress row group (encoded column writers), so a row group
+//! holds one task's rows: a failed task's unfinished group is dropped, and its finished
+//! groups are left out at commit. The in-progress groups are bounded together: past
+//! [`ENCODER_BUDGET`] the largest is flushed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_writer::{ArrowColumnWriter, compute_leaves};
+use parquet::file::properties::WriterProperties;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::error::{Error, Result};
+use crate::sink::{OutputSummary, ParquetSink, TempFile};
+use crate::types::describe_field;
+
+/// Bytes of decoded batches that may wait in the channel: the backpressure that stops a
+/// fast source from outrunning the encoder.
+pub const CHANNEL_BUDGET: usize = 64 << 20;
+/// Bytes of encoded, not yet written row groups across all tasks.
+pub const ENCODER_BUDGET: usize = 256 << 20;
+/// A row group is closed once its encoded size passes this, whatever its row count.
+pub const ROW_GROUP_BYTES: usize = 128 << 20;
+/// Budget permits are counted in KiB so that large budgets fit a semaphore.
+const PERMIT_UNIT: usize = 1024;
+
+/// What tasks tell the merger.
+#[derive(Debug)]
+pub enum Event {
+    /// The task's result columns, sent before its first batch (types may be Null when a
+    /// source cannot know them before seeing values).
+    Schema { task: usize, schema: SchemaRef },
+    Batch {
+        task: usize,
+        batch: RecordBatch,
+        /// Released once the batch is encoded.
+        permit: OwnedSemaphorePermit,
+    },
+    /// The task finished; its rows are complete.
+    Done { task: usize },
+    /// The task failed; none of its rows may reach the output.
+    Failed { task: usize },
+    /// Write the footer with this metadata and move the file into place.
+    Commit { metadata: Vec<(String, String)> },
+}
+
+/// A task's handle for sending to the merger.
+#[derive(Clone)]
+pub struct BatchSender {
+    task: usize,
+    tx: mpsc::UnboundedSender<Event>,
+    budget: Arc<Semaphore>,
+}
+
+impl BatchSender {
+    pub fn schema(&self, schema: SchemaRef) {
+        let _ = self.tx.send(Event::Schema { task: self.task, schema });
+    }
+
+    /// Sends a batch, waiting while the channel's byte budget is spent.
+    pub async fn batch(&self, batch: RecordBatch) {
+        if batch.num_rows() == 0 {
+            return;
+        }
+        let units = (batch.get_array_memory_size() / PERMIT_UNIT).clamp(1, CHANNEL_BUDGET / PERMIT_UNIT);
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(units as u32)
+            .await
+            .expect("the budget semaphore is never closed");
+        let _ = self.tx.send(Event::Batch {
+            task: self.task,
+            batch,
+            permit,
+        });
+    }
+}
+
+/// The sending side, held by the dispatcher.
+pub struct MergeHandle {
+    tx: mpsc::UnboundedSender<Event>,
+    budget: Arc<Semaphore>,
+}
+
+impl MergeHandle {
+    pub fn sender(&self, task: usize) -> BatchSender {
+        BatchSender {
+            task,
+            tx: self.tx.clone(),
+            budget: self.budget.clone(),
+        }
+    }
+
+    pub fn send(&self, event: Event) {
+        let _ = self.tx.send(event);
+    }
+}
+
+/// Settings of the merge stage.
+pub struct MergeSettings {
+    /// The shard of each task, by task index.
+    pub task_shards: Vec<String>,
+    /// Adds a first column holding the shard's name.
+    pub shard_column: Option<String>,
+    pub row_group_size: usize,
+    pub props: WriterProperties,
+}
+
+/// Starts the merger on a blocking thread. It commits when it receives
+/// [`Event::Commit`]; if the channel closes first, the temporary file is removed and the
+/// result is `Ok(None)`.
+pub fn start(
+    temp: TempFile,
+    settings: MergeSettings,
+) -> (MergeHandle, tokio::task::JoinHandle<Result<Option<OutputSummary>>>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let budget = Arc::new(Semaphore::new(CHANNEL_BUDGET / PERMIT_UNIT));
+    let handle = tokio::task::spawn_blocking(move || Merger::new(temp, settings).run(rx));
+    (MergeHandle { tx, budget }, handle)
+}
+
+/// One task's row group being encoded.
+struct Encoder {
+    writers: Vec<ArrowColumnWriter>,
+    rows: u64,
+}
+
+impl Encoder {
+    fn memory(&self) -> usize {
+        self.writers.iter().map(|w| w.memory_size()).sum()
+    }
+
+    fn encoded_bytes(&self) -> usize {
+        self.writers.iter().map(|w| w.get_estimated_total_bytes()).sum()
+    }
+}
+
+/// A column of the common schema: its field (Null-typed until some shard gives it a
+/// type) and the shard that fixed its type, for messages.
+struct Slot {
+    field: Field,
+    origin: String,
+}
+
+struct Merger {
+    settings: MergeSettings,
+    temp: Option<TempFile>,
+    sink: Option<ParquetSink>,
+    /// The query's columns as agreed so far (without the shard column).
+    slots: Option<Vec<Slot>>,
+    encoders: HashMap<usize, Encoder>,
+    /// Row groups written by each task, to leave out if it fails.
+    task_groups: HashMap<usize, Vec<usize>>,
+    excluded: BTreeSet<usize>,
+}
+
+impl Merger {
+    fn new(temp: TempFile, settings: MergeSettings) -> Merger {
+        Merger {
+            settings,
+            temp: Some(temp),
+            sink: None,
+            slots: None,
+            encoders: HashMap::new(),
+            task_groups: HashMap::new(),
+            excluded: BTreeSet::new(),
+        }
+    }
+
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) -> Result<Option<OutputSummary>> {
+        while let Some(event) = rx.blocking_recv() {
+            match event {
+                Event::Schema { task, schema } => self.observe(task, &schema)?,
+                Event::Batch { task, batch, permit } => {
+                    self.observe(task, &batch.schema())?;
+                    self.encode(task, batch)?;
+                    drop(permit);
+                }
+                Event::Done { task } => self.flush(task)?,
+                Event::Failed { task } => {
+                    self.encoders.remove(&task);
+                    if let Some(groups) = self.task_groups.remove(&task) {
+                        self.excluded.extend(groups);
+                    }
+                }
+                Event::Commit { metadata } => {
+                    let tasks: Vec<usize> = self.encoders.keys().copied().collect();
+                    for task in tasks {
+                        self.flush(task)?;
+                    }
+                    let sink = match self.sink.take() {
+                        Some(sink) => sink,
+                        None => self.open_sink()?,
+                    };
+                    return sink.commit(metadata, &self.excluded).map(Some);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Checks a task's columns against the common schema, and fills in types that were
+    /// not known yet.
+    fn observe(&mut self, task: usize, schema: &Schema) -> Result<()> {
+        let shard = self.settings.task_shards[task].clone();
+        if let Some(col) = &self.settings.shard_column {
+            if schema.fields().iter().any(|f| f.name() == col) {
+                return Err(Error::config(
+                    None,
+                    format!("--shard-column `{col}`: shard `{shard}` already returns a column of that name"),
+                ));
+            }
+        }
+        let Some(slots) = &mut self.slots else {
+            self.slots = Some(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| Slot {
+                        field: f.as_ref().clone(),
+                        origin: shard.clone(),
+                    })
+                    .collect(),
+            );
+            return Ok(());
+        };
+        let mismatch = |first: &str, detail: String| Error::SchemaMismatch {
+            first_shard: first.to_string(),
+            other_shard: shard.clone(),
+            detail,
+        };
+        if slots.len() != schema.fields().len() {
+            let names = |it: Vec<&str>| it.join(", ");
+            return Err(mismatch(
+                &slots[0].origin,
+                format!(
+                    "`{}` returns {} columns ({}), `{shard}` returns {} ({})",
+                    slots[0].origin,
+                    slots.len(),
+                    names(slots.iter().map(|s| s.field.name().as_str()).collect()),
+                    schema.fields().len(),
+                    names(schema.fields().iter().map(|f| f.name().as_str()).collect()),
+                ),
+            ));
+        }
+        let frozen = self.sink.is_some();
+        for (i, (slot, field)) in slots.iter_mut().zip(schema.fields()).enumerate() {
+            if slot.field.name() != field.name() {
+                return Err(mismatch(
+                    &slot.origin,
+                    format!("column {} is `{}` in `{}` but `{}` in `{shard}`", i + 1, slot.field.name(), slot.origin, field.name()),
+                ));
+            }
+            if field.data_type() == &DataType::Null {
+                continue;
+            }
+            if slot.field.data_type() == &DataType::Null {
+                if frozen {
+                    return Err(mismatch(
+                        &slot.origin,
+                        format!(
+                            "column `{}` had no type in `{}` (no declared type and only NULLs in the rows written first) but is {} in `{shard}`; give the column a type in the query",
+                            field.name(),
+                            slot.origin,
+                            describe_field(field)
+                        ),
+                    ));
+                }
+                slot.field = field.as_ref().clone();
+                slot.origin = shard.clone();
+                continue;
+            }
+            if slot.field.data_type() != field.data_type()
+                || slot.field.extension_type_name() != field.extension_type_name()
+            {
+                return Err(mismatch(
+                    &slot.origin,
+                    format!(
+                        "column `{}` is {} in `{}` but {} in `{shard}`",
+                        field.name(),
+                        describe_field(&slot.field),
+                        slot.origin,
+                        describe_field(field)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn open_sink(&mut self) -> Result<ParquetSink> {
+        let mut fields = Vec::new();
+        if let Some(col) = &self.settings.shard_column {
+            fields.push(Field::new(col, DataType::Utf8, false));
+        }
+        for slot in self.slots.iter().flatten() {
+            fields.push(slot.field.clone());
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let temp = self.temp.take().expect("the sink is opened once");
+        ParquetSink::new(temp, schema, self.settings.props.clone())
+    }
+
+    /// The batch in the output's schema: shard column added, untyped NULL columns typed.
+    fn conform(&self, task: usize, batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+        let rows = batch.num_rows();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        if self.settings.shard_column.is_some() {
+            let shard = self.settings.task_shards[task].as_str();
+            columns.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(shard, rows))));
+        }
+        let offset = columns.len();
+        for (i, column) in batch.columns().iter().enumerate() {
+            let want = schema.field(offset + i).data_type();
+            if column.data_type() == want {
+                columns.push(column.clone());
+            } else {
+                // Only untyped (all-NULL) columns differ; `observe` refused anything else.
+                columns.push(new_null_array(want, rows));
+            }
+        }
+        RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|e| Error::output(self.temp_target(), e))
+    }
+
+    fn temp_target(&self) -> std::path::PathBuf {
+        self.sink
+            .as_ref()
+            .map(|s| s.path_hint())
+            .unwrap_or_default()
+    }
+
+    fn encode(&mut self, task: usize, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.sink.is_none() {
+            let sink = self.open_sink()?;
+            self.sink = Some(sink);
+        }
+        let sink = self.sink.as_ref().expect("opened above");
+        let schema = sink.schema().clone();
+        let batch = self.conform(task, batch, &schema)?;
+        let encoder = match self.encoders.entry(task) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(Encoder {
+                writers: sink.column_writers()?,
+                rows: 0,
+            }),
+        };
+        let path = sink.path_hint();
+        let err = |e: parquet::errors::ParquetError| Error::output(&path, e);
+        let mut writers = encoder.writers.iter_mut();
+        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+            for leaf in compute_leaves(field, column).map_err(err)? {
+                writers
+                    .next()
+                    .expect("one writer per leaf column")
+                    .write(&leaf)
+                    .map_err(err)?;
+            }
+        }
+        encoder.rows += batch.num_rows() as u64;
+        if encoder.rows >= self.settings.row_group_size as u64 || encoder.encoded_bytes() >= ROW_GROUP_BYTES {
+            self.flush(task)?;
+        }
+        let total: usize = self.encoders.values().map(Encoder::memory).sum();
+        if total > ENCODER_BUDGET {
+            let largest = self
+                .encoders
+                .iter()
+                .max_by_key(|(_, e)| e.memory())
+                .map(|(t, _)| *t);
+            if let Some(t) = largest {
+                self.flush(t)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the task's row group and appends it to the file.
+    fn flush(&mut self, task: usize) -> Result<()> {
+        let Some(encoder) = self.encoders.remove(&task) else {
+            return Ok(());
+        };
+        if encoder.rows == 0 {
+            return Ok(());
+        }
+        let sink = self.sink.as_mut().expect("an encoder implies an open sink");
+        let path = sink.path_hint();
+        let chunks = encoder
+            .writers
+            .into_iter()
+            .map(|w| w.close())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::output(&path, e))?;
+        let index = sink.append(chunks, encoder.rows)?;
+        self.task_groups.entry(task).or_default().push(index);
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! What the user sees: live progress on stderr (bars on a terminal, log lines otherwise)
+//! and the summary of a run: every task's rows, duration and outcome.
+
+use std::fmt;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::plan::{Plan, Task};
+use crate::sink::OutputSummary;
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", content = "error", rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Failed(String),
+    /// Stopped because the run failed elsewhere or was interrupted.
+    Cancelled,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskReport {
+    pub task: usize,
+    pub shard: String,
+    pub partition: Option<String>,
+    pub rows: u64,
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+    pub outcome: Outcome,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// The result of a run, successful or not.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    pub tasks: Vec<TaskReport>,
+    pub output: Option<OutputSummary>,
+    #[serde(serialize_with = "seconds")]
+    pub elapsed: Duration,
+}
+
+impl RunReport {
+    pub fn rows(&self) -> u64 {
+        self.tasks.iter().filter(|t| t.outcome == Outcome::Ok).map(|t| t.rows).sum()
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let label = |t: &TaskReport| match &t.partition {
+            Some(p) => format!("{} {p}", t.shard),
+            None => t.shard.clone(),
+        };
+        let width = self.tasks.iter().map(|t| label(t).len()).max().unwrap_or(5).max(5);
+        let rows_width = self
+            .tasks
+            .iter()
+            .map(|t| thousands(t.rows).len())
+            .chain([thousands(self.rows()).len(), 4])
+            .max()
+            .unwrap_or(4);
+        writeln!(f, "{:<width$}  {:>rows_width$}  {:>8}  outcome", "shard", "rows", "time")?;
+        for t in &self.tasks {
+            let outcome = match &t.outcome {
+                Outcome::Ok => "ok".to_string(),
+                Outcome::Failed(e) => format!("FAILED: {e}"),
+                Outcome::Cancelled => "cancelled".to_string(),
+            };
+            writeln!(
+                f,
+                "{:<width$}  {:>rows_width$}  {:>7.2}s  {outcome}",
+                label(t),
+                thousands(t.rows),
+                t.duration.as_secs_f64()
+            )?;
+        }
+        let outcome = match &self.output {
+            Some(o) => format!(
+                "wrote {} ({} row group{}, {})",
+                o.path.display(),
+                o.row_groups,
+                if o.row_groups == 1 { "" } else { "s" },
+                bytes(o.bytes)
+            ),
+            None => "no output written".to_string(),
+        };
+        write!(
+            f,
+            "{:<width$}  {:>rows_width$}  {:>7.2}s  {outcome}",
+            "total",
+            thousands(self.rows()),
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Live progress, one line per task. On a terminal: bars redrawn in place; otherwise
+/// (or with `--quiet`) only log lines at task start and end.
+pub struct Progress {
+    multi: Option<MultiProgress>,
+    bars: Vec<ProgressBar>,
+}
+
+impl Progress {
+    pub fn new(plan: &Plan, interactive: bool) -> Progress {
+        if !interactive {
+            return Progress {
+                multi: None,
+                bars: plan.tasks.iter().map(|_| ProgressBar::hidden()).collect(),
+            };
+        }
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let style = ProgressStyle::with_template("{spinner} {prefix:<16} {human_pos:>12} rows  {per_sec:>14}  {elapsed:>4}  {msg}")
+            .expect("valid template");
+        let bars = plan
+            .tasks
+            .iter()
+            .map(|t| {
+                let bar = multi.add(ProgressBar::no_length().with_style(style.clone()));
+                bar.set_prefix(label(t));
+                bar.set_message("waiting");
+                bar
+            })
+            .collect();
+        Progress { multi: Some(multi), bars }
+    }
+
+    pub fn started(&self, task: &Task) {
+        let bar = &self.bars[task.id];
+        bar.set_message("running");
+        bar.enable_steady_tick(Duration::from_millis(100));
+        if self.multi.is_none() {
+            tracing::info!("{}: started", label(task));
+        }
+    }
+
+    /// A callback counting a task's rows.
+    pub fn counter(&self, task: &Task) -> Box<dyn Fn(u64) + Send + Sync> {
+        let bar = self.bars[task.id].clone();
+        Box::new(move |n| bar.inc(n))
+    }
+
+    pub fn finished(&self, task: &Task, report: &TaskReport) {
+        let bar = &self.bars[task.id];
+        let message = match &report.outcome {
+            Outcome::Ok => "done".to_string(),
+            Outcome::Failed(_) => "failed".to_string(),
+            Outcome::Cancelled => "cancelled".to_string(),
+        };
+        bar.finish_with_message(message);
+        if self.multi.is_none() {
+            match &report.outcome {
+                Outcome::Ok => tracing::info!(
+                    "{}: {} rows in {:.2}s",
+                    label(task),
+                    thousands(report.rows),
+                    report.duration.as_secs_f64()
+                ),
+                Outcome::Failed(e) => tracing::warn!("{}: failed after {:.2}s: {e}", label(task), report.duration.as_secs_f64()),
+                Outcome::Cancelled => tracing::info!("{}: cancelled", label(task)),
+            }
+        }
+    }
+
+    /// Removes the bars before the summary is printed.
+    pub fn clear(&self) {
+        if let Some(multi) = &self.multi {
+            let _ = multi.clear();
+        }
+    }
+}
+
+fn label(task: &Task) -> String {
+    match &task.partition {
+        Some(p) => format!("{} {p}", task.shard_name),
+        None => task.shard_name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_readable() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+    }
+}

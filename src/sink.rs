@@ -1,0 +1,254 @@
+//! The Parquet output: written to a temporary file beside the target, fsynced, and renamed
+//! into place only when the run commits; the directory is fsynced after the rename. Until
+//! then nothing exists at the target path and a file already there is untouched. Dropping
+//! an uncommitted [`ParquetSink`] or [`TempFile`] removes the temporary file.
+//!
+//! Row groups arrive already encoded (see `merge`): each holds the rows of one task, so a
+//! task that fails after some of its row groups were written can be left out at commit.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory};
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::file::metadata::KeyValue;
+
+use crate::error::{Error, Result};
+
+/// A temporary file beside the output, removed on drop unless persisted.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    target: PathBuf,
+    file: Option<File>,
+}
+
+impl TempFile {
+    /// Creates `.NAME.tributary-PID-N.tmp` in the target's directory (creating the
+    /// directory if needed), so that the final rename stays on one file system.
+    pub fn create(target: &Path) -> Result<TempFile> {
+        let dir = parent_dir(target);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::output(target, e))?;
+        remove_stale_temporaries(target);
+        let name = target.file_name().expect("validated by config").to_string_lossy();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = dir.join(format!(".{name}.tributary-{}-{nanos}.tmp", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::output(target, e))?;
+        Ok(TempFile {
+            path,
+            target: target.to_owned(),
+            file: Some(file),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn take_file(&mut self) -> File {
+        self.file.take().expect("the file is taken once")
+    }
+
+    /// fsyncs the data, renames it over the target and fsyncs the directory.
+    fn persist(mut self) -> Result<()> {
+        let path = std::mem::take(&mut self.path);
+        let sync = File::open(&path).and_then(|f| f.sync_all());
+        let result = sync
+            .and_then(|_| std::fs::rename(&path, &self.target))
+            .and_then(|_| File::open(parent_dir(&self.target))?.sync_all());
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::output(&self.target, e));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn parent_dir(target: &Path) -> PathBuf {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Removes temporaries of earlier runs for the same target whose process is gone
+/// (a crash or `kill -9` leaves them behind).
+fn remove_stale_temporaries(target: &Path) {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}.tributary-");
+    let Ok(entries) = std::fs::read_dir(parent_dir(target)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let alive = Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && file_name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// What was written.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutputSummary {
+    pub path: PathBuf,
+    pub rows: u64,
+    pub row_groups: usize,
+    pub bytes: u64,
+}
+
+/// Writer properties for the output.
+pub fn writer_properties(compression: Compression) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(compression)
+        .set_created_by(format!("tributary version {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// An open Parquet file receiving encoded row groups.
+#[must_use = "a sink removes its temporary file unless committed"]
+pub struct ParquetSink {
+    temp: TempFile,
+    writer: SerializedFileWriter<File>,
+    factory: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+    props: WriterProperties,
+    row_group_rows: Vec<u64>,
+}
+
+impl ParquetSink {
+    pub fn new(mut temp: TempFile, schema: SchemaRef, props: WriterProperties) -> Result<ParquetSink> {
+        let target = temp.target.clone();
+        let file = temp.take_file();
+        let (writer, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props.clone()))
+            .and_then(|w| w.into_serialized_writer())
+            .map_err(|e| Error::output(&target, e))?;
+        Ok(ParquetSink {
+            temp,
+            writer,
+            factory,
+            schema,
+            props,
+            row_group_rows: Vec::new(),
+        })
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The output path, for messages.
+    pub fn path_hint(&self) -> PathBuf {
+        self.temp.target.clone()
+    }
+
+    /// Column writers for a new row group.
+    pub fn column_writers(&self) -> Result<Vec<ArrowColumnWriter>> {
+        self.factory
+            .create_column_writers(self.row_group_rows.len())
+            .map_err(|e| Error::output(&self.temp.target, e))
+    }
+
+    /// Appends an encoded row group; returns its index.
+    pub fn append(&mut self, chunks: Vec<ArrowColumnChunk>, rows: u64) -> Result<usize> {
+        let target = self.temp.target.clone();
+        let err = |e| Error::output(&target, e);
+        let mut group = self.writer.next_row_group().map_err(err)?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut group).map_err(err)?;
+        }
+        group.close().map_err(err)?;
+        self.row_group_rows.push(rows);
+        Ok(self.row_group_rows.len() - 1)
+    }
+
+    /// Writes the footer with `metadata`, leaves out the row groups in `exclude`, and
+    /// moves the file into place.
+    pub fn commit(mut self, metadata: Vec<(String, String)>, exclude: &BTreeSet<usize>) -> Result<OutputSummary> {
+        let target = self.temp.target.clone();
+        let err = |e: parquet::errors::ParquetError| Error::output(&target, e);
+        for (key, value) in &metadata {
+            self.writer
+                .append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
+        }
+        self.writer.close().map_err(err)?;
+        let mut rows: u64 = self.row_group_rows.iter().sum();
+        let mut row_groups = self.row_group_rows.len();
+        let temp = if exclude.is_empty() {
+            self.temp
+        } else {
+            let keep: Vec<usize> = (0..self.row_group_rows.len()).filter(|i| !exclude.contains(i)).collect();
+            rows = keep.iter().map(|i| self.row_group_rows[*i]).sum();
+            row_groups = keep.len();
+            rewrite_without(&self.temp, keep, self.schema.clone(), self.props.clone(), &metadata)?
+        };
+        temp.persist()?;
+        let bytes = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+        Ok(OutputSummary {
+            path: target,
+            rows,
+            row_groups,
+            bytes,
+        })
+    }
+}
+
+/// Copies the row groups in `keep` into a new temporary file. Only used when tasks failed
+/// under `--allow-partial` after writing rows: the common path never rewrites.
+fn rewrite_without(
+    source: &TempFile,
+    keep: Vec<usize>,
+    schema: SchemaRef,
+    props: WriterProperties,
+    metadata: &[(String, String)],
+) -> Result<TempFile> {
+    let target = &source.target;
+    let err = |e: parquet::errors::ParquetError| Error::output(target, e);
+    let mut out = TempFile::create(target)?;
+    let file = File::open(source.path()).map_err(|e| Error::output(target, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(err)?
+        .with_row_groups(keep)
+        .build()
+        .map_err(err)?;
+    let mut writer = ArrowWriter::try_new(out.take_file(), schema, Some(props)).map_err(err)?;
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::output(target, e))?;
+        writer.write(&batch).map_err(err)?;
+    }
+    for (key, value) in metadata {
+        writer.append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
+    }
+    writer.close().map_err(err)?;
+    Ok(out)
+}

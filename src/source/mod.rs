@@ -1,0 +1,104 @@
+//! Sources: one module per database kind. Each opens a pool for a shard (lazily: no
+//! connection until a task needs one) and runs a task's query, streaming record batches to
+//! the merger. A task that does not finish (error, deadline, abort) cancels its statement
+//! on the server and never hands its connection back to the pool.
+
+pub mod postgres;
+pub mod sqlite;
+pub mod tls;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::{RunOptions, ShardConfig, SourceConfig};
+use crate::error::TaskError;
+use crate::merge::BatchSender;
+use crate::plan::TaskQuery;
+
+/// What a running task needs besides its query.
+pub struct TaskContext {
+    pub sender: BatchSender,
+    /// Rows per batch sent to the merger.
+    pub batch_size: usize,
+    /// The task's deadline, if any: the server-side `statement_timeout` backs it up.
+    pub deadline: Option<Duration>,
+    /// Called with the number of rows in each batch sent.
+    pub on_rows: Box<dyn Fn(u64) + Send + Sync>,
+    pub cancels: Cancels,
+}
+
+/// Decoded bytes after which a batch is sent even if it has fewer rows than `batch_size`
+/// (wide rows): keeps the per-task buffer small.
+pub const BATCH_BYTES: usize = 8 << 20;
+
+/// Server-side cancellations in flight. They are started from `Drop` (a task can be
+/// dropped at any await point), and the run waits for them before it returns, so that no
+/// statement of ours is left running when the process exits.
+#[derive(Clone, Default)]
+pub struct Cancels(Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>);
+
+impl Cancels {
+    pub fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(fut);
+        self.0.lock().expect("not poisoned").push(handle);
+    }
+
+    /// Waits for every cancellation started so far, at most `limit`.
+    pub async fn wait(&self, limit: Duration) {
+        let handles: Vec<_> = std::mem::take(&mut *self.0.lock().expect("not poisoned"));
+        let all = futures_util::future::join_all(handles);
+        let _ = tokio::time::timeout(limit, all).await;
+    }
+}
+
+/// A shard's connection pool.
+pub enum ShardPool {
+    Postgres(postgres::PgShard),
+    Sqlite(sqlite::SqliteShard),
+}
+
+impl ShardPool {
+    /// Builds the pool; opens no connection.
+    pub fn open(shard: &ShardConfig, options: &RunOptions) -> Result<ShardPool, TaskError> {
+        let size = shard.pool_size.unwrap_or(options.pool_size);
+        match &shard.source {
+            SourceConfig::Postgres(pg) => {
+                postgres::PgShard::new(&shard.name, pg, size, options.connect_timeout).map(ShardPool::Postgres)
+            }
+            SourceConfig::Sqlite(s) => Ok(ShardPool::Sqlite(sqlite::SqliteShard::new(
+                &shard.name,
+                s,
+                size,
+                options.connect_timeout,
+            ))),
+        }
+    }
+
+    /// Connections this pool may hold.
+    pub fn size(&self) -> usize {
+        match self {
+            ShardPool::Postgres(p) => p.size(),
+            ShardPool::Sqlite(s) => s.size(),
+        }
+    }
+
+    /// Runs one task; returns the rows it sent.
+    pub async fn run(&self, query: &TaskQuery, ctx: &TaskContext) -> Result<u64, TaskError> {
+        match (self, query) {
+            (ShardPool::Postgres(p), TaskQuery::Postgres { sql }) => p.run(sql, ctx).await,
+            (ShardPool::Sqlite(s), TaskQuery::Sqlite { sql, binds }) => s.run(sql, binds, ctx).await,
+            _ => unreachable!("the planner renders each task for its shard's kind"),
+        }
+    }
+}
+
+/// Refuses results that name a column twice: Parquet readers cannot tell them apart.
+pub fn check_unique_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(format!("the result has two columns named `{name}`; give one an alias"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,475 @@
+//! SQLite: files opened read-only through sqlx's pool. Rows arrive as sqlx rows and are
+//! typed by the rule in [`SqliteKind`]. A deadline or an abort interrupts the running
+//! statement inside SQLite (through its progress handler), and the connection is closed
+//! rather than returned to the pool.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, NullArray,
+    RecordBatch, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use futures_util::TryStreamExt;
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
+use sqlx::{Column, Executor, Row, Sqlite, SqlSafeStr, SqlitePool, TypeInfo, ValueRef};
+
+use crate::config::shards::SqliteSource;
+use crate::error::{TaskError, TaskErrorKind};
+use crate::sql::ParamValue;
+use crate::types::SqliteKind;
+
+use super::{TaskContext, check_unique_names};
+
+/// SQLite virtual-machine steps between checks for a cancel: frequent enough to stop
+/// within milliseconds, rare enough to cost nothing measurable.
+const PROGRESS_STEPS: i32 = 10_000;
+/// Rows a task holds back while a column typed by its values has seen only NULLs, so that
+/// its type can still be learned before the first batch is sent.
+const MAX_HELD_ROWS: usize = 1 << 16;
+
+pub struct SqliteShard {
+    name: String,
+    path: String,
+    pool: SqlitePool,
+    size: usize,
+}
+
+impl SqliteShard {
+    pub fn new(name: &str, source: &SqliteSource, size: usize, connect_timeout: Duration) -> SqliteShard {
+        let options = SqliteConnectOptions::new()
+            .filename(&source.path)
+            .read_only(true)
+            .create_if_missing(false);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(size as u32)
+            .acquire_timeout(connect_timeout)
+            .connect_lazy_with(options);
+        SqliteShard {
+            name: name.to_string(),
+            path: source.path.display().to_string(),
+            pool,
+            size,
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    fn error(&self, kind: TaskErrorKind) -> TaskError {
+        TaskError::new(&self.name, kind)
+    }
+
+    pub async fn run(&self, sql: &str, binds: &[ParamValue], ctx: &TaskContext) -> Result<u64, TaskError> {
+        let mut conn = self.pool.acquire().await.map_err(|e| {
+            self.error(TaskErrorKind::Connect {
+                target: format!("sqlite://{}", self.path),
+                message: e.to_string(),
+            })
+        })?;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        {
+            let flag = cancelled.clone();
+            let mut handle = conn.lock_handle().await.map_err(|e| self.server(e))?;
+            handle.set_progress_handler(PROGRESS_STEPS, move || !flag.load(Ordering::Relaxed));
+        }
+        let mut checkout = Checkout {
+            flag: cancelled,
+            conn: Some(conn),
+        };
+        let conn = checkout.conn.as_mut().expect("present until released");
+        let rows = self.stream(conn, sql, binds, ctx).await?;
+        if let Some(mut conn) = checkout.conn.take() {
+            if let Ok(mut handle) = conn.lock_handle().await {
+                handle.remove_progress_handler();
+            }
+        }
+        Ok(rows)
+    }
+
+    fn server(&self, e: sqlx::Error) -> TaskError {
+        let sqlstate = e.as_database_error().and_then(|d| d.code().map(|c| c.into_owned()));
+        let message = match e.as_database_error() {
+            Some(d) => d.message().to_string(),
+            None => e.to_string(),
+        };
+        if message.contains("interrupted") {
+            return self.error(TaskErrorKind::Server { sqlstate: None, message });
+        }
+        self.error(TaskErrorKind::Server { sqlstate, message })
+    }
+
+    async fn stream(
+        &self,
+        conn: &mut PoolConnection<Sqlite>,
+        sql: &str,
+        binds: &[ParamValue],
+        ctx: &TaskContext,
+    ) -> Result<u64, TaskError> {
+        let statement = conn
+            .prepare(sqlx::AssertSqlSafe(sql.to_string()).into_sql_str())
+            .await
+            .map_err(|e| self.server(e))?;
+        let columns: Vec<(String, SqliteKind)> = sqlx::Statement::columns(&statement)
+            .iter()
+            .map(|c| (c.name().to_string(), SqliteKind::from_declared(c.type_info().name())))
+            .collect();
+        check_unique_names(columns.iter().map(|(n, _)| n.as_str()))
+            .map_err(|message| self.error(TaskErrorKind::Schema { message }))?;
+        let mut batcher = Batcher::new(columns);
+        ctx.sender.schema(batcher.schema());
+
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+        for value in binds {
+            query = match value {
+                ParamValue::Text(s) => query.bind(s.clone()),
+                ParamValue::Int(i) => query.bind(*i),
+                ParamValue::Float(f) => query.bind(*f),
+                ParamValue::Bool(b) => query.bind(*b),
+            };
+        }
+        let mut rows = query.fetch(&mut **conn);
+        let mut sent = 0u64;
+        while let Some(row) = rows.try_next().await.map_err(|e| self.server(e))? {
+            batcher.push(&row).map_err(|(column, message)| self.error(TaskErrorKind::Decode { column, message }))?;
+            if batcher.ready(ctx.batch_size) {
+                sent += self.send(&mut batcher, ctx).await?;
+            }
+        }
+        sent += self.send(&mut batcher, ctx).await?;
+        Ok(sent)
+    }
+
+    async fn send(&self, batcher: &mut Batcher, ctx: &TaskContext) -> Result<u64, TaskError> {
+        let batch = batcher
+            .take()
+            .map_err(|(column, message)| self.error(TaskErrorKind::Decode { column, message }))?;
+        let n = batch.num_rows() as u64;
+        if n > 0 {
+            ctx.sender.batch(batch).await;
+            (ctx.on_rows)(n);
+        }
+        Ok(n)
+    }
+}
+
+/// A pooled connection in use by a task. Dropped before the task finished (error,
+/// deadline, abort), it interrupts the running statement inside SQLite and closes the
+/// connection instead of returning it to the pool.
+struct Checkout {
+    flag: Arc<AtomicBool>,
+    conn: Option<PoolConnection<Sqlite>>,
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            self.flag.store(true, Ordering::Relaxed);
+            conn.close_on_drop();
+        }
+    }
+}
+
+/// A SQLite value, owned, as the storage class it was stored with.
+#[derive(Debug, Clone)]
+enum Value {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl Value {
+    fn class(&self) -> &'static str {
+        match self {
+            Value::Null => "NULL",
+            Value::Int(_) => "INTEGER",
+            Value::Real(_) => "REAL",
+            Value::Text(_) => "TEXT",
+            Value::Blob(_) => "BLOB",
+        }
+    }
+}
+
+fn read(row: &SqliteRow, i: usize) -> Result<Value, String> {
+    let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let class = raw.type_info().name().to_string();
+    let e = |e: sqlx::Error| e.to_string();
+    Ok(match class.as_str() {
+        "INTEGER" => Value::Int(row.try_get_unchecked::<i64, _>(i).map_err(e)?),
+        "REAL" => Value::Real(row.try_get_unchecked::<f64, _>(i).map_err(e)?),
+        "TEXT" => Value::Text(row.try_get_unchecked::<String, _>(i).map_err(e)?),
+        _ => Value::Blob(row.try_get_unchecked::<Vec<u8>, _>(i).map_err(e)?),
+    })
+}
+
+/// Collects rows column by column and turns them into batches of a fixed schema.
+struct Batcher {
+    names: Vec<String>,
+    /// Declared kinds; `ByValue` columns are resolved from their first non-NULL values.
+    kinds: Vec<SqliteKind>,
+    resolved: Vec<Option<SqliteKind>>,
+    values: Vec<Vec<Value>>,
+    /// Whether a batch was sent: from then on the schema is fixed.
+    started: bool,
+}
+
+impl Batcher {
+    fn new(columns: Vec<(String, SqliteKind)>) -> Batcher {
+        let (names, kinds): (Vec<_>, Vec<_>) = columns.into_iter().unzip();
+        let resolved = kinds
+            .iter()
+            .map(|k| (*k != SqliteKind::ByValue).then_some(*k))
+            .collect();
+        let values = vec![Vec::new(); names.len()];
+        Batcher {
+            names,
+            kinds,
+            resolved,
+            values,
+            started: false,
+        }
+    }
+
+    fn schema(&self) -> SchemaRef {
+        let fields: Vec<Field> = self
+            .names
+            .iter()
+            .zip(&self.resolved)
+            .map(|(name, kind)| {
+                let data_type = kind.and_then(|k| k.data_type()).unwrap_or(DataType::Null);
+                Field::new(name, data_type, true)
+            })
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    fn rows(&self) -> usize {
+        self.values.first().map_or(0, Vec::len)
+    }
+
+    fn push(&mut self, row: &SqliteRow) -> Result<(), (String, String)> {
+        for (i, column) in self.values.iter_mut().enumerate() {
+            let value = read(row, i).map_err(|m| (self.names[i].clone(), m))?;
+            column.push(value);
+        }
+        Ok(())
+    }
+
+    /// Whether a batch should be sent now.
+    fn ready(&self, batch_size: usize) -> bool {
+        let rows = self.rows();
+        if rows < batch_size {
+            return false;
+        }
+        let unresolved = !self.started
+            && self
+                .resolved
+                .iter()
+                .zip(&self.values)
+                .any(|(r, v)| r.is_none() && v.iter().all(|x| matches!(x, Value::Null)));
+        !unresolved || rows >= MAX_HELD_ROWS
+    }
+
+    fn take(&mut self) -> Result<RecordBatch, (String, String)> {
+        if !self.started {
+            for (i, column) in self.values.iter().enumerate() {
+                if self.resolved[i].is_none() {
+                    self.resolved[i] = by_values(column);
+                }
+            }
+        }
+        self.started = true;
+        let rows = self.rows();
+        let mut arrays = Vec::with_capacity(self.values.len());
+        for (i, column) in self.values.iter_mut().enumerate() {
+            let values = std::mem::take(column);
+            let kind = match (self.resolved[i], self.kinds[i]) {
+                (Some(k), _) => k,
+                // Still untyped (only NULLs so far): a NULL column.
+                (None, _) => {
+                    if let Some(v) = values.iter().find(|v| !matches!(v, Value::Null)) {
+                        return Err((
+                            self.names[i].clone(),
+                            format!(
+                                "only NULLs in the first rows, then a {} value; the column's type was already fixed as NULL",
+                                v.class()
+                            ),
+                        ));
+                    }
+                    arrays.push(Arc::new(NullArray::new(rows)) as ArrayRef);
+                    continue;
+                }
+            };
+            let declared = self.kinds[i] != SqliteKind::ByValue;
+            arrays.push(build(kind, values, declared).map_err(|m| (self.names[i].clone(), m))?);
+        }
+        RecordBatch::try_new_with_options(
+            self.schema(),
+            arrays,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+        )
+        .map_err(|e| (String::from("(batch)"), e.to_string()))
+    }
+}
+
+/// Rule 2 of [`SqliteKind`]: the type the values call for, if any is not NULL.
+fn by_values(values: &[Value]) -> Option<SqliteKind> {
+    let mut kind = None;
+    for v in values {
+        kind = match (kind, v) {
+            (k, Value::Null) => k,
+            (_, Value::Text(_)) => return Some(SqliteKind::Text),
+            (Some(SqliteKind::Blob), _) | (_, Value::Blob(_)) => Some(SqliteKind::Blob),
+            (Some(SqliteKind::Float64), _) | (_, Value::Real(_)) => Some(SqliteKind::Float64),
+            (_, Value::Int(_)) => Some(SqliteKind::Int64),
+        };
+    }
+    kind
+}
+
+fn misfit(v: &Value, kind: SqliteKind, declared: bool) -> String {
+    let shown = match v {
+        Value::Text(t) if t.len() > 40 => format!("'{}…'", &t[..t.char_indices().nth(40).map_or(t.len(), |(i, _)| i)]),
+        Value::Text(t) => format!("'{t}'"),
+        Value::Int(i) => i.to_string(),
+        Value::Real(r) => r.to_string(),
+        Value::Blob(b) => format!("<{} bytes>", b.len()),
+        Value::Null => "NULL".into(),
+    };
+    let typed = if declared {
+        format!("declared {kind:?}")
+    } else {
+        format!("typed {kind:?} by its first values")
+    };
+    format!("the column is {typed} but holds the {} value {shown}", v.class())
+}
+
+fn build(kind: SqliteKind, values: Vec<Value>, declared: bool) -> Result<ArrayRef, String> {
+    let n = values.len();
+    macro_rules! fill {
+        ($builder:expr, $convert:expr) => {{
+            let mut b = $builder;
+            for v in &values {
+                match v {
+                    Value::Null => b.append_null(),
+                    other => match $convert(other) {
+                        Some(x) => b.append_value(x),
+                        None => return Err(misfit(other, kind, declared)),
+                    },
+                }
+            }
+            Arc::new(b.finish()) as ArrayRef
+        }};
+    }
+    Ok(match kind {
+        SqliteKind::Int64 => fill!(Int64Builder::with_capacity(n), |v: &Value| match v {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }),
+        SqliteKind::Float64 => fill!(Float64Builder::with_capacity(n), |v: &Value| match v {
+            Value::Int(i) => Some(*i as f64),
+            Value::Real(r) => Some(*r),
+            _ => None,
+        }),
+        SqliteKind::Text | SqliteKind::ByValue => fill!(StringBuilder::with_capacity(n, n * 16), |v: &Value| match v {
+            Value::Text(t) => Some(t.clone()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Real(r) => Some(r.to_string()),
+            _ => None,
+        }),
+        SqliteKind::Blob => fill!(BinaryBuilder::with_capacity(n, n * 16), |v: &Value| match v {
+            Value::Blob(b) => Some(b.clone()),
+            Value::Text(t) => Some(t.clone().into_bytes()),
+            _ => None,
+        }),
+        SqliteKind::Bool => fill!(BooleanBuilder::with_capacity(n), |v: &Value| match v {
+            Value::Int(0) => Some(false),
+            Value::Int(1) => Some(true),
+            _ => None,
+        }),
+        SqliteKind::Date => fill!(Date32Builder::with_capacity(n), |v: &Value| match v {
+            Value::Text(t) => parse_date(t),
+            _ => None,
+        }),
+        SqliteKind::Timestamp => fill!(TimestampMicrosecondBuilder::with_capacity(n), |v: &Value| match v {
+            Value::Text(t) => parse_timestamp(t),
+            Value::Int(s) => s.checked_mul(1_000_000),
+            Value::Real(s) => Some((s * 1e6).round() as i64),
+            _ => None,
+        }),
+        SqliteKind::Time => fill!(Time64MicrosecondBuilder::with_capacity(n), |v: &Value| match v {
+            Value::Text(t) => parse_time(t),
+            _ => None,
+        }),
+    })
+}
+
+fn parse_date(t: &str) -> Option<i32> {
+    let d = NaiveDate::parse_from_str(t.trim(), "%Y-%m-%d").ok()?;
+    Some((d - NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() as i32)
+}
+
+/// ISO-8601 text as SQLite's date functions write it, with an optional offset (converted
+/// to UTC).
+fn parse_timestamp(t: &str) -> Option<i64> {
+    let t = t.trim();
+    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Some(dt.timestamp_micros());
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(t, format) {
+            return Some(dt.and_utc().timestamp_micros());
+        }
+    }
+    NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        .ok()
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros())
+}
+
+fn parse_time(t: &str) -> Option<i64> {
+    let t = t.trim();
+    let time = NaiveTime::parse_from_str(t, "%H:%M:%S%.f")
+        .or_else(|_| NaiveTime::parse_from_str(t, "%H:%M"))
+        .ok()?;
+    Some(time.num_seconds_from_midnight() as i64 * 1_000_000 + (time.nanosecond() / 1000) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_by_values() {
+        assert_eq!(by_values(&[Value::Null, Value::Int(1)]), Some(SqliteKind::Int64));
+        assert_eq!(by_values(&[Value::Int(1), Value::Real(1.5)]), Some(SqliteKind::Float64));
+        assert_eq!(by_values(&[Value::Real(1.5), Value::Int(1)]), Some(SqliteKind::Float64));
+        assert_eq!(by_values(&[Value::Int(1), Value::Text("a".into())]), Some(SqliteKind::Text));
+        assert_eq!(by_values(&[Value::Null]), None);
+    }
+
+    #[test]
+    fn misfits_name_the_value() {
+        let err = build(SqliteKind::Int64, vec![Value::Int(1), Value::Text("abc".into())], true).unwrap_err();
+        assert_eq!(err, "the column is declared Int64 but holds the TEXT value 'abc'");
+    }
+
+    #[test]
+    fn dates_and_times() {
+        assert_eq!(parse_date("1970-01-02"), Some(1));
+        assert_eq!(parse_timestamp("1970-01-01 00:00:01.5"), Some(1_500_000));
+        assert_eq!(parse_timestamp("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_timestamp("1970-01-02"), Some(86_400_000_000));
+        assert_eq!(parse_time("00:01:00.25"), Some(60_250_000));
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+}
