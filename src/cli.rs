@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{RunArgs, parse_duration};
 
 #[derive(Debug, Parser)]
-#[command(name = "tributary", version, about = "Fan SQL out across many database shards at once and land the merged result as Parquet.")]
+#[command(
+    name = "tributary",
+    version,
+    about = "Fan SQL out across many database shards at once and land the merged result as Parquet."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -102,10 +106,15 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
     let (name, value) = s
         .split_once('=')
         .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
-        return Err(format!("`{name}` is not a parameter name (letters, digits and _)"));
+        return Err(format!(
+            "`{name}` is not a parameter name (letters, digits and _)"
+        ));
     }
     Ok((name.to_string(), value.to_string()))
 }

@@ -74,7 +74,10 @@ pub async fn execute(
     );
 
     let global = Arc::new(Semaphore::new(config.options.concurrency));
-    let per_shard: Vec<Arc<Semaphore>> = pools.iter().map(|p| Arc::new(Semaphore::new(p.size()))).collect();
+    let per_shard: Vec<Arc<Semaphore>> = pools
+        .iter()
+        .map(|p| Arc::new(Semaphore::new(p.size())))
+        .collect();
     let cancels = Cancels::default();
     let mut set = JoinSet::new();
     let mut counters = Vec::with_capacity(plan.tasks.len());
@@ -199,7 +202,12 @@ async fn run_task(pool: &ShardPool, task: &Task, ctx: &TaskContext) -> Result<u6
     let result = match ctx.deadline {
         Some(after) => tokio::time::timeout(after, pool.run(&task.query, ctx))
             .await
-            .unwrap_or_else(|_| Err(TaskError::new(&task.shard_name, TaskErrorKind::Timeout { after }))),
+            .unwrap_or_else(|_| {
+                Err(TaskError::new(
+                    &task.shard_name,
+                    TaskErrorKind::Timeout { after },
+                ))
+            }),
         None => pool.run(&task.query, ctx).await,
     };
     result.map_err(|mut e| {
@@ -254,9 +262,21 @@ fn metadata(config: &JobConfig, plan: &Plan, reports: &[TaskReport]) -> Vec<(Str
     vec![
         ("tributary.version".into(), env!("CARGO_PKG_VERSION").into()),
         ("tributary.query".into(), config.query_text.clone()),
-        ("tributary.query_path".into(), config.query_path.display().to_string()),
-        ("tributary.params".into(), serde_json::to_string(&params).expect("serialisable")),
-        ("tributary.shards".into(), serde_json::to_string(&shards).expect("serialisable")),
-        ("tributary.tasks".into(), serde_json::Value::Array(manifest).to_string()),
+        (
+            "tributary.query_path".into(),
+            config.query_path.display().to_string(),
+        ),
+        (
+            "tributary.params".into(),
+            serde_json::to_string(&params).expect("serialisable"),
+        ),
+        (
+            "tributary.shards".into(),
+            serde_json::to_string(&shards).expect("serialisable"),
+        ),
+        (
+            "tributary.tasks".into(),
+            serde_json::Value::Array(manifest).to_string(),
+        ),
     ]
 }

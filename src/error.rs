@@ -47,7 +47,9 @@ pub enum Error {
     Task(#[from] TaskError),
 
     /// Two shards return different columns or types.
-    #[error("shards `{first_shard}` and `{other_shard}` disagree on the result's columns: {detail}")]
+    #[error(
+        "shards `{first_shard}` and `{other_shard}` disagree on the result's columns: {detail}"
+    )]
     SchemaMismatch {
         first_shard: String,
         other_shard: String,

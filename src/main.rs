@@ -29,7 +29,8 @@ async fn run(cli: Cli) -> i32 {
                 Ok(c) => c,
                 Err(e) => return fail(&e),
             };
-            let (report, result) = tributary::run(&config, interactive, tributary::shutdown_signal()).await;
+            let (report, result) =
+                tributary::run(&config, interactive, tributary::shutdown_signal()).await;
             println!("{report}");
             match result {
                 Ok(()) => exit::SUCCESS,
@@ -43,10 +44,12 @@ async fn run(cli: Cli) -> i32 {
             }
             Err(e) => fail(&e),
         },
-        Command::Demo(args) => match tributary::demo::run(&args.dir, args.orders, interactive).await {
-            Ok(()) => exit::SUCCESS,
-            Err(e) => fail(&e),
-        },
+        Command::Demo(args) => {
+            match tributary::demo::run(&args.dir, args.orders, interactive).await {
+                Ok(()) => exit::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
     }
 }
 

@@ -60,7 +60,10 @@ pub struct BatchSender {
 
 impl BatchSender {
     pub fn schema(&self, schema: SchemaRef) {
-        let _ = self.tx.send(Event::Schema { task: self.task, schema });
+        let _ = self.tx.send(Event::Schema {
+            task: self.task,
+            schema,
+        });
     }
 
     /// Sends a batch, waiting while the channel's byte budget is spent.
@@ -68,7 +71,8 @@ impl BatchSender {
         if batch.num_rows() == 0 {
             return;
         }
-        let units = (batch.get_array_memory_size() / PERMIT_UNIT).clamp(1, CHANNEL_BUDGET / PERMIT_UNIT);
+        let units =
+            (batch.get_array_memory_size() / PERMIT_UNIT).clamp(1, CHANNEL_BUDGET / PERMIT_UNIT);
         let permit = self
             .budget
             .clone()
@@ -119,7 +123,10 @@ pub struct MergeSettings {
 pub fn start(
     temp: TempFile,
     settings: MergeSettings,
-) -> (MergeHandle, tokio::task::JoinHandle<Result<Option<OutputSummary>>>) {
+) -> (
+    MergeHandle,
+    tokio::task::JoinHandle<Result<Option<OutputSummary>>>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let budget = Arc::new(Semaphore::new(CHANNEL_BUDGET / PERMIT_UNIT));
     let handle = tokio::task::spawn_blocking(move || Merger::new(temp, settings).run(rx));
@@ -138,7 +145,10 @@ impl Encoder {
     }
 
     fn encoded_bytes(&self) -> usize {
-        self.writers.iter().map(|w| w.get_estimated_total_bytes()).sum()
+        self.writers
+            .iter()
+            .map(|w| w.get_estimated_total_bytes())
+            .sum()
     }
 }
 
@@ -178,7 +188,11 @@ impl Merger {
         while let Some(event) = rx.blocking_recv() {
             match event {
                 Event::Schema { task, schema } => self.observe(task, &schema)?,
-                Event::Batch { task, batch, permit } => {
+                Event::Batch {
+                    task,
+                    batch,
+                    permit,
+                } => {
                     self.observe(task, &batch.schema())?;
                     self.encode(task, batch)?;
                     drop(permit);
@@ -210,13 +224,15 @@ impl Merger {
     /// not known yet.
     fn observe(&mut self, task: usize, schema: &Schema) -> Result<()> {
         let shard = self.settings.task_shards[task].clone();
-        if let Some(col) = &self.settings.shard_column {
-            if schema.fields().iter().any(|f| f.name() == col) {
-                return Err(Error::config(
-                    None,
-                    format!("--shard-column `{col}`: shard `{shard}` already returns a column of that name"),
-                ));
-            }
+        if let Some(col) = &self.settings.shard_column
+            && schema.fields().iter().any(|f| f.name() == col)
+        {
+            return Err(Error::config(
+                None,
+                format!(
+                    "--shard-column `{col}`: shard `{shard}` already returns a column of that name"
+                ),
+            ));
         }
         let Some(slots) = &mut self.slots else {
             self.slots = Some(
@@ -255,7 +271,13 @@ impl Merger {
             if slot.field.name() != field.name() {
                 return Err(mismatch(
                     &slot.origin,
-                    format!("column {} is `{}` in `{}` but `{}` in `{shard}`", i + 1, slot.field.name(), slot.origin, field.name()),
+                    format!(
+                        "column {} is `{}` in `{}` but `{}` in `{shard}`",
+                        i + 1,
+                        slot.field.name(),
+                        slot.origin,
+                        field.name()
+                    ),
                 ));
             }
             if field.data_type() == &DataType::Null {
@@ -314,7 +336,9 @@ impl Merger {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
         if self.settings.shard_column.is_some() {
             let shard = self.settings.task_shards[task].as_str();
-            columns.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(shard, rows))));
+            columns.push(Arc::new(StringArray::from_iter_values(
+                std::iter::repeat_n(shard, rows),
+            )));
         }
         let offset = columns.len();
         for (i, column) in batch.columns().iter().enumerate() {
@@ -368,7 +392,9 @@ impl Merger {
             }
         }
         encoder.rows += batch.num_rows() as u64;
-        if encoder.rows >= self.settings.row_group_size as u64 || encoder.encoded_bytes() >= ROW_GROUP_BYTES {
+        if encoder.rows >= self.settings.row_group_size as u64
+            || encoder.encoded_bytes() >= ROW_GROUP_BYTES
+        {
             self.flush(task)?;
         }
         let total: usize = self.encoders.values().map(Encoder::memory).sum();

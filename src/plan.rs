@@ -79,9 +79,11 @@ impl fmt::Display for Plan {
             }
             writeln!(f, ":")?;
             match &task.query {
-                TaskQuery::Postgres { sql } => {
-                    writeln!(f, "  COPY (\n    {}\n  ) TO STDOUT (FORMAT binary)", sql.trim().replace('\n', "\n    "))?
-                }
+                TaskQuery::Postgres { sql } => writeln!(
+                    f,
+                    "  COPY (\n    {}\n  ) TO STDOUT (FORMAT binary)",
+                    sql.trim().replace('\n', "\n    ")
+                )?,
                 TaskQuery::Sqlite { sql, binds } => {
                     writeln!(f, "  {}", sql.trim().replace('\n', "\n  "))?;
                     for (i, b) in binds.iter().enumerate() {
@@ -97,12 +99,16 @@ impl fmt::Display for Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RunArgs, JobConfig};
+    use crate::config::{JobConfig, RunArgs};
 
     #[test]
     fn one_task_per_shard_rendered_for_its_kind() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("q.sql"), "SELECT * FROM t WHERE d = :day AND r = :day").unwrap();
+        std::fs::write(
+            dir.path().join("q.sql"),
+            "SELECT * FROM t WHERE d = :day AND r = :day",
+        )
+        .unwrap();
         std::fs::write(
             dir.path().join("s.toml"),
             "[shards]\na = \"postgres://u@h/d\"\nb = \"sqlite://b.db\"\n",
@@ -120,7 +126,9 @@ mod tests {
         assert_eq!(plan.tasks.len(), 2);
         assert_eq!(
             plan.tasks[0].query,
-            TaskQuery::Postgres { sql: "SELECT * FROM t WHERE d = '2024-01-01' AND r = '2024-01-01'".into() }
+            TaskQuery::Postgres {
+                sql: "SELECT * FROM t WHERE d = '2024-01-01' AND r = '2024-01-01'".into()
+            }
         );
         assert_eq!(
             plan.tasks[1].query,

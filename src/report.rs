@@ -45,7 +45,11 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn rows(&self) -> u64 {
-        self.tasks.iter().filter(|t| t.outcome == Outcome::Ok).map(|t| t.rows).sum()
+        self.tasks
+            .iter()
+            .filter(|t| t.outcome == Outcome::Ok)
+            .map(|t| t.rows)
+            .sum()
     }
 }
 
@@ -53,7 +57,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -69,7 +73,11 @@ fn bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 impl fmt::Display for RunReport {
@@ -78,7 +86,13 @@ impl fmt::Display for RunReport {
             Some(p) => format!("{} {p}", t.shard),
             None => t.shard.clone(),
         };
-        let width = self.tasks.iter().map(|t| label(t).len()).max().unwrap_or(5).max(5);
+        let width = self
+            .tasks
+            .iter()
+            .map(|t| label(t).len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         let rows_width = self
             .tasks
             .iter()
@@ -86,7 +100,11 @@ impl fmt::Display for RunReport {
             .chain([thousands(self.rows()).len(), 4])
             .max()
             .unwrap_or(4);
-        writeln!(f, "{:<width$}  {:>rows_width$}  {:>8}  outcome", "shard", "rows", "time")?;
+        writeln!(
+            f,
+            "{:<width$}  {:>rows_width$}  {:>8}  outcome",
+            "shard", "rows", "time"
+        )?;
         for t in &self.tasks {
             let outcome = match &t.outcome {
                 Outcome::Ok => "ok".to_string(),
@@ -137,8 +155,10 @@ impl Progress {
             };
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
-        let style = ProgressStyle::with_template("{spinner} {prefix:<16} {human_pos:>12} rows  {per_sec:>14}  {elapsed:>4}  {msg}")
-            .expect("valid template");
+        let style = ProgressStyle::with_template(
+            "{spinner} {prefix:<16} {human_pos:>12} rows  {per_sec:>14}  {elapsed:>4}  {msg}",
+        )
+        .expect("valid template");
         let bars = plan
             .tasks
             .iter()
@@ -149,7 +169,10 @@ impl Progress {
                 bar
             })
             .collect();
-        Progress { multi: Some(multi), bars }
+        Progress {
+            multi: Some(multi),
+            bars,
+        }
     }
 
     pub fn started(&self, task: &Task) {
@@ -183,7 +206,11 @@ impl Progress {
                     thousands(report.rows),
                     report.duration.as_secs_f64()
                 ),
-                Outcome::Failed(e) => tracing::warn!("{}: failed after {:.2}s: {e}", label(task), report.duration.as_secs_f64()),
+                Outcome::Failed(e) => tracing::warn!(
+                    "{}: failed after {:.2}s: {e}",
+                    label(task),
+                    report.duration.as_secs_f64()
+                ),
                 Outcome::Cancelled => tracing::info!("{}: cancelled", label(task)),
             }
         }

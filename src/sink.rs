@@ -13,11 +13,13 @@ use std::path::{Path, PathBuf};
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory};
+use parquet::arrow::arrow_writer::{
+    ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
+};
 use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
-use parquet::file::metadata::KeyValue;
 
 use crate::error::{Error, Result};
 
@@ -36,12 +38,18 @@ impl TempFile {
         let dir = parent_dir(target);
         std::fs::create_dir_all(&dir).map_err(|e| Error::output(target, e))?;
         remove_stale_temporaries(target);
-        let name = target.file_name().expect("validated by config").to_string_lossy();
+        let name = target
+            .file_name()
+            .expect("validated by config")
+            .to_string_lossy();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let path = dir.join(format!(".{name}.tributary-{}-{nanos}.tmp", std::process::id()));
+        let path = dir.join(format!(
+            ".{name}.tributary-{}-{nanos}.tmp",
+            std::process::id()
+        ));
         let file = std::fs::OpenOptions::new()
             .write(true)
             .read(true)
@@ -147,7 +155,11 @@ pub struct ParquetSink {
 }
 
 impl ParquetSink {
-    pub fn new(mut temp: TempFile, schema: SchemaRef, props: WriterProperties) -> Result<ParquetSink> {
+    pub fn new(
+        mut temp: TempFile,
+        schema: SchemaRef,
+        props: WriterProperties,
+    ) -> Result<ParquetSink> {
         let target = temp.target.clone();
         let file = temp.take_file();
         let (writer, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props.clone()))
@@ -194,7 +206,11 @@ impl ParquetSink {
 
     /// Writes the footer with `metadata`, leaves out the row groups in `exclude`, and
     /// moves the file into place.
-    pub fn commit(mut self, metadata: Vec<(String, String)>, exclude: &BTreeSet<usize>) -> Result<OutputSummary> {
+    pub fn commit(
+        mut self,
+        metadata: Vec<(String, String)>,
+        exclude: &BTreeSet<usize>,
+    ) -> Result<OutputSummary> {
         let target = self.temp.target.clone();
         let err = |e: parquet::errors::ParquetError| Error::output(&target, e);
         for (key, value) in &metadata {
@@ -207,10 +223,18 @@ impl ParquetSink {
         let temp = if exclude.is_empty() {
             self.temp
         } else {
-            let keep: Vec<usize> = (0..self.row_group_rows.len()).filter(|i| !exclude.contains(i)).collect();
+            let keep: Vec<usize> = (0..self.row_group_rows.len())
+                .filter(|i| !exclude.contains(i))
+                .collect();
             rows = keep.iter().map(|i| self.row_group_rows[*i]).sum();
             row_groups = keep.len();
-            rewrite_without(&self.temp, keep, self.schema.clone(), self.props.clone(), &metadata)?
+            rewrite_without(
+                &self.temp,
+                keep,
+                self.schema.clone(),
+                self.props.clone(),
+                &metadata,
+            )?
         };
         temp.persist()?;
         let bytes = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);

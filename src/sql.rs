@@ -78,27 +78,38 @@ impl SqlTemplate {
             if !c.is_ascii_whitespace() && !starts_comment(b, i) && c != b';' {
                 has_code = true;
             }
-            if semicolon.is_some() && !c.is_ascii_whitespace() && !starts_comment(b, i) && c != b';' {
+            if semicolon.is_some() && !c.is_ascii_whitespace() && !starts_comment(b, i) && c != b';'
+            {
                 return Err(SqlError::MultipleStatements);
             }
             match c {
                 b'\'' => {
-                    let escapes = i > 0
-                        && matches!(b[i - 1], b'E' | b'e')
-                        && (i < 2 || !is_ident(b[i - 2]));
-                    i = skip_quoted(b, i, b'\'', escapes).ok_or(SqlError::Unterminated("string literal"))?;
+                    let escapes =
+                        i > 0 && matches!(b[i - 1], b'E' | b'e') && (i < 2 || !is_ident(b[i - 2]));
+                    i = skip_quoted(b, i, b'\'', escapes)
+                        .ok_or(SqlError::Unterminated("string literal"))?;
                 }
-                b'"' => i = skip_quoted(b, i, b'"', false).ok_or(SqlError::Unterminated("quoted identifier"))?,
-                b'`' => i = skip_quoted(b, i, b'`', false).ok_or(SqlError::Unterminated("quoted identifier"))?,
+                b'"' => {
+                    i = skip_quoted(b, i, b'"', false)
+                        .ok_or(SqlError::Unterminated("quoted identifier"))?
+                }
+                b'`' => {
+                    i = skip_quoted(b, i, b'`', false)
+                        .ok_or(SqlError::Unterminated("quoted identifier"))?
+                }
                 b'-' if b.get(i + 1) == Some(&b'-') => {
-                    i = b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |p| i + p + 1);
+                    i = b[i..]
+                        .iter()
+                        .position(|&c| c == b'\n')
+                        .map_or(b.len(), |p| i + p + 1);
                 }
                 b'/' if b.get(i + 1) == Some(&b'*') => i = skip_block_comment(b, i)?,
                 b'$' if i == 0 || !is_ident(b[i - 1]) => match dollar_tag(b, i) {
                     Some(tag_len) => {
                         let tag = &b[i..i + tag_len];
                         let body = i + tag_len;
-                        let end = find(&b[body..], tag).ok_or(SqlError::Unterminated("dollar-quoted string"))?;
+                        let end = find(&b[body..], tag)
+                            .ok_or(SqlError::Unterminated("dollar-quoted string"))?;
                         i = body + end + tag_len;
                     }
                     None => i += 1,
@@ -108,7 +119,10 @@ impl SqlTemplate {
                         i += 1;
                     }
                 }
-                b':' if b.get(i + 1).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') => {
+                b':' if b
+                    .get(i + 1)
+                    .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
+                {
                     let start = i + 1;
                     let mut end = start;
                     while end < b.len() && is_ident(b[end]) {
@@ -319,7 +333,10 @@ mod tests {
     }
 
     fn params(pairs: &[(&str, ParamValue)]) -> Params {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     #[test]
@@ -331,7 +348,10 @@ mod tests {
 
     #[test]
     fn casts_and_assignments_are_not_params() {
-        assert_eq!(names("SELECT a::int, f(x := 1), ARRAY[1,2][1:2] FROM t WHERE d = :d::date"), ["d"]);
+        assert_eq!(
+            names("SELECT a::int, f(x := 1), ARRAY[1,2][1:2] FROM t WHERE d = :d::date"),
+            ["d"]
+        );
     }
 
     #[test]
@@ -343,18 +363,33 @@ mod tests {
     fn trailing_semicolon_is_removed_but_two_statements_are_refused() {
         let t = SqlTemplate::parse("SELECT 1; -- done\n").unwrap();
         assert_eq!(t.render_pg_literals(&Params::new()), "SELECT 1");
-        assert_eq!(SqlTemplate::parse("SELECT 1; SELECT 2"), Err(SqlError::MultipleStatements));
+        assert_eq!(
+            SqlTemplate::parse("SELECT 1; SELECT 2"),
+            Err(SqlError::MultipleStatements)
+        );
         assert_eq!(SqlTemplate::parse("  -- nothing\n"), Err(SqlError::Empty));
-        assert_eq!(SqlTemplate::parse("SELECT 'x"), Err(SqlError::Unterminated("string literal")));
+        assert_eq!(
+            SqlTemplate::parse("SELECT 'x"),
+            Err(SqlError::Unterminated("string literal"))
+        );
     }
 
     #[test]
     fn missing_and_unknown_params_are_errors() {
         let t = SqlTemplate::parse("SELECT :a, :b").unwrap();
-        let err = t.check_params(&params(&[("a", ParamValue::Int(1))])).unwrap_err();
-        assert_eq!(err.to_string(), "missing value for parameter :b: pass --param b=VALUE");
         let err = t
-            .check_params(&params(&[("a", ParamValue::Int(1)), ("b", ParamValue::Int(1)), ("c", ParamValue::Int(1))]))
+            .check_params(&params(&[("a", ParamValue::Int(1))]))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "missing value for parameter :b: pass --param b=VALUE"
+        );
+        let err = t
+            .check_params(&params(&[
+                ("a", ParamValue::Int(1)),
+                ("b", ParamValue::Int(1)),
+                ("c", ParamValue::Int(1)),
+            ]))
             .unwrap_err();
         assert_eq!(err, SqlError::UnknownParams(vec!["c".into()]));
     }
@@ -379,7 +414,10 @@ mod tests {
     #[test]
     fn numbered_placeholders_reuse_numbers() {
         let t = SqlTemplate::parse("SELECT :a, :b, :a").unwrap();
-        let p = params(&[("a", ParamValue::Int(1)), ("b", ParamValue::Text("x".into()))]);
+        let p = params(&[
+            ("a", ParamValue::Int(1)),
+            ("b", ParamValue::Text("x".into())),
+        ]);
         let (sql, values) = t.render_numbered(&p);
         assert_eq!(sql, "SELECT ?1, ?2, ?1");
         assert_eq!(values, [&ParamValue::Int(1), &ParamValue::Text("x".into())]);
@@ -388,7 +426,9 @@ mod tests {
     #[test]
     fn nul_bytes_are_refused() {
         let t = SqlTemplate::parse("SELECT :a").unwrap();
-        let err = t.check_params(&params(&[("a", ParamValue::Text("a\0b".into()))])).unwrap_err();
+        let err = t
+            .check_params(&params(&[("a", ParamValue::Text("a\0b".into()))]))
+            .unwrap_err();
         assert_eq!(err, SqlError::NulByte("a".into()));
     }
 }

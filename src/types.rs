@@ -41,7 +41,10 @@ pub enum PgKind {
     Float4,
     Float8,
     /// `numeric(p,s)` with `p <= 38`: exact, as Decimal128(p, s).
-    Decimal { precision: u8, scale: i8 },
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
     /// `numeric` without a declared precision (or wider than Decimal128): the exact
     /// decimal text, never a float.
     NumericText,
@@ -118,7 +121,9 @@ impl PgKind {
             PgKind::Date => DataType::Date32,
             PgKind::Time => DataType::Time64(TimeUnit::Microsecond),
             PgKind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-            PgKind::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+            PgKind::TimestampTz => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))
+            }
             PgKind::Uuid => DataType::FixedSizeBinary(16),
         };
         let field = Field::new(name, data_type, true);
@@ -226,10 +231,25 @@ mod tests {
     #[test]
     fn numeric_typmods() {
         // numeric(12,2): ((12 << 16) | 2) + 4
-        assert_eq!(PgKind::of(&Type::NUMERIC, (12 << 16 | 2) + 4), Ok(PgKind::Decimal { precision: 12, scale: 2 }));
-        assert_eq!(PgKind::of(&Type::NUMERIC, (38 << 16) + 4), Ok(PgKind::Decimal { precision: 38, scale: 0 }));
+        assert_eq!(
+            PgKind::of(&Type::NUMERIC, (12 << 16 | 2) + 4),
+            Ok(PgKind::Decimal {
+                precision: 12,
+                scale: 2
+            })
+        );
+        assert_eq!(
+            PgKind::of(&Type::NUMERIC, (38 << 16) + 4),
+            Ok(PgKind::Decimal {
+                precision: 38,
+                scale: 0
+            })
+        );
         assert_eq!(PgKind::of(&Type::NUMERIC, -1), Ok(PgKind::NumericText));
-        assert_eq!(PgKind::of(&Type::NUMERIC, (39 << 16 | 2) + 4), Ok(PgKind::NumericText));
+        assert_eq!(
+            PgKind::of(&Type::NUMERIC, (39 << 16 | 2) + 4),
+            Ok(PgKind::NumericText)
+        );
     }
 
     #[test]
@@ -242,7 +262,10 @@ mod tests {
     #[test]
     fn timestamptz_is_utc_and_uuid_is_tagged() {
         let f = PgKind::TimestampTz.field("t");
-        assert_eq!(f.data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())));
+        assert_eq!(
+            f.data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
         let f = PgKind::Uuid.field("u");
         assert_eq!(f.extension_type_name(), Some("arrow.uuid"));
         let f = PgKind::Jsonb.field("j");

@@ -104,8 +104,9 @@ impl JobConfig {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| Error::config(Some(path.clone()), format!("cannot read: {e}")))?;
-                let job: JobFile = toml::from_str(&text)
-                    .map_err(|e| Error::config(Some(path.clone()), format!("invalid job file: {e}")))?;
+                let job: JobFile = toml::from_str(&text).map_err(|e| {
+                    Error::config(Some(path.clone()), format!("invalid job file: {e}"))
+                })?;
                 (job, path.parent().unwrap_or(Path::new(".")).to_owned())
             }
             None => (JobFile::default(), PathBuf::from(".")),
@@ -118,7 +119,9 @@ impl JobConfig {
             .query
             .clone()
             .or_else(|| job.query.as_deref().map(in_job))
-            .ok_or_else(|| Error::config(None, "no query: give QUERY.sql or a job file with `query`"))?;
+            .ok_or_else(|| {
+                Error::config(None, "no query: give QUERY.sql or a job file with `query`")
+            })?;
         let query_text = std::fs::read_to_string(&query_path)
             .map_err(|e| Error::config(Some(query_path.clone()), format!("cannot read: {e}")))?;
         let query = SqlTemplate::parse(&query_text)
@@ -140,14 +143,25 @@ impl JobConfig {
             .output
             .clone()
             .or_else(|| job.output.as_deref().map(in_job))
-            .ok_or_else(|| Error::config(job_path.clone(), "no output: pass -o OUT.parquet or set `output` in the job file"))?;
+            .ok_or_else(|| {
+                Error::config(
+                    job_path.clone(),
+                    "no output: pass -o OUT.parquet or set `output` in the job file",
+                )
+            })?;
         if output.file_name().is_none() || output.is_dir() {
-            return Err(Error::config(None, format!("output {} must name a file", output.display())));
+            return Err(Error::config(
+                None,
+                format!("output {} must name a file", output.display()),
+            ));
         }
 
         let mut params = Params::new();
         for (name, value) in &job.params {
-            params.insert(name.clone(), toml_param(value).map_err(|m| job_err(format!("params.{name}: {m}")))?);
+            params.insert(
+                name.clone(),
+                toml_param(value).map_err(|m| job_err(format!("params.{name}: {m}")))?,
+            );
         }
         for (name, value) in &args.params {
             params.insert(name.clone(), ParamValue::Text(value.clone()));
@@ -156,10 +170,15 @@ impl JobConfig {
             .check_params(&params)
             .map_err(|e| Error::config(Some(query_path.clone()), e.to_string()))?;
 
-        let duration = |flag: Option<Duration>, file: &Option<String>, key: &str| -> Result<Option<Duration>> {
+        let duration = |flag: Option<Duration>,
+                        file: &Option<String>,
+                        key: &str|
+         -> Result<Option<Duration>> {
             match (flag, file) {
                 (Some(d), _) => Ok(Some(d)),
-                (None, Some(s)) => parse_duration(s).map(Some).map_err(|m| job_err(format!("{key}: {m}"))),
+                (None, Some(s)) => parse_duration(s)
+                    .map(Some)
+                    .map_err(|m| job_err(format!("{key}: {m}"))),
                 (None, None) => Ok(None),
             }
         };
@@ -168,21 +187,37 @@ impl JobConfig {
             None => Compression::ZSTD(ZstdLevel::default()),
         };
         let options = RunOptions {
-            concurrency: positive(args.concurrency.or(job.concurrency), DEFAULT_CONCURRENCY, "concurrency")?,
-            pool_size: positive(args.pool_size.or(job.pool_size), DEFAULT_POOL_SIZE, "pool_size")?,
+            concurrency: positive(
+                args.concurrency.or(job.concurrency),
+                DEFAULT_CONCURRENCY,
+                "concurrency",
+            )?,
+            pool_size: positive(
+                args.pool_size.or(job.pool_size),
+                DEFAULT_POOL_SIZE,
+                "pool_size",
+            )?,
             query_timeout: duration(args.query_timeout, &job.query_timeout, "query_timeout")?,
-            connect_timeout: duration(args.connect_timeout, &job.connect_timeout, "connect_timeout")?
-                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            connect_timeout: duration(
+                args.connect_timeout,
+                &job.connect_timeout,
+                "connect_timeout",
+            )?
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             shard_column: args.shard_column.clone().or(job.shard_column.clone()),
             compression,
-            row_group_size: positive(args.row_group_size.or(job.row_group_size), DEFAULT_ROW_GROUP_SIZE, "row_group_size")?,
+            row_group_size: positive(
+                args.row_group_size.or(job.row_group_size),
+                DEFAULT_ROW_GROUP_SIZE,
+                "row_group_size",
+            )?,
             batch_size: DEFAULT_BATCH_SIZE,
             allow_partial: args.allow_partial || job.allow_partial.unwrap_or(false),
         };
-        if let Some(col) = &options.shard_column {
-            if col.trim().is_empty() {
-                return Err(Error::config(None, "--shard-column needs a column name"));
-            }
+        if let Some(col) = &options.shard_column
+            && col.trim().is_empty()
+        {
+            return Err(Error::config(None, "--shard-column needs a column name"));
         }
         Ok(JobConfig {
             query_path,
@@ -217,7 +252,8 @@ fn toml_param(value: &toml::Value) -> std::result::Result<ParamValue, String> {
 
 /// A human duration: `30s`, `5m`, `1h30m`, `250ms`.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration `{s}` ({e}); try 30s, 5m or 1h"))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration `{s}` ({e}); try 30s, 5m or 1h"))
 }
 
 /// `zstd`, `zstd:9`, `snappy`, `lz4`, `none`.
@@ -228,7 +264,10 @@ pub fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
         None => (lower.as_str(), None),
     };
     let level: Option<i32> = level
-        .map(|l| l.parse().map_err(|_| format!("invalid compression level in `{s}`")))
+        .map(|l| {
+            l.parse()
+                .map_err(|_| format!("invalid compression level in `{s}`"))
+        })
         .transpose()?;
     match (name, level) {
         ("zstd", None) => Ok(Compression::ZSTD(ZstdLevel::default())),
@@ -238,7 +277,9 @@ pub fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
         ("snappy", None) => Ok(Compression::SNAPPY),
         ("lz4", None) => Ok(Compression::LZ4_RAW),
         ("none" | "uncompressed", None) => Ok(Compression::UNCOMPRESSED),
-        _ => Err(format!("unknown compression `{s}`: use zstd, zstd:LEVEL, snappy, lz4 or none")),
+        _ => Err(format!(
+            "unknown compression `{s}`: use zstd, zstd:LEVEL, snappy, lz4 or none"
+        )),
     }
 }
 
@@ -256,7 +297,11 @@ mod tests {
     fn flags_override_the_job_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "q.sql", "SELECT :day, :n");
-        write(dir.path(), "shards.toml", "[shards]\na = \"sqlite://a.db\"\n");
+        write(
+            dir.path(),
+            "shards.toml",
+            "[shards]\na = \"sqlite://a.db\"\n",
+        );
         let job = write(
             dir.path(),
             "job.toml",
@@ -294,7 +339,11 @@ mod tests {
     fn missing_parameter_names_the_query_file() {
         let dir = tempfile::tempdir().unwrap();
         let q = write(dir.path(), "q.sql", "SELECT :day");
-        let s = write(dir.path(), "shards.toml", "[shards]\na = \"sqlite://a.db\"\n");
+        let s = write(
+            dir.path(),
+            "shards.toml",
+            "[shards]\na = \"sqlite://a.db\"\n",
+        );
         let err = JobConfig::resolve(RunArgs {
             query: Some(q.clone()),
             shards: Some(s),
@@ -311,17 +360,29 @@ mod tests {
     fn unknown_job_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let job = write(dir.path(), "job.toml", "qeury = \"q.sql\"\n");
-        let msg = JobConfig::resolve(RunArgs { job: Some(job), ..Default::default() })
-            .unwrap_err()
-            .to_string();
+        let msg = JobConfig::resolve(RunArgs {
+            job: Some(job),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
         assert!(msg.contains("job.toml") && msg.contains("qeury"), "{msg}");
     }
 
     #[test]
     fn compression_names() {
-        assert_eq!(parse_compression("zstd:9").unwrap(), Compression::ZSTD(ZstdLevel::try_new(9).unwrap()));
-        assert_eq!(parse_compression("ZSTD(3)").unwrap(), Compression::ZSTD(ZstdLevel::try_new(3).unwrap()));
-        assert_eq!(parse_compression("none").unwrap(), Compression::UNCOMPRESSED);
+        assert_eq!(
+            parse_compression("zstd:9").unwrap(),
+            Compression::ZSTD(ZstdLevel::try_new(9).unwrap())
+        );
+        assert_eq!(
+            parse_compression("ZSTD(3)").unwrap(),
+            Compression::ZSTD(ZstdLevel::try_new(3).unwrap())
+        );
+        assert_eq!(
+            parse_compression("none").unwrap(),
+            Compression::UNCOMPRESSED
+        );
         assert!(parse_compression("zstd:99").is_err());
         assert!(parse_compression("gzip").is_err());
     }

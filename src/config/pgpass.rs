@@ -68,15 +68,27 @@ mod tests {
                     db1:5432:sales:reader:first\n\
                     *:*:sales:reader:second\n\
                     *:*:*:*:fallback\n";
-        assert_eq!(lookup(text, "db1", 5432, "sales", "reader").as_deref(), Some("first"));
-        assert_eq!(lookup(text, "db2", 5433, "sales", "reader").as_deref(), Some("second"));
-        assert_eq!(lookup(text, "db2", 5433, "hr", "x").as_deref(), Some("fallback"));
+        assert_eq!(
+            lookup(text, "db1", 5432, "sales", "reader").as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            lookup(text, "db2", 5433, "sales", "reader").as_deref(),
+            Some("second")
+        );
+        assert_eq!(
+            lookup(text, "db2", 5433, "hr", "x").as_deref(),
+            Some("fallback")
+        );
     }
 
     #[test]
     fn escaped_colons_and_backslashes() {
         let text = r"h:5432:d:u:pa\:ss\\word";
-        assert_eq!(lookup(text, "h", 5432, "d", "u").as_deref(), Some(r"pa:ss\word"));
+        assert_eq!(
+            lookup(text, "h", 5432, "d", "u").as_deref(),
+            Some(r"pa:ss\word")
+        );
     }
 
     #[test]
@@ -89,6 +101,9 @@ mod tests {
     #[test]
     fn localhost_matches_unix_socket() {
         let text = "localhost:5432:d:u:pw\n";
-        assert_eq!(lookup(text, "/var/run/postgresql", 5432, "d", "u").as_deref(), Some("pw"));
+        assert_eq!(
+            lookup(text, "/var/run/postgresql", 5432, "d", "u").as_deref(),
+            Some("pw")
+        );
     }
 }

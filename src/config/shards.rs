@@ -27,7 +27,7 @@ pub struct ShardConfig {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum SourceConfig {
-    Postgres(PgSource),
+    Postgres(Box<PgSource>),
     Sqlite(SqliteSource),
 }
 
@@ -102,15 +102,18 @@ pub fn load(path: &Path) -> Result<Vec<ShardConfig>> {
             ));
         }
     }
-    let shards = table.get("shards").ok_or_else(|| {
-        Error::config(Some(path.to_owned()), "no `[shards]` table".to_string())
-    })?;
+    let shards = table
+        .get("shards")
+        .ok_or_else(|| Error::config(Some(path.to_owned()), "no `[shards]` table".to_string()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse_table(shards, base).map_err(|message| Error::config(Some(path.to_owned()), message))
 }
 
 /// Parses a `[shards]` table (from a shards file or a job file).
-pub fn parse_table(value: &toml::Value, base: &Path) -> std::result::Result<Vec<ShardConfig>, String> {
+pub fn parse_table(
+    value: &toml::Value,
+    base: &Path,
+) -> std::result::Result<Vec<ShardConfig>, String> {
     let table = value
         .as_table()
         .ok_or("`shards` must be a table of name = URL".to_string())?;
@@ -139,7 +142,11 @@ fn validate_name(name: &str) -> std::result::Result<(), String> {
     }
 }
 
-fn parse_entry(name: &str, entry: &toml::Value, base: &Path) -> std::result::Result<ShardConfig, String> {
+fn parse_entry(
+    name: &str,
+    entry: &toml::Value,
+    base: &Path,
+) -> std::result::Result<ShardConfig, String> {
     let (url, pool_size, password_env) = match entry {
         toml::Value::String(url) => (url.as_str(), None, None),
         toml::Value::Table(t) => {
@@ -180,10 +187,16 @@ fn parse_entry(name: &str, entry: &toml::Value, base: &Path) -> std::result::Res
 }
 
 /// Parses a shard URL. `password_env` names an environment variable holding the password.
-pub fn parse_url(url: &str, base: &Path, password_env: Option<&str>) -> std::result::Result<SourceConfig, String> {
+pub fn parse_url(
+    url: &str,
+    base: &Path,
+    password_env: Option<&str>,
+) -> std::result::Result<SourceConfig, String> {
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
     match scheme.as_deref() {
-        Some("postgres" | "postgresql") => parse_postgres(url, password_env).map(SourceConfig::Postgres),
+        Some("postgres" | "postgresql") => {
+            parse_postgres(url, password_env).map(|pg| SourceConfig::Postgres(Box::new(pg)))
+        }
         Some("sqlite") => {
             if password_env.is_some() {
                 return Err("`password_env` does not apply to SQLite".into());
@@ -194,7 +207,11 @@ pub fn parse_url(url: &str, base: &Path, password_env: Option<&str>) -> std::res
                 return Err("a SQLite URL needs a path: sqlite://data/a.db".into());
             }
             let path = Path::new(path);
-            let path = if path.is_absolute() { path.to_owned() } else { base.join(path) };
+            let path = if path.is_absolute() {
+                path.to_owned()
+            } else {
+                base.join(path)
+            };
             Ok(SourceConfig::Sqlite(SqliteSource { path }))
         }
         Some(s @ ("mysql" | "mariadb")) => Err(format!("`{s}://` shards are not supported yet")),
@@ -226,7 +243,9 @@ fn parse_postgres(url: &str, password_env: Option<&str>) -> std::result::Result<
             }
             "sslrootcert" => tls.root_cert = Some(PathBuf::from(percent_decode(value))),
             "sslcert" | "sslkey" | "sslpassword" => {
-                return Err(format!("`{key}` (client certificates) is not supported yet"));
+                return Err(format!(
+                    "`{key}` (client certificates) is not supported yet"
+                ));
             }
             _ => {
                 if key == "connect_timeout" {
@@ -293,10 +312,10 @@ fn fill_defaults(config: &mut tokio_postgres::Config) {
             }
         }
     }
-    if config.get_ports().is_empty() {
-        if let Some(p) = std::env::var("PGPORT").ok().and_then(|p| p.parse().ok()) {
-            config.port(p);
-        }
+    if config.get_ports().is_empty()
+        && let Some(p) = std::env::var("PGPORT").ok().and_then(|p| p.parse().ok())
+    {
+        config.port(p);
     }
     if config.get_user().is_none() {
         let user = std::env::var("PGUSER")
@@ -304,10 +323,10 @@ fn fill_defaults(config: &mut tokio_postgres::Config) {
             .unwrap_or_else(|_| "postgres".into());
         config.user(user);
     }
-    if config.get_dbname().is_none() {
-        if let Ok(db) = std::env::var("PGDATABASE") {
-            config.dbname(db);
-        }
+    if config.get_dbname().is_none()
+        && let Ok(db) = std::env::var("PGDATABASE")
+    {
+        config.dbname(db);
     }
     if config.get_application_name().is_none() {
         config.application_name("tributary");
@@ -354,12 +373,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -373,18 +393,23 @@ mod tests {
 
     fn parse(url: &str) -> PgSource {
         match parse_url(url, Path::new("/base"), None).unwrap() {
-            SourceConfig::Postgres(pg) => pg,
+            SourceConfig::Postgres(pg) => *pg,
             other => panic!("expected postgres, got {other:?}"),
         }
     }
 
     #[test]
     fn postgres_url_keeps_libpq_options_and_hides_password() {
-        let pg = parse("postgres://reader:s3cret@db-eu1:6432/sales?sslmode=require&application_name=x&connect_timeout=5");
+        let pg = parse(
+            "postgres://reader:s3cret@db-eu1:6432/sales?sslmode=require&application_name=x&connect_timeout=5",
+        );
         assert_eq!(pg.display, "postgres://reader@db-eu1:6432/sales");
         assert_eq!(pg.tls.mode, SslMode::Require);
         assert_eq!(pg.config.get_application_name(), Some("x"));
-        assert_eq!(pg.config.get_connect_timeout(), Some(&Duration::from_secs(5)));
+        assert_eq!(
+            pg.config.get_connect_timeout(),
+            Some(&Duration::from_secs(5))
+        );
         assert!(pg.has_connect_timeout);
         assert_eq!(pg.config.get_password(), Some(&b"s3cret"[..]));
         let debug = format!("{pg:?}");
@@ -435,17 +460,30 @@ mod tests {
         assert_eq!(shards.len(), 2);
         assert_eq!(shards[1].pool_size, Some(4));
 
-        let value: toml::Value = toml::from_str(r#"b = { url = "postgres://u@h/d", pol_size = 4 }"#).unwrap();
+        let value: toml::Value =
+            toml::from_str(r#"b = { url = "postgres://u@h/d", pol_size = 4 }"#).unwrap();
         let err = parse_table(&value, Path::new("/x")).unwrap_err();
-        assert!(err.contains("shard `b`") && err.contains("pol_size"), "{err}");
+        assert!(
+            err.contains("shard `b`") && err.contains("pol_size"),
+            "{err}"
+        );
 
         let value: toml::Value = toml::from_str(r#""bad name" = "sqlite://a.db""#).unwrap();
-        assert!(parse_table(&value, Path::new("/x")).unwrap_err().contains("bad name"));
+        assert!(
+            parse_table(&value, Path::new("/x"))
+                .unwrap_err()
+                .contains("bad name")
+        );
     }
 
     #[test]
     fn password_env_must_exist() {
-        let err = parse_url("postgres://u@h/d", Path::new("."), Some("TRIBUTARY_TEST_UNSET_VAR")).unwrap_err();
+        let err = parse_url(
+            "postgres://u@h/d",
+            Path::new("."),
+            Some("TRIBUTARY_TEST_UNSET_VAR"),
+        )
+        .unwrap_err();
         assert!(err.contains("TRIBUTARY_TEST_UNSET_VAR"), "{err}");
     }
 }

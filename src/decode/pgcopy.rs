@@ -227,7 +227,11 @@ enum Column {
     UInt32(UInt32Builder),
     Float32(Float32Builder),
     Float64(Float64Builder),
-    Decimal { builder: Decimal128Builder, precision: u8, scale: i8 },
+    Decimal {
+        builder: Decimal128Builder,
+        precision: u8,
+        scale: i8,
+    },
     NumericText(StringBuilder),
     Text(StringBuilder),
     Jsonb(StringBuilder),
@@ -305,11 +309,18 @@ impl Column {
             Column::UInt32(b) => b.append_value(u32::from_be_bytes(fixed(v)?)),
             Column::Float32(b) => b.append_value(f32::from_be_bytes(fixed(v)?)),
             Column::Float64(b) => b.append_value(f64::from_be_bytes(fixed(v)?)),
-            Column::Decimal { builder, precision, scale } => {
+            Column::Decimal {
+                builder,
+                precision,
+                scale,
+            } => {
                 let n = Numeric::parse(v)?;
                 let value = n.to_i128(*scale as u32)?;
                 if value.unsigned_abs() >= 10u128.pow(*precision as u32) {
-                    return Err(format!("{} does not fit numeric({precision},{scale})", n.to_text()));
+                    return Err(format!(
+                        "{} does not fit numeric({precision},{scale})",
+                        n.to_text()
+                    ));
                 }
                 builder.append_value(value)
             }
@@ -341,9 +352,7 @@ impl Column {
                     .ok_or("timestamp out of range")?;
                 b.append_value(micros)
             }
-            Column::Uuid(b) => b
-                .append_value(fixed::<16>(v)?)
-                .map_err(|e| e.to_string())?,
+            Column::Uuid(b) => b.append_value(fixed::<16>(v)?).map_err(|e| e.to_string())?,
         }
         Ok(())
     }
@@ -387,7 +396,11 @@ impl Column {
             Column::UInt32(b) => Arc::new(b.finish()),
             Column::Float32(b) => Arc::new(b.finish()),
             Column::Float64(b) => Arc::new(b.finish()),
-            Column::Decimal { builder, precision, scale } => {
+            Column::Decimal {
+                builder,
+                precision,
+                scale,
+            } => {
                 let array = builder.finish();
                 *builder = decimal_builder(*precision, *scale);
                 Arc::new(array)
@@ -437,13 +450,24 @@ impl<'a> Numeric<'a> {
         if digits.len() != ndigits * 2 {
             return Err("numeric digit count does not match its length".into());
         }
-        if digits.chunks(2).any(|d| u16::from_be_bytes([d[0], d[1]]) > 9999) {
+        if digits
+            .chunks(2)
+            .any(|d| u16::from_be_bytes([d[0], d[1]]) > 9999)
+        {
             return Err("numeric digit out of range".into());
         }
-        if !matches!(sign, NUMERIC_POS | NUMERIC_NEG | NUMERIC_NAN | NUMERIC_PINF | NUMERIC_NINF) {
+        if !matches!(
+            sign,
+            NUMERIC_POS | NUMERIC_NEG | NUMERIC_NAN | NUMERIC_PINF | NUMERIC_NINF
+        ) {
             return Err(format!("unknown numeric sign {sign:#x}"));
         }
-        Ok(Numeric { digits, weight, sign, dscale })
+        Ok(Numeric {
+            digits,
+            weight,
+            sign,
+            dscale,
+        })
     }
 
     fn digit(&self, k: usize) -> u16 {
@@ -484,7 +508,10 @@ impl<'a> Numeric<'a> {
         } else {
             let divisor = 10i128.checked_pow((-exp10) as u32).ok_or_else(overflow)?;
             if acc % divisor != 0 {
-                return Err(format!("{} has more than {scale} decimal places", self.to_text()));
+                return Err(format!(
+                    "{} has more than {scale} decimal places",
+                    self.to_text()
+                ));
             }
             acc /= divisor;
         }
@@ -502,7 +529,11 @@ impl<'a> Numeric<'a> {
         }
         let digit_at = |exp: i64| -> u16 {
             let k = self.weight as i64 - exp;
-            if k >= 0 && (k as usize) < self.ndigits() { self.digit(k as usize) } else { 0 }
+            if k >= 0 && (k as usize) < self.ndigits() {
+                self.digit(k as usize)
+            } else {
+                0
+            }
         };
         if self.weight < 0 || self.ndigits() == 0 {
             out.push('0');
@@ -553,7 +584,11 @@ mod tests {
         assert_eq!(n.to_text(), "12345.678");
         assert_eq!(n.to_i128(3).unwrap(), 12_345_678);
         assert_eq!(n.to_i128(5).unwrap(), 1_234_567_800);
-        assert!(n.to_i128(2).unwrap_err().contains("more than 2 decimal places"));
+        assert!(
+            n.to_i128(2)
+                .unwrap_err()
+                .contains("more than 2 decimal places")
+        );
 
         // -0.0042 = weight -1, digits [42], dscale 4
         let b = numeric_bytes(-1, NUMERIC_NEG, 4, &[42]);
@@ -598,15 +633,29 @@ mod tests {
         vec![
             ("i".into(), PgKind::Int4),
             ("t".into(), PgKind::Text),
-            ("d".into(), PgKind::Decimal { precision: 10, scale: 2 }),
+            (
+                "d".into(),
+                PgKind::Decimal {
+                    precision: 10,
+                    scale: 2,
+                },
+            ),
         ]
     }
 
     fn sample() -> Vec<u8> {
         stream(&[
-            vec![Some(7i32.to_be_bytes().to_vec()), Some(b"seven".to_vec()), Some(numeric_bytes(0, NUMERIC_POS, 2, &[7, 5000]))],
+            vec![
+                Some(7i32.to_be_bytes().to_vec()),
+                Some(b"seven".to_vec()),
+                Some(numeric_bytes(0, NUMERIC_POS, 2, &[7, 5000])),
+            ],
             vec![None, None, None],
-            vec![Some((-1i32).to_be_bytes().to_vec()), Some("ünï".as_bytes().to_vec()), Some(numeric_bytes(0, NUMERIC_NEG, 2, &[1]))],
+            vec![
+                Some((-1i32).to_be_bytes().to_vec()),
+                Some("ünï".as_bytes().to_vec()),
+                Some(numeric_bytes(0, NUMERIC_NEG, 2, &[1])),
+            ],
         ])
     }
 
@@ -615,7 +664,10 @@ mod tests {
         let i = batch.column(0).as_primitive::<Int32Type>();
         assert_eq!((i.value(0), i.is_null(1), i.value(2)), (7, true, -1));
         let t = batch.column(1).as_string::<i32>();
-        assert_eq!((t.value(0), t.is_null(1), t.value(2)), ("seven", true, "ünï"));
+        assert_eq!(
+            (t.value(0), t.is_null(1), t.value(2)),
+            ("seven", true, "ünï")
+        );
         let d = batch.column(2).as_primitive::<Decimal128Type>();
         assert_eq!((d.value(0), d.is_null(1), d.value(2)), (750, true, -100));
     }
@@ -647,7 +699,10 @@ mod tests {
         for cut in 0..data.len() - 1 {
             let mut dec = CopyDecoder::new(&kinds());
             let r = dec.push(&data[..cut]);
-            assert!(r.is_err() || dec.finish() == Err(CopyError::Truncated), "cut at {cut}");
+            assert!(
+                r.is_err() || dec.finish() == Err(CopyError::Truncated),
+                "cut at {cut}"
+            );
         }
     }
 
@@ -659,7 +714,13 @@ mod tests {
         assert!(CopyDecoder::new(&kinds()).push(b"PGCOPX\n").is_err());
         let wrong_size = stream(&[vec![Some(vec![1, 2]), None, None]]);
         let err = CopyDecoder::new(&kinds()).push(&wrong_size).unwrap_err();
-        assert_eq!(err, CopyError::Value { column: 0, message: "expected 4 bytes, got 2".into() });
+        assert_eq!(
+            err,
+            CopyError::Value {
+                column: 0,
+                message: "expected 4 bytes, got 2".into()
+            }
+        );
         let mut neg = stream(&[]);
         neg.truncate(19);
         neg.extend(3i16.to_be_bytes());

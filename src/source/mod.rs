@@ -63,7 +63,8 @@ impl ShardPool {
         let size = shard.pool_size.unwrap_or(options.pool_size);
         match &shard.source {
             SourceConfig::Postgres(pg) => {
-                postgres::PgShard::new(&shard.name, pg, size, options.connect_timeout).map(ShardPool::Postgres)
+                postgres::PgShard::new(&shard.name, pg, size, options.connect_timeout)
+                    .map(ShardPool::Postgres)
             }
             SourceConfig::Sqlite(s) => Ok(ShardPool::Sqlite(sqlite::SqliteShard::new(
                 &shard.name,
@@ -86,7 +87,9 @@ impl ShardPool {
     pub async fn run(&self, query: &TaskQuery, ctx: &TaskContext) -> Result<u64, TaskError> {
         match (self, query) {
             (ShardPool::Postgres(p), TaskQuery::Postgres { sql }) => p.run(sql, ctx).await,
-            (ShardPool::Sqlite(s), TaskQuery::Sqlite { sql, binds }) => s.run(sql, binds, ctx).await,
+            (ShardPool::Sqlite(s), TaskQuery::Sqlite { sql, binds }) => {
+                s.run(sql, binds, ctx).await
+            }
             _ => unreachable!("the planner renders each task for its shard's kind"),
         }
     }
@@ -97,7 +100,9 @@ pub fn check_unique_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Resul
     let mut seen = std::collections::HashSet::new();
     for name in names {
         if !seen.insert(name) {
-            return Err(format!("the result has two columns named `{name}`; give one an alias"));
+            return Err(format!(
+                "the result has two columns named `{name}`; give one an alias"
+            ));
         }
     }
     Ok(())

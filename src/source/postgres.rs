@@ -29,7 +29,12 @@ pub struct PgShard {
 }
 
 impl PgShard {
-    pub fn new(name: &str, source: &PgSource, size: usize, connect_timeout: Duration) -> Result<PgShard, TaskError> {
+    pub fn new(
+        name: &str,
+        source: &PgSource,
+        size: usize,
+        connect_timeout: Duration,
+    ) -> Result<PgShard, TaskError> {
         let fail = |message: String| {
             TaskError::new(
                 name,
@@ -90,7 +95,12 @@ impl PgShard {
         Ok(rows)
     }
 
-    async fn stream(&self, conn: &Checkout, sql: &str, ctx: &TaskContext) -> Result<u64, TaskError> {
+    async fn stream(
+        &self,
+        conn: &Checkout,
+        sql: &str,
+        ctx: &TaskContext,
+    ) -> Result<u64, TaskError> {
         let client = conn.client();
         let classify = |e: tokio_postgres::Error| self.error(classify(&e, ctx.deadline));
         let mut setup = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
@@ -137,7 +147,8 @@ impl PgShard {
         while let Some(chunk) = copy.next().await {
             let chunk = chunk.map_err(classify)?;
             decoder.push(&chunk).map_err(decode_error)?;
-            if decoder.buffered_rows() >= ctx.batch_size || decoder.buffered_bytes() >= BATCH_BYTES {
+            if decoder.buffered_rows() >= ctx.batch_size || decoder.buffered_bytes() >= BATCH_BYTES
+            {
                 rows += send(&mut decoder, ctx).await;
             }
         }
@@ -237,10 +248,10 @@ fn describe(e: &tokio_postgres::Error) -> String {
 fn classify(e: &tokio_postgres::Error, deadline: Option<Duration>) -> TaskErrorKind {
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
-        if code == "57014" {
-            if let Some(after) = deadline {
-                return TaskErrorKind::Timeout { after };
-            }
+        if code == "57014"
+            && let Some(after) = deadline
+        {
+            return TaskErrorKind::Timeout { after };
         }
         if code.starts_with("08") || code == "57P01" {
             return TaskErrorKind::ConnectionLost {
@@ -253,7 +264,9 @@ fn classify(e: &tokio_postgres::Error, deadline: Option<Duration>) -> TaskErrorK
         };
     }
     if e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()) {
-        return TaskErrorKind::ConnectionLost { message: describe(e) };
+        return TaskErrorKind::ConnectionLost {
+            message: describe(e),
+        };
     }
     TaskErrorKind::Server {
         sqlstate: None,

@@ -8,15 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, NullArray,
-    RecordBatch, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder,
+    NullArray, RecordBatch, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use futures_util::TryStreamExt;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
-use sqlx::{Column, Executor, Row, Sqlite, SqlSafeStr, SqlitePool, TypeInfo, ValueRef};
+use sqlx::{Column, Executor, Row, SqlSafeStr, Sqlite, SqlitePool, TypeInfo, ValueRef};
 
 use crate::config::shards::SqliteSource;
 use crate::error::{TaskError, TaskErrorKind};
@@ -40,7 +40,12 @@ pub struct SqliteShard {
 }
 
 impl SqliteShard {
-    pub fn new(name: &str, source: &SqliteSource, size: usize, connect_timeout: Duration) -> SqliteShard {
+    pub fn new(
+        name: &str,
+        source: &SqliteSource,
+        size: usize,
+        connect_timeout: Duration,
+    ) -> SqliteShard {
         let options = SqliteConnectOptions::new()
             .filename(&source.path)
             .read_only(true)
@@ -65,7 +70,12 @@ impl SqliteShard {
         TaskError::new(&self.name, kind)
     }
 
-    pub async fn run(&self, sql: &str, binds: &[ParamValue], ctx: &TaskContext) -> Result<u64, TaskError> {
+    pub async fn run(
+        &self,
+        sql: &str,
+        binds: &[ParamValue],
+        ctx: &TaskContext,
+    ) -> Result<u64, TaskError> {
         let mut conn = self.pool.acquire().await.map_err(|e| {
             self.error(TaskErrorKind::Connect {
                 target: format!("sqlite://{}", self.path),
@@ -84,22 +94,27 @@ impl SqliteShard {
         };
         let conn = checkout.conn.as_mut().expect("present until released");
         let rows = self.stream(conn, sql, binds, ctx).await?;
-        if let Some(mut conn) = checkout.conn.take() {
-            if let Ok(mut handle) = conn.lock_handle().await {
-                handle.remove_progress_handler();
-            }
+        if let Some(mut conn) = checkout.conn.take()
+            && let Ok(mut handle) = conn.lock_handle().await
+        {
+            handle.remove_progress_handler();
         }
         Ok(rows)
     }
 
     fn server(&self, e: sqlx::Error) -> TaskError {
-        let sqlstate = e.as_database_error().and_then(|d| d.code().map(|c| c.into_owned()));
+        let sqlstate = e
+            .as_database_error()
+            .and_then(|d| d.code().map(|c| c.into_owned()));
         let message = match e.as_database_error() {
             Some(d) => d.message().to_string(),
             None => e.to_string(),
         };
         if message.contains("interrupted") {
-            return self.error(TaskErrorKind::Server { sqlstate: None, message });
+            return self.error(TaskErrorKind::Server {
+                sqlstate: None,
+                message,
+            });
         }
         self.error(TaskErrorKind::Server { sqlstate, message })
     }
@@ -117,7 +132,12 @@ impl SqliteShard {
             .map_err(|e| self.server(e))?;
         let columns: Vec<(String, SqliteKind)> = sqlx::Statement::columns(&statement)
             .iter()
-            .map(|c| (c.name().to_string(), SqliteKind::from_declared(c.type_info().name())))
+            .map(|c| {
+                (
+                    c.name().to_string(),
+                    SqliteKind::from_declared(c.type_info().name()),
+                )
+            })
             .collect();
         check_unique_names(columns.iter().map(|(n, _)| n.as_str()))
             .map_err(|message| self.error(TaskErrorKind::Schema { message }))?;
@@ -136,7 +156,9 @@ impl SqliteShard {
         let mut rows = query.fetch(&mut **conn);
         let mut sent = 0u64;
         while let Some(row) = rows.try_next().await.map_err(|e| self.server(e))? {
-            batcher.push(&row).map_err(|(column, message)| self.error(TaskErrorKind::Decode { column, message }))?;
+            batcher.push(&row).map_err(|(column, message)| {
+                self.error(TaskErrorKind::Decode { column, message })
+            })?;
             if batcher.ready(ctx.batch_size) {
                 sent += self.send(&mut batcher, ctx).await?;
             }
@@ -339,7 +361,10 @@ fn by_values(values: &[Value]) -> Option<SqliteKind> {
 
 fn misfit(v: &Value, kind: SqliteKind, declared: bool) -> String {
     let shown = match v {
-        Value::Text(t) if t.len() > 40 => format!("'{}…'", &t[..t.char_indices().nth(40).map_or(t.len(), |(i, _)| i)]),
+        Value::Text(t) if t.len() > 40 => format!(
+            "'{}…'",
+            &t[..t.char_indices().nth(40).map_or(t.len(), |(i, _)| i)]
+        ),
         Value::Text(t) => format!("'{t}'"),
         Value::Int(i) => i.to_string(),
         Value::Real(r) => r.to_string(),
@@ -351,7 +376,10 @@ fn misfit(v: &Value, kind: SqliteKind, declared: bool) -> String {
     } else {
         format!("typed {kind:?} by its first values")
     };
-    format!("the column is {typed} but holds the {} value {shown}", v.class())
+    format!(
+        "the column is {typed} but holds the {} value {shown}",
+        v.class()
+    )
 }
 
 fn build(kind: SqliteKind, values: Vec<Value>, declared: bool) -> Result<ArrayRef, String> {
@@ -381,17 +409,23 @@ fn build(kind: SqliteKind, values: Vec<Value>, declared: bool) -> Result<ArrayRe
             Value::Real(r) => Some(*r),
             _ => None,
         }),
-        SqliteKind::Text | SqliteKind::ByValue => fill!(StringBuilder::with_capacity(n, n * 16), |v: &Value| match v {
-            Value::Text(t) => Some(t.clone()),
-            Value::Int(i) => Some(i.to_string()),
-            Value::Real(r) => Some(r.to_string()),
-            _ => None,
-        }),
-        SqliteKind::Blob => fill!(BinaryBuilder::with_capacity(n, n * 16), |v: &Value| match v {
-            Value::Blob(b) => Some(b.clone()),
-            Value::Text(t) => Some(t.clone().into_bytes()),
-            _ => None,
-        }),
+        SqliteKind::Text | SqliteKind::ByValue => fill!(
+            StringBuilder::with_capacity(n, n * 16),
+            |v: &Value| match v {
+                Value::Text(t) => Some(t.clone()),
+                Value::Int(i) => Some(i.to_string()),
+                Value::Real(r) => Some(r.to_string()),
+                _ => None,
+            }
+        ),
+        SqliteKind::Blob => fill!(
+            BinaryBuilder::with_capacity(n, n * 16),
+            |v: &Value| match v {
+                Value::Blob(b) => Some(b.clone()),
+                Value::Text(t) => Some(t.clone().into_bytes()),
+                _ => None,
+            }
+        ),
         SqliteKind::Bool => fill!(BooleanBuilder::with_capacity(n), |v: &Value| match v {
             Value::Int(0) => Some(false),
             Value::Int(1) => Some(true),
@@ -401,16 +435,22 @@ fn build(kind: SqliteKind, values: Vec<Value>, declared: bool) -> Result<ArrayRe
             Value::Text(t) => parse_date(t),
             _ => None,
         }),
-        SqliteKind::Timestamp => fill!(TimestampMicrosecondBuilder::with_capacity(n), |v: &Value| match v {
-            Value::Text(t) => parse_timestamp(t),
-            Value::Int(s) => s.checked_mul(1_000_000),
-            Value::Real(s) => Some((s * 1e6).round() as i64),
-            _ => None,
-        }),
-        SqliteKind::Time => fill!(Time64MicrosecondBuilder::with_capacity(n), |v: &Value| match v {
-            Value::Text(t) => parse_time(t),
-            _ => None,
-        }),
+        SqliteKind::Timestamp => fill!(
+            TimestampMicrosecondBuilder::with_capacity(n),
+            |v: &Value| match v {
+                Value::Text(t) => parse_timestamp(t),
+                Value::Int(s) => s.checked_mul(1_000_000),
+                Value::Real(s) => Some((s * 1e6).round() as i64),
+                _ => None,
+            }
+        ),
+        SqliteKind::Time => fill!(
+            Time64MicrosecondBuilder::with_capacity(n),
+            |v: &Value| match v {
+                Value::Text(t) => parse_time(t),
+                _ => None,
+            }
+        ),
     })
 }
 
@@ -426,14 +466,22 @@ fn parse_timestamp(t: &str) -> Option<i64> {
     if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(t) {
         return Some(dt.timestamp_micros());
     }
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(t, format) {
             return Some(dt.and_utc().timestamp_micros());
         }
     }
-    NaiveDate::parse_from_str(t, "%Y-%m-%d")
-        .ok()
-        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros())
+    NaiveDate::parse_from_str(t, "%Y-%m-%d").ok().map(|d| {
+        d.and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+            .timestamp_micros()
+    })
 }
 
 fn parse_time(t: &str) -> Option<i64> {
@@ -450,17 +498,37 @@ mod tests {
 
     #[test]
     fn types_by_values() {
-        assert_eq!(by_values(&[Value::Null, Value::Int(1)]), Some(SqliteKind::Int64));
-        assert_eq!(by_values(&[Value::Int(1), Value::Real(1.5)]), Some(SqliteKind::Float64));
-        assert_eq!(by_values(&[Value::Real(1.5), Value::Int(1)]), Some(SqliteKind::Float64));
-        assert_eq!(by_values(&[Value::Int(1), Value::Text("a".into())]), Some(SqliteKind::Text));
+        assert_eq!(
+            by_values(&[Value::Null, Value::Int(1)]),
+            Some(SqliteKind::Int64)
+        );
+        assert_eq!(
+            by_values(&[Value::Int(1), Value::Real(1.5)]),
+            Some(SqliteKind::Float64)
+        );
+        assert_eq!(
+            by_values(&[Value::Real(1.5), Value::Int(1)]),
+            Some(SqliteKind::Float64)
+        );
+        assert_eq!(
+            by_values(&[Value::Int(1), Value::Text("a".into())]),
+            Some(SqliteKind::Text)
+        );
         assert_eq!(by_values(&[Value::Null]), None);
     }
 
     #[test]
     fn misfits_name_the_value() {
-        let err = build(SqliteKind::Int64, vec![Value::Int(1), Value::Text("abc".into())], true).unwrap_err();
-        assert_eq!(err, "the column is declared Int64 but holds the TEXT value 'abc'");
+        let err = build(
+            SqliteKind::Int64,
+            vec![Value::Int(1), Value::Text("abc".into())],
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "the column is declared Int64 but holds the TEXT value 'abc'"
+        );
     }
 
     #[test]

@@ -1,0 +1,193 @@
+//! A small harness: PostgreSQL databases as shards, job files, runs, and Parquet read back.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use tokio_postgres::{Client, NoTls};
+use tributary::{Error, JobConfig, RunArgs, RunReport};
+
+/// The server the tests use; override with TRIBUTARY_TEST_PG.
+pub fn pg_base() -> String {
+    std::env::var("TRIBUTARY_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A connection to `db` on the test server. Fails loudly, saying how to get a server.
+pub async fn connect(db: &str) -> Client {
+    let url = format!("{}/{db}", pg_base());
+    let (client, conn) = match tokio_postgres::connect(&url, NoTls).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "PostgreSQL is not reachable at {url}: {e}\n\
+             These tests need a PostgreSQL server with trust auth for user postgres: start it with\n\
+             `pg_ctlcluster --skip-systemctl-redirect 15 main start`, or point TRIBUTARY_TEST_PG at one."
+        ),
+    };
+    tokio::spawn(conn);
+    client
+}
+
+/// (Re)creates a database for one test's shard and runs `setup` in it; returns its URL.
+pub async fn database(name: &str, setup: &str) -> String {
+    let admin = connect("postgres").await;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap_or_else(|e| panic!("dropping database {name}: {e:?}"));
+    // template0 takes no connections, so tests may create databases concurrently.
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0"))
+        .await
+        .unwrap_or_else(|e| panic!("creating database {name}: {e:?}"));
+    let client = connect(name).await;
+    client
+        .batch_execute(setup)
+        .await
+        .unwrap_or_else(|e| panic!("setting up {name}: {e:?}"));
+    format!("{}/{name}", pg_base())
+}
+
+/// A job's files in a temporary directory.
+pub struct Job {
+    pub dir: tempfile::TempDir,
+    pub args: RunArgs,
+}
+
+impl Job {
+    /// A job running `sql` over `shards` (name, URL), writing `out.parquet`.
+    pub fn new(sql: &str, shards: &[(&str, &str)]) -> Job {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("query.sql"), sql).unwrap();
+        let mut toml = String::from("[shards]\n");
+        for (name, url) in shards {
+            toml.push_str(&format!("{name} = \"{url}\"\n"));
+        }
+        std::fs::write(dir.path().join("shards.toml"), toml).unwrap();
+        let args = RunArgs {
+            query: Some(dir.path().join("query.sql")),
+            shards: Some(dir.path().join("shards.toml")),
+            output: Some(dir.path().join("out.parquet")),
+            ..Default::default()
+        };
+        Job { dir, args }
+    }
+
+    pub fn param(mut self, name: &str, value: &str) -> Job {
+        self.args.params.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn output(&self) -> PathBuf {
+        self.args.output.clone().unwrap()
+    }
+
+    /// Resolves and runs the job.
+    pub async fn run(&self) -> (RunReport, Result<(), Error>) {
+        let config = JobConfig::resolve(self.args.clone()).expect("the job resolves");
+        tributary::run(&config, false, std::future::pending()).await
+    }
+
+    /// Runs the job, which must succeed; returns the batches read back.
+    pub async fn run_ok(&self) -> Vec<RecordBatch> {
+        let (report, result) = self.run().await;
+        if let Err(e) = result {
+            panic!("the run failed: {e}\n{report}");
+        }
+        read_parquet(&self.output())
+    }
+
+    /// Runs the job, which must fail and leave no output; returns the error.
+    pub async fn run_err(&self) -> Error {
+        let (_, result) = self.run().await;
+        let err = result.expect_err("the run should fail");
+        assert!(
+            !self.output().exists(),
+            "a failed run left {}",
+            self.output().display()
+        );
+        assert_no_temporaries(self.dir.path());
+        err
+    }
+}
+
+/// Every record batch of a Parquet file.
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let file = File::open(path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+/// The Parquet file's key-value metadata.
+pub fn parquet_metadata(path: &Path) -> std::collections::HashMap<String, String> {
+    let file = File::open(path).unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .filter_map(|kv| kv.value.clone().map(|v| (kv.key.clone(), v)))
+        .collect()
+}
+
+pub fn concat(batches: &[RecordBatch]) -> RecordBatch {
+    let schema = batches.first().expect("at least one batch").schema();
+    arrow::compute::concat_batches(&schema, batches).unwrap()
+}
+
+pub fn assert_no_temporaries(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tributary-"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left behind: {left:?}");
+}
+
+/// Int64 values of a column, by name.
+pub fn i64_column(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
+    let col = batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"));
+    let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Int64).unwrap();
+    let col = col
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap();
+    col.iter().collect()
+}
+
+/// Utf8 values of a column, by name.
+pub fn str_column(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    let col = batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"));
+    let col = col
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .unwrap();
+    col.iter().map(|v| v.map(String::from)).collect()
+}
+
+/// Rows of our own on the server that are still running a statement (not idle).
+pub async fn active_queries(like: &str) -> Vec<String> {
+    let admin = connect("postgres").await;
+    admin
+        .query(
+            "SELECT query FROM pg_stat_activity WHERE state <> 'idle' AND pid <> pg_backend_pid() AND query LIKE $1",
+            &[&format!("%{like}%")],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}

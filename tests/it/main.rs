@@ -1,0 +1,9 @@
+//! Integration tests against real servers: the PostgreSQL on this machine (several
+//! databases act as shards) and SQLite files. Each test writes a job, runs it, and reads
+//! the Parquet back to compare with what the database itself returns.
+
+mod cli;
+mod demo;
+mod harness;
+mod postgres;
+mod sqlite;
