@@ -29,8 +29,16 @@ pub async fn connect(db: &str) -> Client {
     client
 }
 
+/// The full name of a test database: `TRIBUTARY_TEST_DB_PREFIX` (default `trib`), then
+/// the test's own name, so that two checkouts can run their suites against one server.
+pub fn db(name: &str) -> String {
+    let prefix = std::env::var("TRIBUTARY_TEST_DB_PREFIX").unwrap_or_else(|_| "trib".into());
+    format!("{prefix}_{name}")
+}
+
 /// (Re)creates a database for one test's shard and runs `setup` in it; returns its URL.
 pub async fn database(name: &str, setup: &str) -> String {
+    let name = &db(name);
     let admin = connect("postgres").await;
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

@@ -69,7 +69,7 @@ fn decimal_text(v: i128, scale: u32) -> String {
 
 #[tokio::test]
 async fn every_listed_type_reads_back_as_postgres_returns_it() {
-    let url = harness::database("trib_types", TYPES_SETUP).await;
+    let url = harness::database("types", TYPES_SETUP).await;
     let job = Job::new("SELECT * FROM types ORDER BY id", &[("only", &url)]);
     let batch = concat(&job.run_ok().await);
 
@@ -93,7 +93,7 @@ async fn every_listed_type_reads_back_as_postgres_returns_it() {
     );
 
     // What PostgreSQL returns for the same rows, through tokio-postgres' own decoders.
-    let client = harness::connect("trib_types").await;
+    let client = harness::connect(&harness::db("types")).await;
     let rows = client
         .query(
             "SELECT *, n::text AS n_text, nu::text AS nu_text, j::text AS j_text, jb::text AS jb_text FROM types ORDER BY id",
@@ -213,7 +213,7 @@ async fn every_listed_type_reads_back_as_postgres_returns_it() {
 
 #[tokio::test]
 async fn a_type_without_a_mapping_is_an_error_naming_the_column() {
-    let url = harness::database("trib_unsupported", "SELECT 1").await;
+    let url = harness::database("unsupported", "SELECT 1").await;
     let job = Job::new("SELECT 1 AS ok, '127.0.0.1'::inet AS addr", &[("s1", &url)]);
     let err = job.run_err().await;
     let msg = err.to_string();
@@ -235,9 +235,9 @@ fn shards_setup(first: i64, last: i64) -> String {
 
 #[tokio::test]
 async fn shards_are_merged_with_a_shard_column_and_recorded_in_metadata() {
-    let a = harness::database("trib_merge_a", &shards_setup(1, 20_000)).await;
-    let b = harness::database("trib_merge_b", &shards_setup(20_001, 50_000)).await;
-    let c = harness::database("trib_merge_c", &shards_setup(1, 0)).await;
+    let a = harness::database("merge_a", &shards_setup(1, 20_000)).await;
+    let b = harness::database("merge_b", &shards_setup(20_001, 50_000)).await;
+    let c = harness::database("merge_c", &shards_setup(1, 0)).await;
     let mut job = Job::new(
         "SELECT id, region, amount FROM orders WHERE id >= :min",
         &[("a", &a), ("b", &b), ("c", &c)],
@@ -264,8 +264,8 @@ async fn shards_are_merged_with_a_shard_column_and_recorded_in_metadata() {
         .as_primitive::<arrow::datatypes::Decimal128Type>();
     let total: i128 = amounts.iter().map(|v| v.unwrap()).sum();
     let mut expected = 0i128;
-    for db in ["trib_merge_a", "trib_merge_b"] {
-        let client = harness::connect(db).await;
+    for db in ["merge_a", "merge_b"] {
+        let client = harness::connect(&harness::db(db)).await;
         let row = client
             .query_one(
                 "SELECT (sum(amount) * 100)::bigint FROM orders WHERE id >= 11",
@@ -292,10 +292,10 @@ async fn shards_are_merged_with_a_shard_column_and_recorded_in_metadata() {
 
 #[tokio::test]
 async fn a_query_past_its_deadline_is_cancelled_on_the_server() {
-    let url = harness::database("trib_deadline", "SELECT 1").await;
-    let fast = harness::database("trib_deadline_fast", "SELECT 1").await;
+    let url = harness::database("deadline_sleepy", "SELECT 1").await;
+    let fast = harness::database("deadline_fast", "SELECT 1").await;
     let mut job = Job::new(
-        "SELECT pg_sleep(CASE WHEN current_database() = 'trib_deadline' THEN 60 ELSE 0 END)::text AS slept, 'tributary-deadline-marker' AS m",
+        "SELECT pg_sleep(CASE WHEN current_database() LIKE '%deadline_sleepy' THEN 60 ELSE 0 END)::text AS slept, 'tributary-deadline-marker' AS m",
         &[("sleepy", &url), ("fast", &fast)],
     );
     job.args.query_timeout = Some(Duration::from_secs(1));
@@ -331,11 +331,11 @@ async fn a_query_past_its_deadline_is_cancelled_on_the_server() {
 #[tokio::test]
 async fn bad_sql_on_one_shard_names_the_shard_and_the_server_error() {
     let good = harness::database(
-        "trib_badsql_good",
+        "badsql_good",
         "CREATE TABLE t (x int); INSERT INTO t VALUES (1)",
     )
     .await;
-    let bad = harness::database("trib_badsql_bad", "SELECT 1").await;
+    let bad = harness::database("badsql_bad", "SELECT 1").await;
     let job = Job::new("SELECT x FROM t", &[("good", &good), ("bad", &bad)]);
     let err = job.run_err().await;
     let msg = err.to_string();
@@ -350,7 +350,7 @@ async fn bad_sql_on_one_shard_names_the_shard_and_the_server_error() {
 
 #[tokio::test]
 async fn an_unreachable_shard_is_named_and_nothing_is_written() {
-    let good = harness::database("trib_unreach_good", "SELECT 1").await;
+    let good = harness::database("unreach_good", "SELECT 1").await;
     let job = Job::new(
         "SELECT 1 AS x",
         &[
@@ -370,8 +370,8 @@ async fn an_unreachable_shard_is_named_and_nothing_is_written() {
 
 #[tokio::test]
 async fn a_schema_mismatch_names_the_column_and_both_shards() {
-    let a = harness::database("trib_mismatch_a", "CREATE TABLE t (id int, v int)").await;
-    let b = harness::database("trib_mismatch_b", "CREATE TABLE t (id int, v text)").await;
+    let a = harness::database("mismatch_a", "CREATE TABLE t (id int, v int)").await;
+    let b = harness::database("mismatch_b", "CREATE TABLE t (id int, v text)").await;
     let job = Job::new("SELECT id, v FROM t", &[("a", &a), ("b", &b)]);
     let err = job.run_err().await;
     let msg = err.to_string();
@@ -389,16 +389,12 @@ async fn a_schema_mismatch_names_the_column_and_both_shards() {
 
 #[tokio::test]
 async fn parameter_values_are_literals_never_sql() {
-    let url = harness::database(
-        "trib_params",
-        "CREATE TABLE t (x int); INSERT INTO t VALUES (1)",
-    )
-    .await;
+    let url = harness::database("params", "CREATE TABLE t (x int); INSERT INTO t VALUES (1)").await;
     let nasty = r#"it's'); DROP TABLE t; -- \' "x" $$ :other"#;
     let job = Job::new("SELECT :v AS v, count(*) AS n FROM t", &[("s", &url)]).param("v", nasty);
     let batch = concat(&job.run_ok().await);
     assert_eq!(str_column(&batch, "v"), [Some(nasty.to_string())]);
-    let client = harness::connect("trib_params").await;
+    let client = harness::connect(&harness::db("params")).await;
     let n: i64 = client
         .query_one("SELECT count(*) FROM t", &[])
         .await
@@ -409,10 +405,10 @@ async fn parameter_values_are_literals_never_sql() {
 
 #[tokio::test]
 async fn allow_partial_writes_exactly_the_healthy_shards() {
-    let good = harness::database("trib_partial_good", &shards_setup(1, 30_000)).await;
+    let good = harness::database("partial_good", &shards_setup(1, 30_000)).await;
     // Fails with a division by zero after streaming 20,000 rows.
     let failing = harness::database(
-        "trib_partial_bad",
+        "partial_bad",
         "CREATE TABLE orders AS SELECT g::bigint AS id, 'r' AS region, 1.5::numeric(10,2) AS amount FROM generate_series(100001, 140000) g",
     )
     .await;
@@ -450,7 +446,7 @@ async fn allow_partial_writes_exactly_the_healthy_shards() {
 
 #[tokio::test]
 async fn a_failed_run_leaves_an_existing_output_untouched() {
-    let url = harness::database("trib_untouched", "SELECT 1").await;
+    let url = harness::database("untouched", "SELECT 1").await;
     let job = Job::new("SELECT x FROM missing_table", &[("s", &url)]);
     std::fs::write(job.output(), b"yesterday's file").unwrap();
     let (_, result) = job.run().await;
@@ -465,7 +461,7 @@ async fn a_failed_run_leaves_an_existing_output_untouched() {
 async fn shards_run_concurrently() {
     let mut shards = Vec::new();
     for i in 0..4 {
-        shards.push(harness::database(&format!("trib_concurrent_{i}"), "SELECT 1").await);
+        shards.push(harness::database(&format!("concurrent_{i}"), "SELECT 1").await);
     }
     let named: Vec<(String, &str)> = shards
         .iter()

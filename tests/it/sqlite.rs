@@ -127,7 +127,7 @@ async fn sqlite_and_postgres_shards_merge_into_one_file() {
         "CREATE TABLE t (id INTEGER, name TEXT); INSERT INTO t VALUES (1, 'lite');",
     );
     let pg = harness::database(
-        "trib_mixed",
+        "mixed",
         "CREATE TABLE t (id bigint, name text); INSERT INTO t VALUES (2, 'pg')",
     )
     .await;
