@@ -1,0 +1,638 @@
+//! The PostgreSQL benchmark (issue 3), run with `cargo bench --bench pg -- <export|fanout>`;
+//! docs/performance.md describes it and records its figures.
+//!
+//! - `export` generates a lineitem-like table (15 columns, ~1% NULLs, deterministic) of
+//!   1M and 10M rows, then runs the single-stream COPY drain (`psql -c "COPY (...) TO
+//!   STDOUT (FORMAT binary)" > /dev/null`) and tributary alternately, several times in the
+//!   same run, over the same URL (so with the same TLS setting), and prints medians of wall
+//!   time, rows/s, Parquet MB/s, output size and peak RSS, with ratios to the baseline.
+//! - `fanout` runs one query that sleeps 250 ms on the server and returns a few thousand
+//!   rows on 64 shards at once, against the same run one task at a time, and samples
+//!   `pg_stat_activity` to check that the connections never exceed the configured pools.
+//!
+//! Peak RSS is measured by `/usr/bin/time` (GNU time) around each child process. Numbers
+//! are medians because the machine is shared: alternating the contenders in one run
+//! exposes them to the same noise, so the ratios are what to read.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+
+/// Bump when `lineitem.sql` changes: tables stamped otherwise are generated again.
+const GENERATOR_VERSION: &str = "tributary-bench lineitem v1";
+const GNU_TIME: &str = "/usr/bin/time";
+
+#[derive(Parser)]
+#[command(about = "tributary's PostgreSQL benchmark (see docs/performance.md)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Bench,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true, global = true)]
+    bench: bool,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Export lineitem tables to Parquet beside the COPY-drain baseline.
+    Export(ExportArgs),
+    /// 64 shards whose query sleeps 250 ms: concurrent against one by one.
+    Fanout(FanoutArgs),
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Server URL without a database (the benchmark uses database `tp_bench`). Its TLS
+    /// setting (libpq's `sslmode`, default prefer) applies to every contender alike.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    server: String,
+    /// Database holding the generated tables.
+    #[arg(long, default_value = "tp_bench")]
+    database: String,
+    /// Table sizes to run, in rows (each is generated once and reused).
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000_000u64, 10_000_000])]
+    rows: Vec<u64>,
+    /// Timed runs of each contender (after one untimed warm-up of the baseline).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Another tributary contender: `LABEL=ARGS`, ARGS added to `tributary run`
+    /// (e.g. `4 partitions=--partition-on l_id --partitions 4`). Repeatable.
+    #[arg(long = "contender", value_name = "LABEL=ARGS")]
+    contenders: Vec<String>,
+    /// Also run pg2parquet (from PATH) with zstd as a contender.
+    #[arg(long)]
+    pg2parquet: bool,
+    /// Where the Parquet files are written.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct FanoutArgs {
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    server: String,
+    #[arg(long, default_value = "tp_bench_fan")]
+    database: String,
+    /// Shards (entries in the shards file, all on the benchmark database).
+    #[arg(long, default_value_t = 64)]
+    shards: usize,
+    /// Server-side sleep of each shard's query, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    sleep_ms: u64,
+    /// Rows each shard returns.
+    #[arg(long, default_value_t = 3000)]
+    rows: u64,
+    /// tributary's `--concurrency`.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// tributary's `--pool-size` (connections per shard).
+    #[arg(long, default_value_t = 1)]
+    pool_size: usize,
+    /// Timed concurrent runs.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if !Path::new(GNU_TIME).exists() {
+        eprintln!(
+            "{GNU_TIME} (GNU time) is needed to measure peak RSS: install it with `apt-get install time`"
+        );
+        std::process::exit(2);
+    }
+    let result = match cli.command {
+        Bench::Export(args) => export(&args),
+        Bench::Fanout(args) => fanout(&args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+/// One timed child process.
+#[derive(Clone, Copy)]
+struct Sample {
+    wall: Duration,
+    /// Peak resident set size, bytes.
+    rss: u64,
+    /// Output file size, bytes (0 when there is none).
+    output: u64,
+}
+
+fn tributary_exe() -> &'static str {
+    env!("CARGO_BIN_EXE_tributary")
+}
+
+/// Runs `cmd` under GNU time with stdout to /dev/null; returns its wall time and peak RSS.
+fn measure(program: &str, args: &[String]) -> Result<Sample> {
+    let stats = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let out = Command::new(GNU_TIME)
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(stats.path())
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("running {program}: {e}"))?;
+    let wall = started.elapsed();
+    if !out.status.success() {
+        return Err(format!(
+            "{program} {} failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = std::fs::read_to_string(stats.path()).map_err(|e| e.to_string())?;
+    let kib: u64 = text
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().parse().ok())
+        .ok_or_else(|| format!("no RSS in GNU time's output: {text}"))?;
+    Ok(Sample {
+        wall,
+        rss: kib * 1024,
+        output: 0,
+    })
+}
+
+fn psql(url: &str, sql: &str) -> Result<String> {
+    let out = Command::new("psql")
+        .args([url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .map_err(|e| format!("running psql: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "psql `{sql}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn psql_file(url: &str, script: &str) -> Result<()> {
+    use std::io::Write;
+    let mut child = Command::new("psql")
+        .args([url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running psql: {e}"))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(script.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "psql script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// `server` + `/database`, keeping a query string (`?sslmode=...`) at the end.
+fn db_url(server: &str, database: &str) -> String {
+    match server.split_once('?') {
+        Some((base, query)) => format!("{}/{database}?{query}", base.trim_end_matches('/')),
+        None => format!("{}/{database}", server.trim_end_matches('/')),
+    }
+}
+
+fn ensure_database(server: &str, database: &str) -> Result<()> {
+    let admin = db_url(server, "postgres");
+    let exists = psql(
+        &admin,
+        &format!("SELECT 1 FROM pg_database WHERE datname = '{database}'"),
+    )?;
+    if exists.is_empty() {
+        psql(&admin, &format!("CREATE DATABASE {database}"))?;
+    }
+    Ok(())
+}
+
+/// Generates `table` with `rows` rows unless it exists with this generator's stamp.
+fn ensure_lineitem(url: &str, table: &str, rows: u64) -> Result<()> {
+    let stamp = format!("{GENERATOR_VERSION} rows={rows}");
+    let current = psql(
+        url,
+        &format!("SELECT obj_description(to_regclass('{table}'), 'pg_class')"),
+    )?;
+    if current == stamp {
+        return Ok(());
+    }
+    eprintln!("generating {table} ({rows} rows; once, then reused)...");
+    let started = Instant::now();
+    let script = include_str!("lineitem.sql")
+        .replace(":rows", &rows.to_string())
+        .replace(":table_pkey", &format!("{table}_pkey"))
+        .replace(":table", table)
+        .replace(":stamp", &stamp);
+    psql_file(url, &script)?;
+    eprintln!("generated {table} in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn tls_setting(url: &str) -> String {
+    url.split_once('?')
+        .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("sslmode=")))
+        .unwrap_or("prefer (libpq's default: TLS when the server offers it)")
+        .to_string()
+}
+
+struct Contender {
+    label: String,
+    program: String,
+    args: Vec<String>,
+    /// The output file to size and check, if any.
+    output: Option<PathBuf>,
+    samples: Vec<Sample>,
+}
+
+fn export(args: &ExportArgs) -> Result<()> {
+    ensure_database(&args.server, &args.database)?;
+    let url = db_url(&args.server, &args.database);
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    let out = args.out.canonicalize().map_err(|e| e.to_string())?;
+    for &rows in &args.rows {
+        let table = if rows % 1_000_000 == 0 {
+            format!("lineitem_{}m", rows / 1_000_000)
+        } else {
+            format!("lineitem_{rows}")
+        };
+        ensure_lineitem(&url, &table, rows)?;
+    }
+    println!(
+        "tributary export benchmark: {} runs each, alternating; TLS: {}; {} cores; load average {}",
+        args.runs,
+        tls_setting(&url),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+    for &rows in &args.rows {
+        let table = if rows % 1_000_000 == 0 {
+            format!("lineitem_{}m", rows / 1_000_000)
+        } else {
+            format!("lineitem_{rows}")
+        };
+        export_one(args, &url, &out, &table, rows)?;
+    }
+    Ok(())
+}
+
+fn export_one(args: &ExportArgs, url: &str, out: &Path, table: &str, rows: u64) -> Result<()> {
+    let query = format!("SELECT * FROM {table}");
+    let query_file = out.join(format!("{table}.sql"));
+    std::fs::write(&query_file, &query).map_err(|e| e.to_string())?;
+    let shards_file = out.join("export-shards.toml");
+    std::fs::write(&shards_file, format!("[shards]\nbench = \"{url}\"\n"))
+        .map_err(|e| e.to_string())?;
+
+    let mut contenders = vec![Contender {
+        label: "COPY drain (psql)".into(),
+        program: "psql".into(),
+        args: vec![
+            url.to_string(),
+            "-X".into(),
+            "-q".into(),
+            "-c".into(),
+            format!("COPY ({query}) TO STDOUT (FORMAT binary)"),
+        ],
+        output: None,
+        samples: Vec::new(),
+    }];
+    let mut tributary = |label: &str, extra: &[String]| {
+        let output = out.join(format!("{table}-{}.parquet", contenders.len()));
+        let mut a: Vec<String> = vec![
+            "-q".into(),
+            "run".into(),
+            query_file.display().to_string(),
+            "--shards".into(),
+            shards_file.display().to_string(),
+            "-o".into(),
+            output.display().to_string(),
+        ];
+        a.extend(extra.iter().cloned());
+        contenders.push(Contender {
+            label: label.to_string(),
+            program: tributary_exe().into(),
+            args: a,
+            output: Some(output),
+            samples: Vec::new(),
+        });
+    };
+    tributary("tributary", &[]);
+    for spec in &args.contenders {
+        let (label, extra) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--contender `{spec}` is not LABEL=ARGS"))?;
+        let extra: Vec<String> = extra.split_whitespace().map(String::from).collect();
+        tributary(&format!("tributary {label}"), &extra);
+    }
+    if args.pg2parquet {
+        let output = out.join(format!("{table}-pg2parquet.parquet"));
+        contenders.push(Contender {
+            label: "pg2parquet (zstd)".into(),
+            program: "pg2parquet".into(),
+            args: pg2parquet_args(url, &query, &output),
+            output: Some(output),
+            samples: Vec::new(),
+        });
+    }
+
+    // Warm the page cache (and the server's buffers) before timing anything.
+    measure(&contenders[0].program, &contenders[0].args)?;
+    for run in 0..args.runs {
+        for c in contenders.iter_mut() {
+            if let Some(o) = &c.output {
+                let _ = std::fs::remove_file(o);
+            }
+            let mut s = measure(&c.program, &c.args)?;
+            if let Some(o) = &c.output {
+                s.output = std::fs::metadata(o).map_err(|e| e.to_string())?.len();
+                if run == 0 {
+                    let got = parquet_rows(o)?;
+                    if got != rows {
+                        return Err(format!("{} wrote {got} rows, expected {rows}", c.label));
+                    }
+                }
+            }
+            eprintln!(
+                "  {table} run {}: {:<28} {:>7.2}s  {:>6.0} MB RSS",
+                run + 1,
+                c.label,
+                s.wall.as_secs_f64(),
+                s.rss as f64 / 1e6
+            );
+            c.samples.push(s);
+        }
+    }
+
+    let mb = |b: f64| b / 1e6;
+    let base_wall = median(
+        contenders[0]
+            .samples
+            .iter()
+            .map(|s| s.wall.as_secs_f64())
+            .collect(),
+    );
+    let base_rss = median(contenders[0].samples.iter().map(|s| s.rss as f64).collect());
+    let mut table_out = String::new();
+    let _ = writeln!(
+        table_out,
+        "\n{table}: {rows} rows, medians of {} runs (load average now {})\n",
+        args.runs,
+        load_average()
+    );
+    let _ = writeln!(
+        table_out,
+        "| contender | wall s | x base | rows/s | Parquet MB/s | output MB | peak RSS MB | x base |"
+    );
+    let _ = writeln!(table_out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for c in &contenders {
+        let wall = median(c.samples.iter().map(|s| s.wall.as_secs_f64()).collect());
+        let rss = median(c.samples.iter().map(|s| s.rss as f64).collect());
+        let output = median(c.samples.iter().map(|s| s.output as f64).collect());
+        let (mbps, size) = if c.output.is_some() {
+            (
+                format!("{:.1}", mb(output) / wall),
+                format!("{:.1}", mb(output)),
+            )
+        } else {
+            ("-".into(), "-".into())
+        };
+        let _ = writeln!(
+            table_out,
+            "| {} | {wall:.2} | {:.2} | {:.0} | {mbps} | {size} | {:.0} | {:.2} |",
+            c.label,
+            wall / base_wall,
+            rows as f64 / wall,
+            mb(rss),
+            rss / base_rss,
+        );
+    }
+    println!("{table_out}");
+    Ok(())
+}
+
+/// pg2parquet's command line for the same URL (so the same TLS setting) and query, with
+/// zstd at its default level.
+fn pg2parquet_args(url: &str, query: &str, output: &Path) -> Vec<String> {
+    vec![
+        "export".into(),
+        "--quiet".into(),
+        "--connection".into(),
+        url.into(),
+        "--query".into(),
+        query.into(),
+        "--compression".into(),
+        "zstd".into(),
+        "--output-file".into(),
+        output.display().to_string(),
+    ]
+}
+
+fn parquet_rows(path: &Path) -> Result<u64> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file)
+        .map_err(|e| e.to_string())?;
+    use parquet::file::reader::FileReader;
+    Ok(reader.metadata().file_metadata().num_rows() as u64)
+}
+
+fn fanout(args: &FanoutArgs) -> Result<()> {
+    ensure_database(&args.server, &args.database)?;
+    let admin = db_url(&args.server, "postgres");
+    // Connections are told apart from everyone else's by this application_name.
+    let app = format!("{}_run", args.database);
+    let base = db_url(&args.server, &args.database);
+    let url = if base.contains('?') {
+        format!("{base}&application_name={app}")
+    } else {
+        format!("{base}?application_name={app}")
+    };
+    psql(
+        &base,
+        &format!(
+            "DROP TABLE IF EXISTS fan; CREATE TABLE fan AS \
+             SELECT g AS id, md5(g::text) AS label, g * 0.01 AS amount, \
+                    timestamptz '2025-01-01 00:00:00+00' + g * interval '1 minute' AS at \
+             FROM generate_series(1, {}) AS g; VACUUM (FREEZE, ANALYZE) fan",
+            args.rows
+        ),
+    )?;
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    let out = args.out.canonicalize().map_err(|e| e.to_string())?;
+    // The sleep is an InitPlan: it runs once per query, before the rows stream.
+    let query = format!(
+        "SELECT f.* FROM fan AS f WHERE (SELECT pg_sleep({})::text) IS NOT NULL",
+        args.sleep_ms as f64 / 1000.0
+    );
+    let query_file = out.join("fanout.sql");
+    std::fs::write(&query_file, &query).map_err(|e| e.to_string())?;
+    let shards_file = out.join("fanout-shards.toml");
+    let mut shards = String::from("[shards]\n");
+    for i in 0..args.shards {
+        let _ = writeln!(shards, "s{i:02} = \"{url}\"");
+    }
+    std::fs::write(&shards_file, shards).map_err(|e| e.to_string())?;
+    let output = out.join("fanout.parquet");
+    let run_args = |concurrency: usize| -> Vec<String> {
+        vec![
+            "-q".into(),
+            "run".into(),
+            query_file.display().to_string(),
+            "--shards".into(),
+            shards_file.display().to_string(),
+            "-o".into(),
+            output.display().to_string(),
+            "--concurrency".into(),
+            concurrency.to_string(),
+            "--pool-size".into(),
+            args.pool_size.to_string(),
+        ]
+    };
+    let limit = (args.shards * args.pool_size).min(args.concurrency);
+    let expected_rows = args.rows * args.shards as u64;
+    println!(
+        "tributary fan-out benchmark: {} shards x {} ms + {} rows, --concurrency {} --pool-size {}; \
+         TLS: {}; load average {}",
+        args.shards,
+        args.sleep_ms,
+        args.rows,
+        args.concurrency,
+        args.pool_size,
+        tls_setting(&url),
+        load_average()
+    );
+
+    let sequential = measure(tributary_exe(), &run_args(1))?;
+    check_rows(&output, expected_rows)?;
+    eprintln!("  one by one: {:.2}s", sequential.wall.as_secs_f64());
+    let mut walls = Vec::new();
+    let mut peaks = Vec::new();
+    for run in 0..args.runs {
+        let sampler = Sampler::start(&admin, &app)?;
+        let s = measure(tributary_exe(), &run_args(args.concurrency))?;
+        let peak = sampler.stop();
+        check_rows(&output, expected_rows)?;
+        eprintln!(
+            "  run {}: {:.2}s, at most {peak} connections",
+            run + 1,
+            s.wall.as_secs_f64()
+        );
+        walls.push(s.wall.as_secs_f64());
+        peaks.push(peak);
+    }
+    let wall = median(walls);
+    let peak = peaks.iter().copied().max().unwrap_or(0);
+    let ideal = args.sleep_ms as f64 / 1000.0;
+    println!(
+        "\n| measure | value |\n|---|---:|\n\
+         | one by one (`--concurrency 1`), wall s | {:.2} |\n\
+         | concurrent, median wall s | {wall:.2} |\n\
+         | ratio concurrent / one by one | {:.3} |\n\
+         | server-side floor (one sleep), s | {ideal:.2} |\n\
+         | most connections seen at once (pg_stat_activity) | {peak} |\n\
+         | configured limit (min(shards x pool, concurrency)) | {limit} |\n\
+         | within the limit | {} |",
+        sequential.wall.as_secs_f64(),
+        wall / sequential.wall.as_secs_f64(),
+        if peak <= limit { "yes" } else { "NO" },
+    );
+    if peak > limit {
+        return Err(format!(
+            "{peak} connections were open at once; the pools allow {limit}"
+        ));
+    }
+    Ok(())
+}
+
+fn check_rows(path: &Path, expected: u64) -> Result<()> {
+    let got = parquet_rows(path)?;
+    if got != expected {
+        return Err(format!("the output has {got} rows, expected {expected}"));
+    }
+    Ok(())
+}
+
+/// Counts the benchmark's server connections every few milliseconds on its own thread.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Sampler {
+    fn start(admin: &str, app: &str) -> Result<Sampler> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let (client, conn) = runtime
+            .block_on(tokio_postgres::connect(admin, tokio_postgres::NoTls))
+            .map_err(|e| format!("connecting the sampler: {e}"))?;
+        let statement =
+            format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'");
+        let (s, p) = (stop.clone(), peak.clone());
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                tokio::spawn(conn);
+                while !s.load(Ordering::Relaxed) {
+                    if let Ok(row) = client.query_one(&statement, &[]).await {
+                        let n: i64 = row.get(0);
+                        p.fetch_max(n as usize, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        });
+        Ok(Sampler { stop, peak, thread })
+    }
+
+    fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        self.peak.load(Ordering::Relaxed)
+    }
+}
