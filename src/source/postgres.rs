@@ -2,7 +2,7 @@
 //! server-side `statement_timeout` backing the client's deadline, rows read with
 //! `COPY (query) TO STDOUT (FORMAT binary)` and decoded straight into Arrow builders.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use futures_util::StreamExt;
@@ -144,26 +144,46 @@ impl PgShard {
                 },
             })
         };
+        let started = Instant::now();
+        let mut held_back = Duration::ZERO;
+        // Stream bytes since the decoded size was last looked at: summing the builders'
+        // sizes for every row (one CopyData message each) was a visible share of decoding.
+        let mut unchecked = 0;
         while let Some(chunk) = copy.next().await {
             let chunk = chunk.map_err(classify)?;
             decoder.push(&chunk).map_err(decode_error)?;
-            if decoder.buffered_rows() >= ctx.batch_size || decoder.buffered_bytes() >= BATCH_BYTES
-            {
-                rows += send(&mut decoder, ctx).await;
+            unchecked += chunk.len();
+            let full = decoder.buffered_rows() >= ctx.batch_size
+                || (unchecked >= BYTES_CHECK_INTERVAL && {
+                    unchecked = 0;
+                    decoder.buffered_bytes() >= BATCH_BYTES
+                });
+            if full {
+                unchecked = 0;
+                rows += send(&mut decoder, ctx, &mut held_back).await;
             }
         }
         decoder.finish().map_err(decode_error)?;
-        rows += send(&mut decoder, ctx).await;
+        rows += send(&mut decoder, ctx, &mut held_back).await;
         client.batch_execute("COMMIT").await.map_err(classify)?;
+        tracing::debug!(
+            "{}: {rows} rows in {:.2?}, held back {:.2?} by the merger (channel budget spent)",
+            self.name,
+            started.elapsed(),
+            held_back
+        );
         Ok(rows)
     }
 }
 
-async fn send(decoder: &mut CopyDecoder, ctx: &TaskContext) -> u64 {
+/// How many stream bytes may arrive between two looks at the decoded size.
+const BYTES_CHECK_INTERVAL: usize = 64 << 10;
+
+async fn send(decoder: &mut CopyDecoder, ctx: &TaskContext, held_back: &mut Duration) -> u64 {
     let batch = decoder.take_batch();
     let n = batch.num_rows() as u64;
     if n > 0 {
-        ctx.sender.batch(batch).await;
+        *held_back += ctx.sender.batch(batch).await;
         (ctx.on_rows)(n);
     }
     n
