@@ -70,6 +70,7 @@ pub async fn execute(
             shard_column: config.options.shard_column.clone(),
             row_group_size: config.options.row_group_size,
             props: writer_properties(config.options.compression),
+            encoder_threads: config.options.encoder_threads,
         },
     );
 

@@ -6,13 +6,20 @@
 //! holds one task's rows: a failed task's unfinished group is dropped, and its finished
 //! groups are left out at commit. The in-progress groups are bounded together: past
 //! [`ENCODER_BUDGET`] the largest is flushed.
+//!
+//! Encoding and compressing is the most expensive stage of a run (docs/performance.md),
+//! so each batch's columns are encoded on several threads at once (the merger's own and
+//! up to `encoder_threads - 1` helpers). Every column writer still receives the same values
+//! in the same order, so the file does not depend on the number of threads.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::arrow_writer::{ArrowColumnWriter, compute_leaves};
+use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowLeafColumn, compute_leaves};
+use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
@@ -66,11 +73,13 @@ impl BatchSender {
         });
     }
 
-    /// Sends a batch, waiting while the channel's byte budget is spent.
-    pub async fn batch(&self, batch: RecordBatch) {
+    /// Sends a batch, waiting while the channel's byte budget is spent. Returns how long
+    /// it waited: the time the source was held back by the stages after it.
+    pub async fn batch(&self, batch: RecordBatch) -> Duration {
         if batch.num_rows() == 0 {
-            return;
+            return Duration::ZERO;
         }
+        let started = Instant::now();
         let units =
             (batch.get_array_memory_size() / PERMIT_UNIT).clamp(1, CHANNEL_BUDGET / PERMIT_UNIT);
         let permit = self
@@ -79,11 +88,13 @@ impl BatchSender {
             .acquire_many_owned(units as u32)
             .await
             .expect("the budget semaphore is never closed");
+        let waited = started.elapsed();
         let _ = self.tx.send(Event::Batch {
             task: self.task,
             batch,
             permit,
         });
+        waited
     }
 }
 
@@ -115,6 +126,8 @@ pub struct MergeSettings {
     pub shard_column: Option<String>,
     pub row_group_size: usize,
     pub props: WriterProperties,
+    /// Threads encoding one batch's columns at once (1: the merger's thread alone).
+    pub encoder_threads: usize,
 }
 
 /// Starts the merger on a blocking thread. It commits when it receives
@@ -169,6 +182,16 @@ struct Merger {
     /// Row groups written by each task, to leave out if it fails.
     task_groups: HashMap<usize, Vec<usize>>,
     excluded: BTreeSet<usize>,
+    timings: Timings,
+}
+
+/// Where the merger's time went; logged at debug level (`-v`) when it ends. Waiting is
+/// time with no batch to encode: the sources are the slower stage.
+#[derive(Debug, Default)]
+struct Timings {
+    waiting: Duration,
+    encoding: Duration,
+    flushing: Duration,
 }
 
 impl Merger {
@@ -181,11 +204,17 @@ impl Merger {
             encoders: HashMap::new(),
             task_groups: HashMap::new(),
             excluded: BTreeSet::new(),
+            timings: Timings::default(),
         }
     }
 
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) -> Result<Option<OutputSummary>> {
-        while let Some(event) = rx.blocking_recv() {
+        loop {
+            let started = Instant::now();
+            let Some(event) = rx.blocking_recv() else {
+                break;
+            };
+            self.timings.waiting += started.elapsed();
             match event {
                 Event::Schema { task, schema } => self.observe(task, &schema)?,
                 Event::Batch {
@@ -213,7 +242,17 @@ impl Merger {
                         Some(sink) => sink,
                         None => self.open_sink()?,
                     };
-                    return sink.commit(metadata, &self.excluded).map(Some);
+                    let started = Instant::now();
+                    let summary = sink.commit(metadata, &self.excluded)?;
+                    tracing::debug!(
+                        "merger: waited {:.2?} for batches, encoded for {:.2?}, closed row groups for {:.2?}, committed in {:.2?} ({} encoder threads)",
+                        self.timings.waiting,
+                        self.timings.encoding,
+                        self.timings.flushing,
+                        started.elapsed(),
+                        self.settings.encoder_threads,
+                    );
+                    return Ok(Some(summary));
                 }
             }
         }
@@ -380,17 +419,14 @@ impl Merger {
             }),
         };
         let path = sink.path_hint();
-        let err = |e: parquet::errors::ParquetError| Error::output(&path, e);
-        let mut writers = encoder.writers.iter_mut();
+        let err = |e: ParquetError| Error::output(&path, e);
+        let started = Instant::now();
+        let mut leaves = Vec::with_capacity(encoder.writers.len());
         for (field, column) in schema.fields().iter().zip(batch.columns()) {
-            for leaf in compute_leaves(field, column).map_err(err)? {
-                writers
-                    .next()
-                    .expect("one writer per leaf column")
-                    .write(&leaf)
-                    .map_err(err)?;
-            }
+            leaves.extend(compute_leaves(field, column).map_err(err)?);
         }
+        write_leaves(&mut encoder.writers, &leaves, self.settings.encoder_threads).map_err(err)?;
+        self.timings.encoding += started.elapsed();
         encoder.rows += batch.num_rows() as u64;
         if encoder.rows >= self.settings.row_group_size as u64
             || encoder.encoded_bytes() >= ROW_GROUP_BYTES
@@ -419,6 +455,7 @@ impl Merger {
         if encoder.rows == 0 {
             return Ok(());
         }
+        let started = Instant::now();
         let sink = self.sink.as_mut().expect("an encoder implies an open sink");
         let path = sink.path_hint();
         let chunks = encoder
@@ -429,6 +466,45 @@ impl Merger {
             .map_err(|e| Error::output(&path, e))?;
         let index = sink.append(chunks, encoder.rows)?;
         self.task_groups.entry(task).or_default().push(index);
+        self.timings.flushing += started.elapsed();
         Ok(())
     }
+}
+
+/// Writes one batch's leaf columns into their writers (one leaf per writer, in order), on
+/// up to `threads` threads: this one and scoped helpers, each taking the next unwritten
+/// column until none is left. A writer only ever sees its own column's values, in batch
+/// order, so the result is the same as on one thread.
+fn write_leaves(
+    writers: &mut [ArrowColumnWriter],
+    leaves: &[ArrowLeafColumn],
+    threads: usize,
+) -> std::result::Result<(), ParquetError> {
+    debug_assert_eq!(writers.len(), leaves.len(), "one writer per leaf column");
+    let threads = threads.min(writers.len());
+    if threads <= 1 {
+        for (writer, leaf) in writers.iter_mut().zip(leaves) {
+            writer.write(leaf)?;
+        }
+        return Ok(());
+    }
+    let jobs = Mutex::new(writers.iter_mut().zip(leaves));
+    let work = || -> std::result::Result<(), ParquetError> {
+        loop {
+            let next = jobs.lock().expect("a column writer does not panic").next();
+            let Some((writer, leaf)) = next else {
+                return Ok(());
+            };
+            writer.write(leaf)?;
+        }
+    };
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut result = work();
+        for helper in helpers {
+            let helped = helper.join().expect("a column writer does not panic");
+            result = result.and(helped);
+        }
+        result
+    })
 }

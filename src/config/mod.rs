@@ -73,6 +73,9 @@ pub struct RunOptions {
     pub compression: Compression,
     pub row_group_size: usize,
     pub batch_size: usize,
+    /// Threads encoding a batch's Parquet columns at once: the machine's cores, since
+    /// encoding and compressing is the costliest stage (docs/performance.md).
+    pub encoder_threads: usize,
     /// Write what succeeded when some shards fail (exit code 7) instead of failing the run.
     pub allow_partial: bool,
 }
@@ -212,6 +215,7 @@ impl JobConfig {
                 "row_group_size",
             )?,
             batch_size: DEFAULT_BATCH_SIZE,
+            encoder_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             allow_partial: args.allow_partial || job.allow_partial.unwrap_or(false),
         };
         if let Some(col) = &options.shard_column

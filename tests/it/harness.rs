@@ -97,6 +97,18 @@ impl Job {
         tributary::run(&config, false, std::future::pending()).await
     }
 
+    /// Runs the job with settings the command line does not reach (e.g. encoder
+    /// threads), which must succeed; returns the batches read back.
+    pub async fn run_ok_with(&self, adjust: impl FnOnce(&mut JobConfig)) -> Vec<RecordBatch> {
+        let mut config = JobConfig::resolve(self.args.clone()).expect("the job resolves");
+        adjust(&mut config);
+        let (report, result) = tributary::run(&config, false, std::future::pending()).await;
+        if let Err(e) = result {
+            panic!("the run failed: {e}\n{report}");
+        }
+        read_parquet(&self.output())
+    }
+
     /// Runs the job, which must succeed; returns the batches read back.
     pub async fn run_ok(&self) -> Vec<RecordBatch> {
         let (report, result) = self.run().await;

@@ -479,3 +479,88 @@ async fn shards_run_concurrently() {
         "4 shards sleeping 1s took {elapsed:?}: not concurrent"
     );
 }
+
+/// Many rows of mixed columns: unique ids, prices, timestamps and long comments (whose
+/// dictionaries outgrow the limit and fall back to plain encoding), low-cardinality
+/// columns (which keep theirs), and NULLs in each.
+const ENCODING_SETUP: &str = r#"
+CREATE TABLE wide AS
+SELECT g::bigint AS id,
+       CASE WHEN g % 97 = 0 THEN NULL ELSE g % 5 END AS grp,
+       (CASE WHEN g % 89 = 0 THEN NULL ELSE ((g * 7919) % 1000000) / 100.0 END)::numeric(15,2) AS price,
+       CASE WHEN g % 83 = 0 THEN NULL ELSE g * 0.5::float8 END AS f,
+       CASE WHEN g % 79 = 0 THEN NULL ELSE g % 3 = 0 END AS flag,
+       CASE WHEN g % 73 = 0 THEN NULL
+            ELSE timestamptz '2020-01-01 00:00:00+00' + g * interval '1 second' END AS ts,
+       CASE WHEN g % 71 = 0 THEN NULL ELSE (ARRAY['AIR', 'RAIL', 'SHIP'])[g % 3 + 1] END AS mode,
+       CASE WHEN g % 67 = 0 THEN NULL ELSE md5(g::text) || ' ' || repeat('x', g % 40) END AS comment
+FROM generate_series(1, 40000) AS g;
+"#;
+
+#[tokio::test]
+async fn parallel_encoding_writes_the_values_one_thread_writes() {
+    let url = harness::database("parallel_encoding", ENCODING_SETUP).await;
+    let mut job = Job::new("SELECT * FROM wide ORDER BY id", &[("s", &url)]);
+    // Several decoded batches (8192 rows) meet in each row group, and several groups are
+    // written.
+    job.args.row_group_size = Some(10_000);
+    let one = concat(&job.run_ok_with(|c| c.options.encoder_threads = 1).await);
+    let groups = |path: &std::path::Path| {
+        let file = std::fs::File::open(path).unwrap();
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .metadata()
+            .num_row_groups()
+    };
+    assert_eq!(groups(&job.output()), 3);
+    let four = concat(&job.run_ok_with(|c| c.options.encoder_threads = 4).await);
+    assert_eq!(groups(&job.output()), 3);
+    assert_eq!(one, four, "4 encoder threads wrote other values than 1");
+
+    // And the values are the database's, row by row.
+    let client = harness::connect(&harness::db("parallel_encoding")).await;
+    let rows = client
+        .query(
+            "SELECT id, grp::bigint, (price * 100)::bigint, f, flag,
+                    (extract(epoch FROM ts) * 1000000)::bigint, mode, comment
+             FROM wide ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(four.num_rows(), rows.len());
+    let ids = i64_column(&four, "id");
+    let grp = i64_column(&four, "grp");
+    let price = col::<Decimal128Array>(&four, "price");
+    let f = col::<Float64Array>(&four, "f");
+    let flag = col::<BooleanArray>(&four, "flag");
+    let ts = col::<TimestampMicrosecondArray>(&four, "ts");
+    let mode = str_column(&four, "mode");
+    let comment = str_column(&four, "comment");
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(ids[i], Some(row.get::<_, i64>(0)), "row {i}");
+        assert_eq!(grp[i], row.get::<_, Option<i64>>(1), "row {i}");
+        assert_eq!(
+            opt(price, i, || price.value(i) as i64),
+            row.get::<_, Option<i64>>(2),
+            "row {i}"
+        );
+        assert_eq!(
+            opt(f, i, || f.value(i)),
+            row.get::<_, Option<f64>>(3),
+            "row {i}"
+        );
+        assert_eq!(
+            opt(flag, i, || flag.value(i)),
+            row.get::<_, Option<bool>>(4),
+            "row {i}"
+        );
+        assert_eq!(
+            opt(ts, i, || ts.value(i)),
+            row.get::<_, Option<i64>>(5),
+            "row {i}"
+        );
+        assert_eq!(mode[i], row.get::<_, Option<String>>(6), "row {i}");
+        assert_eq!(comment[i], row.get::<_, Option<String>>(7), "row {i}");
+    }
+}
