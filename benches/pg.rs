@@ -43,6 +43,8 @@ enum Bench {
     Export(ExportArgs),
     /// 64 shards whose query sleeps 250 ms: concurrent against one by one.
     Fanout(FanoutArgs),
+    /// Per-column compressed sizes and encodings of Parquet files (to compare writers).
+    Sizes { files: Vec<PathBuf> },
 }
 
 #[derive(clap::Args)]
@@ -111,6 +113,7 @@ fn main() {
     let result = match cli.command {
         Bench::Export(args) => export(&args),
         Bench::Fanout(args) => fanout(&args),
+        Bench::Sizes { files } => sizes(&files),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -137,8 +140,14 @@ fn tributary_exe() -> &'static str {
 /// Runs `cmd` under GNU time with stdout to /dev/null; returns its wall time and peak RSS.
 fn measure(program: &str, args: &[String]) -> Result<Sample> {
     let stats = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    let mut command = Command::new(GNU_TIME);
+    if program == "pg2parquet" && std::env::var_os("PGPASSWORD").is_none() {
+        // pg2parquet prompts for a password on the terminal unless one is set; the
+        // benchmark's server trusts its user, so any value does.
+        command.env("PGPASSWORD", "unused");
+    }
     let started = Instant::now();
-    let out = Command::new(GNU_TIME)
+    let out = command
         .arg("-f")
         .arg("%M")
         .arg("-o")
@@ -489,11 +498,11 @@ fn fanout(args: &FanoutArgs) -> Result<()> {
     } else {
         format!("{base}?application_name={app}")
     };
-    psql(
+    psql_file(
         &base,
         &format!(
             "DROP TABLE IF EXISTS fan; CREATE TABLE fan AS \
-             SELECT g AS id, md5(g::text) AS label, g * 0.01 AS amount, \
+             SELECT g AS id, md5(g::text) AS label, (g * 0.01)::numeric(12,2) AS amount, \
                     timestamptz '2025-01-01 00:00:00+00' + g * interval '1 minute' AS at \
              FROM generate_series(1, {}) AS g; VACUUM (FREEZE, ANALYZE) fan",
             args.rows
@@ -635,4 +644,45 @@ impl Sampler {
         let _ = self.thread.join();
         self.peak.load(Ordering::Relaxed)
     }
+}
+
+fn sizes(files: &[PathBuf]) -> Result<()> {
+    use parquet::file::reader::FileReader;
+    for path in files {
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new(file)
+            .map_err(|e| e.to_string())?;
+        let meta = reader.metadata();
+        println!(
+            "\n{}: {} rows, {} row groups, {} bytes",
+            path.display(),
+            meta.file_metadata().num_rows(),
+            meta.num_row_groups(),
+            std::fs::metadata(path).map_err(|e| e.to_string())?.len()
+        );
+        println!(
+            "| column | physical | compressed MB | codec | encodings |\n|---|---|---:|---|---|"
+        );
+        let columns = meta.file_metadata().schema_descr().num_columns();
+        for c in 0..columns {
+            let mut bytes = 0i64;
+            let mut encodings = std::collections::BTreeSet::new();
+            let mut codec = String::new();
+            for rg in meta.row_groups() {
+                let chunk = rg.column(c);
+                bytes += chunk.compressed_size();
+                encodings.extend(chunk.encodings().map(|e| format!("{e:?}")));
+                codec = format!("{:?}", chunk.compression());
+            }
+            let descr = meta.file_metadata().schema_descr().column(c);
+            println!(
+                "| {} | {:?} | {:.2} | {codec} | {} |",
+                descr.path(),
+                descr.physical_type(),
+                bytes as f64 / 1e6,
+                encodings.into_iter().collect::<Vec<_>>().join(" ")
+            );
+        }
+    }
+    Ok(())
 }
