@@ -89,6 +89,19 @@ pub struct RunCommand {
     /// When some shards fail, write the others' rows and exit with code 7.
     #[arg(long)]
     pub allow_partial: bool,
+
+    /// Split each shard's query into range partitions on this column (integer, date or
+    /// timestamp), read by several connections at once.
+    #[arg(long, value_name = "COLUMN")]
+    pub partition_on: Option<String>,
+
+    /// How many range partitions per shard (with --partition-on).
+    #[arg(long, value_name = "N")]
+    pub partitions: Option<usize>,
+
+    /// Let partitions read independently instead of from one snapshot per shard.
+    #[arg(long)]
+    pub no_snapshot: bool,
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +152,9 @@ impl From<RunCommand> for RunArgs {
             compression: c.compression,
             row_group_size: c.row_group_size,
             allow_partial: c.allow_partial,
+            partition_on: c.partition_on,
+            partitions: c.partitions,
+            no_snapshot: c.no_snapshot,
         }
     }
 }

@@ -12,27 +12,112 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use tokio::sync::mpsc;
+
 use crate::config::JobConfig;
 use crate::error::{Error, TaskError, TaskErrorKind};
 use crate::merge::{self, Event, MergeSettings};
-use crate::plan::{Plan, Task};
+use crate::plan::{self, Plan, Task};
 use crate::report::{Outcome, Progress, RunReport, TaskReport};
 use crate::sink::{TempFile, writer_properties};
-use crate::source::{Cancels, ShardPool, TaskContext};
+use crate::source::{Cancels, ShardPool, SnapshotSession, TaskContext};
 
 /// How long the run waits for server-side cancels to be acknowledged before it returns.
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+/// A planned job, with what it holds open: the shards' pools and the sessions keeping
+/// their exported snapshots alive.
+pub struct Prepared {
+    pub plan: Plan,
+    pools: Vec<Arc<ShardPool>>,
+    sessions: Vec<SnapshotSession>,
+    /// Receives a shard's name when its snapshot session ends.
+    lost: mpsc::UnboundedReceiver<String>,
+}
+
+impl Prepared {
+    /// PostgreSQL's row estimate for each task (`None` where there is none).
+    pub async fn estimates(&self) -> Vec<Option<f64>> {
+        let mut out = Vec::with_capacity(self.plan.tasks.len());
+        for task in &self.plan.tasks {
+            out.push(self.pools[task.shard].estimate(&task.query).await);
+        }
+        out
+    }
+
+    /// Ends the snapshot sessions.
+    pub async fn close(self) {
+        drop(self.lost);
+        for session in self.sessions {
+            session.close().await;
+        }
+    }
+}
+
+/// Opens the shards' pools and, when the job is partitioned, probes every shard (at most
+/// `--concurrency` at once) for how to split its query, exporting a snapshot first where
+/// consistency is on. A shard whose probe fails is listed in [`Plan::failed`].
+pub async fn prepare(config: &JobConfig) -> Result<Prepared, Error> {
+    let mut pools = Vec::with_capacity(config.shards.len());
+    for shard in &config.shards {
+        pools.push(Arc::new(ShardPool::open(shard, &config.options)?));
+    }
+    let (lost_tx, lost) = mpsc::unbounded_channel();
+    let Some(spec) = &config.options.partition else {
+        return Ok(Prepared {
+            plan: plan::unpartitioned(config),
+            pools,
+            sessions: Vec::new(),
+            lost,
+        });
+    };
+    let limit = Arc::new(Semaphore::new(config.options.concurrency));
+    let probes = pools.iter().enumerate().map(|(i, pool)| {
+        let base = plan::base_query(config, i);
+        let limit = limit.clone();
+        let lost_tx = lost_tx.clone();
+        async move {
+            let _slot = limit.acquire().await.expect("never closed");
+            pool.layout(spec, &base, config.options.consistent, &lost_tx)
+                .await
+        }
+    });
+    let results = futures_util::future::join_all(probes).await;
+    let mut sessions = Vec::new();
+    let layouts = results
+        .into_iter()
+        .map(|r| {
+            r.map(|(layout, session)| {
+                sessions.extend(session);
+                Some(layout)
+            })
+        })
+        .collect();
+    Ok(Prepared {
+        plan: plan::plan(config, layouts),
+        pools,
+        sessions,
+        lost,
+    })
+}
 
 /// Runs the plan and writes the output. Always returns the report of what ran; the
 /// result says whether the run succeeded. `interrupt` resolves (to the signal's name)
 /// when the user asks to stop.
 pub async fn execute(
     config: &JobConfig,
-    plan: &Plan,
+    prepared: Prepared,
     progress: Arc<Progress>,
     interrupt: impl Future<Output = &'static str>,
 ) -> (RunReport, Result<(), Error>) {
     let started = Instant::now();
+    let Prepared {
+        plan,
+        pools,
+        sessions,
+        mut lost,
+    } = prepared;
+    let plan = &plan;
     let mut reports: Vec<TaskReport> = plan
         .tasks
         .iter()
@@ -45,24 +130,47 @@ pub async fn execute(
             outcome: Outcome::Cancelled,
         })
         .collect();
+    // Shards whose probe failed: reported like failed tasks.
+    for e in &plan.failed {
+        reports.push(TaskReport {
+            task: reports.len(),
+            shard: e.shard.clone(),
+            partition: Some("planning".into()),
+            rows: 0,
+            duration: Duration::ZERO,
+            outcome: Outcome::Failed(e.kind.to_string()),
+        });
+    }
+    let snapshots = plan.snapshots.clone();
+    let consistent = config.options.partition.is_none() || config.options.consistent;
     let report = |reports: Vec<TaskReport>, output| RunReport {
         tasks: reports,
         output,
         elapsed: started.elapsed(),
+        snapshots: snapshots.clone(),
+        consistent,
     };
+    let close = |sessions: Vec<SnapshotSession>| async move {
+        for s in sessions {
+            s.close().await;
+        }
+    };
+    if let Some(e) = plan.failed.first()
+        && !config.options.allow_partial
+    {
+        close(sessions).await;
+        let e = TaskError::new(e.shard.clone(), clone_kind(&e.kind));
+        return (report(reports, None), Err(e.into()));
+    }
 
     // The output's directory is checked (and the temporary file made) before any query runs.
     let temp = match TempFile::create(&config.output) {
         Ok(t) => t,
-        Err(e) => return (report(reports, None), Err(e)),
-    };
-    let mut pools = Vec::with_capacity(config.shards.len());
-    for shard in &config.shards {
-        match ShardPool::open(shard, &config.options) {
-            Ok(p) => pools.push(Arc::new(p)),
-            Err(e) => return (report(reports, None), Err(e.into())),
+        Err(e) => {
+            close(sessions).await;
+            return (report(reports, None), Err(e));
         }
-    }
+    };
     let (merge, mut merger) = merge::start(
         temp,
         MergeSettings {
@@ -113,7 +221,7 @@ pub async fn execute(
 
     let mut interrupt = std::pin::pin!(interrupt);
     let mut failure: Option<Error> = None;
-    let mut failed = 0;
+    let mut failed = plan.failed.len();
     let mut merger_result = None;
     loop {
         tokio::select! {
@@ -156,6 +264,16 @@ pub async fn execute(
                 }
                 merger_result = Some(result);
             }
+            Some(shard) = lost.recv() => {
+                if failure.is_none() {
+                    failure = Some(TaskError::new(shard, TaskErrorKind::SnapshotLost {
+                        message: "the session that exported the shard's snapshot ended; \
+                                  partitions that had not started could not read the same state"
+                            .into(),
+                    }).into());
+                }
+                set.abort_all();
+            }
             signal = &mut interrupt => {
                 failure = Some(Error::Interrupted { signal });
                 set.abort_all();
@@ -165,6 +283,8 @@ pub async fn execute(
         }
     }
     cancels.wait(CANCEL_WAIT).await;
+    drop(lost);
+    close(sessions).await;
 
     if let Some(error) = failure {
         drop(merge);
@@ -187,6 +307,7 @@ pub async fn execute(
     match result {
         Ok(output) => {
             let total = reports.len();
+            let failed = failed.min(total);
             let outcome = if failed > 0 {
                 Err(Error::Partial { failed, total })
             } else {
@@ -200,20 +321,44 @@ pub async fn execute(
 
 async fn run_task(pool: &ShardPool, task: &Task, ctx: &TaskContext) -> Result<u64, TaskError> {
     let result = match ctx.deadline {
-        Some(after) => tokio::time::timeout(after, pool.run(&task.query, ctx))
-            .await
-            .unwrap_or_else(|_| {
-                Err(TaskError::new(
-                    &task.shard_name,
-                    TaskErrorKind::Timeout { after },
-                ))
-            }),
-        None => pool.run(&task.query, ctx).await,
+        Some(after) => {
+            tokio::time::timeout(after, pool.run(&task.query, task.snapshot.as_deref(), ctx))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(TaskError::new(
+                        &task.shard_name,
+                        TaskErrorKind::Timeout { after },
+                    ))
+                })
+        }
+        None => pool.run(&task.query, task.snapshot.as_deref(), ctx).await,
     };
     result.map_err(|mut e| {
         e.partition = task.partition.clone();
         e
     })
+}
+
+fn clone_kind(kind: &TaskErrorKind) -> TaskErrorKind {
+    match kind {
+        TaskErrorKind::Connect { target, message } => TaskErrorKind::Connect {
+            target: target.clone(),
+            message: message.clone(),
+        },
+        TaskErrorKind::Partition { message } => TaskErrorKind::Partition {
+            message: message.clone(),
+        },
+        TaskErrorKind::SnapshotLost { message } => TaskErrorKind::SnapshotLost {
+            message: message.clone(),
+        },
+        TaskErrorKind::Server { sqlstate, message } => TaskErrorKind::Server {
+            sqlstate: sqlstate.clone(),
+            message: message.clone(),
+        },
+        other => TaskErrorKind::Schema {
+            message: other.to_string(),
+        },
+    }
 }
 
 /// Errors are not `Clone`; the merger's error is reported by the run, so it is rebuilt.
@@ -261,6 +406,10 @@ fn metadata(config: &JobConfig, plan: &Plan, reports: &[TaskReport]) -> Vec<(Str
         .collect();
     vec![
         ("tributary.version".into(), env!("CARGO_PKG_VERSION").into()),
+        (
+            "tributary.snapshots".into(),
+            serde_json::to_string(&plan.snapshots).expect("serialisable"),
+        ),
         ("tributary.query".into(), config.query_text.clone()),
         (
             "tributary.query_path".into(),

@@ -122,9 +122,10 @@ impl TaskError {
 
     pub fn exit_code(&self) -> i32 {
         match self.kind {
-            TaskErrorKind::Connect { .. } | TaskErrorKind::ConnectionLost { .. } => {
-                exit::UNAVAILABLE
-            }
+            TaskErrorKind::Connect { .. }
+            | TaskErrorKind::ConnectionLost { .. }
+            | TaskErrorKind::SnapshotLost { .. } => exit::UNAVAILABLE,
+            TaskErrorKind::Partition { .. } => exit::DATA,
             TaskErrorKind::Timeout { .. } => exit::TIMEOUT,
             TaskErrorKind::Server { .. }
             | TaskErrorKind::UnsupportedType { .. }
@@ -183,6 +184,15 @@ pub enum TaskErrorKind {
     /// A value could not be decoded into its column's Arrow type.
     #[error("column `{column}`: {message}")]
     Decode { column: String, message: String },
+
+    /// The session holding the shard's exported snapshot ended: the partitions not yet
+    /// started cannot read the same state as the others, so the run stops.
+    #[error("snapshot lost: {message}")]
+    SnapshotLost { message: String },
+
+    /// Partitioning could not be planned (e.g. a range key of the wrong type).
+    #[error("cannot partition: {message}")]
+    Partition { message: String },
 
     /// The result's shape is not one tributary can write (e.g. duplicate column names).
     #[error("{message}")]

@@ -50,9 +50,21 @@ pub async fn run(
     interactive: bool,
     interrupt: impl Future<Output = &'static str>,
 ) -> (RunReport, Result<()>) {
-    let plan = plan::plan(config);
-    let progress = Arc::new(report::Progress::new(&plan, interactive));
-    dispatch::execute(config, &plan, progress, interrupt).await
+    let prepared = match dispatch::prepare(config).await {
+        Ok(p) => p,
+        Err(e) => {
+            let report = RunReport {
+                tasks: Vec::new(),
+                output: None,
+                elapsed: std::time::Duration::ZERO,
+                snapshots: Default::default(),
+                consistent: true,
+            };
+            return (report, Err(e));
+        }
+    };
+    let progress = Arc::new(report::Progress::new(&prepared.plan, interactive));
+    dispatch::execute(config, prepared, progress, interrupt).await
 }
 
 /// Resolves at the first SIGINT or SIGTERM with its name. A second signal exits the

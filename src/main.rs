@@ -37,13 +37,20 @@ async fn run(cli: Cli) -> i32 {
                 Err(e) => fail(&e),
             }
         }
-        Command::Plan(args) => match JobConfig::resolve(RunArgs::from(args)) {
-            Ok(config) => {
-                print!("{}", tributary::plan::plan(&config));
-                exit::SUCCESS
-            }
-            Err(e) => fail(&e),
-        },
+        Command::Plan(args) => {
+            let config = match JobConfig::resolve(RunArgs::from(args)) {
+                Ok(c) => c,
+                Err(e) => return fail(&e),
+            };
+            let prepared = match tributary::dispatch::prepare(&config).await {
+                Ok(p) => p,
+                Err(e) => return fail(&e),
+            };
+            let estimates = prepared.estimates().await;
+            print!("{}", prepared.plan.describe(Some(&estimates)));
+            prepared.close().await;
+            exit::SUCCESS
+        }
         Command::Demo(args) => {
             match tributary::demo::run(&args.dir, args.orders, interactive).await {
                 Ok(()) => exit::SUCCESS,

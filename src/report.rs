@@ -41,6 +41,10 @@ pub struct RunReport {
     pub output: Option<OutputSummary>,
     #[serde(serialize_with = "seconds")]
     pub elapsed: Duration,
+    /// The snapshot each partitioned PostgreSQL shard read, by shard.
+    pub snapshots: std::collections::BTreeMap<String, String>,
+    /// False when partitions read independently (`--no-snapshot`).
+    pub consistent: bool,
 }
 
 impl RunReport {
@@ -118,6 +122,15 @@ impl fmt::Display for RunReport {
                 thousands(t.rows),
                 t.duration.as_secs_f64()
             )?;
+        }
+        if !self.consistent {
+            writeln!(
+                f,
+                "consistency off: partitions read independently, not from one snapshot"
+            )?;
+        }
+        for (shard, id) in &self.snapshots {
+            writeln!(f, "shard {shard}: all partitions read snapshot {id}")?;
         }
         let outcome = match &self.output {
             Some(o) => format!(

@@ -11,9 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::{RunOptions, ShardConfig, SourceConfig};
-use crate::error::TaskError;
+use crate::error::{TaskError, TaskErrorKind};
 use crate::merge::BatchSender;
-use crate::plan::TaskQuery;
+use crate::plan::partition::{self, PartitionSpec, Piece};
+use crate::plan::{ShardLayout, TaskQuery};
+
+pub use postgres::SnapshotSession;
 
 /// What a running task needs besides its query.
 pub struct TaskContext {
@@ -53,7 +56,7 @@ impl Cancels {
 
 /// A shard's connection pool.
 pub enum ShardPool {
-    Postgres(postgres::PgShard),
+    Postgres(Box<postgres::PgShard>),
     Sqlite(sqlite::SqliteShard),
 }
 
@@ -64,7 +67,7 @@ impl ShardPool {
         match &shard.source {
             SourceConfig::Postgres(pg) => {
                 postgres::PgShard::new(&shard.name, pg, size, options.connect_timeout)
-                    .map(ShardPool::Postgres)
+                    .map(|p| ShardPool::Postgres(Box::new(p)))
             }
             SourceConfig::Sqlite(s) => Ok(ShardPool::Sqlite(sqlite::SqliteShard::new(
                 &shard.name,
@@ -84,13 +87,91 @@ impl ShardPool {
     }
 
     /// Runs one task; returns the rows it sent.
-    pub async fn run(&self, query: &TaskQuery, ctx: &TaskContext) -> Result<u64, TaskError> {
+    pub async fn run(
+        &self,
+        query: &TaskQuery,
+        snapshot: Option<&str>,
+        ctx: &TaskContext,
+    ) -> Result<u64, TaskError> {
         match (self, query) {
-            (ShardPool::Postgres(p), TaskQuery::Postgres { sql }) => p.run(sql, ctx).await,
+            (ShardPool::Postgres(p), TaskQuery::Postgres { sql }) => {
+                p.run(sql, snapshot, ctx).await
+            }
             (ShardPool::Sqlite(s), TaskQuery::Sqlite { sql, binds }) => {
                 s.run(sql, binds, ctx).await
             }
             _ => unreachable!("the planner renders each task for its shard's kind"),
+        }
+    }
+}
+
+impl ShardPool {
+    /// Learns how to split the shard's query: on PostgreSQL with `consistent`, first
+    /// exports the snapshot all pieces will read (and probes inside it). The snapshot
+    /// session is returned to be held until the run ends; when its connection ends, the
+    /// shard's name is sent on `lost`.
+    pub async fn layout(
+        &self,
+        spec: &PartitionSpec,
+        base: &TaskQuery,
+        consistent: bool,
+        lost: &tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<(ShardLayout, Option<SnapshotSession>), TaskError> {
+        let session = match self {
+            ShardPool::Postgres(pg) if consistent => Some(pg.open_snapshot(lost.clone()).await?),
+            _ => None,
+        };
+        let pieces = match spec {
+            PartitionSpec::Range {
+                bounds: Some(b),
+                partitions,
+                ..
+            } => partition::range_pieces(Some(*b), *partitions),
+            PartitionSpec::Range {
+                column,
+                partitions,
+                bounds: None,
+            } => {
+                let bounds = match (self, base) {
+                    (ShardPool::Postgres(pg), TaskQuery::Postgres { sql }) => {
+                        pg.probe_range(session.as_ref(), sql, column).await?
+                    }
+                    (ShardPool::Sqlite(s), TaskQuery::Sqlite { sql, binds }) => {
+                        s.probe_range(sql, binds, column).await?
+                    }
+                    _ => unreachable!("the planner renders each query for its shard's kind"),
+                };
+                partition::range_pieces(bounds, *partitions)
+            }
+            PartitionSpec::Hash { partitions, .. } => partition::hash_pieces(*partitions),
+            PartitionSpec::Predicates(list) => list.iter().cloned().map(Piece::Predicate).collect(),
+            PartitionSpec::Pages {
+                table,
+                pages_per_task,
+            } => match self {
+                ShardPool::Postgres(pg) => {
+                    let pages = pg.relation_pages(session.as_ref(), table).await?;
+                    partition::page_pieces(pages, *pages_per_task)
+                }
+                ShardPool::Sqlite(s) => {
+                    return Err(TaskError::new(
+                        s.name(),
+                        TaskErrorKind::Partition {
+                            message: "page partitions need PostgreSQL".into(),
+                        },
+                    ));
+                }
+            },
+        };
+        let snapshot = session.as_ref().map(|s| s.id.clone());
+        Ok((ShardLayout { pieces, snapshot }, session))
+    }
+
+    /// The server's row estimate for a task's query, where the source has one.
+    pub async fn estimate(&self, query: &TaskQuery) -> Option<f64> {
+        match (self, query) {
+            (ShardPool::Postgres(pg), TaskQuery::Postgres { sql }) => pg.estimate(sql).await.ok(),
+            _ => None,
         }
     }
 }

@@ -12,6 +12,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::config::shards::PgSource;
 use crate::decode::pgcopy::{CopyDecoder, CopyError};
 use crate::error::{TaskError, TaskErrorKind};
+use crate::plan::partition::{KeyValue, quote_ident};
 use crate::types::PgKind;
 
 use super::{BATCH_BYTES, Cancels, TaskContext, check_unique_names, tls};
@@ -23,9 +24,30 @@ const SERVER_TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
 pub struct PgShard {
     name: String,
     target: String,
+    /// For connections outside the pool (the snapshot session).
+    config: tokio_postgres::Config,
     pool: Pool,
     tls: MakeRustlsConnect,
     size: usize,
+}
+
+/// A connection holding an exported snapshot open: a REPEATABLE READ READ ONLY
+/// transaction with the idle-in-transaction timeout off, kept until the run ends so that
+/// every partition (and every retry) can import the snapshot.
+pub struct SnapshotSession {
+    client: tokio_postgres::Client,
+    pub id: String,
+}
+
+impl SnapshotSession {
+    pub fn client(&self) -> &tokio_postgres::Client {
+        &self.client
+    }
+
+    /// Ends the transaction and the connection.
+    pub async fn close(self) {
+        let _ = self.client.batch_execute("COMMIT").await;
+    }
 }
 
 impl PgShard {
@@ -50,7 +72,7 @@ impl PgShard {
             config.connect_timeout(connect_timeout);
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -64,6 +86,7 @@ impl PgShard {
         Ok(PgShard {
             name: name.to_string(),
             target: source.display.clone(),
+            config,
             pool,
             tls,
             size,
@@ -78,8 +101,8 @@ impl PgShard {
         TaskError::new(&self.name, kind)
     }
 
-    pub async fn run(&self, sql: &str, ctx: &TaskContext) -> Result<u64, TaskError> {
-        let object = self.pool.get().await.map_err(|e| {
+    async fn connection(&self) -> Result<Object, TaskError> {
+        self.pool.get().await.map_err(|e| {
             let message = match &e {
                 deadpool_postgres::PoolError::Backend(e) => describe(e),
                 other => other.to_string(),
@@ -88,9 +111,166 @@ impl PgShard {
                 target: self.target.clone(),
                 message,
             })
+        })
+    }
+
+    /// Opens a connection outside the pool and exports a snapshot from it. When that
+    /// connection ends, the shard's name is sent on `lost`.
+    pub async fn open_snapshot(
+        &self,
+        lost: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<SnapshotSession, TaskError> {
+        let mut config = self.config.clone();
+        config.application_name("tributary snapshot");
+        let (client, connection) = config.connect(self.tls.clone()).await.map_err(|e| {
+            self.error(TaskErrorKind::Connect {
+                target: self.target.clone(),
+                message: describe(&e),
+            })
         })?;
+        let shard = self.name.clone();
+        tokio::spawn(async move {
+            let _ = connection.await;
+            let _ = lost.send(shard);
+        });
+        let fail = |e: tokio_postgres::Error| self.error(classify(&e, None));
+        client
+            .batch_execute(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                 SET LOCAL idle_in_transaction_session_timeout = 0",
+            )
+            .await
+            .map_err(fail)?;
+        let id: String = client
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .await
+            .map_err(fail)?
+            .get(0);
+        Ok(SnapshotSession { client, id })
+    }
+
+    /// The smallest and largest key of the query's result (`None` when it has no non-NULL
+    /// key), on `session`'s snapshot if given, else on a pooled connection.
+    pub async fn probe_range(
+        &self,
+        session: Option<&SnapshotSession>,
+        sql: &str,
+        column: &str,
+    ) -> Result<Option<(KeyValue, KeyValue)>, TaskError> {
+        use tokio_postgres::types::Type;
+        let pooled;
+        let client: &tokio_postgres::Client = match session {
+            Some(s) => s.client(),
+            None => {
+                pooled = self.connection().await?;
+                &pooled
+            }
+        };
+        let fail = |e: tokio_postgres::Error| self.error(classify(&e, None));
+        let c = quote_ident(column);
+        let probe = format!("SELECT min({c}), max({c}) FROM (\n{sql}\n) AS tributary_probe");
+        let statement = client.prepare(&probe).await.map_err(fail)?;
+        let ty = statement.columns()[0].type_().clone();
+        let supported = [
+            Type::INT2,
+            Type::INT4,
+            Type::INT8,
+            Type::DATE,
+            Type::TIMESTAMP,
+            Type::TIMESTAMPTZ,
+        ];
+        if !supported.contains(&ty) {
+            return Err(self.error(TaskErrorKind::Partition {
+                message: format!(
+                    "range partitions need an integer, date or timestamp key; `{column}` is {ty}: use hash partitions"
+                ),
+            }));
+        }
+        let row = client.query_one(&statement, &[]).await.map_err(fail)?;
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
+        let key = |i: usize| -> Result<Option<KeyValue>, tokio_postgres::Error> {
+            Ok(match ty {
+                Type::INT2 => row
+                    .try_get::<_, Option<i16>>(i)?
+                    .map(|v| KeyValue::Int(v as i64)),
+                Type::INT4 => row
+                    .try_get::<_, Option<i32>>(i)?
+                    .map(|v| KeyValue::Int(v as i64)),
+                Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(KeyValue::Int),
+                Type::DATE => row
+                    .try_get::<_, Option<chrono::NaiveDate>>(i)?
+                    .map(|d| KeyValue::Date((d - epoch).num_days() as i32)),
+                Type::TIMESTAMP => row
+                    .try_get::<_, Option<chrono::NaiveDateTime>>(i)?
+                    .map(|t| KeyValue::Timestamp {
+                        micros: t.and_utc().timestamp_micros(),
+                        utc: false,
+                    }),
+                _ => row
+                    .try_get::<_, Option<chrono::DateTime<chrono::Utc>>>(i)?
+                    .map(|t| KeyValue::Timestamp {
+                        micros: t.timestamp_micros(),
+                        utc: true,
+                    }),
+            })
+        };
+        let bad = |e: tokio_postgres::Error| {
+            self.error(TaskErrorKind::Partition {
+                message: format!(
+                    "the bounds of `{column}` cannot be used ({e}); give explicit bounds in the job file"
+                ),
+            })
+        };
+        match (key(0).map_err(bad)?, key(1).map_err(bad)?) {
+            (Some(min), Some(max)) => Ok(Some((min, max))),
+            _ => Ok(None),
+        }
+    }
+
+    /// The number of heap pages of `table`, on `session`'s snapshot if given.
+    pub async fn relation_pages(
+        &self,
+        session: Option<&SnapshotSession>,
+        table: &str,
+    ) -> Result<u64, TaskError> {
+        let pooled;
+        let client: &tokio_postgres::Client = match session {
+            Some(s) => s.client(),
+            None => {
+                pooled = self.connection().await?;
+                &pooled
+            }
+        };
+        let row = client
+            .query_one(
+                "SELECT (pg_relation_size($1::text::regclass) / current_setting('block_size')::int)::bigint",
+                &[&table],
+            )
+            .await
+            .map_err(|e| self.error(classify(&e, None)))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
+    /// PostgreSQL's estimate of the rows `sql` returns (`EXPLAIN`: nothing is read).
+    pub async fn estimate(&self, sql: &str) -> Result<f64, TaskError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[])
+            .await
+            .map_err(|e| self.error(classify(&e, None)))?;
+        let plan: serde_json::Value = row.get(0);
+        Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(f64::NAN))
+    }
+
+    pub async fn run(
+        &self,
+        sql: &str,
+        snapshot: Option<&str>,
+        ctx: &TaskContext,
+    ) -> Result<u64, TaskError> {
+        let object = self.connection().await?;
         let mut conn = Checkout::new(object, self.tls.clone(), ctx.cancels.clone());
-        let rows = self.stream(&conn, sql, ctx).await?;
+        let rows = self.stream(&conn, sql, snapshot, ctx).await?;
         conn.release();
         Ok(rows)
     }
@@ -99,11 +279,19 @@ impl PgShard {
         &self,
         conn: &Checkout,
         sql: &str,
+        snapshot: Option<&str>,
         ctx: &TaskContext,
     ) -> Result<u64, TaskError> {
         let client = conn.client();
         let classify = |e: tokio_postgres::Error| self.error(classify(&e, ctx.deadline));
         let mut setup = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+        if let Some(id) = snapshot {
+            // Must come before any query of the transaction.
+            setup.push_str(&format!(
+                "; SET TRANSACTION SNAPSHOT '{}'",
+                id.replace('\'', "''")
+            ));
+        }
         if let Some(deadline) = ctx.deadline {
             let ms = (deadline + SERVER_TIMEOUT_MARGIN).as_millis();
             setup.push_str(&format!("; SET LOCAL statement_timeout = {ms}"));
@@ -248,6 +436,14 @@ fn describe(e: &tokio_postgres::Error) -> String {
 fn classify(e: &tokio_postgres::Error, deadline: Option<Duration>) -> TaskErrorKind {
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
+        if code == "22023" && db.message().contains("snapshot") {
+            return TaskErrorKind::SnapshotLost {
+                message: format!(
+                    "{} (SQLSTATE {code}): the session that exported it has ended",
+                    db.message()
+                ),
+            };
+        }
         if code == "57014"
             && let Some(after) = deadline
         {

@@ -5,5 +5,6 @@
 mod cli;
 mod demo;
 mod harness;
+mod partitions;
 mod postgres;
 mod sqlite;
