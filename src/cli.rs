@@ -102,6 +102,22 @@ pub struct RunCommand {
     /// Let partitions read independently instead of from one snapshot per shard.
     #[arg(long)]
     pub no_snapshot: bool,
+
+    /// Further attempts of a task after a transient failure [default: 3].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+
+    /// Stop retrying a task once it has been failing this long [default: 10m].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub retry_for: Option<Duration>,
+
+    /// Cancel (and retry) a query that sends nothing for this long; 0 for no bound [default: 10m].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub stall_timeout: Option<Duration>,
+
+    /// Write a JSON report of the run (every task's outcome, the output, the exit code).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +171,10 @@ impl From<RunCommand> for RunArgs {
             partition_on: c.partition_on,
             partitions: c.partitions,
             no_snapshot: c.no_snapshot,
+            retries: c.retries,
+            retry_for: c.retry_for,
+            stall_timeout: c.stall_timeout,
+            report: c.report,
         }
     }
 }

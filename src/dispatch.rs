@@ -127,6 +127,7 @@ pub async fn execute(
             partition: t.partition.clone(),
             rows: 0,
             duration: Duration::ZERO,
+            attempts: 0,
             outcome: Outcome::Cancelled,
         })
         .collect();
@@ -138,6 +139,7 @@ pub async fn execute(
             partition: Some("planning".into()),
             rows: 0,
             duration: Duration::ZERO,
+            attempts: 1,
             outcome: Outcome::Failed(e.kind.to_string()),
         });
     }
@@ -193,15 +195,21 @@ pub async fn execute(
         let rows = Arc::new(AtomicU64::new(0));
         counters.push(rows.clone());
         let count = progress.counter(task);
+        let counted = rows.clone();
         let ctx = TaskContext {
             sender: merge.sender(task.id),
             batch_size: config.options.batch_size,
             deadline: config.options.query_timeout,
+            stall: config.options.stall_timeout,
             on_rows: Box::new(move |n| {
-                rows.fetch_add(n, Ordering::Relaxed);
+                counted.fetch_add(n, Ordering::Relaxed);
                 count(n);
             }),
             cancels: cancels.clone(),
+        };
+        let retry = Retry {
+            attempts: config.options.retries,
+            within: config.options.retry_for,
         };
         let pool = pools[task.shard].clone();
         let shard_slots = per_shard[task.shard].clone();
@@ -214,8 +222,33 @@ pub async fn execute(
             let _global = global.acquire_owned().await.expect("never closed");
             progress.started(&task);
             let begun = Instant::now();
-            let result = run_task(&pool, &task, &ctx).await;
-            (task, begun.elapsed(), result)
+            let mut attempts = 1;
+            let result = loop {
+                let result = run_task(&pool, &task, &ctx).await;
+                let Err(e) = &result else { break result };
+                let Some(pause) = retry.pause_before(attempts, begun.elapsed(), e) else {
+                    break result;
+                };
+                tracing::warn!(
+                    "shard {}{}: {}; retrying in {:.1}s (attempt {} of {})",
+                    task.shard_name,
+                    task.partition
+                        .as_ref()
+                        .map(|p| format!(" ({p})"))
+                        .unwrap_or_default(),
+                    e.kind,
+                    pause.as_secs_f64(),
+                    attempts + 1,
+                    retry.attempts + 1
+                );
+                // What the failed attempt sent never reaches the output.
+                ctx.sender.discard();
+                rows.store(0, Ordering::Relaxed);
+                progress.restart(&task);
+                tokio::time::sleep(pause).await;
+                attempts += 1;
+            };
+            (task, begun.elapsed(), attempts, result)
         });
     }
 
@@ -227,13 +260,14 @@ pub async fn execute(
         tokio::select! {
             joined = set.join_next() => {
                 let Some(joined) = joined else { break };
-                let (task, duration, result) = match joined {
+                let (task, duration, attempts, result) = match joined {
                     Ok(r) => r,
                     Err(e) if e.is_cancelled() => continue,
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
                 };
                 let r = &mut reports[task.id];
                 r.duration = duration;
+                r.attempts = attempts;
                 r.rows = counters[task.id].load(Ordering::Relaxed);
                 match result {
                     Ok(rows) => {
@@ -319,6 +353,43 @@ pub async fn execute(
     }
 }
 
+/// How transient failures are retried: capped exponential backoff with full jitter.
+struct Retry {
+    /// Further attempts after the first.
+    attempts: u32,
+    /// No retry starts after the task has been failing this long.
+    within: Duration,
+}
+
+/// The first pause; doubled each attempt up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(250);
+const MAX_PAUSE: Duration = Duration::from_secs(30);
+
+impl Retry {
+    /// The pause before the next attempt, or `None` when the task must fail now.
+    fn pause_before(
+        &self,
+        attempts_made: u32,
+        elapsed: Duration,
+        error: &TaskError,
+    ) -> Option<Duration> {
+        if !error.is_retryable() || attempts_made > self.attempts {
+            return None;
+        }
+        let cap = FIRST_PAUSE
+            .saturating_mul(1 << (attempts_made - 1).min(16))
+            .min(MAX_PAUSE);
+        // Full jitter: tasks failing together do not come back together.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(seed);
+        let pause = cap.mul_f64(rand::Rng::random_range(&mut rng, 0.5..=1.0));
+        (elapsed + pause <= self.within).then_some(pause)
+    }
+}
+
 async fn run_task(pool: &ShardPool, task: &Task, ctx: &TaskContext) -> Result<u64, TaskError> {
     let result = match ctx.deadline {
         Some(after) => {
@@ -341,9 +412,14 @@ async fn run_task(pool: &ShardPool, task: &Task, ctx: &TaskContext) -> Result<u6
 
 fn clone_kind(kind: &TaskErrorKind) -> TaskErrorKind {
     match kind {
-        TaskErrorKind::Connect { target, message } => TaskErrorKind::Connect {
+        TaskErrorKind::Connect {
+            target,
+            message,
+            transient,
+        } => TaskErrorKind::Connect {
             target: target.clone(),
             message: message.clone(),
+            transient: *transient,
         },
         TaskErrorKind::Partition { message } => TaskErrorKind::Partition {
             message: message.clone(),
@@ -400,6 +476,7 @@ fn metadata(config: &JobConfig, plan: &Plan, reports: &[TaskReport]) -> Vec<(Str
                 "partition": t.partition,
                 "rows": r.rows,
                 "seconds": r.duration.as_secs_f64(),
+                "attempts": r.attempts,
                 "outcome": r.outcome,
             })
         })
@@ -428,4 +505,70 @@ fn metadata(config: &JobConfig, plan: &Plan, reports: &[TaskReport]) -> Vec<(Str
             serde_json::Value::Array(manifest).to_string(),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(kind: TaskErrorKind) -> TaskError {
+        TaskError::new("s", kind)
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried_within_bounds() {
+        let retry = Retry {
+            attempts: 3,
+            within: Duration::from_secs(60),
+        };
+        let lost = err(TaskErrorKind::ConnectionLost {
+            message: "reset".into(),
+        });
+        let syntax = err(TaskErrorKind::Server {
+            sqlstate: Some("42601".into()),
+            message: "syntax".into(),
+        });
+        let busy = err(TaskErrorKind::Server {
+            sqlstate: Some("53300".into()),
+            message: "too many".into(),
+        });
+        assert!(retry.pause_before(1, Duration::ZERO, &lost).is_some());
+        assert!(retry.pause_before(1, Duration::ZERO, &busy).is_some());
+        assert!(retry.pause_before(1, Duration::ZERO, &syntax).is_none());
+        assert!(
+            retry.pause_before(4, Duration::ZERO, &lost).is_none(),
+            "attempts are capped"
+        );
+        assert!(
+            retry
+                .pause_before(1, Duration::from_secs(60), &lost)
+                .is_none(),
+            "time is capped"
+        );
+        for attempt in 1..=3 {
+            let pause = retry.pause_before(attempt, Duration::ZERO, &lost).unwrap();
+            let cap = FIRST_PAUSE * (1 << (attempt - 1));
+            assert!(
+                pause <= cap && pause >= cap / 2,
+                "attempt {attempt}: {pause:?}"
+            );
+        }
+        let long = Retry {
+            attempts: 40,
+            within: Duration::from_secs(3600),
+        };
+        assert!(long.pause_before(30, Duration::ZERO, &lost).unwrap() <= MAX_PAUSE);
+        let refused = err(TaskErrorKind::Connect {
+            target: "x".into(),
+            message: "refused".into(),
+            transient: true,
+        });
+        let auth = err(TaskErrorKind::Connect {
+            target: "x".into(),
+            message: "password".into(),
+            transient: false,
+        });
+        assert!(retry.pause_before(1, Duration::ZERO, &refused).is_some());
+        assert!(retry.pause_before(1, Duration::ZERO, &auth).is_none());
+    }
 }

@@ -126,7 +126,7 @@ impl TaskError {
             | TaskErrorKind::ConnectionLost { .. }
             | TaskErrorKind::SnapshotLost { .. } => exit::UNAVAILABLE,
             TaskErrorKind::Partition { .. } => exit::DATA,
-            TaskErrorKind::Timeout { .. } => exit::TIMEOUT,
+            TaskErrorKind::Timeout { .. } | TaskErrorKind::Stalled { .. } => exit::TIMEOUT,
             TaskErrorKind::Server { .. }
             | TaskErrorKind::UnsupportedType { .. }
             | TaskErrorKind::Decode { .. }
@@ -141,7 +141,8 @@ impl TaskError {
     /// Whether running the task again may succeed (the server or network failed, not the query).
     pub fn is_retryable(&self) -> bool {
         match &self.kind {
-            TaskErrorKind::Connect { .. } | TaskErrorKind::ConnectionLost { .. } => true,
+            TaskErrorKind::Connect { transient, .. } => *transient,
+            TaskErrorKind::ConnectionLost { .. } | TaskErrorKind::Stalled { .. } => true,
             TaskErrorKind::Server { sqlstate, .. } => sqlstate.as_deref().is_some_and(|s| {
                 s.starts_with("08") || matches!(s, "57P01" | "53300" | "40001" | "40P01")
             }),
@@ -156,11 +157,21 @@ impl TaskError {
 pub enum TaskErrorKind {
     /// No connection could be opened (refused, DNS, authentication, missing file).
     #[error("cannot connect to {target}: {message}")]
-    Connect { target: String, message: String },
+    Connect {
+        target: String,
+        message: String,
+        /// Whether trying again may succeed (network trouble, too many connections) rather
+        /// than not (bad password, missing database or file).
+        transient: bool,
+    },
 
     /// The connection broke while the query ran.
     #[error("connection lost: {message}")]
     ConnectionLost { message: String },
+
+    /// The query sent nothing for too long; it was cancelled on the server.
+    #[error("stalled: no data for {} (the query was cancelled)", humantime::format_duration(*after))]
+    Stalled { after: Duration },
 
     /// The task passed its deadline; the statement was cancelled on the server.
     #[error("query timed out after {} and was cancelled on the server", humantime::format_duration(*after))]

@@ -66,6 +66,11 @@ impl BatchSender {
         });
     }
 
+    /// Drops what the task sent so far (its attempt failed; a retry starts afresh).
+    pub fn discard(&self) {
+        let _ = self.tx.send(Event::Failed { task: self.task });
+    }
+
     /// Sends a batch, waiting while the channel's byte budget is spent.
     pub async fn batch(&self, batch: RecordBatch) {
         if batch.num_rows() == 0 {

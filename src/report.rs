@@ -27,6 +27,8 @@ pub struct TaskReport {
     pub rows: u64,
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,
+    /// Attempts made (more than one after transient failures).
+    pub attempts: u32,
     pub outcome: Outcome,
 }
 
@@ -110,9 +112,15 @@ impl fmt::Display for RunReport {
             "shard", "rows", "time"
         )?;
         for t in &self.tasks {
+            let retried = if t.attempts > 1 {
+                format!(" after {} attempts", t.attempts)
+            } else {
+                String::new()
+            };
             let outcome = match &t.outcome {
+                Outcome::Ok if t.attempts > 1 => format!("ok{retried}"),
                 Outcome::Ok => "ok".to_string(),
-                Outcome::Failed(e) => format!("FAILED: {e}"),
+                Outcome::Failed(e) => format!("FAILED{retried}: {e}"),
                 Outcome::Cancelled => "cancelled".to_string(),
             };
             writeln!(
@@ -201,6 +209,13 @@ impl Progress {
     pub fn counter(&self, task: &Task) -> Box<dyn Fn(u64) + Send + Sync> {
         let bar = self.bars[task.id].clone();
         Box::new(move |n| bar.inc(n))
+    }
+
+    /// A retry starts: the failed attempt's rows no longer count.
+    pub fn restart(&self, task: &Task) {
+        let bar = &self.bars[task.id];
+        bar.set_position(0);
+        bar.set_message("retrying");
     }
 
     pub fn finished(&self, task: &Task, report: &TaskReport) {

@@ -26,6 +26,13 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_ROW_GROUP_SIZE: usize = 1 << 17;
 /// Rows per Arrow batch decoded from a source: a size that keeps builders in cache.
 pub const DEFAULT_BATCH_SIZE: usize = 8192;
+/// Further attempts of a task after a transient failure.
+pub const DEFAULT_RETRIES: u32 = 3;
+/// Retries stop once a task has been failing for this long.
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(600);
+/// How long a running query may send nothing before it counts as stalled. Generous,
+/// because a query may compute for a long time before its first row.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The raw request, as typed on the command line (the CLI layer fills it from clap).
 #[derive(Debug, Default, Clone)]
@@ -50,6 +57,11 @@ pub struct RunArgs {
     pub partitions: Option<usize>,
     /// `--no-snapshot`: partitions read independently instead of from one snapshot.
     pub no_snapshot: bool,
+    pub retries: Option<u32>,
+    pub retry_for: Option<Duration>,
+    pub stall_timeout: Option<Duration>,
+    /// `--report PATH`: where to write the JSON run report.
+    pub report: Option<PathBuf>,
 }
 
 /// A validated job: everything the planner and the run need.
@@ -86,6 +98,15 @@ pub struct RunOptions {
     pub partition: Option<PartitionSpec>,
     /// Whether the partitions of one PostgreSQL shard read one exported snapshot.
     pub consistent: bool,
+    /// Further attempts of a task after a transient failure (connection lost, server
+    /// shutting down, too many connections, serialization failure).
+    pub retries: u32,
+    /// No retry starts once a task has been failing for this long.
+    pub retry_for: Duration,
+    /// A query silent for this long is stalled: cancelled, and retried. `None`: no bound.
+    pub stall_timeout: Option<Duration>,
+    /// Where to write the JSON run report.
+    pub report: Option<PathBuf>,
 }
 
 /// The job file's `[partition]` table.
@@ -123,6 +144,10 @@ struct JobFile {
     partition: Option<PartitionFile>,
     /// `false` turns off snapshot consistency across partitions.
     snapshot: Option<bool>,
+    retries: Option<u32>,
+    retry_for: Option<String>,
+    stall_timeout: Option<String>,
+    report: Option<PathBuf>,
 }
 
 impl JobConfig {
@@ -245,6 +270,16 @@ impl JobConfig {
             partition: partition_spec(&args, job.partition.as_ref())
                 .map_err(|m| Error::config(job_path.clone(), m))?,
             consistent: !args.no_snapshot && job.snapshot.unwrap_or(true),
+            retries: args.retries.or(job.retries).unwrap_or(DEFAULT_RETRIES),
+            retry_for: duration(args.retry_for, &job.retry_for, "retry_for")?
+                .unwrap_or(DEFAULT_RETRY_FOR),
+            stall_timeout: duration(args.stall_timeout, &job.stall_timeout, "stall_timeout")?
+                .or(Some(DEFAULT_STALL_TIMEOUT))
+                .filter(|d| !d.is_zero()),
+            report: args
+                .report
+                .clone()
+                .or_else(|| job.report.as_deref().map(in_job)),
         };
         if let Some(spec) = &options.partition {
             check_partition_sources(spec, &shards)

@@ -25,6 +25,8 @@ pub struct TaskContext {
     pub batch_size: usize,
     /// The task's deadline, if any: the server-side `statement_timeout` backs it up.
     pub deadline: Option<Duration>,
+    /// How long the server may send nothing before the query counts as stalled.
+    pub stall: Option<Duration>,
     /// Called with the number of rows in each batch sent.
     pub on_rows: Box<dyn Fn(u64) + Send + Sync>,
     pub cancels: Cancels,

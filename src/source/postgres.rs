@@ -63,6 +63,7 @@ impl PgShard {
                 TaskErrorKind::Connect {
                     target: source.display.clone(),
                     message,
+                    transient: false,
                 },
             )
         };
@@ -78,8 +79,12 @@ impl PgShard {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // The socket-level connect timeout does not cover the startup handshake; the
+        // pool's create timeout bounds the whole of it (a server that accepts and then
+        // says nothing must not hang the run).
         let pool = Pool::builder(manager)
             .max_size(size)
+            .create_timeout(config.get_connect_timeout().copied())
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| fail(e.to_string()))?;
@@ -103,13 +108,17 @@ impl PgShard {
 
     async fn connection(&self) -> Result<Object, TaskError> {
         self.pool.get().await.map_err(|e| {
-            let message = match &e {
-                deadpool_postgres::PoolError::Backend(e) => describe(e),
-                other => other.to_string(),
+            let (message, transient) = match &e {
+                deadpool_postgres::PoolError::Backend(e) => (describe(e), transient_connect(e)),
+                deadpool_postgres::PoolError::Timeout(_) => {
+                    ("timed out while connecting".to_string(), true)
+                }
+                other => (other.to_string(), true),
             };
             self.error(TaskErrorKind::Connect {
                 target: self.target.clone(),
                 message,
+                transient,
             })
         })
     }
@@ -122,12 +131,24 @@ impl PgShard {
     ) -> Result<SnapshotSession, TaskError> {
         let mut config = self.config.clone();
         config.application_name("tributary snapshot");
-        let (client, connection) = config.connect(self.tls.clone()).await.map_err(|e| {
+        let connect_timeout = config.get_connect_timeout().copied();
+        let connecting = config.connect(self.tls.clone());
+        let connected = match connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, connecting).await.ok(),
+            None => Some(connecting.await),
+        };
+        let connect_error = |message: String, transient: bool| {
             self.error(TaskErrorKind::Connect {
                 target: self.target.clone(),
-                message: describe(&e),
+                message,
+                transient,
             })
-        })?;
+        };
+        let (client, connection) = match connected {
+            None => return Err(connect_error("timed out while connecting".into(), true)),
+            Some(Err(e)) => return Err(connect_error(describe(&e), transient_connect(&e))),
+            Some(Ok(c)) => c,
+        };
         let shard = self.name.clone();
         tokio::spawn(async move {
             let _ = connection.await;
@@ -296,9 +317,16 @@ impl PgShard {
             let ms = (deadline + SERVER_TIMEOUT_MARGIN).as_millis();
             setup.push_str(&format!("; SET LOCAL statement_timeout = {ms}"));
         }
-        client.batch_execute(&setup).await.map_err(classify)?;
+        let stalled = |after| self.error(TaskErrorKind::Stalled { after });
+        within(ctx.stall, client.batch_execute(&setup))
+            .await
+            .map_err(stalled)?
+            .map_err(classify)?;
 
-        let statement = client.prepare(sql).await.map_err(classify)?;
+        let statement = within(ctx.stall, client.prepare(sql))
+            .await
+            .map_err(stalled)?
+            .map_err(classify)?;
         let mut kinds = Vec::with_capacity(statement.columns().len());
         for column in statement.columns() {
             let kind = PgKind::of(column.type_(), column.type_modifier()).map_err(|u| {
@@ -315,9 +343,10 @@ impl PgShard {
         let mut decoder = CopyDecoder::new(&kinds);
         ctx.sender.schema(decoder.schema().clone());
 
-        let copy = client
-            .copy_out(&format!("COPY (\n{sql}\n) TO STDOUT (FORMAT binary)"))
+        let copy_sql = format!("COPY (\n{sql}\n) TO STDOUT (FORMAT binary)");
+        let copy = within(ctx.stall, client.copy_out(&copy_sql))
             .await
+            .map_err(stalled)?
             .map_err(classify)?;
         let mut copy = std::pin::pin!(copy);
         let mut rows = 0u64;
@@ -332,7 +361,7 @@ impl PgShard {
                 },
             })
         };
-        while let Some(chunk) = copy.next().await {
+        while let Some(chunk) = within(ctx.stall, copy.next()).await.map_err(stalled)? {
             let chunk = chunk.map_err(classify)?;
             decoder.push(&chunk).map_err(decode_error)?;
             if decoder.buffered_rows() >= ctx.batch_size || decoder.buffered_bytes() >= BATCH_BYTES
@@ -342,8 +371,22 @@ impl PgShard {
         }
         decoder.finish().map_err(decode_error)?;
         rows += send(&mut decoder, ctx).await;
-        client.batch_execute("COMMIT").await.map_err(classify)?;
+        within(ctx.stall, client.batch_execute("COMMIT"))
+            .await
+            .map_err(stalled)?
+            .map_err(classify)?;
         Ok(rows)
+    }
+}
+
+/// Awaits `fut`, giving up after `limit` of silence (`Err` holds the limit).
+async fn within<T>(
+    limit: Option<Duration>,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Duration> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, fut).await.map_err(|_| limit),
+        None => Ok(fut.await),
     }
 }
 
@@ -402,6 +445,18 @@ impl Drop for Checkout {
             let _ = token.cancel_query(tls).await;
             drop(client);
         });
+    }
+}
+
+/// Whether a failed connection attempt may succeed later: network errors and a server
+/// that is busy or starting, not authentication or a missing database.
+fn transient_connect(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P03")
+        }
+        None => true,
     }
 }
 

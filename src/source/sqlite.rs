@@ -85,6 +85,7 @@ impl SqliteShard {
             self.error(TaskErrorKind::Connect {
                 target: format!("sqlite://{}", self.path),
                 message: e.to_string(),
+                transient: false,
             })
         })?;
         let cancelled = Arc::new(AtomicBool::new(false));
