@@ -252,6 +252,10 @@ pub async fn execute(
         });
     }
 
+    let mut remaining = vec![0usize; pools.len()];
+    for task in &plan.tasks {
+        remaining[task.shard] += 1;
+    }
     let mut interrupt = std::pin::pin!(interrupt);
     let mut failure: Option<Error> = None;
     let mut failed = plan.failed.len();
@@ -265,6 +269,10 @@ pub async fn execute(
                     Err(e) if e.is_cancelled() => continue,
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
                 };
+                remaining[task.shard] -= 1;
+                if remaining[task.shard] == 0 {
+                    pools[task.shard].close();
+                }
                 let r = &mut reports[task.id];
                 r.duration = duration;
                 r.attempts = attempts;

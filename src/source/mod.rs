@@ -80,6 +80,15 @@ impl ShardPool {
         }
     }
 
+    /// Closes the pool's idle connections: called when the shard has no task left, so
+    /// that finished shards hold no server connections while others still run.
+    pub fn close(&self) {
+        match self {
+            ShardPool::Postgres(p) => p.close(),
+            ShardPool::Sqlite(s) => s.close(),
+        }
+    }
+
     /// Connections this pool may hold.
     pub fn size(&self) -> usize {
         match self {

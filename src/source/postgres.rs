@@ -102,6 +102,10 @@ impl PgShard {
         self.size
     }
 
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
     fn error(&self, kind: TaskErrorKind) -> TaskError {
         TaskError::new(&self.name, kind)
     }

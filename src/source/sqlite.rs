@@ -71,6 +71,11 @@ impl SqliteShard {
         &self.name
     }
 
+    pub fn close(&self) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move { pool.close().await });
+    }
+
     fn error(&self, kind: TaskErrorKind) -> TaskError {
         TaskError::new(&self.name, kind)
     }

@@ -4,7 +4,9 @@
 
 mod cli;
 mod demo;
+mod faults;
 mod harness;
 mod partitions;
 mod postgres;
+mod proxy;
 mod sqlite;
