@@ -460,7 +460,8 @@ fn transient_connect(e: &tokio_postgres::Error) -> bool {
             let code = db.code().code();
             code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P03")
         }
-        None => true,
+        // A refused certificate or a server without TLS will not change on its own.
+        None => !e.to_string().contains("TLS"),
     }
 }
 

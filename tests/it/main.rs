@@ -10,3 +10,4 @@ mod partitions;
 mod postgres;
 mod proxy;
 mod sqlite;
+mod tls;
