@@ -9,24 +9,8 @@ use std::time::{Duration, Instant};
 
 use tributary::error::{Error, TaskErrorKind, exit};
 
-use crate::harness::{self, Job, active_queries, concat, i64_column};
+use crate::harness::{self, Job, active_queries, assert_gone, concat, i64_column};
 use crate::proxy::{Fault, Proxy};
-
-/// Waits up to `limit` until no statement containing `marker` runs on the server.
-async fn assert_gone(marker: &str, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = active_queries(marker).await;
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running on the server: {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 const ROWS: &str = "CREATE TABLE t AS SELECT g::bigint AS id, repeat(md5(g::text), 4) AS pad FROM generate_series(1, 60000) g;";
 
