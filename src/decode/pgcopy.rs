@@ -23,6 +23,8 @@ use crate::types::PgKind;
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 /// Days from 1970-01-01 (Arrow's epoch) to 2000-01-01 (PostgreSQL's).
 const PG_EPOCH_DAYS: i32 = 10_957;
+/// PostgreSQL's largest field value (1 GiB).
+const MAX_FIELD_BYTES: i32 = 1 << 30;
 /// Microseconds from 1970-01-01 to 2000-01-01.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
@@ -207,6 +209,12 @@ fn tuple_len(data: &[u8], fields: usize) -> Result<Option<usize>, CopyError> {
         at += 4;
         if n < -1 {
             return Err(CopyError::Malformed(format!("negative field length {n}")));
+        }
+        if n > MAX_FIELD_BYTES {
+            // PostgreSQL never sends a larger value: waiting for one would buffer without bound.
+            return Err(CopyError::Malformed(format!(
+                "field length {n} exceeds 1 GiB"
+            )));
         }
         if n > 0 {
             at += n as usize;
@@ -726,6 +734,14 @@ mod tests {
         neg.extend(3i16.to_be_bytes());
         neg.extend((-7i32).to_be_bytes());
         assert!(CopyDecoder::new(&kinds()).push(&neg).is_err());
+        let mut huge = stream(&[]);
+        huge.truncate(19);
+        huge.extend(3i16.to_be_bytes());
+        huge.extend(i32::MAX.to_be_bytes());
+        assert!(
+            CopyDecoder::new(&kinds()).push(&huge).is_err(),
+            "a claimed 2 GiB field is refused at once"
+        );
         let mut after = sample();
         after.push(0);
         assert!(CopyDecoder::new(&kinds()).push(&after).is_err());
