@@ -2,10 +2,12 @@
 //! server-side `statement_timeout` backing the client's deadline, rows read with
 //! `COPY (query) TO STDOUT (FORMAT binary)` and decoded straight into Arrow builders.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use futures_util::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::CancelToken;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -21,12 +23,18 @@ use super::{BATCH_BYTES, Cancels, TaskContext, check_unique_names, tls};
 /// client cancels first; the server stops the statement even if the cancel is lost.
 const SERVER_TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
 
+/// How long a discarded connection may take to acknowledge its cancel before it is
+/// closed anyway.
+const DISCARD_WAIT: Duration = Duration::from_secs(1);
+
 pub struct PgShard {
     name: String,
     target: String,
     /// For connections outside the pool (the snapshot session).
     config: tokio_postgres::Config,
     pool: Pool,
+    /// Connections in use or being closed; see [`Checkout::slot`].
+    slots: Arc<Semaphore>,
     tls: MakeRustlsConnect,
     size: usize,
 }
@@ -93,6 +101,7 @@ impl PgShard {
             target: source.display.clone(),
             config,
             pool,
+            slots: Arc::new(Semaphore::new(size)),
             tls,
             size,
         })
@@ -293,8 +302,22 @@ impl PgShard {
         snapshot: Option<&str>,
         ctx: &TaskContext,
     ) -> Result<u64, TaskError> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
         let object = self.connection().await?;
-        let mut conn = Checkout::new(object, self.tls.clone(), ctx.cancels.clone());
+        let mut conn = Checkout {
+            token: object.cancel_token(),
+            object: Some(object),
+            slot: Some(slot),
+            pid: std::sync::OnceLock::new(),
+            config: self.config.clone(),
+            tls: self.tls.clone(),
+            cancels: ctx.cancels.clone(),
+        };
         let rows = self.stream(&conn, sql, snapshot, ctx).await?;
         conn.release();
         Ok(rows)
@@ -322,10 +345,18 @@ impl PgShard {
             setup.push_str(&format!("; SET LOCAL statement_timeout = {ms}"));
         }
         let stalled = |after| self.error(TaskErrorKind::Stalled { after });
-        within(ctx.stall, client.batch_execute(&setup))
+        setup.push_str("; SELECT pg_backend_pid()");
+        let replies = within(ctx.stall, client.simple_query(&setup))
             .await
             .map_err(stalled)?
             .map_err(classify)?;
+        let pid = replies.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|p| p.parse().ok()),
+            _ => None,
+        });
+        if let Some(pid) = pid {
+            let _ = conn.pid.set(pid);
+        }
 
         let statement = within(ctx.stall, client.prepare(sql))
             .await
@@ -410,22 +441,20 @@ async fn send(decoder: &mut CopyDecoder, ctx: &TaskContext) -> u64 {
 #[must_use = "release() returns the connection to the pool; dropping it discards it"]
 struct Checkout {
     object: Option<Object>,
+    /// The shard's connection slot: held until a discarded connection is closed, so the
+    /// server never sees more of our connections than the pool allows.
+    slot: Option<OwnedSemaphorePermit>,
     token: CancelToken,
+    /// The backend's process id, to terminate it if it cannot be cancelled (a backend
+    /// blocked writing to a stalled link ignores cancel requests).
+    pid: std::sync::OnceLock<i32>,
+    /// For the separate connection that terminates such a backend.
+    config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     cancels: Cancels,
 }
 
 impl Checkout {
-    fn new(object: Object, tls: MakeRustlsConnect, cancels: Cancels) -> Checkout {
-        let token = object.cancel_token();
-        Checkout {
-            object: Some(object),
-            token,
-            tls,
-            cancels,
-        }
-    }
-
     fn client(&self) -> &tokio_postgres::Client {
         self.object.as_ref().expect("present until release or drop")
     }
@@ -433,6 +462,7 @@ impl Checkout {
     /// The task finished cleanly (transaction committed): back to the pool.
     fn release(&mut self) {
         self.object.take();
+        self.slot.take();
     }
 }
 
@@ -443,12 +473,38 @@ impl Drop for Checkout {
         };
         // Out of the pool for good: the client and its connection close when dropped.
         let client = Object::take(object);
+        let slot = self.slot.take();
         let token = self.token.clone();
         let tls = self.tls.clone();
+        let pid = self.pid.get().copied();
+        let config = self.config.clone();
         self.cancels.spawn(async move {
-            let _ = token.cancel_query(tls).await;
+            let _ = tokio::time::timeout(DISCARD_WAIT, token.cancel_query(tls.clone())).await;
+            // Once the backend has given the statement up (the ROLLBACK is answered), it
+            // exits as soon as the connection closes. If it does not answer, it may be
+            // blocked writing to a stalled link, where cancels are not honoured: end it
+            // from a separate connection.
+            let idle = tokio::time::timeout(DISCARD_WAIT, client.batch_execute("ROLLBACK")).await;
+            if !matches!(idle, Ok(Ok(())))
+                && let Some(pid) = pid
+            {
+                let _ = tokio::time::timeout(DISCARD_WAIT, terminate(config, tls, pid)).await;
+            }
             drop(client);
+            drop(slot);
         });
+    }
+}
+
+/// Ends backend `pid` from a new connection (a role may end its own backends).
+async fn terminate(config: tokio_postgres::Config, tls: MakeRustlsConnect, pid: i32) {
+    if let Ok((client, connection)) = config.connect(tls).await {
+        let running = tokio::spawn(connection);
+        let _ = client
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await;
+        drop(client);
+        let _ = running.await;
     }
 }
 
