@@ -52,7 +52,7 @@ pub async fn execute(
     };
 
     // The output's directory is checked (and the temporary file made) before any query runs.
-    let temp = match TempFile::create(&config.output) {
+    let temp = match TempFile::create(&config.first_output()) {
         Ok(t) => t,
         Err(e) => return (report(reports, None), Err(e)),
     };
@@ -69,9 +69,12 @@ pub async fn execute(
             task_shards: plan.tasks.iter().map(|t| t.shard_name.clone()).collect(),
             shard_column: config.options.shard_column.clone(),
             row_group_size: config.options.row_group_size,
-            props: writer_properties(config.options.compression),
+            props: writer_properties(&config.options),
+            output: config.output.clone(),
+            split: config.options.split,
         },
     );
+    describe(&pools, plan, &merge, &config.options).await;
 
     let global = Arc::new(Semaphore::new(config.options.concurrency));
     let per_shard: Vec<Arc<Semaphore>> = pools
@@ -196,6 +199,34 @@ pub async fn execute(
         }
         Err(e) => (report(reports, None), Err(e)),
     }
+}
+
+/// Describes every task's result before any runs, so that the merger knows each shard's
+/// column types (and can widen them) before the first row is written. A task that cannot
+/// be described here is left to fail, or to report its columns, when it runs.
+async fn describe(
+    pools: &[Arc<ShardPool>],
+    plan: &Plan,
+    merge: &merge::MergeHandle,
+    options: &crate::config::RunOptions,
+) {
+    let cancels = Cancels::default();
+    let limit = options.query_timeout.unwrap_or(options.connect_timeout * 2);
+    let slots = Arc::new(Semaphore::new(options.concurrency));
+    let described = plan.tasks.iter().map(|task| {
+        let (pool, cancels, slots) = (pools[task.shard].clone(), cancels.clone(), slots.clone());
+        async move {
+            let _slot = slots.acquire_owned().await.expect("never closed");
+            let schema = tokio::time::timeout(limit, pool.describe(&task.query, &cancels)).await;
+            (task.id, schema)
+        }
+    });
+    for (task, schema) in futures_util::future::join_all(described).await {
+        if let Ok(Some(Ok(schema))) = schema {
+            merge.send(Event::Schema { task, schema });
+        }
+    }
+    cancels.wait(CANCEL_WAIT).await;
 }
 
 async fn run_task(pool: &ShardPool, task: &Task, ctx: &TaskContext) -> Result<u64, TaskError> {

@@ -2,6 +2,7 @@
 //! server-side `statement_timeout` backing the client's deadline, rows read with
 //! `COPY (query) TO STDOUT (FORMAT binary)` and decoded straight into Arrow builders.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -12,8 +13,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::config::shards::PgSource;
 use crate::decode::pgcopy::{CopyDecoder, CopyError};
 use crate::error::{TaskError, TaskErrorKind};
-use crate::types::PgKind;
+use crate::types::TypeRules;
 
+use super::pgcolumns::{self, Columns};
 use super::{BATCH_BYTES, Cancels, TaskContext, check_unique_names, tls};
 
 /// Margin added to the client deadline for the server's own `statement_timeout`: the
@@ -26,6 +28,8 @@ pub struct PgShard {
     pool: Pool,
     tls: MakeRustlsConnect,
     size: usize,
+    /// The job's type options: how each column is rendered.
+    types: Arc<TypeRules>,
 }
 
 impl PgShard {
@@ -34,6 +38,7 @@ impl PgShard {
         source: &PgSource,
         size: usize,
         connect_timeout: Duration,
+        types: Arc<TypeRules>,
     ) -> Result<PgShard, TaskError> {
         let fail = |message: String| {
             TaskError::new(
@@ -67,6 +72,7 @@ impl PgShard {
             pool,
             tls,
             size,
+            types,
         })
     }
 
@@ -78,7 +84,18 @@ impl PgShard {
         TaskError::new(&self.name, kind)
     }
 
-    pub async fn run(&self, sql: &str, ctx: &TaskContext) -> Result<u64, TaskError> {
+    /// The result's columns as this shard types them, without running the query: lets
+    /// the merger unify types across shards before the first row is written.
+    pub async fn describe(&self, sql: &str, cancels: &Cancels) -> Result<Columns, TaskError> {
+        let mut conn = self.checkout(cancels).await?;
+        let columns = pgcolumns::describe(conn.client(), sql, &self.types)
+            .await
+            .map_err(|e| self.error(classify(&e, None)))?;
+        conn.release();
+        Ok(columns)
+    }
+
+    async fn checkout(&self, cancels: &Cancels) -> Result<Checkout, TaskError> {
         let object = self.pool.get().await.map_err(|e| {
             let message = match &e {
                 deadpool_postgres::PoolError::Backend(e) => describe(e),
@@ -89,7 +106,11 @@ impl PgShard {
                 message,
             })
         })?;
-        let mut conn = Checkout::new(object, self.tls.clone(), ctx.cancels.clone());
+        Ok(Checkout::new(object, self.tls.clone(), cancels.clone()))
+    }
+
+    pub async fn run(&self, sql: &str, ctx: &TaskContext) -> Result<u64, TaskError> {
+        let mut conn = self.checkout(&ctx.cancels).await?;
         let rows = self.stream(&conn, sql, ctx).await?;
         conn.release();
         Ok(rows)
@@ -110,25 +131,26 @@ impl PgShard {
         }
         client.batch_execute(&setup).await.map_err(classify)?;
 
-        let statement = client.prepare(sql).await.map_err(classify)?;
-        let mut kinds = Vec::with_capacity(statement.columns().len());
-        for column in statement.columns() {
-            let kind = PgKind::of(column.type_(), column.type_modifier()).map_err(|u| {
-                self.error(TaskErrorKind::UnsupportedType {
-                    column: column.name().to_string(),
-                    type_name: u.type_name,
-                    hint: u.hint,
-                })
-            })?;
-            kinds.push((column.name().to_string(), kind));
-        }
+        let columns = pgcolumns::describe(client, sql, &self.types)
+            .await
+            .map_err(classify)?;
+        let kinds = &columns.kinds;
         check_unique_names(kinds.iter().map(|(n, _)| n.as_str()))
             .map_err(|message| self.error(TaskErrorKind::Schema { message }))?;
-        let mut decoder = CopyDecoder::new(&kinds);
+        pgcolumns::check_server(client, &columns)
+            .await
+            .map_err(|kind| self.error(kind))?;
+        for (column, type_name) in &columns.no_mapping {
+            tracing::warn!(
+                "shard `{}`: column `{column}` has type `{type_name}`, which has no exact mapping; it is read as text",
+                self.name
+            );
+        }
+        let mut decoder = CopyDecoder::new(kinds);
         ctx.sender.schema(decoder.schema().clone());
 
         let copy = client
-            .copy_out(&format!("COPY (\n{sql}\n) TO STDOUT (FORMAT binary)"))
+            .copy_out(columns.copy_sql.as_str())
             .await
             .map_err(classify)?;
         let mut copy = std::pin::pin!(copy);

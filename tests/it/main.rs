@@ -6,4 +6,6 @@ mod cli;
 mod demo;
 mod harness;
 mod postgres;
+mod readers;
 mod sqlite;
+mod types;
