@@ -27,7 +27,7 @@
 //! | point                                    | Struct{x: Float64, y: Float64}          |                                 |
 //! | hstore                                   | Map<Utf8, Utf8>                         |                                 |
 //! | vector (pgvector)                        | List<Float32>                           |                                 |
-//! | T[] (any supported T)                    | List<T>, nested once per dimension      | `array_dims`: N                 |
+//! | T[] (any supported T)                    | List<T>, nested once per dimension (declared by the table column, else 1) | `array_dims`: N |
 //! | range of T / multirange of T             | Struct{lower, upper: T, lower_inclusive, upper_inclusive, empty: Boolean} / List of it | |
 //! | composite types                          | Struct of the fields                    |                                 |
 //! | domains                                  | as their base type                      |                                 |
@@ -336,6 +336,14 @@ pub struct TypeRules {
 }
 
 impl TypeRules {
+    /// The `array_dims` the user set for a column (its own, else the job's), if any.
+    pub fn array_dims_set(&self, name: &str) -> Option<u8> {
+        self.columns
+            .get(name)
+            .and_then(|c| c.array_dims)
+            .or(self.global.array_dims)
+    }
+
     /// The options for a result column: its own, else the job's, else the defaults.
     pub fn for_column(&self, name: &str) -> TypeOptions {
         let options = self.global.apply(TypeOptions::default());

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
 use tokio_postgres::Client;
+use tokio_postgres::types::Kind;
 
 use crate::error::TaskErrorKind;
-use crate::types::{ColumnPlan, PgKind, TextReason, TypeRules};
+use crate::types::{ColumnPlan, MAX_ARRAY_DIMS, PgKind, TextReason, TypeRules};
 
 /// A result's columns, ready to read.
 #[derive(Debug)]
@@ -42,11 +43,41 @@ pub async fn describe(
     let statement = client.prepare(sql).await?;
     let mut plans = Vec::with_capacity(statement.columns().len());
     for column in statement.columns() {
-        let options = rules.for_column(column.name());
+        let mut options = rules.for_column(column.name());
+        if let (Kind::Array(_), None, Some(table), Some(attnum)) = (
+            column.type_().kind(),
+            rules.array_dims_set(column.name()),
+            column.table_oid(),
+            column.column_id(),
+        ) && let Some(dims) = declared_dims(client, table, attnum).await?
+        {
+            options.array_dims = dims;
+        }
         let plan = ColumnPlan::of(column.type_(), column.type_modifier(), &options);
         plans.push((column.name().to_string(), plan));
     }
     Ok(plan_columns(sql, plans))
+}
+
+/// The dimensions a table's array column declares (`int4[][]` -> 2), if more than one.
+/// PostgreSQL does not enforce them, so a value with other dimensions is still an error
+/// naming the column and the `array_dims` option; the row description does not carry
+/// them, hence the catalog.
+async fn declared_dims(
+    client: &Client,
+    table: u32,
+    attnum: i16,
+) -> Result<Option<u8>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT attndims::int4 FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum = $2",
+            &[&table, &attnum],
+        )
+        .await?;
+    let dims: i32 = row.map(|r| r.get(0)).unwrap_or(0);
+    Ok((2..=MAX_ARRAY_DIMS as i32)
+        .contains(&dims)
+        .then_some(dims as u8))
 }
 
 /// Checks what the type table assumes of the server: `money`'s fraction digits.

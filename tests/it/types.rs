@@ -1065,3 +1065,30 @@ async fn type_options_change_only_what_they_name() {
         1
     );
 }
+
+#[tokio::test]
+async fn declared_array_dimensions_are_read_from_the_catalog() {
+    let url = harness::database(
+        "types_dims",
+        "CREATE TABLE t (m int4[][], v int4[]);
+         INSERT INTO t VALUES ('{{1,2},{3,4}}', '{1}');",
+    )
+    .await;
+    let job = Job::new("SELECT m, v, m AS m2 FROM t", &[("s", &url)]);
+    let batch = concat(&job.run_ok().await);
+    let ty = |i: usize| batch.schema().field(i).data_type().to_string();
+    assert_eq!(ty(0), "List(List(Int32))");
+    assert_eq!(ty(1), "List(Int32)");
+    assert_eq!(
+        ty(2),
+        "List(List(Int32))",
+        "an alias keeps the column's origin"
+    );
+    // An expression has no declared dimensions: a 2-D value needs the option, and says so.
+    let job = Job::new("SELECT m || '{{5,6}}' AS e FROM t", &[("s", &url)]);
+    let msg = job.run_err().await.to_string();
+    assert!(
+        msg.contains("column `e`") && msg.contains("array_dims = 2"),
+        "{msg}"
+    );
+}
