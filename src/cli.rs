@@ -113,7 +113,7 @@ pub struct RunCommand {
     #[arg(long, value_name = "on|off", value_parser = on_off)]
     pub page_index: Option<bool>,
 
-    /// Split the output into files of at most about this many rows: OUT.parquet becomes
+    /// Split the output into files of at most this many rows: OUT.parquet becomes
     /// OUT-00000.parquet, OUT-00001.parquet, ...
     #[arg(long, value_name = "ROWS")]
     pub max_file_rows: Option<u64>,

@@ -140,6 +140,14 @@ impl PgShard {
         pgcolumns::check_server(client, &columns)
             .await
             .map_err(|kind| self.error(kind))?;
+        for column in self.types.columns.keys() {
+            if !kinds.iter().any(|(name, _)| name == column) {
+                tracing::warn!(
+                    "shard `{}`: type options name column `{column}`, which the query does not return",
+                    self.name
+                );
+            }
+        }
         for (column, type_name) in &columns.no_mapping {
             tracing::warn!(
                 "shard `{}`: column `{column}` has type `{type_name}`, which has no exact mapping; it is read as text",
