@@ -201,9 +201,11 @@ pub async fn execute(
     }
 }
 
-/// Describes every task's result before any runs, so that the merger knows each shard's
-/// column types (and can widen them) before the first row is written. A task that cannot
-/// be described here is left to fail, or to report its columns, when it runs.
+/// Describes each shard's result (a prepare of its first task's query: the columns are
+/// the same for all its tasks) before any task runs, so that the merger knows every
+/// shard's column types, and can widen them, before the first row is written. A shard
+/// that cannot be described here (unreachable, bad SQL) is left to fail, or to report
+/// its columns, when its tasks run.
 async fn describe(
     pools: &[Arc<ShardPool>],
     plan: &Plan,
@@ -213,17 +215,28 @@ async fn describe(
     let cancels = Cancels::default();
     let limit = options.query_timeout.unwrap_or(options.connect_timeout * 2);
     let slots = Arc::new(Semaphore::new(options.concurrency));
-    let described = plan.tasks.iter().map(|task| {
+    let mut firsts: Vec<&Task> = Vec::new();
+    for task in &plan.tasks {
+        if !firsts.iter().any(|t| t.shard == task.shard) {
+            firsts.push(task);
+        }
+    }
+    let described = firsts.into_iter().map(|task| {
         let (pool, cancels, slots) = (pools[task.shard].clone(), cancels.clone(), slots.clone());
         async move {
             let _slot = slots.acquire_owned().await.expect("never closed");
             let schema = tokio::time::timeout(limit, pool.describe(&task.query, &cancels)).await;
-            (task.id, schema)
+            (task.shard, schema)
         }
     });
-    for (task, schema) in futures_util::future::join_all(described).await {
+    for (shard, schema) in futures_util::future::join_all(described).await {
         if let Ok(Some(Ok(schema))) = schema {
-            merge.send(Event::Schema { task, schema });
+            for task in plan.tasks.iter().filter(|t| t.shard == shard) {
+                merge.send(Event::Schema {
+                    task: task.id,
+                    schema: schema.clone(),
+                });
+            }
         }
     }
     cancels.wait(CANCEL_WAIT).await;

@@ -14,8 +14,10 @@
 //! that only shows up after rows were written (a source that cannot be described ahead,
 //! such as SQLite typing by values) is an error naming both shards.
 //!
-//! When the output is split, a file is set aside once a closed row group takes it past
-//! the job's rows or bytes, and the next row group starts the next file.
+//! When the output is split, a file is set aside at the job's row limit exactly (a batch
+//! that would pass it is cut, and every group in progress is flushed into the file), or
+//! once a closed row group takes it past the byte limit; the next group starts the next
+//! file.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;

@@ -1092,3 +1092,80 @@ async fn declared_array_dimensions_are_read_from_the_catalog() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn pgvector_vectors_are_float32_lists_when_the_extension_is_installed() {
+    let admin = harness::connect("postgres").await;
+    let available = admin
+        .query_opt(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .is_some();
+    if !available {
+        // The decoder is tested on pgvector's binary form in decode::pgcopy; the server
+        // here has no pgvector package.
+        eprintln!("pgvector is not installed on this server: only the decoder test covers it");
+        return;
+    }
+    let url = harness::database(
+        "types_vector",
+        "CREATE EXTENSION vector; CREATE TABLE t (id int, v vector(3));
+         INSERT INTO t VALUES (1, '[1.5,-2,3e38]'), (2, NULL);",
+    )
+    .await;
+    let job = Job::new("SELECT v FROM t ORDER BY id", &[("s", &url)]);
+    let batch = concat(&job.run_ok().await);
+    assert_eq!(
+        batch.schema().field(0).data_type().to_string(),
+        "List(Float32)"
+    );
+    let shown = arrow::util::display::array_value_to_string(batch.column(0), 0).unwrap();
+    assert_eq!(shown, "[1.5, -2.0, 3e38]");
+    assert!(batch.column(0).is_null(1));
+}
+
+#[tokio::test]
+async fn a_split_output_leaves_out_a_failed_shard_under_allow_partial() {
+    let good = harness::database("split_partial_good", &orders(12_000)).await;
+    let bad = harness::database("split_partial_bad", &orders(12_000)).await;
+    let mut job = Job::new(
+        "SELECT id, (100 / (id - CASE WHEN current_database() LIKE '%split_partial_bad' THEN 9000 ELSE 0 END))::int8 AS q FROM t",
+        &[("good", &good), ("bad", &bad)],
+    );
+    job.args.row_group_size = Some(1000);
+    job.args.max_file_rows = Some(5000);
+    job.args.allow_partial = true;
+    let (report, result) = job.run().await;
+    assert!(matches!(
+        result,
+        Err(Error::Partial {
+            failed: 1,
+            total: 2
+        })
+    ));
+    let output = report.output.unwrap();
+    let mut ids = Vec::new();
+    for file in &output.files {
+        for batch in harness::read_parquet(file) {
+            ids.extend(
+                batch
+                    .column(0)
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+        }
+    }
+    ids.sort();
+    assert_eq!(
+        ids,
+        (1..=12_000).collect::<Vec<_>>(),
+        "exactly the good shard's rows"
+    );
+    assert_eq!(output.rows, 12_000);
+    harness::assert_no_temporaries(job.dir.path());
+}
