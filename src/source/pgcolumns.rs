@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 use tokio_postgres::types::Kind;
 
 use crate::error::TaskErrorKind;
+use crate::source::check_unique_names;
 use crate::types::{ColumnPlan, MAX_ARRAY_DIMS, PgKind, TextReason, TypeRules};
 
 /// A result's columns, ready to read.
@@ -80,8 +81,38 @@ async fn declared_dims(
         .then_some(dims as u8))
 }
 
+/// Describes `sql` for a task about to stream it: the columns, checked (unique names,
+/// what the table assumes of the server), with warnings for columns read as text for
+/// want of a mapping and for type options naming no column. `classify` turns a server
+/// error into the task's error.
+pub async fn prepare(
+    client: &Client,
+    sql: &str,
+    rules: &TypeRules,
+    shard: &str,
+    classify: impl Fn(tokio_postgres::Error) -> TaskErrorKind,
+) -> Result<Columns, TaskErrorKind> {
+    let columns = describe(client, sql, rules).await.map_err(classify)?;
+    check_unique_names(columns.kinds.iter().map(|(n, _)| n.as_str()))
+        .map_err(|message| TaskErrorKind::Schema { message })?;
+    check_server(client, &columns).await?;
+    for column in rules.columns.keys() {
+        if !columns.kinds.iter().any(|(name, _)| name == column) {
+            tracing::warn!(
+                "shard `{shard}`: type options name column `{column}`, which the query does not return"
+            );
+        }
+    }
+    for (column, type_name) in &columns.no_mapping {
+        tracing::warn!(
+            "shard `{shard}`: column `{column}` has type `{type_name}`, which has no exact mapping; it is read as text"
+        );
+    }
+    Ok(columns)
+}
+
 /// Checks what the type table assumes of the server: `money`'s fraction digits.
-pub async fn check_server(client: &Client, columns: &Columns) -> Result<(), TaskErrorKind> {
+async fn check_server(client: &Client, columns: &Columns) -> Result<(), TaskErrorKind> {
     let Some((name, _)) = columns.kinds.iter().find(|(_, k)| contains_money(k)) else {
         return Ok(());
     };

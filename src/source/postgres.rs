@@ -16,7 +16,7 @@ use crate::error::{TaskError, TaskErrorKind};
 use crate::types::TypeRules;
 
 use super::pgcolumns::{self, Columns};
-use super::{BATCH_BYTES, Cancels, TaskContext, check_unique_names, tls};
+use super::{BATCH_BYTES, Cancels, TaskContext, tls};
 
 /// Margin added to the client deadline for the server's own `statement_timeout`: the
 /// client cancels first; the server stops the statement even if the cancel is lost.
@@ -131,29 +131,12 @@ impl PgShard {
         }
         client.batch_execute(&setup).await.map_err(classify)?;
 
-        let columns = pgcolumns::describe(client, sql, &self.types)
-            .await
-            .map_err(classify)?;
+        let columns = pgcolumns::prepare(client, sql, &self.types, &self.name, |e| {
+            self::classify(&e, ctx.deadline)
+        })
+        .await
+        .map_err(|kind| self.error(kind))?;
         let kinds = &columns.kinds;
-        check_unique_names(kinds.iter().map(|(n, _)| n.as_str()))
-            .map_err(|message| self.error(TaskErrorKind::Schema { message }))?;
-        pgcolumns::check_server(client, &columns)
-            .await
-            .map_err(|kind| self.error(kind))?;
-        for column in self.types.columns.keys() {
-            if !kinds.iter().any(|(name, _)| name == column) {
-                tracing::warn!(
-                    "shard `{}`: type options name column `{column}`, which the query does not return",
-                    self.name
-                );
-            }
-        }
-        for (column, type_name) in &columns.no_mapping {
-            tracing::warn!(
-                "shard `{}`: column `{column}` has type `{type_name}`, which has no exact mapping; it is read as text",
-                self.name
-            );
-        }
         let mut decoder = CopyDecoder::new(kinds);
         ctx.sender.schema(decoder.schema().clone());
 

@@ -1169,3 +1169,32 @@ async fn a_split_output_leaves_out_a_failed_shard_under_allow_partial() {
     assert_eq!(output.rows, 12_000);
     harness::assert_no_temporaries(job.dir.path());
 }
+
+#[tokio::test]
+async fn a_split_by_size_starts_a_new_file_past_the_size() {
+    let url = harness::database("split_size", &orders(40_000)).await;
+    let mut job = Job::new("SELECT id, md5(id::text) AS h FROM t", &[("s", &url)]);
+    job.args.row_group_size = Some(2000);
+    job.args.compression = Some("none".into());
+    job.args.max_file_size = Some("200KB".into());
+    let (report, result) = job.run().await;
+    result.unwrap();
+    let output = report.output.unwrap();
+    // 40,000 rows of ~45 bytes: several files, each past 200 KB by less than a row group.
+    assert!(output.files.len() >= 3, "{:?}", output.files);
+    let rows: usize = output
+        .files
+        .iter()
+        .flat_map(|f| harness::read_parquet(f))
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, 40_000);
+    for file in &output.files[..output.files.len() - 1] {
+        let size = std::fs::metadata(file).unwrap().len();
+        assert!(
+            (200_000..400_000).contains(&size),
+            "{}: {size}",
+            file.display()
+        );
+    }
+}
