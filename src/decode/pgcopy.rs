@@ -49,6 +49,10 @@ enum State {
     Header,
     Tuples,
     Done,
+    /// An error was returned: the rows decoded since the last batch were dropped (a
+    /// failing value may have left part of itself in its builders) and nothing more is
+    /// accepted.
+    Failed,
 }
 
 /// Decodes one COPY stream into record batches of the given schema.
@@ -57,6 +61,8 @@ pub struct CopyDecoder {
     /// A partial tuple (or header) carried over between chunks.
     pending: Vec<u8>,
     columns: Vec<Column>,
+    /// The column kinds, to rebuild the builders after an error.
+    kinds: Vec<PgKind>,
     schema: SchemaRef,
     rows: usize,
     /// Bytes of the rows decoded and not yet taken: the decoded arrays take about as much.
@@ -70,6 +76,7 @@ impl CopyDecoder {
             state: State::Header,
             pending: Vec::new(),
             columns: kinds.iter().map(|(_, k)| Column::new(k)).collect(),
+            kinds: kinds.iter().map(|(_, k)| k.clone()).collect(),
             schema: Arc::new(Schema::new(fields)),
             rows: 0,
             bytes: 0,
@@ -97,6 +104,23 @@ impl CopyDecoder {
 
     /// Feeds the next chunk of the stream.
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), CopyError> {
+        let result = self.push_inner(chunk);
+        if result.is_err() {
+            self.state = State::Failed;
+            self.pending.clear();
+            self.columns = self.kinds.iter().map(Column::new).collect();
+            self.rows = 0;
+            self.bytes = 0;
+        }
+        result
+    }
+
+    fn push_inner(&mut self, chunk: &[u8]) -> Result<(), CopyError> {
+        if self.state == State::Failed {
+            return Err(CopyError::Malformed(
+                "the stream was already found malformed".into(),
+            ));
+        }
         if self.pending.is_empty() {
             let used = self.parse(chunk)?;
             self.pending.extend_from_slice(&chunk[used..]);
@@ -115,7 +139,10 @@ impl CopyDecoder {
         match self.state {
             State::Done if self.pending.is_empty() => Ok(()),
             State::Done => Err(CopyError::Malformed("data after the trailer".into())),
-            _ => Err(CopyError::Truncated),
+            State::Failed => Err(CopyError::Malformed(
+                "the stream was already found malformed".into(),
+            )),
+            State::Header | State::Tuples => Err(CopyError::Truncated),
         }
     }
 
@@ -1546,10 +1573,9 @@ mod tests {
                 data[i] = rng.random();
             }
             let mut dec = CopyDecoder::new(&kinds);
-            if dec.push(&data).and_then(|_| dec.finish()).is_ok() {
-                // Whatever was accepted must still make a valid batch.
-                let _ = dec.take_batch();
-            }
+            let _ = dec.push(&data).and_then(|_| dec.finish());
+            // Accepted or not, what the decoder holds makes a valid batch.
+            let _ = dec.take_batch();
         }
     }
 
