@@ -356,12 +356,8 @@ impl Merger {
                     ),
                 )
             };
-            if slot.field.extension_type_name() != field.extension_type_name() {
-                return Err(incompatible());
-            }
-            let common =
-                types::unify(slot.field.data_type(), field.data_type()).ok_or_else(incompatible)?;
-            if &common != slot.field.data_type() {
+            let common = types::unify_fields(&slot.field, field).ok_or_else(incompatible)?;
+            if common != slot.field {
                 if frozen {
                     return Err(mismatch(
                         &slot.origin,
@@ -371,11 +367,11 @@ impl Merger {
                             describe_field(&slot.field),
                             slot.origin,
                             describe_field(field),
-                            common
+                            common.data_type()
                         ),
                     ));
                 }
-                slot.field = slot.field.clone().with_data_type(common);
+                slot.field = common;
                 slot.origin = shard.clone();
             }
         }

@@ -691,9 +691,45 @@ impl PgKind {
             PgKind::Json | PgKind::Jsonb => {
                 field.with_extension_type(arrow_schema::extension::Json::default())
             }
+            PgKind::NumericText => field.with_metadata(
+                [(NUMERIC_TEXT_KEY.to_string(), "true".to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
             _ => field,
         }
     }
+}
+
+/// Field metadata marking a Utf8 column of numeric text, so that a column typed
+/// `numeric(p,s)` on one shard and `numeric` on another unifies (to the exact text).
+pub const NUMERIC_TEXT_KEY: &str = "tributary.numeric_text";
+
+/// The column that holds both shards' values exactly (see [`unify`]); a column of
+/// numeric text also takes decimals and integers, as their text. Extension types (UUID,
+/// JSON) must agree.
+pub fn unify_fields(a: &Field, b: &Field) -> Option<Field> {
+    use DataType::*;
+    if a.extension_type_name() != b.extension_type_name() {
+        return None;
+    }
+    let numeric_text =
+        |f: &Field| f.data_type() == &Utf8 && f.metadata().contains_key(NUMERIC_TEXT_KEY);
+    let exact = |f: &Field| {
+        numeric_text(f)
+            || matches!(
+                f.data_type(),
+                Decimal128(..) | Int16 | Int32 | Int64 | UInt32
+            )
+    };
+    if numeric_text(a) && exact(b) {
+        return Some(a.clone());
+    }
+    if numeric_text(b) && exact(a) {
+        return Some(b.clone().with_name(a.name()));
+    }
+    let t = unify(a.data_type(), b.data_type())?;
+    Some(a.clone().with_data_type(t))
 }
 
 impl PgKind {
@@ -1085,6 +1121,21 @@ mod tests {
         assert_eq!(unify(&list(Int32), &list(Int64)), Some(list(Int64)));
         let tz = Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
         assert_eq!(unify(&Timestamp(TimeUnit::Microsecond, None), &tz), None);
+    }
+
+    #[test]
+    fn numeric_text_takes_decimals_but_plain_text_does_not() {
+        let text = kind(&Type::NUMERIC, -1).field("n");
+        let decimal = kind(&Type::NUMERIC, (10 << 16 | 2) + 4).field("n");
+        assert_eq!(unify_fields(&decimal, &text), Some(text.clone()));
+        assert_eq!(unify_fields(&text, &decimal), Some(text.clone()));
+        let plain = kind(&Type::TEXT, -1).field("n");
+        assert_eq!(unify_fields(&plain, &decimal), None);
+        // Both are text already: nothing changes.
+        assert!(unify_fields(&plain, &text).is_some());
+        let uuid = kind(&Type::UUID, -1).field("n");
+        let binary = Field::new("n", DataType::FixedSizeBinary(16), true);
+        assert_eq!(unify_fields(&uuid, &binary), None);
     }
 
     #[test]

@@ -1198,3 +1198,33 @@ async fn a_split_by_size_starts_a_new_file_past_the_size() {
         );
     }
 }
+
+#[tokio::test]
+async fn numeric_with_and_without_precision_unify_to_the_exact_text() {
+    let a = harness::database(
+        "widen_numeric_a",
+        "CREATE TABLE t (id int, v numeric(10,2)); INSERT INTO t VALUES (1, 1.5);",
+    )
+    .await;
+    let b = harness::database(
+        "widen_numeric_b",
+        "CREATE TABLE t (id int, v numeric); INSERT INTO t VALUES (2, 2.125), (3, 'NaN');",
+    )
+    .await;
+    let job = Job::new("SELECT id, v FROM t", &[("a", &a), ("b", &b)]);
+    let batch = concat(&job.run_ok().await);
+    let mut rows: Vec<(i64, Option<String>)> = harness::i64_column(&batch, "id")
+        .into_iter()
+        .map(Option::unwrap)
+        .zip(harness::str_column(&batch, "v"))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            (1, Some("1.50".to_string())),
+            (2, Some("2.125".to_string())),
+            (3, Some("NaN".to_string()))
+        ]
+    );
+}
