@@ -74,14 +74,24 @@ pub async fn execute(
             split: config.options.split,
         },
     );
-    describe(&pools, plan, &merge, &config.options).await;
+    let cancels = Cancels::default();
+    let mut interrupt = std::pin::pin!(interrupt);
+    tokio::select! {
+        _ = describe(&pools, plan, &merge, &config.options, &cancels) => {}
+        signal = &mut interrupt => {
+            // Nothing ran yet: stop the describes (dropping them cancels on the server).
+            cancels.wait(CANCEL_WAIT).await;
+            drop(merge);
+            let _ = merger.await;
+            return (report(reports, None), Err(Error::Interrupted { signal }));
+        }
+    }
 
     let global = Arc::new(Semaphore::new(config.options.concurrency));
     let per_shard: Vec<Arc<Semaphore>> = pools
         .iter()
         .map(|p| Arc::new(Semaphore::new(p.size())))
         .collect();
-    let cancels = Cancels::default();
     let mut set = JoinSet::new();
     let mut counters = Vec::with_capacity(plan.tasks.len());
     for task in &plan.tasks {
@@ -114,7 +124,6 @@ pub async fn execute(
         });
     }
 
-    let mut interrupt = std::pin::pin!(interrupt);
     let mut failure: Option<Error> = None;
     let mut failed = 0;
     let mut merger_result = None;
@@ -211,8 +220,8 @@ async fn describe(
     plan: &Plan,
     merge: &merge::MergeHandle,
     options: &crate::config::RunOptions,
+    cancels: &Cancels,
 ) {
-    let cancels = Cancels::default();
     let limit = options.query_timeout.unwrap_or(options.connect_timeout * 2);
     let slots = Arc::new(Semaphore::new(options.concurrency));
     let mut firsts: Vec<&Task> = Vec::new();
@@ -239,7 +248,6 @@ async fn describe(
             }
         }
     }
-    cancels.wait(CANCEL_WAIT).await;
 }
 
 async fn run_task(pool: &ShardPool, task: &Task, ctx: &TaskContext) -> Result<u64, TaskError> {

@@ -1002,6 +1002,7 @@ async fn a_split_output_is_numbered_files_that_appear_together() {
     std::fs::write(dir.join("out-notes.txt"), b"mine").unwrap();
     let (report, result) = job.run().await;
     result.unwrap();
+    assert!(report.to_string().contains("wrote 4 files"), "{report}");
     let output = report.output.unwrap();
     assert_eq!(output.files.len(), 4, "{:?}", output.files);
     let mut total = 0;
@@ -1227,4 +1228,38 @@ async fn numeric_with_and_without_precision_unify_to_the_exact_text() {
             (3, Some("NaN".to_string()))
         ]
     );
+}
+
+#[tokio::test]
+async fn an_interrupt_while_shards_are_described_stops_the_run_at_once() {
+    // A server that accepts connections and never answers: the describe hangs.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let url = format!("postgres://postgres@127.0.0.1:{port}/silent");
+    let job = Job::new("SELECT 1 AS x", &[("silent", &url)]);
+    let config = tributary::JobConfig::resolve(job.args.clone()).unwrap();
+    let started = std::time::Instant::now();
+    let interrupt = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        "SIGINT"
+    };
+    let (_, result) = tributary::run(&config, false, interrupt).await;
+    assert!(
+        matches!(result, Err(Error::Interrupted { signal: "SIGINT" })),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!job.output().exists());
+    harness::assert_no_temporaries(job.dir.path());
+    silent.abort();
 }
