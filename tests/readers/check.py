@@ -1,5 +1,7 @@
 """Reads a Parquet file written by tributary with pyarrow, pandas, polars and DuckDB, and
-compares every column's type and every value with what PostgreSQL returned.
+compares every column's type and every value with what PostgreSQL returned. pandas reads
+twice: as notebooks do by default (numpy backend, types checked) and with
+dtype_backend="pyarrow" (values only, held to exactness like the others).
 
 Usage: check.py FILE.parquet EXPECTED.json
 
@@ -132,24 +134,33 @@ def with_maps(v, t):
     return v
 
 
+def arrow_values(column):
+    """Python values of an Arrow array; temporal values as the integers stored, since
+    Python's datetime stops at year 9999."""
+    t = column.type
+    if pa.types.is_timestamp(t) or pa.types.is_time64(t) or pa.types.is_duration(t):
+        return column.cast(pa.int64()).to_pylist()
+    if pa.types.is_date32(t):
+        return column.cast(pa.int32()).to_pylist()
+    return column.to_pylist()
+
+
 def readers(path):
     """{reader: {column: (type name, [values])}}."""
     out = {}
     table = pq.read_table(path)
-    out["pyarrow"] = {}
-    for name in table.column_names:
-        column = table.column(name)
-        t = column.type
-        # Temporal values as the integers stored: Python's datetime stops at year 9999.
-        if pa.types.is_timestamp(t) or pa.types.is_time64(t) or pa.types.is_duration(t):
-            values = column.cast(pa.int64()).to_pylist()
-        elif pa.types.is_date32(t):
-            values = column.cast(pa.int32()).to_pylist()
-        else:
-            values = column.to_pylist()
-        out["pyarrow"][name] = (str(t), values)
+    out["pyarrow"] = {
+        name: (str(table.column(name).type), arrow_values(table.column(name)))
+        for name in table.column_names
+    }
     df = pd.read_parquet(path)
     out["pandas"] = {name: (str(df[name].dtype), df[name].tolist()) for name in df.columns}
+    # pandas as docs/types.md recommends for exact columns (types not checked).
+    df = pd.read_parquet(path, dtype_backend="pyarrow")
+    out["pandas-pyarrow"] = {
+        name: (str(df[name].dtype), arrow_values(pa.array(df[name].array)))
+        for name in df.columns
+    }
     pdf = pl.read_parquet(path)
     out["polars"] = {}
     for name in pdf.columns:
