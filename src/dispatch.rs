@@ -166,7 +166,7 @@ pub async fn execute(
     }
 
     // The output's directory is checked (and the temporary file made) before any query runs.
-    let temp = match TempFile::create(&config.output) {
+    let temp = match TempFile::create(&config.first_output()) {
         Ok(t) => t,
         Err(e) => {
             close(sessions).await;
@@ -179,16 +179,29 @@ pub async fn execute(
             task_shards: plan.tasks.iter().map(|t| t.shard_name.clone()).collect(),
             shard_column: config.options.shard_column.clone(),
             row_group_size: config.options.row_group_size,
-            props: writer_properties(config.options.compression),
+            props: writer_properties(&config.options),
+            output: config.output.clone(),
+            split: config.options.split,
         },
     );
+    let cancels = Cancels::default();
+    let mut interrupt = std::pin::pin!(interrupt);
+    tokio::select! {
+        _ = describe(&pools, plan, &merge, &config.options) => {}
+        signal = &mut interrupt => {
+            // Nothing ran yet: stop the describes (a prepare reads no data).
+            drop(merge);
+            let _ = merger.await;
+            close(sessions).await;
+            return (report(reports, None), Err(Error::Interrupted { signal }));
+        }
+    }
 
     let global = Arc::new(Semaphore::new(config.options.concurrency));
     let per_shard: Vec<Arc<Semaphore>> = pools
         .iter()
         .map(|p| Arc::new(Semaphore::new(p.size())))
         .collect();
-    let cancels = Cancels::default();
     let mut set = JoinSet::new();
     let mut counters = Vec::with_capacity(plan.tasks.len());
     for task in &plan.tasks {
@@ -256,7 +269,6 @@ pub async fn execute(
     for task in &plan.tasks {
         remaining[task.shard] += 1;
     }
-    let mut interrupt = std::pin::pin!(interrupt);
     let mut failure: Option<Error> = None;
     let mut failed = plan.failed.len();
     let mut merger_result = None;
@@ -395,6 +407,45 @@ impl Retry {
         let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(seed);
         let pause = cap.mul_f64(rand::Rng::random_range(&mut rng, 0.5..=1.0));
         (elapsed + pause <= self.within).then_some(pause)
+    }
+}
+
+/// Describes each shard's result (a prepare of its first task's query: the columns are
+/// the same for all its tasks) before any task runs, so that the merger knows every
+/// shard's column types, and can widen them, before the first row is written. A shard
+/// that cannot be described here (unreachable, bad SQL) is left to fail, or to report
+/// its columns, when its tasks run.
+async fn describe(
+    pools: &[Arc<ShardPool>],
+    plan: &Plan,
+    merge: &merge::MergeHandle,
+    options: &crate::config::RunOptions,
+) {
+    let limit = options.query_timeout.unwrap_or(options.connect_timeout * 2);
+    let slots = Arc::new(Semaphore::new(options.concurrency));
+    let mut firsts: Vec<&Task> = Vec::new();
+    for task in &plan.tasks {
+        if !firsts.iter().any(|t| t.shard == task.shard) {
+            firsts.push(task);
+        }
+    }
+    let described = firsts.into_iter().map(|task| {
+        let (pool, slots) = (pools[task.shard].clone(), slots.clone());
+        async move {
+            let _slot = slots.acquire_owned().await.expect("never closed");
+            let schema = tokio::time::timeout(limit, pool.describe(&task.query)).await;
+            (task.shard, schema)
+        }
+    });
+    for (shard, schema) in futures_util::future::join_all(described).await {
+        if let Ok(Some(Ok(schema))) = schema {
+            for task in plan.tasks.iter().filter(|t| t.shard == shard) {
+                merge.send(Event::Schema {
+                    task: task.id,
+                    schema: schema.clone(),
+                });
+            }
+        }
     }
 }
 

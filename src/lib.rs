@@ -18,7 +18,8 @@
 //! - [`plan`] turns a job into tasks (one per shard), each with its exact SQL.
 //! - [`dispatch`] runs the tasks under global and per-shard limits and deadlines.
 //! - [`source`] reads a shard: PostgreSQL through binary COPY, SQLite through sqlx.
-//! - [`types`] is the source-type -> Arrow-type table.
+//! - [`types`] is the source-type -> Arrow-type table, exact by default, with the lossy
+//!   renderings users may choose as typed options (user documentation: docs/types.md).
 //! - [`merge`] and [`sink`] fan the batches into one atomically written Parquet file.
 //! - [`report`] shows progress and the run's summary; [`error`] maps failures to exit codes.
 

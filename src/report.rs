@@ -141,6 +141,14 @@ impl fmt::Display for RunReport {
             writeln!(f, "shard {shard}: all partitions read snapshot {id}")?;
         }
         let outcome = match &self.output {
+            Some(o) if o.files.len() > 1 => format!(
+                "wrote {} files, {} .. {} ({} row groups, {})",
+                o.files.len(),
+                o.files[0].display(),
+                o.files[o.files.len() - 1].display(),
+                o.row_groups,
+                bytes(o.bytes)
+            ),
             Some(o) => format!(
                 "wrote {} ({} row group{}, {})",
                 o.path.display(),

@@ -3,12 +3,15 @@
 //! the merger. A task that does not finish (error, deadline, abort) cancels its statement
 //! on the server and never hands its connection back to the pool.
 
+pub mod pgcolumns;
 pub mod postgres;
 pub mod sqlite;
 pub mod tls;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
 
 use crate::config::{RunOptions, ShardConfig, SourceConfig};
 use crate::error::{TaskError, TaskErrorKind};
@@ -67,10 +70,14 @@ impl ShardPool {
     pub fn open(shard: &ShardConfig, options: &RunOptions) -> Result<ShardPool, TaskError> {
         let size = shard.pool_size.unwrap_or(options.pool_size);
         match &shard.source {
-            SourceConfig::Postgres(pg) => {
-                postgres::PgShard::new(&shard.name, pg, size, options.connect_timeout)
-                    .map(|p| ShardPool::Postgres(Box::new(p)))
-            }
+            SourceConfig::Postgres(pg) => postgres::PgShard::new(
+                &shard.name,
+                pg,
+                size,
+                options.connect_timeout,
+                options.types.clone(),
+            )
+            .map(|p| ShardPool::Postgres(Box::new(p))),
             SourceConfig::Sqlite(s) => Ok(ShardPool::Sqlite(sqlite::SqliteShard::new(
                 &shard.name,
                 s,
@@ -94,6 +101,17 @@ impl ShardPool {
         match self {
             ShardPool::Postgres(p) => p.size(),
             ShardPool::Sqlite(s) => s.size(),
+        }
+    }
+
+    /// The task's result columns, when the source can tell them before running the query
+    /// (PostgreSQL describes a statement; SQLite types some columns by their values).
+    pub async fn describe(&self, query: &TaskQuery) -> Option<Result<SchemaRef, TaskError>> {
+        match (self, query) {
+            (ShardPool::Postgres(p), TaskQuery::Postgres { sql }) => {
+                Some(p.describe(sql).await.map(|c| c.schema()))
+            }
+            _ => None,
         }
     }
 

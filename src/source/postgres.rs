@@ -15,9 +15,10 @@ use crate::config::shards::PgSource;
 use crate::decode::pgcopy::{CopyDecoder, CopyError};
 use crate::error::{TaskError, TaskErrorKind};
 use crate::plan::partition::{KeyValue, quote_ident};
-use crate::types::PgKind;
+use crate::types::TypeRules;
 
-use super::{BATCH_BYTES, Cancels, TaskContext, check_unique_names, tls};
+use super::pgcolumns::{self, Columns};
+use super::{BATCH_BYTES, Cancels, TaskContext, tls};
 
 /// Margin added to the client deadline for the server's own `statement_timeout`: the
 /// client cancels first; the server stops the statement even if the cancel is lost.
@@ -37,6 +38,8 @@ pub struct PgShard {
     slots: Arc<Semaphore>,
     tls: MakeRustlsConnect,
     size: usize,
+    /// The job's type options: how each column is rendered.
+    types: Arc<TypeRules>,
 }
 
 /// A connection holding an exported snapshot open: a REPEATABLE READ READ ONLY
@@ -64,6 +67,7 @@ impl PgShard {
         source: &PgSource,
         size: usize,
         connect_timeout: Duration,
+        types: Arc<TypeRules>,
     ) -> Result<PgShard, TaskError> {
         let fail = |message: String| {
             TaskError::new(
@@ -104,6 +108,7 @@ impl PgShard {
             slots: Arc::new(Semaphore::new(size)),
             tls,
             size,
+            types,
         })
     }
 
@@ -117,6 +122,15 @@ impl PgShard {
 
     fn error(&self, kind: TaskErrorKind) -> TaskError {
         TaskError::new(&self.name, kind)
+    }
+
+    /// The result's columns as this shard types them, without running the query: lets
+    /// the merger unify types across shards before the first row is written.
+    pub async fn describe(&self, sql: &str) -> Result<Columns, TaskError> {
+        let client = self.connection().await?;
+        pgcolumns::describe(&client, sql, &self.types)
+            .await
+            .map_err(|e| self.error(classify(&e, None)))
     }
 
     async fn connection(&self) -> Result<Object, TaskError> {
@@ -358,28 +372,20 @@ impl PgShard {
             let _ = conn.pid.set(pid);
         }
 
-        let statement = within(ctx.stall, client.prepare(sql))
-            .await
-            .map_err(stalled)?
-            .map_err(classify)?;
-        let mut kinds = Vec::with_capacity(statement.columns().len());
-        for column in statement.columns() {
-            let kind = PgKind::of(column.type_(), column.type_modifier()).map_err(|u| {
-                self.error(TaskErrorKind::UnsupportedType {
-                    column: column.name().to_string(),
-                    type_name: u.type_name,
-                    hint: u.hint,
-                })
-            })?;
-            kinds.push((column.name().to_string(), kind));
-        }
-        check_unique_names(kinds.iter().map(|(n, _)| n.as_str()))
-            .map_err(|message| self.error(TaskErrorKind::Schema { message }))?;
-        let mut decoder = CopyDecoder::new(&kinds);
+        let columns = within(
+            ctx.stall,
+            pgcolumns::prepare(client, sql, &self.types, &self.name, |e| {
+                self::classify(&e, ctx.deadline)
+            }),
+        )
+        .await
+        .map_err(stalled)?
+        .map_err(|kind| self.error(kind))?;
+        let kinds = &columns.kinds;
+        let mut decoder = CopyDecoder::new(kinds);
         ctx.sender.schema(decoder.schema().clone());
 
-        let copy_sql = format!("COPY (\n{sql}\n) TO STDOUT (FORMAT binary)");
-        let copy = within(ctx.stall, client.copy_out(&copy_sql))
+        let copy = within(ctx.stall, client.copy_out(columns.copy_sql.as_str()))
             .await
             .map_err(stalled)?
             .map_err(classify)?;

@@ -33,7 +33,11 @@ async fn a_server_that_never_answers_times_out_at_connect() {
         "{msg}"
     );
     assert_eq!(err.exit_code(), exit::UNAVAILABLE);
-    assert_eq!(proxy.accepted(), 2, "one attempt and one retry");
+    assert_eq!(
+        proxy.accepted(),
+        3,
+        "the up-front describe of the shard, one attempt and one retry"
+    );
 }
 
 #[tokio::test]

@@ -9,5 +9,7 @@ mod harness;
 mod partitions;
 mod postgres;
 mod proxy;
+mod readers;
 mod sqlite;
 mod tls;
+mod types;

@@ -211,19 +211,6 @@ async fn every_listed_type_reads_back_as_postgres_returns_it() {
     }
 }
 
-#[tokio::test]
-async fn a_type_without_a_mapping_is_an_error_naming_the_column() {
-    let url = harness::database("unsupported", "SELECT 1").await;
-    let job = Job::new("SELECT 1 AS ok, '127.0.0.1'::inet AS addr", &[("s1", &url)]);
-    let err = job.run_err().await;
-    let msg = err.to_string();
-    assert!(
-        msg.contains("shard `s1`") && msg.contains("`addr`") && msg.contains("inet"),
-        "{msg}"
-    );
-    assert_eq!(err.exit_code(), exit::DATA);
-}
-
 /// An `orders` table holding ids `first..=last` (none when `last < first`).
 fn shards_setup(first: i64, last: i64) -> String {
     format!(
