@@ -89,6 +89,66 @@ pub struct RunCommand {
     /// When some shards fail, write the others' rows and exit with code 7.
     #[arg(long)]
     pub allow_partial: bool,
+
+    /// Split each shard's query into range partitions on this column (integer, date or
+    /// timestamp), read by several connections at once.
+    #[arg(long, value_name = "COLUMN")]
+    pub partition_on: Option<String>,
+
+    /// How many range partitions per shard (with --partition-on).
+    #[arg(long, value_name = "N")]
+    pub partitions: Option<usize>,
+
+    /// Let partitions read independently instead of from one snapshot per shard.
+    #[arg(long)]
+    pub no_snapshot: bool,
+
+    /// Further attempts of a task after a transient failure [default: 3].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+
+    /// Stop retrying a task once it has been failing this long [default: 10m].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub retry_for: Option<Duration>,
+
+    /// Cancel (and retry) a query that sends nothing for this long; 0 for no bound [default: 10m].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub stall_timeout: Option<Duration>,
+
+    /// Write a JSON report of the run (every task's outcome, the output, the exit code).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// A type option for every column (repeatable): numeric=exact|text|float64|decimal(P,S),
+    /// uuid=binary|string, enums=text|dictionary, interval=struct|duration|text,
+    /// timetz=struct|utc|text, infinity=error|null|clamp, text=true, array_dims=N.
+    /// See docs/types.md.
+    #[arg(long = "type", value_name = "KEY=VALUE", value_parser = parse_type_option)]
+    pub type_options: Vec<(String, String)>,
+
+    /// A type option for one result column (repeatable), e.g. `amount:numeric=float64`.
+    #[arg(long = "column-type", value_name = "COLUMN:KEY=VALUE", value_parser = parse_column_type)]
+    pub column_types: Vec<(String, String, String)>,
+
+    /// Parquet dictionary encoding: on or off [default: on].
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    pub dictionary: Option<bool>,
+
+    /// Parquet statistics: none, chunk or page [default: page].
+    #[arg(long, value_name = "LEVEL")]
+    pub statistics: Option<String>,
+
+    /// Write Parquet's page index (offset and column indexes): on or off [default: on].
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    pub page_index: Option<bool>,
+
+    /// Split the output into files of at most this many rows: OUT.parquet becomes
+    /// OUT-00000.parquet, OUT-00001.parquet, ...
+    #[arg(long, value_name = "ROWS")]
+    pub max_file_rows: Option<u64>,
+
+    /// Split the output into files of at most about this size (e.g. 512MB, 1GiB).
+    #[arg(long, value_name = "SIZE")]
+    pub max_file_size: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +179,37 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
     Ok((name.to_string(), value.to_string()))
 }
 
+fn parse_type_option(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE (e.g. numeric=float64)"))?;
+    Ok((key.trim().to_string(), value.trim().to_string()))
+}
+
+/// `COLUMN:KEY=VALUE`; the column is everything before the last `:` left of the `=`, so
+/// column names may hold colons.
+fn parse_column_type(s: &str) -> Result<(String, String, String), String> {
+    let bad = || format!("`{s}` is not COLUMN:KEY=VALUE (e.g. amount:numeric=float64)");
+    let (left, value) = s.split_once('=').ok_or_else(bad)?;
+    let (column, key) = left.rsplit_once(':').ok_or_else(bad)?;
+    if column.is_empty() {
+        return Err(bad());
+    }
+    Ok((
+        column.to_string(),
+        key.trim().to_string(),
+        value.trim().to_string(),
+    ))
+}
+
+fn on_off(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("`{s}` is not on or off")),
+    }
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s)
 }
@@ -139,6 +230,20 @@ impl From<RunCommand> for RunArgs {
             compression: c.compression,
             row_group_size: c.row_group_size,
             allow_partial: c.allow_partial,
+            partition_on: c.partition_on,
+            partitions: c.partitions,
+            no_snapshot: c.no_snapshot,
+            retries: c.retries,
+            retry_for: c.retry_for,
+            stall_timeout: c.stall_timeout,
+            report: c.report,
+            type_options: c.type_options,
+            column_types: c.column_types,
+            dictionary: c.dictionary,
+            statistics: c.statistics,
+            page_index: c.page_index,
+            max_file_rows: c.max_file_rows,
+            max_file_size: c.max_file_size,
         }
     }
 }

@@ -31,7 +31,12 @@ pub const FROM: &str = "2025-01-01";
 pub const TO: &str = "2026-01-01";
 
 /// Creates the shards in `dir` (replacing earlier ones) and runs the query over them.
-pub async fn run(dir: &Path, orders: usize, interactive: bool) -> Result<()> {
+pub async fn run(
+    dir: &Path,
+    orders: usize,
+    interactive: bool,
+    interrupt: impl std::future::Future<Output = &'static str>,
+) -> Result<()> {
     let shards = create_shards(dir, orders).await?;
     let query = dir.join("monthly_revenue.sql");
     std::fs::write(&query, QUERY).map_err(|e| Error::output(&query, e))?;
@@ -44,7 +49,7 @@ pub async fn run(dir: &Path, orders: usize, interactive: bool) -> Result<()> {
         shard_column: Some("shard".into()),
         ..Default::default()
     })?;
-    let (report, result) = crate::run(&config, interactive, crate::shutdown_signal()).await;
+    let (report, result) = crate::run(&config, interactive, interrupt).await;
     println!("{report}");
     result?;
     println!(

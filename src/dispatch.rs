@@ -12,27 +12,112 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use tokio::sync::mpsc;
+
 use crate::config::JobConfig;
 use crate::error::{Error, TaskError, TaskErrorKind};
 use crate::merge::{self, Event, MergeSettings};
-use crate::plan::{Plan, Task};
+use crate::plan::{self, Plan, Task};
 use crate::report::{Outcome, Progress, RunReport, TaskReport};
 use crate::sink::{TempFile, writer_properties};
-use crate::source::{Cancels, ShardPool, TaskContext};
+use crate::source::{Cancels, ShardPool, SnapshotSession, TaskContext};
 
 /// How long the run waits for server-side cancels to be acknowledged before it returns.
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+/// A planned job, with what it holds open: the shards' pools and the sessions keeping
+/// their exported snapshots alive.
+pub struct Prepared {
+    pub plan: Plan,
+    pools: Vec<Arc<ShardPool>>,
+    sessions: Vec<SnapshotSession>,
+    /// Receives a shard's name when its snapshot session ends.
+    lost: mpsc::UnboundedReceiver<String>,
+}
+
+impl Prepared {
+    /// PostgreSQL's row estimate for each task (`None` where there is none).
+    pub async fn estimates(&self) -> Vec<Option<f64>> {
+        let mut out = Vec::with_capacity(self.plan.tasks.len());
+        for task in &self.plan.tasks {
+            out.push(self.pools[task.shard].estimate(&task.query).await);
+        }
+        out
+    }
+
+    /// Ends the snapshot sessions.
+    pub async fn close(self) {
+        drop(self.lost);
+        for session in self.sessions {
+            session.close().await;
+        }
+    }
+}
+
+/// Opens the shards' pools and, when the job is partitioned, probes every shard (at most
+/// `--concurrency` at once) for how to split its query, exporting a snapshot first where
+/// consistency is on. A shard whose probe fails is listed in [`Plan::failed`].
+pub async fn prepare(config: &JobConfig) -> Result<Prepared, Error> {
+    let mut pools = Vec::with_capacity(config.shards.len());
+    for shard in &config.shards {
+        pools.push(Arc::new(ShardPool::open(shard, &config.options)?));
+    }
+    let (lost_tx, lost) = mpsc::unbounded_channel();
+    let Some(spec) = &config.options.partition else {
+        return Ok(Prepared {
+            plan: plan::unpartitioned(config),
+            pools,
+            sessions: Vec::new(),
+            lost,
+        });
+    };
+    let limit = Arc::new(Semaphore::new(config.options.concurrency));
+    let probes = pools.iter().enumerate().map(|(i, pool)| {
+        let base = plan::base_query(config, i);
+        let limit = limit.clone();
+        let lost_tx = lost_tx.clone();
+        async move {
+            let _slot = limit.acquire().await.expect("never closed");
+            pool.layout(spec, &base, config.options.consistent, &lost_tx)
+                .await
+        }
+    });
+    let results = futures_util::future::join_all(probes).await;
+    let mut sessions = Vec::new();
+    let layouts = results
+        .into_iter()
+        .map(|r| {
+            r.map(|(layout, session)| {
+                sessions.extend(session);
+                Some(layout)
+            })
+        })
+        .collect();
+    Ok(Prepared {
+        plan: plan::plan(config, layouts),
+        pools,
+        sessions,
+        lost,
+    })
+}
 
 /// Runs the plan and writes the output. Always returns the report of what ran; the
 /// result says whether the run succeeded. `interrupt` resolves (to the signal's name)
 /// when the user asks to stop.
 pub async fn execute(
     config: &JobConfig,
-    plan: &Plan,
+    prepared: Prepared,
     progress: Arc<Progress>,
     interrupt: impl Future<Output = &'static str>,
 ) -> (RunReport, Result<(), Error>) {
     let started = Instant::now();
+    let Prepared {
+        plan,
+        pools,
+        sessions,
+        mut lost,
+    } = prepared;
+    let plan = &plan;
     let mut reports: Vec<TaskReport> = plan
         .tasks
         .iter()
@@ -42,59 +127,103 @@ pub async fn execute(
             partition: t.partition.clone(),
             rows: 0,
             duration: Duration::ZERO,
+            attempts: 0,
             outcome: Outcome::Cancelled,
         })
         .collect();
+    // Shards whose probe failed: reported like failed tasks.
+    for e in &plan.failed {
+        reports.push(TaskReport {
+            task: reports.len(),
+            shard: e.shard.clone(),
+            partition: Some("planning".into()),
+            rows: 0,
+            duration: Duration::ZERO,
+            attempts: 1,
+            outcome: Outcome::Failed(e.kind.to_string()),
+        });
+    }
+    let snapshots = plan.snapshots.clone();
+    let consistent = config.options.partition.is_none() || config.options.consistent;
     let report = |reports: Vec<TaskReport>, output| RunReport {
         tasks: reports,
         output,
         elapsed: started.elapsed(),
+        snapshots: snapshots.clone(),
+        consistent,
     };
+    let close = |sessions: Vec<SnapshotSession>| async move {
+        for s in sessions {
+            s.close().await;
+        }
+    };
+    if let Some(e) = plan.failed.first()
+        && !config.options.allow_partial
+    {
+        close(sessions).await;
+        let e = TaskError::new(e.shard.clone(), clone_kind(&e.kind));
+        return (report(reports, None), Err(e.into()));
+    }
 
     // The output's directory is checked (and the temporary file made) before any query runs.
-    let temp = match TempFile::create(&config.output) {
+    let temp = match TempFile::create(&config.first_output()) {
         Ok(t) => t,
-        Err(e) => return (report(reports, None), Err(e)),
-    };
-    let mut pools = Vec::with_capacity(config.shards.len());
-    for shard in &config.shards {
-        match ShardPool::open(shard, &config.options) {
-            Ok(p) => pools.push(Arc::new(p)),
-            Err(e) => return (report(reports, None), Err(e.into())),
+        Err(e) => {
+            close(sessions).await;
+            return (report(reports, None), Err(e));
         }
-    }
+    };
     let (merge, mut merger) = merge::start(
         temp,
         MergeSettings {
             task_shards: plan.tasks.iter().map(|t| t.shard_name.clone()).collect(),
             shard_column: config.options.shard_column.clone(),
             row_group_size: config.options.row_group_size,
-            props: writer_properties(config.options.compression),
+            props: writer_properties(&config.options),
+            output: config.output.clone(),
+            split: config.options.split,
             encoder_threads: config.options.encoder_threads,
         },
     );
+    let cancels = Cancels::default();
+    let mut interrupt = std::pin::pin!(interrupt);
+    tokio::select! {
+        _ = describe(&pools, plan, &merge, &config.options) => {}
+        signal = &mut interrupt => {
+            // Nothing ran yet: stop the describes (a prepare reads no data).
+            drop(merge);
+            let _ = merger.await;
+            close(sessions).await;
+            return (report(reports, None), Err(Error::Interrupted { signal }));
+        }
+    }
 
     let global = Arc::new(Semaphore::new(config.options.concurrency));
     let per_shard: Vec<Arc<Semaphore>> = pools
         .iter()
         .map(|p| Arc::new(Semaphore::new(p.size())))
         .collect();
-    let cancels = Cancels::default();
     let mut set = JoinSet::new();
     let mut counters = Vec::with_capacity(plan.tasks.len());
     for task in &plan.tasks {
         let rows = Arc::new(AtomicU64::new(0));
         counters.push(rows.clone());
         let count = progress.counter(task);
+        let counted = rows.clone();
         let ctx = TaskContext {
             sender: merge.sender(task.id),
             batch_size: config.options.batch_size,
             deadline: config.options.query_timeout,
+            stall: config.options.stall_timeout,
             on_rows: Box::new(move |n| {
-                rows.fetch_add(n, Ordering::Relaxed);
+                counted.fetch_add(n, Ordering::Relaxed);
                 count(n);
             }),
             cancels: cancels.clone(),
+        };
+        let retry = Retry {
+            attempts: config.options.retries,
+            within: config.options.retry_for,
         };
         let pool = pools[task.shard].clone();
         let shard_slots = per_shard[task.shard].clone();
@@ -107,26 +236,59 @@ pub async fn execute(
             let _global = global.acquire_owned().await.expect("never closed");
             progress.started(&task);
             let begun = Instant::now();
-            let result = run_task(&pool, &task, &ctx).await;
-            (task, begun.elapsed(), result)
+            let mut attempts = 1;
+            let result = loop {
+                let result = run_task(&pool, &task, &ctx).await;
+                let Err(e) = &result else { break result };
+                let Some(pause) = retry.pause_before(attempts, begun.elapsed(), e) else {
+                    break result;
+                };
+                tracing::warn!(
+                    "shard {}{}: {}; retrying in {:.1}s (attempt {} of {})",
+                    task.shard_name,
+                    task.partition
+                        .as_ref()
+                        .map(|p| format!(" ({p})"))
+                        .unwrap_or_default(),
+                    e.kind,
+                    pause.as_secs_f64(),
+                    attempts + 1,
+                    retry.attempts + 1
+                );
+                // What the failed attempt sent never reaches the output.
+                ctx.sender.discard();
+                rows.store(0, Ordering::Relaxed);
+                progress.restart(&task);
+                tokio::time::sleep(pause).await;
+                attempts += 1;
+            };
+            (task, begun.elapsed(), attempts, result)
         });
     }
 
-    let mut interrupt = std::pin::pin!(interrupt);
+    let mut remaining = vec![0usize; pools.len()];
+    for task in &plan.tasks {
+        remaining[task.shard] += 1;
+    }
     let mut failure: Option<Error> = None;
-    let mut failed = 0;
+    let mut failed = plan.failed.len();
     let mut merger_result = None;
     loop {
         tokio::select! {
             joined = set.join_next() => {
                 let Some(joined) = joined else { break };
-                let (task, duration, result) = match joined {
+                let (task, duration, attempts, result) = match joined {
                     Ok(r) => r,
                     Err(e) if e.is_cancelled() => continue,
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
                 };
+                remaining[task.shard] -= 1;
+                if remaining[task.shard] == 0 {
+                    pools[task.shard].close();
+                }
                 let r = &mut reports[task.id];
                 r.duration = duration;
+                r.attempts = attempts;
                 r.rows = counters[task.id].load(Ordering::Relaxed);
                 match result {
                     Ok(rows) => {
@@ -157,6 +319,16 @@ pub async fn execute(
                 }
                 merger_result = Some(result);
             }
+            Some(shard) = lost.recv() => {
+                if failure.is_none() {
+                    failure = Some(TaskError::new(shard, TaskErrorKind::SnapshotLost {
+                        message: "the session that exported the shard's snapshot ended; \
+                                  partitions that had not started could not read the same state"
+                            .into(),
+                    }).into());
+                }
+                set.abort_all();
+            }
             signal = &mut interrupt => {
                 failure = Some(Error::Interrupted { signal });
                 set.abort_all();
@@ -166,6 +338,8 @@ pub async fn execute(
         }
     }
     cancels.wait(CANCEL_WAIT).await;
+    drop(lost);
+    close(sessions).await;
 
     if let Some(error) = failure {
         drop(merge);
@@ -188,6 +362,7 @@ pub async fn execute(
     match result {
         Ok(output) => {
             let total = reports.len();
+            let failed = failed.min(total);
             let outcome = if failed > 0 {
                 Err(Error::Partial { failed, total })
             } else {
@@ -199,22 +374,127 @@ pub async fn execute(
     }
 }
 
+/// How transient failures are retried: capped exponential backoff with full jitter.
+struct Retry {
+    /// Further attempts after the first.
+    attempts: u32,
+    /// No retry starts after the task has been failing this long.
+    within: Duration,
+}
+
+/// The first pause; doubled each attempt up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(250);
+const MAX_PAUSE: Duration = Duration::from_secs(30);
+
+impl Retry {
+    /// The pause before the next attempt, or `None` when the task must fail now.
+    fn pause_before(
+        &self,
+        attempts_made: u32,
+        elapsed: Duration,
+        error: &TaskError,
+    ) -> Option<Duration> {
+        if !error.is_retryable() || attempts_made > self.attempts {
+            return None;
+        }
+        let cap = FIRST_PAUSE
+            .saturating_mul(1 << (attempts_made - 1).min(16))
+            .min(MAX_PAUSE);
+        // Full jitter: tasks failing together do not come back together.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::seed_from_u64(seed);
+        let pause = cap.mul_f64(rand::Rng::random_range(&mut rng, 0.5..=1.0));
+        (elapsed + pause <= self.within).then_some(pause)
+    }
+}
+
+/// Describes each shard's result (a prepare of its first task's query: the columns are
+/// the same for all its tasks) before any task runs, so that the merger knows every
+/// shard's column types, and can widen them, before the first row is written. A shard
+/// that cannot be described here (unreachable, bad SQL) is left to fail, or to report
+/// its columns, when its tasks run.
+async fn describe(
+    pools: &[Arc<ShardPool>],
+    plan: &Plan,
+    merge: &merge::MergeHandle,
+    options: &crate::config::RunOptions,
+) {
+    let limit = options.query_timeout.unwrap_or(options.connect_timeout * 2);
+    let slots = Arc::new(Semaphore::new(options.concurrency));
+    let mut firsts: Vec<&Task> = Vec::new();
+    for task in &plan.tasks {
+        if !firsts.iter().any(|t| t.shard == task.shard) {
+            firsts.push(task);
+        }
+    }
+    let described = firsts.into_iter().map(|task| {
+        let (pool, slots) = (pools[task.shard].clone(), slots.clone());
+        async move {
+            let _slot = slots.acquire_owned().await.expect("never closed");
+            let schema = tokio::time::timeout(limit, pool.describe(&task.query)).await;
+            (task.shard, schema)
+        }
+    });
+    for (shard, schema) in futures_util::future::join_all(described).await {
+        if let Ok(Some(Ok(schema))) = schema {
+            for task in plan.tasks.iter().filter(|t| t.shard == shard) {
+                merge.send(Event::Schema {
+                    task: task.id,
+                    schema: schema.clone(),
+                });
+            }
+        }
+    }
+}
+
 async fn run_task(pool: &ShardPool, task: &Task, ctx: &TaskContext) -> Result<u64, TaskError> {
     let result = match ctx.deadline {
-        Some(after) => tokio::time::timeout(after, pool.run(&task.query, ctx))
-            .await
-            .unwrap_or_else(|_| {
-                Err(TaskError::new(
-                    &task.shard_name,
-                    TaskErrorKind::Timeout { after },
-                ))
-            }),
-        None => pool.run(&task.query, ctx).await,
+        Some(after) => {
+            tokio::time::timeout(after, pool.run(&task.query, task.snapshot.as_deref(), ctx))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(TaskError::new(
+                        &task.shard_name,
+                        TaskErrorKind::Timeout { after },
+                    ))
+                })
+        }
+        None => pool.run(&task.query, task.snapshot.as_deref(), ctx).await,
     };
     result.map_err(|mut e| {
         e.partition = task.partition.clone();
         e
     })
+}
+
+fn clone_kind(kind: &TaskErrorKind) -> TaskErrorKind {
+    match kind {
+        TaskErrorKind::Connect {
+            target,
+            message,
+            transient,
+        } => TaskErrorKind::Connect {
+            target: target.clone(),
+            message: message.clone(),
+            transient: *transient,
+        },
+        TaskErrorKind::Partition { message } => TaskErrorKind::Partition {
+            message: message.clone(),
+        },
+        TaskErrorKind::SnapshotLost { message } => TaskErrorKind::SnapshotLost {
+            message: message.clone(),
+        },
+        TaskErrorKind::Server { sqlstate, message } => TaskErrorKind::Server {
+            sqlstate: sqlstate.clone(),
+            message: message.clone(),
+        },
+        other => TaskErrorKind::Schema {
+            message: other.to_string(),
+        },
+    }
 }
 
 /// Errors are not `Clone`; the merger's error is reported by the run, so it is rebuilt.
@@ -256,12 +536,17 @@ fn metadata(config: &JobConfig, plan: &Plan, reports: &[TaskReport]) -> Vec<(Str
                 "partition": t.partition,
                 "rows": r.rows,
                 "seconds": r.duration.as_secs_f64(),
+                "attempts": r.attempts,
                 "outcome": r.outcome,
             })
         })
         .collect();
     vec![
         ("tributary.version".into(), env!("CARGO_PKG_VERSION").into()),
+        (
+            "tributary.snapshots".into(),
+            serde_json::to_string(&plan.snapshots).expect("serialisable"),
+        ),
         ("tributary.query".into(), config.query_text.clone()),
         (
             "tributary.query_path".into(),
@@ -280,4 +565,70 @@ fn metadata(config: &JobConfig, plan: &Plan, reports: &[TaskReport]) -> Vec<(Str
             serde_json::Value::Array(manifest).to_string(),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(kind: TaskErrorKind) -> TaskError {
+        TaskError::new("s", kind)
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried_within_bounds() {
+        let retry = Retry {
+            attempts: 3,
+            within: Duration::from_secs(60),
+        };
+        let lost = err(TaskErrorKind::ConnectionLost {
+            message: "reset".into(),
+        });
+        let syntax = err(TaskErrorKind::Server {
+            sqlstate: Some("42601".into()),
+            message: "syntax".into(),
+        });
+        let busy = err(TaskErrorKind::Server {
+            sqlstate: Some("53300".into()),
+            message: "too many".into(),
+        });
+        assert!(retry.pause_before(1, Duration::ZERO, &lost).is_some());
+        assert!(retry.pause_before(1, Duration::ZERO, &busy).is_some());
+        assert!(retry.pause_before(1, Duration::ZERO, &syntax).is_none());
+        assert!(
+            retry.pause_before(4, Duration::ZERO, &lost).is_none(),
+            "attempts are capped"
+        );
+        assert!(
+            retry
+                .pause_before(1, Duration::from_secs(60), &lost)
+                .is_none(),
+            "time is capped"
+        );
+        for attempt in 1..=3 {
+            let pause = retry.pause_before(attempt, Duration::ZERO, &lost).unwrap();
+            let cap = FIRST_PAUSE * (1 << (attempt - 1));
+            assert!(
+                pause <= cap && pause >= cap / 2,
+                "attempt {attempt}: {pause:?}"
+            );
+        }
+        let long = Retry {
+            attempts: 40,
+            within: Duration::from_secs(3600),
+        };
+        assert!(long.pause_before(30, Duration::ZERO, &lost).unwrap() <= MAX_PAUSE);
+        let refused = err(TaskErrorKind::Connect {
+            target: "x".into(),
+            message: "refused".into(),
+            transient: true,
+        });
+        let auth = err(TaskErrorKind::Connect {
+            target: "x".into(),
+            message: "password".into(),
+            transient: false,
+        });
+        assert!(retry.pause_before(1, Duration::ZERO, &refused).is_some());
+        assert!(retry.pause_before(1, Duration::ZERO, &auth).is_none());
+    }
 }

@@ -122,10 +122,11 @@ impl TaskError {
 
     pub fn exit_code(&self) -> i32 {
         match self.kind {
-            TaskErrorKind::Connect { .. } | TaskErrorKind::ConnectionLost { .. } => {
-                exit::UNAVAILABLE
-            }
-            TaskErrorKind::Timeout { .. } => exit::TIMEOUT,
+            TaskErrorKind::Connect { .. }
+            | TaskErrorKind::ConnectionLost { .. }
+            | TaskErrorKind::SnapshotLost { .. } => exit::UNAVAILABLE,
+            TaskErrorKind::Partition { .. } => exit::DATA,
+            TaskErrorKind::Timeout { .. } | TaskErrorKind::Stalled { .. } => exit::TIMEOUT,
             TaskErrorKind::Server { .. }
             | TaskErrorKind::UnsupportedType { .. }
             | TaskErrorKind::Decode { .. }
@@ -140,7 +141,8 @@ impl TaskError {
     /// Whether running the task again may succeed (the server or network failed, not the query).
     pub fn is_retryable(&self) -> bool {
         match &self.kind {
-            TaskErrorKind::Connect { .. } | TaskErrorKind::ConnectionLost { .. } => true,
+            TaskErrorKind::Connect { transient, .. } => *transient,
+            TaskErrorKind::ConnectionLost { .. } | TaskErrorKind::Stalled { .. } => true,
             TaskErrorKind::Server { sqlstate, .. } => sqlstate.as_deref().is_some_and(|s| {
                 s.starts_with("08") || matches!(s, "57P01" | "53300" | "40001" | "40P01")
             }),
@@ -155,11 +157,21 @@ impl TaskError {
 pub enum TaskErrorKind {
     /// No connection could be opened (refused, DNS, authentication, missing file).
     #[error("cannot connect to {target}: {message}")]
-    Connect { target: String, message: String },
+    Connect {
+        target: String,
+        message: String,
+        /// Whether trying again may succeed (network trouble, too many connections) rather
+        /// than not (bad password, missing database or file).
+        transient: bool,
+    },
 
     /// The connection broke while the query ran.
     #[error("connection lost: {message}")]
     ConnectionLost { message: String },
+
+    /// The query sent nothing for too long; it was cancelled on the server.
+    #[error("stalled: no data for {} (the query was cancelled)", humantime::format_duration(*after))]
+    Stalled { after: Duration },
 
     /// The task passed its deadline; the statement was cancelled on the server.
     #[error("query timed out after {} and was cancelled on the server", humantime::format_duration(*after))]
@@ -183,6 +195,15 @@ pub enum TaskErrorKind {
     /// A value could not be decoded into its column's Arrow type.
     #[error("column `{column}`: {message}")]
     Decode { column: String, message: String },
+
+    /// The session holding the shard's exported snapshot ended: the partitions not yet
+    /// started cannot read the same state as the others, so the run stops.
+    #[error("snapshot lost: {message}")]
+    SnapshotLost { message: String },
+
+    /// Partitioning could not be planned (e.g. a range key of the wrong type).
+    #[error("cannot partition: {message}")]
+    Partition { message: String },
 
     /// The result's shape is not one tributary can write (e.g. duplicate column names).
     #[error("{message}")]

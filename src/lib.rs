@@ -18,7 +18,8 @@
 //! - [`plan`] turns a job into tasks (one per shard), each with its exact SQL.
 //! - [`dispatch`] runs the tasks under global and per-shard limits and deadlines.
 //! - [`source`] reads a shard: PostgreSQL through binary COPY, SQLite through sqlx.
-//! - [`types`] is the source-type -> Arrow-type table.
+//! - [`types`] is the source-type -> Arrow-type table, exact by default, with the lossy
+//!   renderings users may choose as typed options (user documentation: docs/types.md).
 //! - [`merge`] and [`sink`] fan the batches into one atomically written Parquet file.
 //! - [`report`] shows progress and the run's summary; [`error`] maps failures to exit codes.
 
@@ -50,26 +51,80 @@ pub async fn run(
     interactive: bool,
     interrupt: impl Future<Output = &'static str>,
 ) -> (RunReport, Result<()>) {
-    let plan = plan::plan(config);
-    let progress = Arc::new(report::Progress::new(&plan, interactive));
-    dispatch::execute(config, &plan, progress, interrupt).await
+    let started = std::time::Instant::now();
+    let mut interrupt = std::pin::pin!(interrupt);
+    let prepared = tokio::select! {
+        prepared = dispatch::prepare(config) => prepared,
+        signal = &mut interrupt => Err(Error::Interrupted { signal }),
+    };
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            let report = RunReport {
+                tasks: Vec::new(),
+                output: None,
+                elapsed: started.elapsed(),
+                snapshots: Default::default(),
+                consistent: true,
+            };
+            return (report, Err(e));
+        }
+    };
+    let progress = Arc::new(report::Progress::new(&prepared.plan, interactive));
+    dispatch::execute(config, prepared, progress, interrupt).await
 }
 
-/// Resolves at the first SIGINT or SIGTERM with its name. A second signal exits the
-/// process at once.
-pub async fn shutdown_signal() -> &'static str {
+/// Writes the JSON run report: the exit code, the error (if any) and every task's
+/// outcome. Written atomically, like the output.
+pub fn write_report(path: &std::path::Path, report: &RunReport, result: &Result<()>) -> Result<()> {
+    let (code, error) = match result {
+        Ok(()) => (error::exit::SUCCESS, None),
+        Err(e) => (e.exit_code(), Some(e.to_string())),
+    };
+    let json = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "exit_code": code,
+        "error": error,
+        "run": report,
+    });
+    let text = serde_json::to_string_pretty(&json).expect("serialisable");
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let temp = dir.join(format!(
+        ".{}.tributary-{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::write(&temp, text)
+        .and_then(|_| std::fs::rename(&temp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            Error::output(path, e)
+        })
+}
+
+/// Installs SIGINT and SIGTERM handlers now (call it inside the runtime, before any
+/// work) and returns a future that resolves at the first of them with its name. A
+/// second signal exits the process at once.
+pub fn shutdown_signal() -> impl Future<Output = &'static str> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt()).expect("signal handlers can be installed");
     let mut term = signal(SignalKind::terminate()).expect("signal handlers can be installed");
-    let name = tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    };
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = int.recv() => std::process::exit(error::exit::INTERRUPTED),
-            _ = term.recv() => std::process::exit(error::exit::TERMINATED),
-        }
-    });
-    name
+    async move {
+        let name = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => std::process::exit(error::exit::INTERRUPTED),
+                _ = term.recv() => std::process::exit(error::exit::TERMINATED),
+            }
+        });
+        name
+    }
 }

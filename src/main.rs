@@ -22,6 +22,8 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> i32 {
+    // Installed before any work, so that Ctrl-C always cancels cleanly.
+    let interrupt = tributary::shutdown_signal();
     let interactive = !cli.quiet && std::io::stderr().is_terminal();
     match cli.command {
         Command::Run(args) => {
@@ -29,23 +31,34 @@ async fn run(cli: Cli) -> i32 {
                 Ok(c) => c,
                 Err(e) => return fail(&e),
             };
-            let (report, result) =
-                tributary::run(&config, interactive, tributary::shutdown_signal()).await;
+            let (report, result) = tributary::run(&config, interactive, interrupt).await;
             println!("{report}");
+            if let Some(path) = &config.options.report
+                && let Err(e) = tributary::write_report(path, &report, &result)
+            {
+                eprintln!("error: {e}");
+            }
             match result {
                 Ok(()) => exit::SUCCESS,
                 Err(e) => fail(&e),
             }
         }
-        Command::Plan(args) => match JobConfig::resolve(RunArgs::from(args)) {
-            Ok(config) => {
-                print!("{}", tributary::plan::plan(&config));
-                exit::SUCCESS
-            }
-            Err(e) => fail(&e),
-        },
+        Command::Plan(args) => {
+            let config = match JobConfig::resolve(RunArgs::from(args)) {
+                Ok(c) => c,
+                Err(e) => return fail(&e),
+            };
+            let prepared = match tributary::dispatch::prepare(&config).await {
+                Ok(p) => p,
+                Err(e) => return fail(&e),
+            };
+            let estimates = prepared.estimates().await;
+            print!("{}", prepared.plan.describe(Some(&estimates)));
+            prepared.close().await;
+            exit::SUCCESS
+        }
         Command::Demo(args) => {
-            match tributary::demo::run(&args.dir, args.orders, interactive).await {
+            match tributary::demo::run(&args.dir, args.orders, interactive, interrupt).await {
                 Ok(()) => exit::SUCCESS,
                 Err(e) => fail(&e),
             }

@@ -7,12 +7,25 @@
 //! groups are left out at commit. The in-progress groups are bounded together: past
 //! [`ENCODER_BUDGET`] the largest is flushed.
 //!
+//! Shards may type a column differently (int4 here, int8 there; numeric(10,2) and
+//! numeric(12,2)): the common type is the narrowest that holds both ([`types::unify`]),
+//! and batches are cast up to it. The Parquet schema is fixed when the first row group
+//! is encoded, so the dispatcher describes every PostgreSQL task first; a wider type
+//! that only shows up after rows were written (a source that cannot be described ahead,
+//! such as SQLite typing by values) is an error naming both shards.
+//!
+//! When the output is split, a file is set aside at the job's row limit exactly (a batch
+//! that would pass it is cut, and every group in progress is flushed into the file), or
+//! once a closed row group takes it past the byte limit; the next group starts the next
+//! file.
+//!
 //! Encoding and compressing is the most expensive stage of a run (docs/performance.md),
 //! so each batch's columns are encoded on several threads at once (the merger's own and
 //! up to `encoder_threads - 1` helpers). Every column writer still receives the same values
 //! in the same order, so the file does not depend on the number of threads.
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,9 +36,10 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use crate::config::{Split, part_path};
 use crate::error::{Error, Result};
-use crate::sink::{OutputSummary, ParquetSink, TempFile};
-use crate::types::describe_field;
+use crate::sink::{OutputSummary, ParquetSink, TempFile, commit_parts};
+use crate::types::{self, describe_field};
 
 /// Bytes of decoded batches that may wait in the channel: the backpressure that stops a
 /// fast source from outrunning the encoder. A few batches (8 MiB at most each) keep the
@@ -73,6 +87,11 @@ impl BatchSender {
             task: self.task,
             schema,
         });
+    }
+
+    /// Drops what the task sent so far (its attempt failed; a retry starts afresh).
+    pub fn discard(&self) {
+        let _ = self.tx.send(Event::Failed { task: self.task });
     }
 
     /// Sends a batch, waiting while the channel's byte budget is spent. Returns how long
@@ -128,6 +147,10 @@ pub struct MergeSettings {
     pub shard_column: Option<String>,
     pub row_group_size: usize,
     pub props: WriterProperties,
+    /// The output path as the user gave it (parts are named after it).
+    pub output: PathBuf,
+    /// When to start the next file; `None` writes one file.
+    pub split: Option<Split>,
     /// Threads encoding one batch's columns at once (1: the merger's thread alone).
     pub encoder_threads: usize,
 }
@@ -181,9 +204,11 @@ struct Merger {
     /// The query's columns as agreed so far (without the shard column).
     slots: Option<Vec<Slot>>,
     encoders: HashMap<usize, Encoder>,
-    /// Row groups written by each task, to leave out if it fails.
-    task_groups: HashMap<usize, Vec<usize>>,
-    excluded: BTreeSet<usize>,
+    /// Row groups written by each task, as (file, row group), to leave out if it fails.
+    task_groups: HashMap<usize, Vec<(usize, usize)>>,
+    excluded: BTreeSet<(usize, usize)>,
+    /// Files of a split output that are complete but for their footer.
+    parts: Vec<ParquetSink>,
     timings: Timings,
 }
 
@@ -206,6 +231,7 @@ impl Merger {
             encoders: HashMap::new(),
             task_groups: HashMap::new(),
             excluded: BTreeSet::new(),
+            parts: Vec::new(),
             timings: Timings::default(),
         }
     }
@@ -242,27 +268,48 @@ impl Merger {
                     }
                     let sink = match self.sink.take() {
                         Some(sink) => sink,
-                        None => self.open_sink()?,
+                        None if self.parts.is_empty() => self.open_sink()?,
+                        None => return self.commit_split(metadata).map(Some),
                     };
-                    let started = Instant::now();
-                    let summary = sink.commit(metadata, &self.excluded)?;
                     tracing::debug!(
-                        "merger: waited {:.2?} for batches, encoded for {:.2?}, closed row groups for {:.2?}, committed in {:.2?} ({} encoder threads)",
+                        "merger: waited {:.2?} for batches, encoded for {:.2?}, closed row groups for {:.2?} ({} encoder threads)",
                         self.timings.waiting,
                         self.timings.encoding,
                         self.timings.flushing,
-                        started.elapsed(),
                         self.settings.encoder_threads,
                     );
-                    return Ok(Some(summary));
+                    if self.settings.split.is_none() {
+                        let exclude = self.excluded_in(0);
+                        return sink.commit(metadata, &exclude).map(Some);
+                    }
+                    self.parts.push(sink);
+                    return self.commit_split(metadata).map(Some);
                 }
             }
         }
         Ok(None)
     }
 
-    /// Checks a task's columns against the common schema, and fills in types that were
-    /// not known yet.
+    /// The row groups of file `part` to leave out.
+    fn excluded_in(&self, part: usize) -> BTreeSet<usize> {
+        self.excluded
+            .iter()
+            .filter(|(p, _)| *p == part)
+            .map(|(_, g)| *g)
+            .collect()
+    }
+
+    fn commit_split(&mut self, metadata: Vec<(String, String)>) -> Result<OutputSummary> {
+        let parts: Vec<_> = std::mem::take(&mut self.parts)
+            .into_iter()
+            .enumerate()
+            .map(|(i, sink)| (sink, self.excluded_in(i)))
+            .collect();
+        commit_parts(&self.settings.output, parts, metadata)
+    }
+
+    /// Checks a task's columns against the common schema, fills in types that were not
+    /// known yet, and widens types to hold every shard's values.
     fn observe(&mut self, task: usize, schema: &Schema) -> Result<()> {
         let shard = self.settings.task_shards[task].clone();
         if let Some(col) = &self.settings.shard_column
@@ -307,7 +354,7 @@ impl Merger {
                 ),
             ));
         }
-        let frozen = self.sink.is_some();
+        let frozen = self.sink.is_some() || !self.parts.is_empty();
         for (i, (slot, field)) in slots.iter_mut().zip(schema.fields()).enumerate() {
             if slot.field.name() != field.name() {
                 return Err(mismatch(
@@ -340,10 +387,8 @@ impl Merger {
                 slot.origin = shard.clone();
                 continue;
             }
-            if slot.field.data_type() != field.data_type()
-                || slot.field.extension_type_name() != field.extension_type_name()
-            {
-                return Err(mismatch(
+            let incompatible = || {
+                mismatch(
                     &slot.origin,
                     format!(
                         "column `{}` is {} in `{}` but {} in `{shard}`",
@@ -352,7 +397,25 @@ impl Merger {
                         slot.origin,
                         describe_field(field)
                     ),
-                ));
+                )
+            };
+            let common = types::unify_fields(&slot.field, field).ok_or_else(incompatible)?;
+            if common != slot.field {
+                if frozen {
+                    return Err(mismatch(
+                        &slot.origin,
+                        format!(
+                            "column `{}` is {} in `{}` but {} in `{shard}`, and rows of the narrower type were written before `{shard}` could be described; cast the column to {} in the query",
+                            field.name(),
+                            describe_field(&slot.field),
+                            slot.origin,
+                            describe_field(field),
+                            common.data_type()
+                        ),
+                    ));
+                }
+                slot.field = common;
+                slot.origin = shard.clone();
             }
         }
         Ok(())
@@ -367,11 +430,18 @@ impl Merger {
             fields.push(slot.field.clone());
         }
         let schema = Arc::new(Schema::new(fields));
-        let temp = self.temp.take().expect("the sink is opened once");
+        let temp = match self.temp.take() {
+            Some(temp) => temp,
+            None => {
+                let path = part_path(&self.settings.output, self.parts.len());
+                TempFile::create(&path)?
+            }
+        };
         ParquetSink::new(temp, schema, self.settings.props.clone())
     }
 
-    /// The batch in the output's schema: shard column added, untyped NULL columns typed.
+    /// The batch in the output's schema: shard column added, untyped NULL columns typed,
+    /// narrower types cast up to the common type.
     fn conform(&self, task: usize, batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
         let rows = batch.num_rows();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
@@ -386,9 +456,13 @@ impl Merger {
             let want = schema.field(offset + i).data_type();
             if column.data_type() == want {
                 columns.push(column.clone());
-            } else {
-                // Only untyped (all-NULL) columns differ; `observe` refused anything else.
+            } else if column.data_type() == &DataType::Null {
                 columns.push(new_null_array(want, rows));
+            } else {
+                // A narrower type of this shard: `observe` checked that it widens losslessly.
+                let cast = arrow::compute::cast(column, want)
+                    .map_err(|e| Error::output(self.temp_target(), e))?;
+                columns.push(cast);
             }
         }
         RecordBatch::try_new(schema.clone(), columns)
@@ -402,7 +476,37 @@ impl Merger {
             .unwrap_or_default()
     }
 
-    fn encode(&mut self, task: usize, batch: RecordBatch) -> Result<()> {
+    fn encode(&mut self, task: usize, mut batch: RecordBatch) -> Result<()> {
+        // With a row limit per file, a batch that would pass it is cut, and the file is
+        // closed (all tasks' groups in progress flushed into it) at the limit exactly.
+        while let Some(max) = self.settings.split.and_then(|s| s.max_rows) {
+            let in_file = self.sink.as_ref().map_or(0, |s| s.rows())
+                + self.encoders.values().map(|e| e.rows).sum::<u64>();
+            let room = max.saturating_sub(in_file) as usize;
+            if batch.num_rows() <= room {
+                break;
+            }
+            let tail = batch.slice(room, batch.num_rows() - room);
+            self.encode_group(task, batch.slice(0, room))?;
+            self.close_file()?;
+            batch = tail;
+        }
+        self.encode_group(task, batch)
+    }
+
+    /// Flushes every group in progress into the current file and sets the file aside.
+    fn close_file(&mut self) -> Result<()> {
+        let tasks: Vec<usize> = self.encoders.keys().copied().collect();
+        for task in tasks {
+            self.flush(task)?;
+        }
+        if let Some(sink) = self.sink.take() {
+            self.parts.push(sink);
+        }
+        Ok(())
+    }
+
+    fn encode_group(&mut self, task: usize, batch: RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -458,7 +562,12 @@ impl Merger {
             return Ok(());
         }
         let started = Instant::now();
-        let sink = self.sink.as_mut().expect("an encoder implies an open sink");
+        if self.sink.is_none() {
+            // The file this group was begun for was set aside (split output): start the next.
+            let sink = self.open_sink()?;
+            self.sink = Some(sink);
+        }
+        let sink = self.sink.as_mut().expect("opened above");
         let path = sink.path_hint();
         let chunks = encoder
             .writers
@@ -467,7 +576,21 @@ impl Merger {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::output(&path, e))?;
         let index = sink.append(chunks, encoder.rows)?;
-        self.task_groups.entry(task).or_default().push(index);
+        let part = self.parts.len();
+        self.task_groups
+            .entry(task)
+            .or_default()
+            .push((part, index));
+        if let Some(split) = self.settings.split {
+            let full = split.max_rows.is_some_and(|max| sink.rows() >= max)
+                || split
+                    .max_bytes
+                    .is_some_and(|max| sink.bytes_written() >= max);
+            if full {
+                let sink = self.sink.take().expect("appended to above");
+                self.parts.push(sink);
+            }
+        }
         self.timings.flushing += started.elapsed();
         Ok(())
     }

@@ -27,6 +27,8 @@ pub struct TaskReport {
     pub rows: u64,
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,
+    /// Attempts made (more than one after transient failures).
+    pub attempts: u32,
     pub outcome: Outcome,
 }
 
@@ -41,6 +43,10 @@ pub struct RunReport {
     pub output: Option<OutputSummary>,
     #[serde(serialize_with = "seconds")]
     pub elapsed: Duration,
+    /// The snapshot each partitioned PostgreSQL shard read, by shard.
+    pub snapshots: std::collections::BTreeMap<String, String>,
+    /// False when partitions read independently (`--no-snapshot`).
+    pub consistent: bool,
 }
 
 impl RunReport {
@@ -106,9 +112,15 @@ impl fmt::Display for RunReport {
             "shard", "rows", "time"
         )?;
         for t in &self.tasks {
+            let retried = if t.attempts > 1 {
+                format!(" after {} attempts", t.attempts)
+            } else {
+                String::new()
+            };
             let outcome = match &t.outcome {
+                Outcome::Ok if t.attempts > 1 => format!("ok{retried}"),
                 Outcome::Ok => "ok".to_string(),
-                Outcome::Failed(e) => format!("FAILED: {e}"),
+                Outcome::Failed(e) => format!("FAILED{retried}: {e}"),
                 Outcome::Cancelled => "cancelled".to_string(),
             };
             writeln!(
@@ -119,7 +131,24 @@ impl fmt::Display for RunReport {
                 t.duration.as_secs_f64()
             )?;
         }
+        if !self.consistent {
+            writeln!(
+                f,
+                "consistency off: partitions read independently, not from one snapshot"
+            )?;
+        }
+        for (shard, id) in &self.snapshots {
+            writeln!(f, "shard {shard}: all partitions read snapshot {id}")?;
+        }
         let outcome = match &self.output {
+            Some(o) if o.files.len() > 1 => format!(
+                "wrote {} files, {} .. {} ({} row groups, {})",
+                o.files.len(),
+                o.files[0].display(),
+                o.files[o.files.len() - 1].display(),
+                o.row_groups,
+                bytes(o.bytes)
+            ),
             Some(o) => format!(
                 "wrote {} ({} row group{}, {})",
                 o.path.display(),
@@ -188,6 +217,13 @@ impl Progress {
     pub fn counter(&self, task: &Task) -> Box<dyn Fn(u64) + Send + Sync> {
         let bar = self.bars[task.id].clone();
         Box::new(move |n| bar.inc(n))
+    }
+
+    /// A retry starts: the failed attempt's rows no longer count.
+    pub fn restart(&self, task: &Task) {
+        let bar = &self.bars[task.id];
+        bar.set_position(0);
+        bar.set_message("retrying");
     }
 
     pub fn finished(&self, task: &Task, report: &TaskReport) {

@@ -5,6 +5,10 @@
 //!
 //! Row groups arrive already encoded (see `merge`): each holds the rows of one task, so a
 //! task that fails after some of its row groups were written can be left out at commit.
+//!
+//! A split output is several such files (`out-00000.parquet`, ...; see
+//! [`crate::config::part_path`]), all kept as temporaries until the commit, which closes
+//! every one before moving any into place.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -16,11 +20,11 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
 };
-use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 
+use crate::config::RunOptions;
 use crate::error::{Error, Result};
 
 /// A temporary file beside the output, removed on drop unless persisted.
@@ -65,6 +69,11 @@ impl TempFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The path the file is moved to at commit.
+    pub fn target(&self) -> &Path {
+        &self.target
     }
 
     fn take_file(&mut self) -> File {
@@ -129,7 +138,10 @@ fn remove_stale_temporaries(target: &Path) {
 /// What was written.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct OutputSummary {
+    /// The output path (the first file's when the output is split).
     pub path: PathBuf,
+    /// Every file written, in order (one unless the output is split).
+    pub files: Vec<PathBuf>,
     pub rows: u64,
     pub row_groups: usize,
     pub bytes: u64,
@@ -138,16 +150,25 @@ pub struct OutputSummary {
 /// A column chunk whose dictionary grows past this many bytes continues with plain
 /// encoding. The parquet crate's default (1 MiB) holds a whole row group of distinct
 /// 8-byte values, so ids, timestamps and prices were hashed value by value into a
-/// dictionary as large as the data (a third of the encoder's time in the profile), and
+/// dictionary as large as the data (a quarter of tributary's CPU in the profile), and
 /// then stored as that dictionary plus indices: larger than plain values under zstd.
 /// 64 KiB still keeps a dictionary for columns of a few thousand distinct values.
 pub const DICTIONARY_PAGE_LIMIT: usize = 64 << 10;
 
-/// Writer properties for the output.
-pub fn writer_properties(compression: Compression) -> WriterProperties {
+/// Writer properties for the output: compression, dictionary encoding, statistics and
+/// the page index as the job asks.
+pub fn writer_properties(options: &RunOptions) -> WriterProperties {
+    let statistics = match (options.statistics, options.page_index) {
+        // Page statistics live in the column index, which is part of the page index.
+        (EnabledStatistics::Page, false) => EnabledStatistics::Chunk,
+        (level, _) => level,
+    };
     WriterProperties::builder()
-        .set_compression(compression)
+        .set_compression(options.compression)
+        .set_dictionary_enabled(options.dictionary)
         .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
+        .set_statistics_enabled(statistics)
+        .set_offset_index_disabled(!options.page_index)
         .set_created_by(format!("tributary version {}", env!("CARGO_PKG_VERSION")))
         .build()
 }
@@ -193,6 +214,16 @@ impl ParquetSink {
         self.temp.target.clone()
     }
 
+    /// Rows in the row groups appended so far.
+    pub fn rows(&self) -> u64 {
+        self.row_group_rows.iter().sum()
+    }
+
+    /// Bytes written to the file so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.writer.bytes_written() as u64
+    }
+
     /// Column writers for a new row group.
     pub fn column_writers(&self) -> Result<Vec<ArrowColumnWriter>> {
         self.factory
@@ -216,13 +247,29 @@ impl ParquetSink {
     /// Writes the footer with `metadata`, leaves out the row groups in `exclude`, and
     /// moves the file into place.
     pub fn commit(
-        mut self,
+        self,
         metadata: Vec<(String, String)>,
         exclude: &BTreeSet<usize>,
     ) -> Result<OutputSummary> {
+        let closed = self.close(&metadata, exclude)?;
+        let target = closed.temp.target.clone();
+        closed.temp.persist()?;
+        let bytes = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+        Ok(OutputSummary {
+            files: vec![target.clone()],
+            path: target,
+            rows: closed.rows,
+            row_groups: closed.row_groups,
+            bytes,
+        })
+    }
+
+    /// Writes the footer with `metadata` and leaves out the row groups in `exclude`; the
+    /// file stays a temporary.
+    fn close(mut self, metadata: &[(String, String)], exclude: &BTreeSet<usize>) -> Result<Closed> {
         let target = self.temp.target.clone();
         let err = |e: parquet::errors::ParquetError| Error::output(&target, e);
-        for (key, value) in &metadata {
+        for (key, value) in metadata {
             self.writer
                 .append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
         }
@@ -242,18 +289,99 @@ impl ParquetSink {
                 keep,
                 self.schema.clone(),
                 self.props.clone(),
-                &metadata,
+                metadata,
             )?
         };
-        temp.persist()?;
-        let bytes = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
-        Ok(OutputSummary {
-            path: target,
+        Ok(Closed {
+            temp,
             rows,
             row_groups,
-            bytes,
         })
     }
+}
+
+/// A complete file still at its temporary path.
+struct Closed {
+    temp: TempFile,
+    rows: u64,
+    row_groups: usize,
+}
+
+/// Commits a split output: closes every part (each with `metadata`, without the row
+/// groups its `exclude` names), and only then moves them all into place. Files of an
+/// earlier run of the same output with higher numbers are removed, so that
+/// `out-*.parquet` is exactly this run's output. If a move fails, the parts already
+/// moved are removed again.
+pub fn commit_parts(
+    output: &Path,
+    parts: Vec<(ParquetSink, BTreeSet<usize>)>,
+    metadata: Vec<(String, String)>,
+) -> Result<OutputSummary> {
+    let mut closed = Vec::with_capacity(parts.len());
+    for (sink, exclude) in parts {
+        closed.push(sink.close(&metadata, &exclude)?);
+    }
+    let mut summary = OutputSummary {
+        path: output.to_owned(),
+        files: Vec::new(),
+        rows: 0,
+        row_groups: 0,
+        bytes: 0,
+    };
+    for part in closed {
+        let target = part.temp.target.clone();
+        if let Err(e) = part.temp.persist() {
+            for done in &summary.files {
+                let _ = std::fs::remove_file(done);
+            }
+            return Err(e);
+        }
+        summary.rows += part.rows;
+        summary.row_groups += part.row_groups;
+        summary.bytes += std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+        summary.files.push(target);
+    }
+    if let Some(first) = summary.files.first() {
+        summary.path = first.clone();
+    }
+    remove_stale_parts(output, summary.files.len());
+    Ok(summary)
+}
+
+/// Removes `STEM-NNNNN.EXT` files numbered `from` and above beside `output`.
+fn remove_stale_parts(output: &Path, from: usize) {
+    let Ok(entries) = std::fs::read_dir(parent_dir(output)) else {
+        return;
+    };
+    let first = crate::config::part_path(output, 0);
+    let Some(first) = first.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    // `STEM-` and `.EXT` around the five digits of part 0's name.
+    let (prefix, suffix) = (&first[..first.len() - 5 - ext_len(output)], {
+        let n = ext_len(output);
+        &first[first.len() - n..]
+    });
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(digits) = name
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(suffix))
+        else {
+            continue;
+        };
+        if digits.len() == 5
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && digits.parse::<usize>().is_ok_and(|n| n >= from)
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Length of `.EXT` in the output's name (0 without an extension).
+fn ext_len(output: &Path) -> usize {
+    output.extension().map_or(0, |e| e.len() + 1)
 }
 
 /// Copies the row groups in `keep` into a new temporary file. Only used when tasks failed

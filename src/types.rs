@@ -1,158 +1,882 @@
-//! The source-type -> Arrow-type table. Every mapping here is exact: a type that has no
-//! exact Arrow rendering yet is refused with an error naming the column, never guessed.
+//! The source-type -> Arrow-type table, readable like a spec. The default rendering of every
+//! type is exact: what PostgreSQL returns is what the Parquet file holds. Lossy renderings
+//! exist only as explicit, user-selected options ([`TypeOptions`]), globally or per column.
+//! The user-facing version of this table, with what pandas, polars, pyarrow and DuckDB make
+//! of each type, is `docs/types.md`.
 //!
-//! | PostgreSQL                         | Arrow                         | Parquet logical type  |
-//! |------------------------------------|-------------------------------|-----------------------|
-//! | bool                               | Boolean                       |                       |
-//! | int2 / int4 / int8                 | Int16 / Int32 / Int64         | INT(16/32/64)         |
-//! | oid                                | UInt32                        | INT(32, unsigned)     |
-//! | float4 / float8                    | Float32 / Float64             |                       |
-//! | numeric(p,s), p <= 38              | Decimal128(p, s)              | DECIMAL(p, s)         |
-//! | numeric (no precision, or p > 38)  | Utf8, the exact decimal text  | STRING                |
-//! | text, varchar, bpchar, name, citext, unknown, enums | Utf8         | STRING                |
-//! | bytea                              | Binary                        |                       |
-//! | date                               | Date32                        | DATE                  |
-//! | time                               | Time64(µs)                    | TIME(µs)              |
-//! | timestamp                          | Timestamp(µs)                 | TIMESTAMP(µs, local)  |
-//! | timestamptz                        | Timestamp(µs, "UTC")          | TIMESTAMP(µs, UTC)    |
-//! | uuid                               | FixedSizeBinary(16), arrow.uuid | UUID                |
-//! | json / jsonb                       | Utf8, arrow.json              | JSON                  |
-//! | domains                            | as their base type            |                       |
+//! | PostgreSQL                               | Arrow (default)                         | option (lossy or alternative)   |
+//! |------------------------------------------|-----------------------------------------|---------------------------------|
+//! | bool                                     | Boolean                                 |                                 |
+//! | int2 / int4 / int8                       | Int16 / Int32 / Int64                   |                                 |
+//! | oid, xid, cid / xid8                     | UInt32 / UInt64                         |                                 |
+//! | float4 / float8 (NaN, ±Infinity kept)    | Float32 / Float64                       |                                 |
+//! | numeric(p,s), 0 <= s <= p <= 38          | Decimal128(p, s)                        | `numeric`: text, float64, decimal(P,S) |
+//! | numeric (no precision, or p > 38, s < 0) | Utf8: the exact decimal text, NaN, ±Infinity | `numeric`: float64, decimal(P,S) |
+//! | money                                    | Decimal128(19, 2): minor units exact    |                                 |
+//! | text, varchar, bpchar, name, "char", xml, citext, ltree, lquery, ltxtquery, jsonpath, refcursor, unknown | Utf8 | |
+//! | json / jsonb                             | Utf8 + arrow.json (Parquet JSON)        |                                 |
+//! | enums                                    | Utf8 (the label)                        | `enums`: dictionary             |
+//! | bytea                                    | Binary                                  |                                 |
+//! | date                                     | Date32                                  | `infinity`: error, null, clamp  |
+//! | time                                     | Time64(µs)                              |                                 |
+//! | timetz                                   | Struct{time: Time64(µs), utc_offset: Int32 seconds east} | `timetz`: utc, text |
+//! | timestamp / timestamptz                  | Timestamp(µs) / Timestamp(µs, "UTC")    | `infinity`: error, null, clamp  |
+//! | interval                                 | Struct{months: Int32, days: Int32, microseconds: Int64} | `interval`: duration, text |
+//! | uuid                                     | FixedSizeBinary(16) + arrow.uuid; inside arrays, composites and ranges its text | `uuid`: string |
+//! | inet, cidr, macaddr, macaddr8, bit, varbit | Utf8, as PostgreSQL prints it         |                                 |
+//! | point                                    | Struct{x: Float64, y: Float64}          |                                 |
+//! | hstore                                   | Map<Utf8, Utf8>                         |                                 |
+//! | vector (pgvector)                        | List<Float32>                           |                                 |
+//! | T[] (any supported T)                    | List<T>, nested once per dimension (declared by the table column, else 1) | `array_dims`: N |
+//! | range of T / multirange of T             | Struct{lower, upper: T, lower_inclusive, upper_inclusive, empty: Boolean} / List of it | |
+//! | composite types                          | Struct of the fields                    |                                 |
+//! | domains                                  | as their base type                      |                                 |
+//! | tsvector, tsquery, pg_lsn, tid, geometric types but point, reg* types, snapshots, ... | Utf8 through a server-side `::text` cast | |
+//! | anything else                            | Utf8 through a server-side `::text` cast, with a warning naming the column | |
+//!
+//! Every column can also be read as PostgreSQL's text with the `text` option.
 //!
 //! SQLite has no column types, only declared types and per-value storage classes; see
 //! [`SqliteKind`] for the rule.
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, TimeUnit};
+use arrow::datatypes::{DataType, Field, FieldRef, Fields, TimeUnit};
 use tokio_postgres::types::{Kind, Type};
 
 /// The largest precision Decimal128 holds.
-const DECIMAL128_MAX_PRECISION: i32 = 38;
+pub const DECIMAL128_MAX_PRECISION: u8 = 38;
+/// PostgreSQL arrays have at most this many dimensions.
+pub const MAX_ARRAY_DIMS: u8 = 6;
+/// Digits after the point in `money`'s minor units. PostgreSQL takes them from
+/// `lc_monetary`; the source checks the server agrees before decoding (see `source::postgres`).
+pub const MONEY_SCALE: i8 = 2;
 
-/// How one PostgreSQL column is decoded (from its binary COPY form) and typed in Arrow.
+macro_rules! option_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        #[non_exhaustive]
+        pub enum $name {
+            #[default]
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// The accepted spellings, for messages and docs.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s.trim().to_ascii_lowercase().as_str() {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!("`{s}` is not one of {}", Self::NAMES.join(", "))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self { $($name::$variant => $text),+ })
+            }
+        }
+    };
+}
+
+option_enum! {
+    /// How `uuid` is rendered.
+    UuidMode {
+        /// FixedSizeBinary(16) tagged arrow.uuid: Parquet's UUID logical type (DuckDB reads UUID).
+        Binary = "binary",
+        /// The canonical hyphenated lowercase text (polars and pandas show it as a string).
+        String = "string"
+    }
+}
+
+option_enum! {
+    /// How enum values are rendered.
+    EnumMode {
+        /// The label as Utf8.
+        Text = "text",
+        /// Dictionary(Int32, Utf8): pandas `category`, polars `Categorical`.
+        Dictionary = "dictionary"
+    }
+}
+
+option_enum! {
+    /// How `interval` is rendered. arrow-rs cannot write Arrow's Interval(MonthDayNano) to
+    /// Parquet, and PostgreSQL intervals keep months, days and time apart.
+    IntervalMode {
+        /// Struct{months: Int32, days: Int32, microseconds: Int64}: exact.
+        Struct = "struct",
+        /// Duration(µs), counting a month as 30 days and a day as 24 hours: lossy.
+        Duration = "duration",
+        /// PostgreSQL's text (server-side cast, under the session's `IntervalStyle`).
+        Text = "text"
+    }
+}
+
+option_enum! {
+    /// How `timetz` is rendered.
+    TimeTzMode {
+        /// Struct{time: Time64(µs) as written, utc_offset: Int32 seconds east of UTC}: exact.
+        Struct = "struct",
+        /// Time64(µs) moved to UTC; the offset is dropped: lossy.
+        Utc = "utc",
+        /// PostgreSQL's text (server-side cast).
+        Text = "text"
+    }
+}
+
+option_enum! {
+    /// What happens to values the Arrow type cannot hold: date and timestamp ±infinity,
+    /// and NaN or ±Infinity in a numeric column read as a decimal.
+    InfinityMode {
+        /// The run fails with an error naming the column: nothing changes silently.
+        Error = "error",
+        /// The value becomes NULL.
+        Null = "null",
+        /// ±infinity becomes the type's largest/smallest value: for dates and timestamps
+        /// DuckDB's own ±infinity (i32::MAX / -i32::MAX days, i64::MAX / -i64::MAX µs),
+        /// for decimals ±(10^p - 1). A numeric NaN becomes NULL.
+        Clamp = "clamp"
+    }
+}
+
+/// How `numeric` is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum NumericMode {
+    /// Decimal128(p, s) when the column declares a precision that fits, else the exact text.
+    #[default]
+    Exact,
+    /// Always the exact decimal text (NaN and ±Infinity as PostgreSQL prints them).
+    Text,
+    /// Float64, rounded to nearest: lossy.
+    Float64,
+    /// Decimal128 of this precision and scale whatever the column declares. A value that
+    /// needs more digits is an error, never rounded.
+    Decimal { precision: u8, scale: i8 },
+}
+
+impl NumericMode {
+    pub const NAMES: &'static [&'static str] = &["exact", "text", "float64", "decimal(P,S)"];
+}
+
+impl FromStr for NumericMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let lower = s.trim().to_ascii_lowercase().replace(' ', "");
+        let bad = || format!("`{s}` is not one of {}", Self::NAMES.join(", "));
+        Ok(match lower.as_str() {
+            "exact" => NumericMode::Exact,
+            "text" | "string" => NumericMode::Text,
+            "float64" | "float" | "double" => NumericMode::Float64,
+            other => {
+                let inner = other
+                    .strip_prefix("decimal(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .ok_or_else(bad)?;
+                let (p, s2) = inner.split_once(',').unwrap_or((inner, "0"));
+                let precision: u8 = p.parse().map_err(|_| bad())?;
+                let scale: i8 = s2.parse().map_err(|_| bad())?;
+                if precision == 0
+                    || precision > DECIMAL128_MAX_PRECISION
+                    || scale < 0
+                    || scale as u8 > precision
+                {
+                    return Err(format!(
+                        "`{s}`: a decimal needs 1 <= precision <= 38 and 0 <= scale <= precision"
+                    ));
+                }
+                NumericMode::Decimal { precision, scale }
+            }
+        })
+    }
+}
+
+impl fmt::Display for NumericMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NumericMode::Exact => f.write_str("exact"),
+            NumericMode::Text => f.write_str("text"),
+            NumericMode::Float64 => f.write_str("float64"),
+            NumericMode::Decimal { precision, scale } => write!(f, "decimal({precision},{scale})"),
+        }
+    }
+}
+
+/// The rendering choices for one column, resolved (see [`TypeRules::for_column`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TypeOptions {
+    pub numeric: NumericMode,
+    pub uuid: UuidMode,
+    pub enums: EnumMode,
+    pub interval: IntervalMode,
+    pub timetz: TimeTzMode,
+    pub infinity: InfinityMode,
+    /// Read the column as PostgreSQL's text (a server-side `::text` cast), whatever its type.
+    pub text: bool,
+    /// Dimensions of the column's arrays: each becomes one level of List nesting.
+    pub array_dims: u8,
+}
+
+impl Default for TypeOptions {
+    fn default() -> Self {
+        TypeOptions {
+            numeric: NumericMode::default(),
+            uuid: UuidMode::default(),
+            enums: EnumMode::default(),
+            interval: IntervalMode::default(),
+            timetz: TimeTzMode::default(),
+            infinity: InfinityMode::default(),
+            text: false,
+            array_dims: 1,
+        }
+    }
+}
+
+/// Options set at one level (the whole job, or one column); unset keys fall through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TypeOverrides {
+    pub numeric: Option<NumericMode>,
+    pub uuid: Option<UuidMode>,
+    pub enums: Option<EnumMode>,
+    pub interval: Option<IntervalMode>,
+    pub timetz: Option<TimeTzMode>,
+    pub infinity: Option<InfinityMode>,
+    pub text: Option<bool>,
+    pub array_dims: Option<u8>,
+}
+
+impl TypeOverrides {
+    /// The option keys, for messages and docs.
+    pub const KEYS: &'static [&'static str] = &[
+        "numeric",
+        "uuid",
+        "enums",
+        "interval",
+        "timetz",
+        "infinity",
+        "text",
+        "array_dims",
+    ];
+
+    /// Sets one option from its key and textual value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let ctx = |e: String| format!("{key}: {e}");
+        match key.trim() {
+            "numeric" => self.numeric = Some(value.parse().map_err(ctx)?),
+            "uuid" => self.uuid = Some(value.parse().map_err(ctx)?),
+            "enums" => self.enums = Some(value.parse().map_err(ctx)?),
+            "interval" => self.interval = Some(value.parse().map_err(ctx)?),
+            "timetz" => self.timetz = Some(value.parse().map_err(ctx)?),
+            "infinity" => self.infinity = Some(value.parse().map_err(ctx)?),
+            "text" => {
+                self.text = Some(match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    other => return Err(ctx(format!("`{other}` is not true or false"))),
+                })
+            }
+            "array_dims" => {
+                let n: u8 = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_ARRAY_DIMS).contains(n))
+                    .ok_or_else(|| ctx(format!("`{value}` is not a number from 1 to 6")))?;
+                self.array_dims = Some(n);
+            }
+            other => {
+                return Err(format!(
+                    "unknown type option `{other}`; the options are {}",
+                    Self::KEYS.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `self` where set, else `base`.
+    fn apply(&self, base: TypeOptions) -> TypeOptions {
+        TypeOptions {
+            numeric: self.numeric.unwrap_or(base.numeric),
+            uuid: self.uuid.unwrap_or(base.uuid),
+            enums: self.enums.unwrap_or(base.enums),
+            interval: self.interval.unwrap_or(base.interval),
+            timetz: self.timetz.unwrap_or(base.timetz),
+            infinity: self.infinity.unwrap_or(base.infinity),
+            text: self.text.unwrap_or(base.text),
+            array_dims: self.array_dims.unwrap_or(base.array_dims),
+        }
+    }
+
+    /// `other`'s keys over `self`'s.
+    pub fn overlay(&mut self, other: &TypeOverrides) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
+        }
+        take!(
+            numeric, uuid, enums, interval, timetz, infinity, text, array_dims
+        );
+    }
+}
+
+/// The job's rendering rules: options for every column, and per column by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TypeRules {
+    pub global: TypeOverrides,
+    pub columns: BTreeMap<String, TypeOverrides>,
+}
+
+impl TypeRules {
+    /// The `array_dims` the user set for a column (its own, else the job's), if any.
+    pub fn array_dims_set(&self, name: &str) -> Option<u8> {
+        self.columns
+            .get(name)
+            .and_then(|c| c.array_dims)
+            .or(self.global.array_dims)
+    }
+
+    /// The options for a result column: its own, else the job's, else the defaults.
+    pub fn for_column(&self, name: &str) -> TypeOptions {
+        let options = self.global.apply(TypeOptions::default());
+        match self.columns.get(name) {
+            Some(column) => column.apply(options),
+            None => options,
+        }
+    }
+}
+
+/// How one PostgreSQL value is decoded from its binary COPY form: a row of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PgKind {
     Bool,
     Int2,
     Int4,
     Int8,
-    Oid,
+    /// oid, xid, cid: unsigned 32-bit.
+    UInt32,
+    /// xid8: unsigned 64-bit.
+    UInt64,
     Float4,
     Float8,
-    /// `numeric(p,s)` with `p <= 38`: exact, as Decimal128(p, s).
+    /// numeric as Decimal128(p, s), exactly; values that do not fit are errors.
     Decimal {
         precision: u8,
         scale: i8,
+        infinity: InfinityMode,
     },
-    /// `numeric` without a declared precision (or wider than Decimal128): the exact
-    /// decimal text, never a float.
+    /// numeric as its exact decimal text.
     NumericText,
+    /// numeric rounded to Float64 (option `numeric = float64`).
+    NumericFloat,
+    /// money: int8 minor units as Decimal128(19, MONEY_SCALE).
+    Money,
+    /// Text sent as UTF-8 text (text, varchar, xml, enums, citext, ...).
     Text,
-    Bytea,
-    Date,
-    Time,
-    Timestamp,
-    TimestampTz,
-    Uuid,
+    /// Text after a format version byte (1): ltree, lquery, ltxtquery, jsonpath.
+    VersionedText,
+    /// "char": one byte.
+    Char,
     Json,
+    /// jsonb: a version byte, then the JSON text.
     Jsonb,
+    /// An enum label as a dictionary entry.
+    EnumDictionary,
+    Bytea,
+    Date(InfinityMode),
+    Time,
+    TimeTz(TimeTzMode),
+    Timestamp(InfinityMode),
+    TimestampTz(InfinityMode),
+    Interval(IntervalMode),
+    Uuid(UuidMode),
+    /// inet or cidr (cidr prints its mask always).
+    Inet {
+        cidr: bool,
+    },
+    /// macaddr (6 bytes) or macaddr8 (8 bytes).
+    MacAddr,
+    /// bit and varbit, as a string of 0 and 1.
+    Bit,
+    Point,
+    Hstore,
+    /// pgvector's `vector`.
+    Vector,
+    /// An array of `dims` dimensions: `dims` levels of List around the element.
+    Array {
+        element: Box<PgKind>,
+        dims: u8,
+    },
+    Range(Box<PgKind>),
+    /// A multirange: a List of its ranges.
+    Multirange(Box<PgKind>),
+    /// A composite type: a Struct of its fields, in order.
+    Composite(Vec<(String, PgKind)>),
 }
 
-/// A column type the table has no row for.
+/// Why a column is read through a server-side `::text` cast rather than decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unsupported {
-    pub type_name: String,
-    pub hint: Option<String>,
+pub enum TextReason {
+    /// The table maps this type to PostgreSQL's text, or the user asked for it.
+    Documented,
+    /// The type has no row in the table (a type from an unknown extension, a pseudo-type):
+    /// the run warns, naming the column.
+    NoMapping { type_name: String },
 }
+
+/// What the table says about a result column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnPlan {
+    Decode(PgKind),
+    /// Cast to text on the server (`col::text` in the COPY query), then read as Utf8.
+    ServerText(TextReason),
+}
+
+impl ColumnPlan {
+    /// Looks a result column's type up in the table. `typmod` is the column's type
+    /// modifier (numeric's precision and scale).
+    pub fn of(ty: &Type, typmod: i32, options: &TypeOptions) -> ColumnPlan {
+        if options.text {
+            return ColumnPlan::ServerText(TextReason::Documented);
+        }
+        match PgKind::of(ty, typmod, options, 0) {
+            Ok(kind) => ColumnPlan::Decode(kind),
+            Err(reason) => ColumnPlan::ServerText(reason),
+        }
+    }
+
+    /// The kind the COPY decoder uses for the column.
+    pub fn decoder_kind(&self) -> PgKind {
+        match self {
+            ColumnPlan::Decode(kind) => kind.clone(),
+            ColumnPlan::ServerText(_) => PgKind::Text,
+        }
+    }
+}
+
+/// Composite types and ranges nest; past this depth a type is read as text.
+const MAX_NESTING: usize = 16;
 
 impl PgKind {
-    /// Looks a column's type up in the table. `typmod` is the column's type modifier
-    /// (it carries numeric's precision and scale).
-    pub fn of(ty: &Type, typmod: i32) -> Result<PgKind, Unsupported> {
+    /// The table's row for a type, or why it is read as text. `depth` guards against
+    /// composite types that nest without end.
+    fn of(ty: &Type, typmod: i32, o: &TypeOptions, depth: usize) -> Result<PgKind, TextReason> {
+        use TextReason::Documented;
+        if depth > MAX_NESTING {
+            return Err(TextReason::NoMapping {
+                type_name: ty.name().to_string(),
+            });
+        }
         let kind = match *ty {
             Type::BOOL => PgKind::Bool,
             Type::INT2 => PgKind::Int2,
             Type::INT4 => PgKind::Int4,
             Type::INT8 => PgKind::Int8,
-            Type::OID => PgKind::Oid,
+            Type::OID | Type::XID | Type::CID => PgKind::UInt32,
+            Type::XID8 => PgKind::UInt64,
             Type::FLOAT4 => PgKind::Float4,
             Type::FLOAT8 => PgKind::Float8,
-            Type::NUMERIC => numeric(typmod),
-            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => PgKind::Text,
-            Type::BYTEA => PgKind::Bytea,
-            Type::DATE => PgKind::Date,
-            Type::TIME => PgKind::Time,
-            Type::TIMESTAMP => PgKind::Timestamp,
-            Type::TIMESTAMPTZ => PgKind::TimestampTz,
-            Type::UUID => PgKind::Uuid,
+            Type::NUMERIC => numeric(typmod, o),
+            Type::MONEY => PgKind::Money,
+            Type::TEXT
+            | Type::VARCHAR
+            | Type::BPCHAR
+            | Type::NAME
+            | Type::UNKNOWN
+            | Type::XML
+            | Type::REFCURSOR => PgKind::Text,
+            Type::CHAR => PgKind::Char,
+            Type::JSONPATH => PgKind::VersionedText,
             Type::JSON => PgKind::Json,
             Type::JSONB => PgKind::Jsonb,
+            Type::BYTEA => PgKind::Bytea,
+            Type::DATE => PgKind::Date(o.infinity),
+            Type::TIME => PgKind::Time,
+            Type::TIMETZ if o.timetz == TimeTzMode::Text => return Err(Documented),
+            Type::TIMETZ => PgKind::TimeTz(o.timetz),
+            Type::TIMESTAMP => PgKind::Timestamp(o.infinity),
+            Type::TIMESTAMPTZ => PgKind::TimestampTz(o.infinity),
+            Type::INTERVAL if o.interval == IntervalMode::Text => return Err(Documented),
+            Type::INTERVAL => PgKind::Interval(o.interval),
+            // pandas cannot convert lists of FixedSizeBinary at all (pyarrow 26 raises
+            // ArrowNotImplementedError for the whole file): a nested uuid is its text.
+            Type::UUID if depth > 0 => PgKind::Uuid(UuidMode::String),
+            Type::UUID => PgKind::Uuid(o.uuid),
+            Type::INET => PgKind::Inet { cidr: false },
+            Type::CIDR => PgKind::Inet { cidr: true },
+            Type::MACADDR | Type::MACADDR8 => PgKind::MacAddr,
+            Type::BIT | Type::VARBIT => PgKind::Bit,
+            Type::POINT => PgKind::Point,
+            // Documented text renderings: PostgreSQL's own text is the clearest exact form.
+            Type::TS_VECTOR
+            | Type::TSQUERY
+            | Type::GTS_VECTOR
+            | Type::PG_LSN
+            | Type::TID
+            | Type::TXID_SNAPSHOT
+            | Type::PG_SNAPSHOT
+            | Type::LINE
+            | Type::LSEG
+            | Type::BOX
+            | Type::PATH
+            | Type::POLYGON
+            | Type::CIRCLE
+            | Type::REGPROC
+            | Type::REGPROCEDURE
+            | Type::REGOPER
+            | Type::REGOPERATOR
+            | Type::REGCLASS
+            | Type::REGTYPE
+            | Type::REGCONFIG
+            | Type::REGDICTIONARY
+            | Type::REGNAMESPACE
+            | Type::REGROLE
+            | Type::REGCOLLATION
+            | Type::ACLITEM
+            | Type::INT2_VECTOR
+            | Type::OID_VECTOR
+            | Type::PG_NODE_TREE => return Err(Documented),
             _ => match ty.kind() {
-                // A domain is sent in its base type's binary form.
-                Kind::Domain(base) => return PgKind::of(base, -1),
-                // Enum labels are sent as their text.
-                Kind::Enum(_) => PgKind::Text,
-                Kind::Simple if ty.name() == "citext" => PgKind::Text,
-                _ => {
-                    return Err(Unsupported {
-                        type_name: ty.name().to_string(),
-                        hint: Some("cast it in the query, e.g. `expr::text`".to_string()),
-                    });
+                // A domain is sent in its base type's binary form. Its own type modifier
+                // (e.g. numeric(10,2)) is not in the row description: see docs/types.md.
+                Kind::Domain(base) => return PgKind::of(base, -1, o, depth),
+                Kind::Enum(_) => match o.enums {
+                    EnumMode::Text => PgKind::Text,
+                    EnumMode::Dictionary => PgKind::EnumDictionary,
+                },
+                Kind::Array(element) => {
+                    // An array's type modifier is its element's.
+                    let element = PgKind::of(element, typmod, o, depth + 1)?;
+                    PgKind::Array {
+                        element: Box::new(element),
+                        dims: o.array_dims.clamp(1, MAX_ARRAY_DIMS),
+                    }
                 }
+                Kind::Range(sub) => PgKind::Range(Box::new(PgKind::of(sub, -1, o, depth + 1)?)),
+                // tokio-postgres names the element type for built-in multiranges and the
+                // range type for others: both read as a List of ranges.
+                Kind::Multirange(inner) => match PgKind::of(inner, -1, o, depth + 1)? {
+                    range @ PgKind::Range(_) => PgKind::Multirange(Box::new(range)),
+                    element => PgKind::Multirange(Box::new(PgKind::Range(Box::new(element)))),
+                },
+                Kind::Composite(fields) if !fields.is_empty() => {
+                    let mut out = Vec::with_capacity(fields.len());
+                    for f in fields {
+                        out.push((
+                            f.name().to_string(),
+                            PgKind::of(f.type_(), -1, o, depth + 1)?,
+                        ));
+                    }
+                    PgKind::Composite(out)
+                }
+                Kind::Simple => match ty.name() {
+                    "citext" => PgKind::Text,
+                    "ltree" | "lquery" | "ltxtquery" => PgKind::VersionedText,
+                    "hstore" => PgKind::Hstore,
+                    "vector" => PgKind::Vector,
+                    _ => return Err(no_mapping(ty)),
+                },
+                _ => return Err(no_mapping(ty)),
             },
         };
         Ok(kind)
     }
 
-    /// The Arrow field for a column of this kind.
-    pub fn field(&self, name: &str) -> Field {
-        let data_type = match *self {
+    /// The Arrow type of values of this kind.
+    pub fn data_type(&self) -> DataType {
+        match self {
             PgKind::Bool => DataType::Boolean,
             PgKind::Int2 => DataType::Int16,
             PgKind::Int4 => DataType::Int32,
             PgKind::Int8 => DataType::Int64,
-            PgKind::Oid => DataType::UInt32,
+            PgKind::UInt32 => DataType::UInt32,
+            PgKind::UInt64 => DataType::UInt64,
             PgKind::Float4 => DataType::Float32,
-            PgKind::Float8 => DataType::Float64,
-            PgKind::Decimal { precision, scale } => DataType::Decimal128(precision, scale),
-            PgKind::NumericText | PgKind::Text | PgKind::Json | PgKind::Jsonb => DataType::Utf8,
+            PgKind::Float8 | PgKind::NumericFloat => DataType::Float64,
+            PgKind::Decimal {
+                precision, scale, ..
+            } => DataType::Decimal128(*precision, *scale),
+            PgKind::Money => DataType::Decimal128(19, MONEY_SCALE),
+            PgKind::NumericText
+            | PgKind::Text
+            | PgKind::VersionedText
+            | PgKind::Char
+            | PgKind::Json
+            | PgKind::Jsonb
+            | PgKind::Inet { .. }
+            | PgKind::MacAddr
+            | PgKind::Bit
+            | PgKind::Uuid(UuidMode::String) => DataType::Utf8,
+            PgKind::EnumDictionary => {
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+            }
             PgKind::Bytea => DataType::Binary,
-            PgKind::Date => DataType::Date32,
-            PgKind::Time => DataType::Time64(TimeUnit::Microsecond),
-            PgKind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-            PgKind::TimestampTz => {
+            PgKind::Date(_) => DataType::Date32,
+            PgKind::Time | PgKind::TimeTz(TimeTzMode::Utc) => {
+                DataType::Time64(TimeUnit::Microsecond)
+            }
+            PgKind::Timestamp(_) => DataType::Timestamp(TimeUnit::Microsecond, None),
+            PgKind::TimestampTz(_) => {
                 DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))
             }
-            PgKind::Uuid => DataType::FixedSizeBinary(16),
-        };
-        let field = Field::new(name, data_type, true);
+            PgKind::Interval(IntervalMode::Duration) => DataType::Duration(TimeUnit::Microsecond),
+            PgKind::Uuid(_) => DataType::FixedSizeBinary(16),
+            PgKind::Vector => {
+                DataType::List(Arc::new(Field::new_list_field(DataType::Float32, true)))
+            }
+            PgKind::Hstore => DataType::Map(hstore_entries(), false),
+            PgKind::Array { element, dims } => {
+                let mut field = element.nested_field("item");
+                for _ in 1..*dims {
+                    field = Field::new("item", DataType::List(Arc::new(field)), true);
+                }
+                DataType::List(Arc::new(field))
+            }
+            PgKind::Multirange(range) => DataType::List(Arc::new(range.nested_field("item"))),
+            PgKind::TimeTz(_)
+            | PgKind::Interval(_)
+            | PgKind::Point
+            | PgKind::Range(_)
+            | PgKind::Composite(_) => DataType::Struct(self.struct_fields()),
+        }
+    }
+
+    /// The fields of kinds rendered as a Struct.
+    pub fn struct_fields(&self) -> Fields {
+        let f = |name: &str, t: DataType| Field::new(name, t, true);
         match self {
-            PgKind::Uuid => field.with_extension_type(arrow_schema::extension::Uuid),
+            PgKind::TimeTz(_) => Fields::from(vec![
+                f("time", DataType::Time64(TimeUnit::Microsecond)),
+                f("utc_offset", DataType::Int32),
+            ]),
+            PgKind::Interval(_) => Fields::from(vec![
+                f("months", DataType::Int32),
+                f("days", DataType::Int32),
+                f("microseconds", DataType::Int64),
+            ]),
+            PgKind::Point => {
+                Fields::from(vec![f("x", DataType::Float64), f("y", DataType::Float64)])
+            }
+            PgKind::Range(bound) => Fields::from(vec![
+                bound.nested_field("lower"),
+                bound.nested_field("upper"),
+                f("lower_inclusive", DataType::Boolean),
+                f("upper_inclusive", DataType::Boolean),
+                f("empty", DataType::Boolean),
+            ]),
+            PgKind::Composite(fields) => {
+                Fields::from_iter(fields.iter().map(|(name, kind)| kind.nested_field(name)))
+            }
+            _ => Fields::empty(),
+        }
+    }
+
+    /// The Arrow field for a column of this kind, with canonical extension types (UUID,
+    /// JSON) where Parquet has a logical type for them.
+    pub fn field(&self, name: &str) -> Field {
+        let field = self.nested_field(name);
+        match self {
+            PgKind::Uuid(UuidMode::Binary) => {
+                field.with_extension_type(arrow_schema::extension::Uuid)
+            }
             PgKind::Json | PgKind::Jsonb => {
                 field.with_extension_type(arrow_schema::extension::Json::default())
             }
+            PgKind::NumericText => field.with_metadata(
+                [(NUMERIC_TEXT_KEY.to_string(), "true".to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
             _ => field,
         }
     }
 }
 
+/// Field metadata marking a Utf8 column of numeric text, so that a column typed
+/// `numeric(p,s)` on one shard and `numeric` on another unifies (to the exact text).
+pub const NUMERIC_TEXT_KEY: &str = "tributary.numeric_text";
+
+/// The column that holds both shards' values exactly (see [`unify`]); a column of
+/// numeric text also takes decimals and integers, as their text. Extension types (UUID,
+/// JSON) must agree.
+pub fn unify_fields(a: &Field, b: &Field) -> Option<Field> {
+    use DataType::*;
+    if a.extension_type_name() != b.extension_type_name() {
+        return None;
+    }
+    let numeric_text =
+        |f: &Field| f.data_type() == &Utf8 && f.metadata().contains_key(NUMERIC_TEXT_KEY);
+    let exact = |f: &Field| {
+        numeric_text(f)
+            || matches!(
+                f.data_type(),
+                Decimal128(..) | Int16 | Int32 | Int64 | UInt32
+            )
+    };
+    if numeric_text(a) && exact(b) {
+        return Some(a.clone());
+    }
+    if numeric_text(b) && exact(a) {
+        return Some(b.clone().with_name(a.name()));
+    }
+    let t = unify(a.data_type(), b.data_type())?;
+    Some(a.clone().with_data_type(t))
+}
+
+impl PgKind {
+    /// The Arrow field for a value nested in a list or struct. Nested values carry no
+    /// extension type: pandas cannot convert a list of `arrow.uuid` at all (pyarrow 26
+    /// raises ArrowNotImplementedError for the whole file).
+    pub fn nested_field(&self, name: &str) -> Field {
+        Field::new(name, self.data_type(), true)
+    }
+}
+
+/// hstore's map entries: text keys (never NULL) to text values (NULL allowed).
+pub fn hstore_entries() -> FieldRef {
+    Arc::new(Field::new(
+        "entries",
+        DataType::Struct(Fields::from(vec![
+            Field::new("keys", DataType::Utf8, false),
+            Field::new("values", DataType::Utf8, true),
+        ])),
+        false,
+    ))
+}
+
+fn no_mapping(ty: &Type) -> TextReason {
+    TextReason::NoMapping {
+        type_name: ty.name().to_string(),
+    }
+}
+
 /// numeric's type modifier is `((precision << 16) | scale) + 4`, or -1 when undeclared.
-fn numeric(typmod: i32) -> PgKind {
+fn numeric(typmod: i32, o: &TypeOptions) -> PgKind {
+    match o.numeric {
+        NumericMode::Text => return PgKind::NumericText,
+        NumericMode::Float64 => return PgKind::NumericFloat,
+        NumericMode::Decimal { precision, scale } => {
+            return PgKind::Decimal {
+                precision,
+                scale,
+                infinity: o.infinity,
+            };
+        }
+        NumericMode::Exact => {}
+    }
     if typmod < 4 {
         return PgKind::NumericText;
     }
     let precision = ((typmod - 4) >> 16) & 0xffff;
-    let scale = (typmod - 4) & 0xffff;
-    if precision == 0 || precision > DECIMAL128_MAX_PRECISION || scale > precision {
-        // Scale above precision (allowed since PostgreSQL 15) and negative scales are
-        // not representable as Decimal128(p, s) with the same meaning: keep the text.
+    // The scale is an 11-bit signed field since PostgreSQL 15 (negative scales round to
+    // tens, hundreds, ...).
+    let scale = (((typmod - 4) & 0x7ff) ^ 0x400) - 0x400;
+    if precision == 0
+        || precision > DECIMAL128_MAX_PRECISION as i32
+        || scale < 0
+        || scale > precision
+    {
+        // Decimal128(p, s) cannot hold these with the same meaning: keep the text.
         return PgKind::NumericText;
     }
     PgKind::Decimal {
         precision: precision as u8,
         scale: scale as i8,
+        infinity: o.infinity,
     }
+}
+
+/// Whether values of type `from` can be stored as type `to` without loss: the rule by
+/// which shards that type a column differently are unified (see [`unify`]).
+fn widens_to(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    match (from, to) {
+        (a, b) if a == b => true,
+        (Int16, Int32 | Int64) | (Int32, Int64) | (UInt32, Int64 | UInt64) | (Float32, Float64) => {
+            true
+        }
+        (Int16 | Int32 | Int64 | UInt32, Decimal128(p, s)) => {
+            let digits = match from {
+                Int16 => 5,
+                Int32 | UInt32 => 10,
+                _ => 19,
+            };
+            *p as i16 - *s as i16 >= digits
+        }
+        (Decimal128(p1, s1), Decimal128(p2, s2)) => {
+            s1 <= s2 && (*p1 as i16 - *s1 as i16) <= (*p2 as i16 - *s2 as i16)
+        }
+        _ => false,
+    }
+}
+
+/// The type that holds every value of both `a` and `b` exactly, if there is one: int2 <
+/// int4 < int8, float4 < float8, integers and decimals into a decimal with enough digits
+/// on both sides of the point (at most 38), element by element inside lists and structs.
+/// Extension types (UUID, JSON) must agree; that is checked by the caller.
+pub fn unify(a: &DataType, b: &DataType) -> Option<DataType> {
+    use DataType::*;
+    if a == b {
+        return Some(a.clone());
+    }
+    if widens_to(a, b) {
+        return Some(b.clone());
+    }
+    if widens_to(b, a) {
+        return Some(a.clone());
+    }
+    let decimal = |t: &DataType| -> Option<(i16, i16)> {
+        match t {
+            Int16 => Some((5, 0)),
+            Int32 | UInt32 => Some((10, 0)),
+            Int64 => Some((19, 0)),
+            Decimal128(p, s) => Some((*p as i16, *s as i16)),
+            _ => None,
+        }
+    };
+    match (a, b) {
+        (Decimal128(..), _) | (_, Decimal128(..)) => {
+            let (pa, sa) = decimal(a)?;
+            let (pb, sb) = decimal(b)?;
+            let scale = sa.max(sb);
+            let precision = (pa - sa).max(pb - sb) + scale;
+            (precision <= DECIMAL128_MAX_PRECISION as i16)
+                .then_some(Decimal128(precision as u8, scale as i8))
+        }
+        (Int16 | Int32, UInt32) | (UInt32, Int16 | Int32) => Some(Int64),
+        (List(fa), List(fb)) => Some(List(unify_field(fa, fb)?)),
+        (Struct(fa), Struct(fb)) if fa.len() == fb.len() => {
+            let fields: Option<Vec<FieldRef>> = fa
+                .iter()
+                .zip(fb.iter())
+                .map(|(x, y)| (x.name() == y.name()).then(|| unify_field(x, y)).flatten())
+                .collect();
+            Some(Struct(Fields::from(fields?)))
+        }
+        _ => None,
+    }
+}
+
+fn unify_field(a: &FieldRef, b: &FieldRef) -> Option<FieldRef> {
+    if a.metadata() != b.metadata() {
+        return None;
+    }
+    let t = unify(a.data_type(), b.data_type())?;
+    Some(Arc::new(
+        a.as_ref()
+            .clone()
+            .with_data_type(t)
+            .with_nullable(a.is_nullable() || b.is_nullable()),
+    ))
 }
 
 /// How one SQLite result column is typed. SQLite values carry their own storage class
@@ -228,48 +952,190 @@ pub fn describe_field(field: &Field) -> String {
 mod tests {
     use super::*;
 
+    fn plan(ty: &Type, typmod: i32) -> ColumnPlan {
+        ColumnPlan::of(ty, typmod, &TypeOptions::default())
+    }
+
+    fn kind(ty: &Type, typmod: i32) -> PgKind {
+        match plan(ty, typmod) {
+            ColumnPlan::Decode(k) => k,
+            other => panic!("{ty}: {other:?}"),
+        }
+    }
+
     #[test]
     fn numeric_typmods() {
         // numeric(12,2): ((12 << 16) | 2) + 4
         assert_eq!(
-            PgKind::of(&Type::NUMERIC, (12 << 16 | 2) + 4),
-            Ok(PgKind::Decimal {
+            kind(&Type::NUMERIC, (12 << 16 | 2) + 4),
+            PgKind::Decimal {
                 precision: 12,
-                scale: 2
-            })
+                scale: 2,
+                infinity: InfinityMode::Error
+            }
         );
         assert_eq!(
-            PgKind::of(&Type::NUMERIC, (38 << 16) + 4),
-            Ok(PgKind::Decimal {
-                precision: 38,
-                scale: 0
+            kind(&Type::NUMERIC, (38 << 16) + 4).data_type(),
+            DataType::Decimal128(38, 0)
+        );
+        assert_eq!(kind(&Type::NUMERIC, -1), PgKind::NumericText);
+        assert_eq!(
+            kind(&Type::NUMERIC, (39 << 16 | 2) + 4),
+            PgKind::NumericText
+        );
+        // numeric(5,-2) (PostgreSQL 15): the scale field is 11-bit signed.
+        assert_eq!(
+            kind(&Type::NUMERIC, ((5 << 16) | (0x7ff & -2i32)) + 4),
+            PgKind::NumericText
+        );
+        // numeric(2,4): scale above precision.
+        assert_eq!(kind(&Type::NUMERIC, (2 << 16 | 4) + 4), PgKind::NumericText);
+    }
+
+    #[test]
+    fn numeric_options_are_explicit() {
+        let mut rules = TypeRules::default();
+        rules.global.set("numeric", "float64").unwrap();
+        let mut col = TypeOverrides::default();
+        col.set("numeric", "decimal(20, 4)").unwrap();
+        rules.columns.insert("price".into(), col);
+        let k = |name: &str| {
+            ColumnPlan::of(&Type::NUMERIC, -1, &rules.for_column(name))
+                .decoder_kind()
+                .data_type()
+        };
+        assert_eq!(k("other"), DataType::Float64);
+        assert_eq!(k("price"), DataType::Decimal128(20, 4));
+        assert!("decimal(39,2)".parse::<NumericMode>().is_err());
+        assert!("decimal(3,4)".parse::<NumericMode>().is_err());
+        assert_eq!(
+            "decimal(10)".parse::<NumericMode>().unwrap().to_string(),
+            "decimal(10,0)"
+        );
+        let err = TypeOverrides::default().set("infinty", "null").unwrap_err();
+        assert!(err.contains("infinity"), "{err}");
+        let err = TypeOverrides::default().set("uuid", "text").unwrap_err();
+        assert!(err.contains("binary, string"), "{err}");
+    }
+
+    #[test]
+    fn documented_and_unknown_text_casts() {
+        assert_eq!(
+            plan(&Type::TS_VECTOR, -1),
+            ColumnPlan::ServerText(TextReason::Documented)
+        );
+        assert_eq!(
+            plan(&Type::VOID, -1),
+            ColumnPlan::ServerText(TextReason::NoMapping {
+                type_name: "void".into()
             })
         );
-        assert_eq!(PgKind::of(&Type::NUMERIC, -1), Ok(PgKind::NumericText));
+        // An array of a type read as text is read as text whole.
         assert_eq!(
-            PgKind::of(&Type::NUMERIC, (39 << 16 | 2) + 4),
-            Ok(PgKind::NumericText)
+            plan(&Type::TS_VECTOR_ARRAY, -1),
+            ColumnPlan::ServerText(TextReason::Documented)
+        );
+        let text = TypeOptions {
+            text: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            ColumnPlan::of(&Type::INT4, -1, &text),
+            ColumnPlan::ServerText(TextReason::Documented)
         );
     }
 
     #[test]
-    fn unsupported_types_are_named() {
-        let err = PgKind::of(&Type::INET, -1).unwrap_err();
-        assert_eq!(err.type_name, "inet");
-        assert!(PgKind::of(&Type::INT4_ARRAY, -1).is_err());
+    fn multiranges_are_lists_of_ranges() {
+        let k = kind(&Type::DATEMULTI_RANGE, -1);
+        assert_eq!(
+            k,
+            PgKind::Multirange(Box::new(PgKind::Range(Box::new(PgKind::Date(
+                InfinityMode::Error
+            )))))
+        );
+    }
+
+    #[test]
+    fn arrays_nest_once_per_dimension() {
+        let k = kind(&Type::INT4_ARRAY, -1);
+        assert_eq!(
+            k.data_type(),
+            DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true)))
+        );
+        let two = TypeOptions {
+            array_dims: 2,
+            ..Default::default()
+        };
+        let k = ColumnPlan::of(&Type::TEXT_ARRAY, -1, &two).decoder_kind();
+        assert_eq!(k.data_type().to_string(), "List(List(Utf8))");
+        // numeric(10,2)[]: the array's typmod is its element's.
+        let k = kind(&Type::NUMERIC_ARRAY, (10 << 16 | 2) + 4);
+        assert_eq!(k.data_type().to_string(), "List(Decimal128(10, 2))");
     }
 
     #[test]
     fn timestamptz_is_utc_and_uuid_is_tagged() {
-        let f = PgKind::TimestampTz.field("t");
+        let f = kind(&Type::TIMESTAMPTZ, -1).field("t");
         assert_eq!(
             f.data_type(),
             &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
         );
-        let f = PgKind::Uuid.field("u");
+        let f = kind(&Type::UUID, -1).field("u");
         assert_eq!(f.extension_type_name(), Some("arrow.uuid"));
-        let f = PgKind::Jsonb.field("j");
+        let f = kind(&Type::JSONB, -1).field("j");
         assert_eq!(f.extension_type_name(), Some("arrow.json"));
+        let o = TypeOptions {
+            uuid: UuidMode::String,
+            ..Default::default()
+        };
+        let f = ColumnPlan::of(&Type::UUID, -1, &o)
+            .decoder_kind()
+            .field("u");
+        assert_eq!(
+            (f.data_type(), f.extension_type_name()),
+            (&DataType::Utf8, None)
+        );
+    }
+
+    #[test]
+    fn unification_widens_never_narrows() {
+        use DataType::*;
+        assert_eq!(unify(&Int32, &Int64), Some(Int64));
+        assert_eq!(unify(&Int64, &Int16), Some(Int64));
+        assert_eq!(unify(&Float32, &Float64), Some(Float64));
+        assert_eq!(
+            unify(&Decimal128(10, 2), &Decimal128(12, 2)),
+            Some(Decimal128(12, 2))
+        );
+        // Integer digits of one and fraction digits of the other.
+        assert_eq!(
+            unify(&Decimal128(10, 2), &Decimal128(8, 4)),
+            Some(Decimal128(12, 4))
+        );
+        assert_eq!(unify(&Int32, &Decimal128(5, 2)), Some(Decimal128(12, 2)));
+        assert_eq!(unify(&Decimal128(38, 0), &Decimal128(38, 10)), None);
+        assert_eq!(unify(&Int32, &Utf8), None);
+        assert_eq!(unify(&Int64, &Float64), None);
+        let list = |t| List(Arc::new(Field::new_list_field(t, true)));
+        assert_eq!(unify(&list(Int32), &list(Int64)), Some(list(Int64)));
+        let tz = Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        assert_eq!(unify(&Timestamp(TimeUnit::Microsecond, None), &tz), None);
+    }
+
+    #[test]
+    fn numeric_text_takes_decimals_but_plain_text_does_not() {
+        let text = kind(&Type::NUMERIC, -1).field("n");
+        let decimal = kind(&Type::NUMERIC, (10 << 16 | 2) + 4).field("n");
+        assert_eq!(unify_fields(&decimal, &text), Some(text.clone()));
+        assert_eq!(unify_fields(&text, &decimal), Some(text.clone()));
+        let plain = kind(&Type::TEXT, -1).field("n");
+        assert_eq!(unify_fields(&plain, &decimal), None);
+        // Both are text already: nothing changes.
+        assert!(unify_fields(&plain, &text).is_some());
+        let uuid = kind(&Type::UUID, -1).field("n");
+        let binary = Field::new("n", DataType::FixedSizeBinary(16), true);
+        assert_eq!(unify_fields(&uuid, &binary), None);
     }
 
     #[test]

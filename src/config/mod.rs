@@ -6,12 +6,16 @@ mod pgpass;
 pub mod shards;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::EnabledStatistics;
 
 use crate::error::{Error, Result};
+use crate::plan::partition::{KeyValue, PartitionSpec};
 use crate::sql::{ParamValue, Params, SqlTemplate};
+use crate::types::{TypeOverrides, TypeRules};
 
 pub use shards::{ShardConfig, SourceConfig};
 
@@ -25,6 +29,13 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_ROW_GROUP_SIZE: usize = 1 << 17;
 /// Rows per Arrow batch decoded from a source: a size that keeps builders in cache.
 pub const DEFAULT_BATCH_SIZE: usize = 8192;
+/// Further attempts of a task after a transient failure.
+pub const DEFAULT_RETRIES: u32 = 3;
+/// Retries stop once a task has been failing for this long.
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(600);
+/// How long a running query may send nothing before it counts as stalled. Generous,
+/// because a query may compute for a long time before its first row.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The raw request, as typed on the command line (the CLI layer fills it from clap).
 #[derive(Debug, Default, Clone)]
@@ -43,6 +54,31 @@ pub struct RunArgs {
     pub compression: Option<String>,
     pub row_group_size: Option<usize>,
     pub allow_partial: bool,
+    /// `--partition-on COLUMN`: range partitions on this column.
+    pub partition_on: Option<String>,
+    /// `--partitions N`.
+    pub partitions: Option<usize>,
+    /// `--no-snapshot`: partitions read independently instead of from one snapshot.
+    pub no_snapshot: bool,
+    pub retries: Option<u32>,
+    pub retry_for: Option<Duration>,
+    pub stall_timeout: Option<Duration>,
+    /// `--report PATH`: where to write the JSON run report.
+    pub report: Option<PathBuf>,
+    /// Type options for every column: `(key, value)`, e.g. `("numeric", "float64")`.
+    pub type_options: Vec<(String, String)>,
+    /// Type options for one column: `(column, key, value)`.
+    pub column_types: Vec<(String, String, String)>,
+    /// Parquet dictionary encoding.
+    pub dictionary: Option<bool>,
+    /// Parquet statistics: `none`, `chunk` or `page`.
+    pub statistics: Option<String>,
+    /// Write the page index (column and offset indexes).
+    pub page_index: Option<bool>,
+    /// Start a new output file past this many rows.
+    pub max_file_rows: Option<u64>,
+    /// Start a new output file past this many bytes (`512MB`, `2GiB`, or a number).
+    pub max_file_size: Option<String>,
 }
 
 /// A validated job: everything the planner and the run need.
@@ -78,6 +114,68 @@ pub struct RunOptions {
     pub encoder_threads: usize,
     /// Write what succeeded when some shards fail (exit code 7) instead of failing the run.
     pub allow_partial: bool,
+    /// How each shard's query is split into tasks; `None` runs it whole.
+    pub partition: Option<PartitionSpec>,
+    /// Whether the partitions of one PostgreSQL shard read one exported snapshot.
+    pub consistent: bool,
+    /// Further attempts of a task after a transient failure (connection lost, server
+    /// shutting down, too many connections, serialization failure).
+    pub retries: u32,
+    /// No retry starts once a task has been failing for this long.
+    pub retry_for: Duration,
+    /// A query silent for this long is stalled: cancelled, and retried. `None`: no bound.
+    pub stall_timeout: Option<Duration>,
+    /// Where to write the JSON run report.
+    pub report: Option<PathBuf>,
+    /// How source types are rendered (see `types` and docs/types.md).
+    pub types: Arc<TypeRules>,
+    /// Parquet dictionary encoding (on by default; off can suit unique values).
+    pub dictionary: bool,
+    /// Parquet statistics (page level by default: what readers use to skip data).
+    pub statistics: EnabledStatistics,
+    /// Write the page index: the offset index, and with page statistics the column index.
+    pub page_index: bool,
+    /// Splitting the output into several files; `None` writes one file.
+    pub split: Option<Split>,
+}
+
+/// When to start the next output file. The files are named `STEM-00000.EXT`,
+/// `STEM-00001.EXT`, ... after the output path `STEM.EXT` (see [`part_path`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    /// Past this many rows in a file (checked when a row group is closed).
+    pub max_rows: Option<u64>,
+    /// Past this many bytes written to a file (checked when a row group is closed).
+    pub max_bytes: Option<u64>,
+}
+
+/// The path of output file `index` when the output is split: `out.parquet` ->
+/// `out-00000.parquet`, `out-00001.parquet`, ...
+pub fn part_path(output: &Path, index: usize) -> PathBuf {
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match output.extension() {
+        Some(ext) => format!("{stem}-{index:05}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{index:05}"),
+    };
+    output.with_file_name(name)
+}
+
+/// The job file's `[partition]` table.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartitionFile {
+    /// `range` (default), `hash`, `predicates` or `pages`.
+    kind: Option<String>,
+    column: Option<String>,
+    partitions: Option<usize>,
+    lower: Option<toml::Value>,
+    upper: Option<toml::Value>,
+    predicates: Option<Vec<String>>,
+    table: Option<String>,
+    pages_per_task: Option<u64>,
 }
 
 /// The job file's keys. Paths in it are relative to the file.
@@ -97,9 +195,30 @@ struct JobFile {
     compression: Option<String>,
     row_group_size: Option<usize>,
     allow_partial: Option<bool>,
+    partition: Option<PartitionFile>,
+    /// `false` turns off snapshot consistency across partitions.
+    snapshot: Option<bool>,
+    retries: Option<u32>,
+    retry_for: Option<String>,
+    stall_timeout: Option<String>,
+    report: Option<PathBuf>,
+    types: Option<toml::Table>,
+    dictionary: Option<bool>,
+    statistics: Option<String>,
+    page_index: Option<bool>,
+    max_file_rows: Option<u64>,
+    max_file_size: Option<toml::Value>,
 }
 
 impl JobConfig {
+    /// The first file the run writes: the output, or its part 0 when the output is split.
+    pub fn first_output(&self) -> PathBuf {
+        match self.options.split {
+            Some(_) => part_path(&self.output, 0),
+            None => self.output.clone(),
+        }
+    }
+
     /// Merges flags over the job file over defaults, reads the query and the shards, and
     /// checks the parameters. No connection is opened.
     pub fn resolve(args: RunArgs) -> Result<JobConfig> {
@@ -189,6 +308,43 @@ impl JobConfig {
             Some(s) => parse_compression(s).map_err(|m| Error::config(job_path.clone(), m))?,
             None => default_zstd(),
         };
+        let types =
+            resolve_types(&job.types, &args).map_err(|m| Error::config(job_path.clone(), m))?;
+        let statistics = match args.statistics.as_ref().or(job.statistics.as_ref()) {
+            None => EnabledStatistics::Page,
+            Some(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "none" => EnabledStatistics::None,
+                "chunk" => EnabledStatistics::Chunk,
+                "page" => EnabledStatistics::Page,
+                _ => {
+                    return Err(job_err(format!(
+                        "statistics: `{s}` is not one of none, chunk, page"
+                    )));
+                }
+            },
+        };
+        let max_bytes = match (&args.max_file_size, &job.max_file_size) {
+            (Some(s), _) => Some(parse_size(s).map_err(|m| Error::config(None, m))?),
+            (None, Some(toml::Value::Integer(n))) if *n > 0 => Some(*n as u64),
+            (None, Some(toml::Value::String(s))) => Some(parse_size(s).map_err(&job_err)?),
+            (None, Some(other)) => {
+                return Err(job_err(format!(
+                    "max_file_size: `{other}` is not a size such as \"512MB\""
+                )));
+            }
+            (None, None) => None,
+        };
+        let max_rows = args.max_file_rows.or(job.max_file_rows);
+        if max_rows == Some(0) || max_bytes == Some(0) {
+            return Err(Error::config(
+                None,
+                "max_file_rows and max_file_size must be at least 1",
+            ));
+        }
+        let split = (max_rows.is_some() || max_bytes.is_some()).then_some(Split {
+            max_rows,
+            max_bytes,
+        });
         let options = RunOptions {
             concurrency: positive(
                 args.concurrency.or(job.concurrency),
@@ -217,7 +373,33 @@ impl JobConfig {
             batch_size: DEFAULT_BATCH_SIZE,
             encoder_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             allow_partial: args.allow_partial || job.allow_partial.unwrap_or(false),
+            partition: partition_spec(&args, job.partition.as_ref())
+                .map_err(|m| Error::config(job_path.clone(), m))?,
+            consistent: !args.no_snapshot && job.snapshot.unwrap_or(true),
+            retries: args.retries.or(job.retries).unwrap_or(DEFAULT_RETRIES),
+            retry_for: duration(args.retry_for, &job.retry_for, "retry_for")?
+                .unwrap_or(DEFAULT_RETRY_FOR),
+            stall_timeout: duration(args.stall_timeout, &job.stall_timeout, "stall_timeout")?
+                .or(Some(DEFAULT_STALL_TIMEOUT))
+                .filter(|d| !d.is_zero()),
+            report: args
+                .report
+                .clone()
+                .or_else(|| job.report.as_deref().map(in_job)),
+            types: Arc::new(types),
+            dictionary: args.dictionary.or(job.dictionary).unwrap_or(true),
+            statistics,
+            page_index: args.page_index.or(job.page_index).unwrap_or(true),
+            split,
         };
+        if let Some(spec) = &options.partition {
+            check_partition_sources(spec, &shards)
+                .map_err(|m| Error::config(job_path.clone(), m))?;
+            if matches!(spec, PartitionSpec::Pages { .. }) {
+                crate::plan::partition::check_pages_query(&query_text)
+                    .map_err(|m| Error::config(Some(query_path.clone()), m))?;
+            }
+        }
         if let Some(col) = &options.shard_column
             && col.trim().is_empty()
         {
@@ -233,6 +415,223 @@ impl JobConfig {
             options,
         })
     }
+}
+
+/// The partitioning asked for: `--partition-on`/`--partitions` over the job file's
+/// `[partition]` table.
+fn partition_spec(
+    args: &RunArgs,
+    file: Option<&PartitionFile>,
+) -> std::result::Result<Option<PartitionSpec>, String> {
+    let count = |n: Option<usize>| -> std::result::Result<usize, String> {
+        match n {
+            Some(0) => Err("partitions must be at least 1".into()),
+            Some(n) => Ok(n),
+            None => Err(
+                "give the number of partitions (--partitions N, or `partitions` in [partition])"
+                    .into(),
+            ),
+        }
+    };
+    if let Some(column) = &args.partition_on {
+        let n = args.partitions.or(file.and_then(|f| f.partitions));
+        return Ok(Some(PartitionSpec::Range {
+            column: column.clone(),
+            partitions: count(n)?,
+            bounds: None,
+        }));
+    }
+    let Some(file) = file else {
+        if args.partitions.is_some() {
+            return Err("--partitions needs --partition-on COLUMN".into());
+        }
+        return Ok(None);
+    };
+    let partitions = args.partitions.or(file.partitions);
+    let column = || {
+        file.column
+            .clone()
+            .ok_or_else(|| "[partition] needs `column`".to_string())
+    };
+    let spec = match file.kind.as_deref().unwrap_or("range") {
+        "range" => {
+            let bounds = match (&file.lower, &file.upper) {
+                (None, None) => None,
+                (Some(lo), Some(hi)) => Some((key_value(lo)?, key_value(hi)?)),
+                _ => return Err("[partition] needs both `lower` and `upper`, or neither".into()),
+            };
+            if let Some((lo, hi)) = bounds
+                && std::mem::discriminant(&lo) != std::mem::discriminant(&hi)
+            {
+                return Err(
+                    "`lower` and `upper` must be of one kind (integers, dates or timestamps)"
+                        .into(),
+                );
+            }
+            PartitionSpec::Range {
+                column: column()?,
+                partitions: count(partitions)?,
+                bounds,
+            }
+        }
+        "hash" => PartitionSpec::Hash {
+            column: column()?,
+            partitions: count(partitions)?,
+        },
+        "predicates" => {
+            let list = file.predicates.clone().unwrap_or_default();
+            if list.is_empty() {
+                return Err(
+                    "[partition] of kind `predicates` needs a non-empty `predicates` list".into(),
+                );
+            }
+            PartitionSpec::Predicates(list)
+        }
+        "pages" => PartitionSpec::Pages {
+            table: file
+                .table
+                .clone()
+                .ok_or("[partition] of kind `pages` needs `table`")?,
+            pages_per_task: file.pages_per_task.filter(|n| *n > 0).unwrap_or(1000),
+        },
+        other => {
+            return Err(format!(
+                "unknown partition kind `{other}`: use range, hash, predicates or pages"
+            ));
+        }
+    };
+    Ok(Some(spec))
+}
+
+/// A `lower`/`upper` bound: an integer, a date or a date-time.
+fn key_value(v: &toml::Value) -> std::result::Result<KeyValue, String> {
+    match v {
+        toml::Value::Integer(i) => Ok(KeyValue::Int(*i)),
+        toml::Value::Datetime(d) => {
+            let text = d.to_string();
+            if d.time.is_none() {
+                let date = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+                    .map_err(|e| e.to_string())?;
+                let days =
+                    (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days();
+                return Ok(KeyValue::Date(days as i32));
+            }
+            if d.offset.is_some() {
+                let t = chrono::DateTime::parse_from_rfc3339(&text).map_err(|e| e.to_string())?;
+                return Ok(KeyValue::Timestamp {
+                    micros: t.timestamp_micros(),
+                    utc: true,
+                });
+            }
+            let t = chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f")
+                .map_err(|e| e.to_string())?;
+            Ok(KeyValue::Timestamp {
+                micros: t.and_utc().timestamp_micros(),
+                utc: false,
+            })
+        }
+        other => Err(format!(
+            "a bound must be an integer, a date or a date-time, not {other}"
+        )),
+    }
+}
+
+/// Hash and page partitions use PostgreSQL functions and system columns.
+fn check_partition_sources(
+    spec: &PartitionSpec,
+    shards: &[ShardConfig],
+) -> std::result::Result<(), String> {
+    let kind = match spec {
+        PartitionSpec::Hash { .. } => "hash",
+        PartitionSpec::Pages { .. } => "pages",
+        _ => return Ok(()),
+    };
+    match shards
+        .iter()
+        .find(|s| !matches!(s.source, SourceConfig::Postgres(_)))
+    {
+        Some(s) => Err(format!(
+            "{kind} partitions need PostgreSQL; shard `{}` is not",
+            s.name
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The type options: the job file's `[types]` table (global keys, and a `columns` table
+/// of per-column tables), then `--type` and `--column-type` flags over it, key by key.
+fn resolve_types(
+    table: &Option<toml::Table>,
+    args: &RunArgs,
+) -> std::result::Result<TypeRules, String> {
+    let mut rules = TypeRules::default();
+    let text = |v: &toml::Value| match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for (key, value) in table.iter().flatten() {
+        if key == "columns" {
+            let columns = value
+                .as_table()
+                .ok_or("types.columns must be a table of column names")?;
+            for (column, options) in columns {
+                let options = options.as_table().ok_or_else(|| {
+                    format!("types.columns.{column} must be a table of type options")
+                })?;
+                let entry = rules.columns.entry(column.clone()).or_default();
+                for (key, value) in options {
+                    entry
+                        .set(key, &text(value))
+                        .map_err(|e| format!("types.columns.{column}.{e}"))?;
+                }
+            }
+        } else {
+            rules
+                .global
+                .set(key, &text(value))
+                .map_err(|e| format!("types.{e}"))?;
+        }
+    }
+    let mut flags = TypeOverrides::default();
+    for (key, value) in &args.type_options {
+        flags.set(key, value).map_err(|e| format!("--type {e}"))?;
+    }
+    rules.global.overlay(&flags);
+    for (column, key, value) in &args.column_types {
+        let mut flag = TypeOverrides::default();
+        flag.set(key, value)
+            .map_err(|e| format!("--column-type {column}:{e}"))?;
+        rules
+            .columns
+            .entry(column.clone())
+            .or_default()
+            .overlay(&flag);
+    }
+    Ok(rules)
+}
+
+/// A size in bytes: `1048576`, `512MB`, `512MiB`, `2G`, `2GiB` (KB/MB/GB are powers of 1000).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid size `{s}`; try 512MB or 1GiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return Err(format!("invalid size `{s}`; try 512MB or 1GiB")),
+    };
+    number
+        .checked_mul(factor)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("invalid size `{s}`"))
 }
 
 fn positive(value: Option<usize>, default: usize, name: &str) -> Result<usize> {
@@ -383,6 +782,60 @@ mod tests {
     }
 
     #[test]
+    fn partition_flags_and_job_tables() {
+        let args = RunArgs {
+            partition_on: Some("id".into()),
+            partitions: Some(4),
+            ..Default::default()
+        };
+        assert_eq!(
+            partition_spec(&args, None).unwrap(),
+            Some(PartitionSpec::Range {
+                column: "id".into(),
+                partitions: 4,
+                bounds: None
+            })
+        );
+        let err = partition_spec(
+            &RunArgs {
+                partitions: Some(4),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap_err();
+        assert!(err.contains("--partition-on"), "{err}");
+        let file: PartitionFile = toml::from_str(
+            "column = \"day\"\npartitions = 3\nlower = 2024-01-01\nupper = 2024-12-31\n",
+        )
+        .unwrap();
+        match partition_spec(&RunArgs::default(), Some(&file)).unwrap() {
+            Some(PartitionSpec::Range {
+                bounds: Some((KeyValue::Date(lo), KeyValue::Date(hi))),
+                ..
+            }) => {
+                assert_eq!((lo, hi), (19_723, 20_088))
+            }
+            other => panic!("{other:?}"),
+        }
+        let file: PartitionFile =
+            toml::from_str("kind = \"pages\"\ntable = \"lineitem\"\n").unwrap();
+        assert_eq!(
+            partition_spec(&RunArgs::default(), Some(&file)).unwrap(),
+            Some(PartitionSpec::Pages {
+                table: "lineitem".into(),
+                pages_per_task: 1000
+            })
+        );
+        let file: PartitionFile = toml::from_str("kind = \"hash\"\npartitions = 2\n").unwrap();
+        assert!(
+            partition_spec(&RunArgs::default(), Some(&file))
+                .unwrap_err()
+                .contains("column")
+        );
+    }
+
+    #[test]
     fn compression_names() {
         assert_eq!(
             parse_compression("zstd:9").unwrap(),
@@ -398,6 +851,82 @@ mod tests {
         );
         assert!(parse_compression("zstd:99").is_err());
         assert!(parse_compression("gzip").is_err());
+    }
+
+    #[test]
+    fn type_options_flags_over_job_file_key_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "q.sql", "SELECT 1");
+        let job = write(
+            dir.path(),
+            "job.toml",
+            r#"
+            query = "q.sql"
+            shards = { a = "sqlite://a.db" }
+            output = "out.parquet"
+            max_file_size = "64MiB"
+            statistics = "chunk"
+            [types]
+            numeric = "float64"
+            infinity = "null"
+            [types.columns.amount]
+            numeric = "decimal(20,4)"
+            [types.columns.m]
+            array_dims = 2
+            text = false
+            "#,
+        );
+        let config = JobConfig::resolve(RunArgs {
+            job: Some(job.clone()),
+            type_options: vec![("infinity".into(), "clamp".into())],
+            column_types: vec![("tags".into(), "text".into(), "true".into())],
+            ..Default::default()
+        })
+        .unwrap();
+        let types = &config.options.types;
+        let o = types.for_column("other");
+        assert_eq!(o.numeric, crate::types::NumericMode::Float64);
+        assert_eq!(o.infinity, crate::types::InfinityMode::Clamp);
+        assert_eq!(
+            types.for_column("amount").numeric.to_string(),
+            "decimal(20,4)"
+        );
+        assert_eq!(types.for_column("m").array_dims, 2);
+        assert!(types.for_column("tags").text);
+        assert_eq!(config.options.statistics, EnabledStatistics::Chunk);
+        assert_eq!(
+            config.options.split,
+            Some(Split {
+                max_rows: None,
+                max_bytes: Some(64 << 20)
+            })
+        );
+
+        let err = JobConfig::resolve(RunArgs {
+            job: Some(job),
+            column_types: vec![("x".into(), "numeric".into(), "float32".into())],
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("--column-type x:numeric") && err.contains("float64"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sizes_and_part_names() {
+        assert_eq!(parse_size("512MB").unwrap(), 512_000_000);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("0").is_err());
+        assert_eq!(
+            part_path(Path::new("/d/out.parquet"), 3),
+            Path::new("/d/out-00003.parquet")
+        );
+        assert_eq!(part_path(Path::new("out"), 0), Path::new("out-00000"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! the merger. A task that does not finish (error, deadline, abort) cancels its statement
 //! on the server and never hands its connection back to the pool.
 
+pub mod pgcolumns;
 pub mod postgres;
 pub mod sqlite;
 pub mod tls;
@@ -10,10 +11,15 @@ pub mod tls;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arrow::datatypes::SchemaRef;
+
 use crate::config::{RunOptions, ShardConfig, SourceConfig};
-use crate::error::TaskError;
+use crate::error::{TaskError, TaskErrorKind};
 use crate::merge::BatchSender;
-use crate::plan::TaskQuery;
+use crate::plan::partition::{self, PartitionSpec, Piece};
+use crate::plan::{ShardLayout, TaskQuery};
+
+pub use postgres::SnapshotSession;
 
 /// What a running task needs besides its query.
 pub struct TaskContext {
@@ -22,6 +28,8 @@ pub struct TaskContext {
     pub batch_size: usize,
     /// The task's deadline, if any: the server-side `statement_timeout` backs it up.
     pub deadline: Option<Duration>,
+    /// How long the server may send nothing before the query counts as stalled.
+    pub stall: Option<Duration>,
     /// Called with the number of rows in each batch sent.
     pub on_rows: Box<dyn Fn(u64) + Send + Sync>,
     pub cancels: Cancels,
@@ -53,7 +61,7 @@ impl Cancels {
 
 /// A shard's connection pool.
 pub enum ShardPool {
-    Postgres(postgres::PgShard),
+    Postgres(Box<postgres::PgShard>),
     Sqlite(sqlite::SqliteShard),
 }
 
@@ -62,16 +70,29 @@ impl ShardPool {
     pub fn open(shard: &ShardConfig, options: &RunOptions) -> Result<ShardPool, TaskError> {
         let size = shard.pool_size.unwrap_or(options.pool_size);
         match &shard.source {
-            SourceConfig::Postgres(pg) => {
-                postgres::PgShard::new(&shard.name, pg, size, options.connect_timeout)
-                    .map(ShardPool::Postgres)
-            }
+            SourceConfig::Postgres(pg) => postgres::PgShard::new(
+                &shard.name,
+                pg,
+                size,
+                options.connect_timeout,
+                options.types.clone(),
+            )
+            .map(|p| ShardPool::Postgres(Box::new(p))),
             SourceConfig::Sqlite(s) => Ok(ShardPool::Sqlite(sqlite::SqliteShard::new(
                 &shard.name,
                 s,
                 size,
                 options.connect_timeout,
             ))),
+        }
+    }
+
+    /// Closes the pool's idle connections: called when the shard has no task left, so
+    /// that finished shards hold no server connections while others still run.
+    pub fn close(&self) {
+        match self {
+            ShardPool::Postgres(p) => p.close(),
+            ShardPool::Sqlite(s) => s.close(),
         }
     }
 
@@ -83,14 +104,103 @@ impl ShardPool {
         }
     }
 
-    /// Runs one task; returns the rows it sent.
-    pub async fn run(&self, query: &TaskQuery, ctx: &TaskContext) -> Result<u64, TaskError> {
+    /// The task's result columns, when the source can tell them before running the query
+    /// (PostgreSQL describes a statement; SQLite types some columns by their values).
+    pub async fn describe(&self, query: &TaskQuery) -> Option<Result<SchemaRef, TaskError>> {
         match (self, query) {
-            (ShardPool::Postgres(p), TaskQuery::Postgres { sql }) => p.run(sql, ctx).await,
+            (ShardPool::Postgres(p), TaskQuery::Postgres { sql }) => {
+                Some(p.describe(sql).await.map(|c| c.schema()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs one task; returns the rows it sent.
+    pub async fn run(
+        &self,
+        query: &TaskQuery,
+        snapshot: Option<&str>,
+        ctx: &TaskContext,
+    ) -> Result<u64, TaskError> {
+        match (self, query) {
+            (ShardPool::Postgres(p), TaskQuery::Postgres { sql }) => {
+                p.run(sql, snapshot, ctx).await
+            }
             (ShardPool::Sqlite(s), TaskQuery::Sqlite { sql, binds }) => {
                 s.run(sql, binds, ctx).await
             }
             _ => unreachable!("the planner renders each task for its shard's kind"),
+        }
+    }
+}
+
+impl ShardPool {
+    /// Learns how to split the shard's query: on PostgreSQL with `consistent`, first
+    /// exports the snapshot all pieces will read (and probes inside it). The snapshot
+    /// session is returned to be held until the run ends; when its connection ends, the
+    /// shard's name is sent on `lost`.
+    pub async fn layout(
+        &self,
+        spec: &PartitionSpec,
+        base: &TaskQuery,
+        consistent: bool,
+        lost: &tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<(ShardLayout, Option<SnapshotSession>), TaskError> {
+        let session = match self {
+            ShardPool::Postgres(pg) if consistent => Some(pg.open_snapshot(lost.clone()).await?),
+            _ => None,
+        };
+        let pieces = match spec {
+            PartitionSpec::Range {
+                bounds: Some(b),
+                partitions,
+                ..
+            } => partition::range_pieces(Some(*b), *partitions),
+            PartitionSpec::Range {
+                column,
+                partitions,
+                bounds: None,
+            } => {
+                let bounds = match (self, base) {
+                    (ShardPool::Postgres(pg), TaskQuery::Postgres { sql }) => {
+                        pg.probe_range(session.as_ref(), sql, column).await?
+                    }
+                    (ShardPool::Sqlite(s), TaskQuery::Sqlite { sql, binds }) => {
+                        s.probe_range(sql, binds, column).await?
+                    }
+                    _ => unreachable!("the planner renders each query for its shard's kind"),
+                };
+                partition::range_pieces(bounds, *partitions)
+            }
+            PartitionSpec::Hash { partitions, .. } => partition::hash_pieces(*partitions),
+            PartitionSpec::Predicates(list) => list.iter().cloned().map(Piece::Predicate).collect(),
+            PartitionSpec::Pages {
+                table,
+                pages_per_task,
+            } => match self {
+                ShardPool::Postgres(pg) => {
+                    let pages = pg.relation_pages(session.as_ref(), table).await?;
+                    partition::page_pieces(pages, *pages_per_task)
+                }
+                ShardPool::Sqlite(s) => {
+                    return Err(TaskError::new(
+                        s.name(),
+                        TaskErrorKind::Partition {
+                            message: "page partitions need PostgreSQL".into(),
+                        },
+                    ));
+                }
+            },
+        };
+        let snapshot = session.as_ref().map(|s| s.id.clone());
+        Ok((ShardLayout { pieces, snapshot }, session))
+    }
+
+    /// The server's row estimate for a task's query, where the source has one.
+    pub async fn estimate(&self, query: &TaskQuery) -> Option<f64> {
+        match (self, query) {
+            (ShardPool::Postgres(pg), TaskQuery::Postgres { sql }) => pg.estimate(sql).await.ok(),
+            _ => None,
         }
     }
 }

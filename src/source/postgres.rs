@@ -2,30 +2,63 @@
 //! server-side `statement_timeout` backing the client's deadline, rows read with
 //! `COPY (query) TO STDOUT (FORMAT binary)` and decoded straight into Arrow builders.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use futures_util::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::CancelToken;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::shards::PgSource;
 use crate::decode::pgcopy::{CopyDecoder, CopyError};
 use crate::error::{TaskError, TaskErrorKind};
-use crate::types::PgKind;
+use crate::plan::partition::{KeyValue, quote_ident};
+use crate::types::TypeRules;
 
-use super::{BATCH_BYTES, Cancels, TaskContext, check_unique_names, tls};
+use super::pgcolumns::{self, Columns};
+use super::{BATCH_BYTES, Cancels, TaskContext, tls};
 
 /// Margin added to the client deadline for the server's own `statement_timeout`: the
 /// client cancels first; the server stops the statement even if the cancel is lost.
 const SERVER_TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
 
+/// How long a discarded connection may take to acknowledge its cancel before it is
+/// closed anyway.
+const DISCARD_WAIT: Duration = Duration::from_secs(1);
+
 pub struct PgShard {
     name: String,
     target: String,
+    /// For connections outside the pool (the snapshot session).
+    config: tokio_postgres::Config,
     pool: Pool,
+    /// Connections in use or being closed; see [`Checkout::slot`].
+    slots: Arc<Semaphore>,
     tls: MakeRustlsConnect,
     size: usize,
+    /// The job's type options: how each column is rendered.
+    types: Arc<TypeRules>,
+}
+
+/// A connection holding an exported snapshot open: a REPEATABLE READ READ ONLY
+/// transaction with the idle-in-transaction timeout off, kept until the run ends so that
+/// every partition (and every retry) can import the snapshot.
+pub struct SnapshotSession {
+    client: tokio_postgres::Client,
+    pub id: String,
+}
+
+impl SnapshotSession {
+    pub fn client(&self) -> &tokio_postgres::Client {
+        &self.client
+    }
+
+    /// Ends the transaction and the connection.
+    pub async fn close(self) {
+        let _ = self.client.batch_execute("COMMIT").await;
+    }
 }
 
 impl PgShard {
@@ -34,6 +67,7 @@ impl PgShard {
         source: &PgSource,
         size: usize,
         connect_timeout: Duration,
+        types: Arc<TypeRules>,
     ) -> Result<PgShard, TaskError> {
         let fail = |message: String| {
             TaskError::new(
@@ -41,6 +75,7 @@ impl PgShard {
                 TaskErrorKind::Connect {
                     target: source.display.clone(),
                     message,
+                    transient: false,
                 },
             )
         };
@@ -50,23 +85,30 @@ impl PgShard {
             config.connect_timeout(connect_timeout);
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // The socket-level connect timeout does not cover the startup handshake; the
+        // pool's create timeout bounds the whole of it (a server that accepts and then
+        // says nothing must not hang the run).
         let pool = Pool::builder(manager)
             .max_size(size)
+            .create_timeout(config.get_connect_timeout().copied())
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| fail(e.to_string()))?;
         Ok(PgShard {
             name: name.to_string(),
             target: source.display.clone(),
+            config,
             pool,
+            slots: Arc::new(Semaphore::new(size)),
             tls,
             size,
+            types,
         })
     }
 
@@ -74,23 +116,223 @@ impl PgShard {
         self.size
     }
 
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
     fn error(&self, kind: TaskErrorKind) -> TaskError {
         TaskError::new(&self.name, kind)
     }
 
-    pub async fn run(&self, sql: &str, ctx: &TaskContext) -> Result<u64, TaskError> {
-        let object = self.pool.get().await.map_err(|e| {
-            let message = match &e {
-                deadpool_postgres::PoolError::Backend(e) => describe(e),
-                other => other.to_string(),
+    /// The result's columns as this shard types them, without running the query: lets
+    /// the merger unify types across shards before the first row is written.
+    pub async fn describe(&self, sql: &str) -> Result<Columns, TaskError> {
+        let client = self.connection().await?;
+        pgcolumns::describe(&client, sql, &self.types)
+            .await
+            .map_err(|e| self.error(classify(&e, None)))
+    }
+
+    async fn connection(&self) -> Result<Object, TaskError> {
+        self.pool.get().await.map_err(|e| {
+            let (message, transient) = match &e {
+                deadpool_postgres::PoolError::Backend(e) => (describe(e), transient_connect(e)),
+                deadpool_postgres::PoolError::Timeout(_) => {
+                    ("timed out while connecting".to_string(), true)
+                }
+                other => (other.to_string(), true),
             };
             self.error(TaskErrorKind::Connect {
                 target: self.target.clone(),
                 message,
+                transient,
             })
-        })?;
-        let mut conn = Checkout::new(object, self.tls.clone(), ctx.cancels.clone());
-        let rows = self.stream(&conn, sql, ctx).await?;
+        })
+    }
+
+    /// Opens a connection outside the pool and exports a snapshot from it. When that
+    /// connection ends, the shard's name is sent on `lost`.
+    pub async fn open_snapshot(
+        &self,
+        lost: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<SnapshotSession, TaskError> {
+        let mut config = self.config.clone();
+        config.application_name("tributary snapshot");
+        let connect_timeout = config.get_connect_timeout().copied();
+        let connecting = config.connect(self.tls.clone());
+        let connected = match connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, connecting).await.ok(),
+            None => Some(connecting.await),
+        };
+        let connect_error = |message: String, transient: bool| {
+            self.error(TaskErrorKind::Connect {
+                target: self.target.clone(),
+                message,
+                transient,
+            })
+        };
+        let (client, connection) = match connected {
+            None => return Err(connect_error("timed out while connecting".into(), true)),
+            Some(Err(e)) => return Err(connect_error(describe(&e), transient_connect(&e))),
+            Some(Ok(c)) => c,
+        };
+        let shard = self.name.clone();
+        tokio::spawn(async move {
+            let _ = connection.await;
+            let _ = lost.send(shard);
+        });
+        let fail = |e: tokio_postgres::Error| self.error(classify(&e, None));
+        client
+            .batch_execute(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                 SET LOCAL idle_in_transaction_session_timeout = 0",
+            )
+            .await
+            .map_err(fail)?;
+        let id: String = client
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .await
+            .map_err(fail)?
+            .get(0);
+        Ok(SnapshotSession { client, id })
+    }
+
+    /// The smallest and largest key of the query's result (`None` when it has no non-NULL
+    /// key), on `session`'s snapshot if given, else on a pooled connection.
+    pub async fn probe_range(
+        &self,
+        session: Option<&SnapshotSession>,
+        sql: &str,
+        column: &str,
+    ) -> Result<Option<(KeyValue, KeyValue)>, TaskError> {
+        use tokio_postgres::types::Type;
+        let pooled;
+        let client: &tokio_postgres::Client = match session {
+            Some(s) => s.client(),
+            None => {
+                pooled = self.connection().await?;
+                &pooled
+            }
+        };
+        let fail = |e: tokio_postgres::Error| self.error(classify(&e, None));
+        let c = quote_ident(column);
+        let probe = format!("SELECT min({c}), max({c}) FROM (\n{sql}\n) AS tributary_probe");
+        let statement = client.prepare(&probe).await.map_err(fail)?;
+        let ty = statement.columns()[0].type_().clone();
+        let supported = [
+            Type::INT2,
+            Type::INT4,
+            Type::INT8,
+            Type::DATE,
+            Type::TIMESTAMP,
+            Type::TIMESTAMPTZ,
+        ];
+        if !supported.contains(&ty) {
+            return Err(self.error(TaskErrorKind::Partition {
+                message: format!(
+                    "range partitions need an integer, date or timestamp key; `{column}` is {ty}: use hash partitions"
+                ),
+            }));
+        }
+        let row = client.query_one(&statement, &[]).await.map_err(fail)?;
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
+        let key = |i: usize| -> Result<Option<KeyValue>, tokio_postgres::Error> {
+            Ok(match ty {
+                Type::INT2 => row
+                    .try_get::<_, Option<i16>>(i)?
+                    .map(|v| KeyValue::Int(v as i64)),
+                Type::INT4 => row
+                    .try_get::<_, Option<i32>>(i)?
+                    .map(|v| KeyValue::Int(v as i64)),
+                Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(KeyValue::Int),
+                Type::DATE => row
+                    .try_get::<_, Option<chrono::NaiveDate>>(i)?
+                    .map(|d| KeyValue::Date((d - epoch).num_days() as i32)),
+                Type::TIMESTAMP => row
+                    .try_get::<_, Option<chrono::NaiveDateTime>>(i)?
+                    .map(|t| KeyValue::Timestamp {
+                        micros: t.and_utc().timestamp_micros(),
+                        utc: false,
+                    }),
+                _ => row
+                    .try_get::<_, Option<chrono::DateTime<chrono::Utc>>>(i)?
+                    .map(|t| KeyValue::Timestamp {
+                        micros: t.timestamp_micros(),
+                        utc: true,
+                    }),
+            })
+        };
+        let bad = |e: tokio_postgres::Error| {
+            self.error(TaskErrorKind::Partition {
+                message: format!(
+                    "the bounds of `{column}` cannot be used ({e}); give explicit bounds in the job file"
+                ),
+            })
+        };
+        match (key(0).map_err(bad)?, key(1).map_err(bad)?) {
+            (Some(min), Some(max)) => Ok(Some((min, max))),
+            _ => Ok(None),
+        }
+    }
+
+    /// The number of heap pages of `table`, on `session`'s snapshot if given.
+    pub async fn relation_pages(
+        &self,
+        session: Option<&SnapshotSession>,
+        table: &str,
+    ) -> Result<u64, TaskError> {
+        let pooled;
+        let client: &tokio_postgres::Client = match session {
+            Some(s) => s.client(),
+            None => {
+                pooled = self.connection().await?;
+                &pooled
+            }
+        };
+        let row = client
+            .query_one(
+                "SELECT (pg_relation_size($1::text::regclass) / current_setting('block_size')::int)::bigint",
+                &[&table],
+            )
+            .await
+            .map_err(|e| self.error(classify(&e, None)))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
+    /// PostgreSQL's estimate of the rows `sql` returns (`EXPLAIN`: nothing is read).
+    pub async fn estimate(&self, sql: &str) -> Result<f64, TaskError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[])
+            .await
+            .map_err(|e| self.error(classify(&e, None)))?;
+        let plan: serde_json::Value = row.get(0);
+        Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(f64::NAN))
+    }
+
+    pub async fn run(
+        &self,
+        sql: &str,
+        snapshot: Option<&str>,
+        ctx: &TaskContext,
+    ) -> Result<u64, TaskError> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let object = self.connection().await?;
+        let mut conn = Checkout {
+            token: object.cancel_token(),
+            object: Some(object),
+            slot: Some(slot),
+            pid: std::sync::OnceLock::new(),
+            config: self.config.clone(),
+            tls: self.tls.clone(),
+            cancels: ctx.cancels.clone(),
+        };
+        let rows = self.stream(&conn, sql, snapshot, ctx).await?;
         conn.release();
         Ok(rows)
     }
@@ -99,37 +341,53 @@ impl PgShard {
         &self,
         conn: &Checkout,
         sql: &str,
+        snapshot: Option<&str>,
         ctx: &TaskContext,
     ) -> Result<u64, TaskError> {
         let client = conn.client();
         let classify = |e: tokio_postgres::Error| self.error(classify(&e, ctx.deadline));
         let mut setup = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+        if let Some(id) = snapshot {
+            // Must come before any query of the transaction.
+            setup.push_str(&format!(
+                "; SET TRANSACTION SNAPSHOT '{}'",
+                id.replace('\'', "''")
+            ));
+        }
         if let Some(deadline) = ctx.deadline {
             let ms = (deadline + SERVER_TIMEOUT_MARGIN).as_millis();
             setup.push_str(&format!("; SET LOCAL statement_timeout = {ms}"));
         }
-        client.batch_execute(&setup).await.map_err(classify)?;
-
-        let statement = client.prepare(sql).await.map_err(classify)?;
-        let mut kinds = Vec::with_capacity(statement.columns().len());
-        for column in statement.columns() {
-            let kind = PgKind::of(column.type_(), column.type_modifier()).map_err(|u| {
-                self.error(TaskErrorKind::UnsupportedType {
-                    column: column.name().to_string(),
-                    type_name: u.type_name,
-                    hint: u.hint,
-                })
-            })?;
-            kinds.push((column.name().to_string(), kind));
+        let stalled = |after| self.error(TaskErrorKind::Stalled { after });
+        setup.push_str("; SELECT pg_backend_pid()");
+        let replies = within(ctx.stall, client.simple_query(&setup))
+            .await
+            .map_err(stalled)?
+            .map_err(classify)?;
+        let pid = replies.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|p| p.parse().ok()),
+            _ => None,
+        });
+        if let Some(pid) = pid {
+            let _ = conn.pid.set(pid);
         }
-        check_unique_names(kinds.iter().map(|(n, _)| n.as_str()))
-            .map_err(|message| self.error(TaskErrorKind::Schema { message }))?;
-        let mut decoder = CopyDecoder::new(&kinds);
+
+        let columns = within(
+            ctx.stall,
+            pgcolumns::prepare(client, sql, &self.types, &self.name, |e| {
+                self::classify(&e, ctx.deadline)
+            }),
+        )
+        .await
+        .map_err(stalled)?
+        .map_err(|kind| self.error(kind))?;
+        let kinds = &columns.kinds;
+        let mut decoder = CopyDecoder::new(kinds);
         ctx.sender.schema(decoder.schema().clone());
 
-        let copy = client
-            .copy_out(&format!("COPY (\n{sql}\n) TO STDOUT (FORMAT binary)"))
+        let copy = within(ctx.stall, client.copy_out(columns.copy_sql.as_str()))
             .await
+            .map_err(stalled)?
             .map_err(classify)?;
         let mut copy = std::pin::pin!(copy);
         let mut rows = 0u64;
@@ -149,7 +407,7 @@ impl PgShard {
         // Stream bytes since the decoded size was last looked at: summing the builders'
         // sizes for every row (one CopyData message each) was a visible share of decoding.
         let mut unchecked = 0;
-        while let Some(chunk) = copy.next().await {
+        while let Some(chunk) = within(ctx.stall, copy.next()).await.map_err(stalled)? {
             let chunk = chunk.map_err(classify)?;
             decoder.push(&chunk).map_err(decode_error)?;
             unchecked += chunk.len();
@@ -165,7 +423,10 @@ impl PgShard {
         }
         decoder.finish().map_err(decode_error)?;
         rows += send(&mut decoder, ctx, &mut held_back).await;
-        client.batch_execute("COMMIT").await.map_err(classify)?;
+        within(ctx.stall, client.batch_execute("COMMIT"))
+            .await
+            .map_err(stalled)?
+            .map_err(classify)?;
         tracing::debug!(
             "{}: {rows} rows in {:.2?}, held back {:.2?} by the merger (channel budget spent)",
             self.name,
@@ -178,6 +439,17 @@ impl PgShard {
 
 /// How many stream bytes may arrive between two looks at the decoded size.
 const BYTES_CHECK_INTERVAL: usize = 64 << 10;
+
+/// Awaits `fut`, giving up after `limit` of silence (`Err` holds the limit).
+async fn within<T>(
+    limit: Option<Duration>,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Duration> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, fut).await.map_err(|_| limit),
+        None => Ok(fut.await),
+    }
+}
 
 async fn send(decoder: &mut CopyDecoder, ctx: &TaskContext, held_back: &mut Duration) -> u64 {
     let batch = decoder.take_batch();
@@ -195,22 +467,20 @@ async fn send(decoder: &mut CopyDecoder, ctx: &TaskContext, held_back: &mut Dura
 #[must_use = "release() returns the connection to the pool; dropping it discards it"]
 struct Checkout {
     object: Option<Object>,
+    /// The shard's connection slot: held until a discarded connection is closed, so the
+    /// server never sees more of our connections than the pool allows.
+    slot: Option<OwnedSemaphorePermit>,
     token: CancelToken,
+    /// The backend's process id, to terminate it if it cannot be cancelled (a backend
+    /// blocked writing to a stalled link ignores cancel requests).
+    pid: std::sync::OnceLock<i32>,
+    /// For the separate connection that terminates such a backend.
+    config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     cancels: Cancels,
 }
 
 impl Checkout {
-    fn new(object: Object, tls: MakeRustlsConnect, cancels: Cancels) -> Checkout {
-        let token = object.cancel_token();
-        Checkout {
-            object: Some(object),
-            token,
-            tls,
-            cancels,
-        }
-    }
-
     fn client(&self) -> &tokio_postgres::Client {
         self.object.as_ref().expect("present until release or drop")
     }
@@ -218,6 +488,7 @@ impl Checkout {
     /// The task finished cleanly (transaction committed): back to the pool.
     fn release(&mut self) {
         self.object.take();
+        self.slot.take();
     }
 }
 
@@ -228,12 +499,51 @@ impl Drop for Checkout {
         };
         // Out of the pool for good: the client and its connection close when dropped.
         let client = Object::take(object);
+        let slot = self.slot.take();
         let token = self.token.clone();
         let tls = self.tls.clone();
+        let pid = self.pid.get().copied();
+        let config = self.config.clone();
         self.cancels.spawn(async move {
-            let _ = token.cancel_query(tls).await;
+            let _ = tokio::time::timeout(DISCARD_WAIT, token.cancel_query(tls.clone())).await;
+            // Once the backend has given the statement up (the ROLLBACK is answered), it
+            // exits as soon as the connection closes. If it does not answer, it may be
+            // blocked writing to a stalled link, where cancels are not honoured: end it
+            // from a separate connection.
+            let idle = tokio::time::timeout(DISCARD_WAIT, client.batch_execute("ROLLBACK")).await;
+            if !matches!(idle, Ok(Ok(())))
+                && let Some(pid) = pid
+            {
+                let _ = tokio::time::timeout(DISCARD_WAIT, terminate(config, tls, pid)).await;
+            }
             drop(client);
+            drop(slot);
         });
+    }
+}
+
+/// Ends backend `pid` from a new connection (a role may end its own backends).
+async fn terminate(config: tokio_postgres::Config, tls: MakeRustlsConnect, pid: i32) {
+    if let Ok((client, connection)) = config.connect(tls).await {
+        let running = tokio::spawn(connection);
+        let _ = client
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await;
+        drop(client);
+        let _ = running.await;
+    }
+}
+
+/// Whether a failed connection attempt may succeed later: network errors and a server
+/// that is busy or starting, not authentication or a missing database.
+fn transient_connect(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P03")
+        }
+        // A refused certificate or a server without TLS will not change on its own.
+        None => !e.to_string().contains("TLS"),
     }
 }
 
@@ -268,6 +578,14 @@ fn describe(e: &tokio_postgres::Error) -> String {
 fn classify(e: &tokio_postgres::Error, deadline: Option<Duration>) -> TaskErrorKind {
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
+        if code == "22023" && db.message().contains("snapshot") {
+            return TaskErrorKind::SnapshotLost {
+                message: format!(
+                    "{} (SQLSTATE {code}): the session that exported it has ended",
+                    db.message()
+                ),
+            };
+        }
         if code == "57014"
             && let Some(after) = deadline
         {

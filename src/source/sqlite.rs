@@ -20,6 +20,7 @@ use sqlx::{Column, Executor, Row, SqlSafeStr, Sqlite, SqlitePool, TypeInfo, Valu
 
 use crate::config::shards::SqliteSource;
 use crate::error::{TaskError, TaskErrorKind};
+use crate::plan::partition::{KeyValue, quote_ident};
 use crate::sql::ParamValue;
 use crate::types::SqliteKind;
 
@@ -66,6 +67,15 @@ impl SqliteShard {
         self.size
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn close(&self) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move { pool.close().await });
+    }
+
     fn error(&self, kind: TaskErrorKind) -> TaskError {
         TaskError::new(&self.name, kind)
     }
@@ -80,6 +90,7 @@ impl SqliteShard {
             self.error(TaskErrorKind::Connect {
                 target: format!("sqlite://{}", self.path),
                 message: e.to_string(),
+                transient: false,
             })
         })?;
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -100,6 +111,40 @@ impl SqliteShard {
             handle.remove_progress_handler();
         }
         Ok(rows)
+    }
+
+    /// The smallest and largest key of the query's result, which must be integers
+    /// (`None` when there is no non-NULL key).
+    pub async fn probe_range(
+        &self,
+        sql: &str,
+        binds: &[ParamValue],
+        column: &str,
+    ) -> Result<Option<(KeyValue, KeyValue)>, TaskError> {
+        let c = quote_ident(column);
+        let probe = format!(
+            "SELECT min({c}), max({c}), typeof(min({c})) FROM (\n{sql}\n) AS tributary_probe"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(probe));
+        for value in binds {
+            query = bind(query, value);
+        }
+        let row = query
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.server(e))?;
+        let class: String = row.try_get(2).map_err(|e| self.server(e))?;
+        match class.as_str() {
+            "null" => Ok(None),
+            "integer" => {
+                let min: i64 = row.try_get(0).map_err(|e| self.server(e))?;
+                let max: i64 = row.try_get(1).map_err(|e| self.server(e))?;
+                Ok(Some((KeyValue::Int(min), KeyValue::Int(max))))
+            }
+            other => Err(self.error(TaskErrorKind::Partition {
+                message: format!("range partitions on SQLite need an integer key; `{column}` holds {other} values"),
+            })),
+        }
     }
 
     fn server(&self, e: sqlx::Error) -> TaskError {
@@ -146,12 +191,7 @@ impl SqliteShard {
 
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
         for value in binds {
-            query = match value {
-                ParamValue::Text(s) => query.bind(s.clone()),
-                ParamValue::Int(i) => query.bind(*i),
-                ParamValue::Float(f) => query.bind(*f),
-                ParamValue::Bool(b) => query.bind(*b),
-            };
+            query = bind(query, value);
         }
         let mut rows = query.fetch(&mut **conn);
         let mut sent = 0u64;
@@ -177,6 +217,17 @@ impl SqliteShard {
             (ctx.on_rows)(n);
         }
         Ok(n)
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
+
+fn bind<'q>(query: Query<'q>, value: &ParamValue) -> Query<'q> {
+    match value {
+        ParamValue::Text(s) => query.bind(s.clone()),
+        ParamValue::Int(i) => query.bind(*i),
+        ParamValue::Float(f) => query.bind(*f),
+        ParamValue::Bool(b) => query.bind(*b),
     }
 }
 

@@ -162,3 +162,96 @@ fn a_run_through_the_binary_exits_0_and_prints_the_summary() {
         [Some(1), Some(2), Some(3)]
     );
 }
+
+#[tokio::test]
+async fn a_password_given_any_way_appears_in_no_output() {
+    let url = harness::database("secrets", "CREATE TABLE t AS SELECT 1::bigint AS x").await;
+    let db = harness::db("secrets");
+    let secret = "Pw-9f3a-never-print-me";
+    let base = url
+        .trim_end_matches(&format!("/{db}"))
+        .replacen("postgres://", "", 1);
+    let userhost = base.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pgpass"), format!("*:*:*:*:{secret}\n")).unwrap();
+    /// How the password is given: a name, the shard's entry, environment variables.
+    type Way<'a> = (&'a str, String, Vec<(&'a str, String)>);
+    let ways: Vec<Way> = vec![
+        (
+            "url",
+            format!(
+                "\"postgres://{}/{db}\"",
+                userhost.replacen('@', &format!(":{secret}@"), 1)
+            ),
+            vec![],
+        ),
+        (
+            "password_env",
+            format!("{{ url = \"postgres://{userhost}/{db}\", password_env = \"TRIB_SECRET\" }}"),
+            vec![("TRIB_SECRET", secret.to_string())],
+        ),
+        (
+            "PGPASSWORD",
+            format!("\"postgres://{userhost}/{db}\""),
+            vec![("PGPASSWORD", secret.to_string())],
+        ),
+        (
+            "pgpass",
+            format!("\"postgres://{userhost}/{db}\""),
+            vec![(
+                "PGPASSFILE",
+                dir.path().join("pgpass").display().to_string(),
+            )],
+        ),
+    ];
+    for (way, shard, env) in ways {
+        for (sql, ok) in [("SELECT x FROM t", true), ("SELECT x FROM missing", false)] {
+            std::fs::write(dir.path().join("q.sql"), sql).unwrap();
+            std::fs::write(
+                dir.path().join("s.toml"),
+                format!("[shards]\na = {shard}\n"),
+            )
+            .unwrap();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_tributary"));
+            cmd.current_dir(dir.path())
+                .env("RUST_LOG", "trace")
+                .env_remove("PGPASSWORD")
+                .args([
+                    "run",
+                    "q.sql",
+                    "--shards",
+                    "s.toml",
+                    "-o",
+                    "out.parquet",
+                    "--report",
+                    "report.json",
+                    "-vv",
+                ]);
+            for (k, v) in &env {
+                cmd.env(k, v);
+            }
+            let out = cmd.output().unwrap();
+            assert_eq!(
+                out.status.success(),
+                ok,
+                "{way}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let mut outputs = vec![("stdout", out.stdout), ("stderr", out.stderr)];
+            outputs.push((
+                "report",
+                std::fs::read(dir.path().join("report.json")).unwrap(),
+            ));
+            if ok {
+                outputs.push((
+                    "parquet",
+                    std::fs::read(dir.path().join("out.parquet")).unwrap(),
+                ));
+            }
+            for (name, bytes) in outputs {
+                let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+                assert!(!found, "{way}: the password appears in {name}");
+            }
+        }
+    }
+}

@@ -211,3 +211,19 @@ pub async fn active_queries(like: &str) -> Vec<String> {
         .map(|r| r.get(0))
         .collect()
 }
+
+/// Waits up to `limit` until no statement containing `marker` runs on the server.
+pub async fn assert_gone(marker: &str, limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = active_queries(marker).await;
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running on the server: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -4,6 +4,12 @@
 
 mod cli;
 mod demo;
+mod faults;
 mod harness;
+mod partitions;
 mod postgres;
+mod proxy;
+mod readers;
 mod sqlite;
+mod tls;
+mod types;

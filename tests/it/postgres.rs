@@ -211,19 +211,6 @@ async fn every_listed_type_reads_back_as_postgres_returns_it() {
     }
 }
 
-#[tokio::test]
-async fn a_type_without_a_mapping_is_an_error_naming_the_column() {
-    let url = harness::database("unsupported", "SELECT 1").await;
-    let job = Job::new("SELECT 1 AS ok, '127.0.0.1'::inet AS addr", &[("s1", &url)]);
-    let err = job.run_err().await;
-    let msg = err.to_string();
-    assert!(
-        msg.contains("shard `s1`") && msg.contains("`addr`") && msg.contains("inet"),
-        "{msg}"
-    );
-    assert_eq!(err.exit_code(), exit::DATA);
-}
-
 /// An `orders` table holding ids `first..=last` (none when `last < first`).
 fn shards_setup(first: i64, last: i64) -> String {
     format!(
@@ -314,18 +301,7 @@ async fn a_query_past_its_deadline_is_cancelled_on_the_server() {
         started.elapsed()
     );
     // The statement is gone on the server within a couple of seconds.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let left = harness::active_queries("tributary-deadline-marker").await;
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running on the server: {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    harness::assert_gone("tributary-deadline-marker", Duration::from_secs(2)).await;
 }
 
 #[tokio::test]

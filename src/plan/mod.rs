@@ -1,0 +1,260 @@
+//! `JobConfig -> Plan`: the tasks to run, one per shard times one per partition, each with
+//! the exact SQL its source receives. Pure: what had to be learned from the databases
+//! (a partition key's bounds, a table's size, an exported snapshot) arrives as a
+//! [`ShardLayout`] per shard, so planning itself does no I/O and the plan can be printed
+//! (`tributary plan`) and tested without a database.
+
+pub mod partition;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::config::{JobConfig, SourceConfig};
+use crate::error::TaskError;
+use crate::sql::ParamValue;
+
+use partition::{PartitionSpec, Piece};
+
+/// What one task sends to its source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskQuery {
+    /// PostgreSQL: the query is wrapped in COPY, which takes no bind parameters, so
+    /// parameters are inlined as quoted literals.
+    Postgres { sql: String },
+    /// SQLite: numbered placeholders and the values bound to them.
+    Sqlite { sql: String, binds: Vec<ParamValue> },
+}
+
+impl TaskQuery {
+    pub fn sql(&self) -> &str {
+        match self {
+            TaskQuery::Postgres { sql } | TaskQuery::Sqlite { sql, .. } => sql,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    /// Index in [`Plan::tasks`].
+    pub id: usize,
+    /// Index of the shard in the job's shard list.
+    pub shard: usize,
+    pub shard_name: String,
+    /// A label for the partition, when the shard is split.
+    pub partition: Option<String>,
+    pub query: TaskQuery,
+    /// The exported snapshot the task imports, so that all partitions of a shard read
+    /// one consistent state.
+    pub snapshot: Option<String>,
+}
+
+/// What probing one shard found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardLayout {
+    /// The pieces the shard's query splits into.
+    pub pieces: Vec<Piece>,
+    /// The snapshot the pieces read, when consistency is on.
+    pub snapshot: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub tasks: Vec<Task>,
+    /// Shards that could not be planned (their probe failed): each fails the run unless
+    /// `--allow-partial`.
+    pub failed: Vec<TaskError>,
+    /// The snapshot each shard's partitions read, by shard name.
+    pub snapshots: BTreeMap<String, String>,
+}
+
+/// The plan of an unpartitioned job: one task per shard.
+pub fn unpartitioned(config: &JobConfig) -> Plan {
+    plan(config, config.shards.iter().map(|_| Ok(None)).collect())
+}
+
+/// Plans a job from what each shard's probe found (`Ok(None)`: run the shard whole).
+/// Parameters were checked when the config was resolved.
+pub fn plan(config: &JobConfig, layouts: Vec<Result<Option<ShardLayout>, TaskError>>) -> Plan {
+    let mut tasks = Vec::new();
+    let mut failed = Vec::new();
+    let mut snapshots = BTreeMap::new();
+    for ((index, shard), layout) in config.shards.iter().enumerate().zip(layouts) {
+        let base = base_query(config, index);
+        let mut push = |query: TaskQuery, partition: Option<String>, snapshot: Option<String>| {
+            tasks.push(Task {
+                id: tasks.len(),
+                shard: index,
+                shard_name: shard.name.clone(),
+                partition,
+                query,
+                snapshot,
+            })
+        };
+        match (layout, &config.options.partition) {
+            (Err(e), _) => failed.push(e),
+            (Ok(None), _) | (Ok(Some(_)), None) => push(base, None, None),
+            (Ok(Some(layout)), Some(spec)) => {
+                if let Some(id) = &layout.snapshot {
+                    snapshots.insert(shard.name.clone(), id.clone());
+                }
+                let count = layout.pieces.len();
+                for (k, piece) in layout.pieces.iter().enumerate() {
+                    let query = match &base {
+                        TaskQuery::Postgres { sql } => TaskQuery::Postgres {
+                            sql: restrict(sql, spec, piece),
+                        },
+                        TaskQuery::Sqlite { sql, binds } => TaskQuery::Sqlite {
+                            sql: restrict(sql, spec, piece),
+                            binds: binds.clone(),
+                        },
+                    };
+                    let label = format!("{}/{count} {piece}", k + 1);
+                    push(query, Some(label), layout.snapshot.clone());
+                }
+            }
+        }
+    }
+    Plan {
+        tasks,
+        failed,
+        snapshots,
+    }
+}
+
+/// The whole query as shard `index` receives it.
+pub fn base_query(config: &JobConfig, index: usize) -> TaskQuery {
+    match &config.shards[index].source {
+        SourceConfig::Postgres(_) => TaskQuery::Postgres {
+            sql: config.query.render_pg_literals(&config.params),
+        },
+        SourceConfig::Sqlite(_) => {
+            let (sql, binds) = config.query.render_numbered(&config.params);
+            TaskQuery::Sqlite {
+                sql,
+                binds: binds.into_iter().cloned().collect(),
+            }
+        }
+    }
+}
+
+/// The query restricted to one piece: filtered on its result, or (for page ranges) with
+/// the table shadowed by a common table expression of the same name that reads only the
+/// piece's pages. A non-recursive CTE does not see its own name, so inside it the name
+/// still means the table.
+fn restrict(sql: &str, spec: &PartitionSpec, piece: &Piece) -> String {
+    match (spec, piece) {
+        (PartitionSpec::Pages { table, .. }, _) => {
+            let name = table.rsplit('.').next().unwrap_or(table);
+            let cte = format!(
+                "{name} AS (SELECT * FROM {table} WHERE {})",
+                piece.predicate("")
+            );
+            match partition::strip_leading_with(sql) {
+                Some(rest) => format!("WITH {cte},\n{rest}"),
+                None => format!("WITH {cte}\n{sql}"),
+            }
+        }
+        (PartitionSpec::Range { column, .. } | PartitionSpec::Hash { column, .. }, _) => {
+            format!(
+                "SELECT * FROM (\n{sql}\n) AS tributary_partition WHERE {}",
+                piece.predicate(column)
+            )
+        }
+        (PartitionSpec::Predicates(_), _) => {
+            format!(
+                "SELECT * FROM (\n{sql}\n) AS tributary_partition WHERE {}",
+                piece.predicate("")
+            )
+        }
+    }
+}
+
+impl Plan {
+    /// The plan as text, with the server's row estimate of each task when given.
+    pub fn describe(&self, estimates: Option<&[Option<f64>]>) -> String {
+        let mut out = String::new();
+        for (shard, id) in &self.snapshots {
+            let _ = writeln!(out, "shard `{shard}` reads snapshot {id}");
+        }
+        for task in &self.tasks {
+            let _ = write!(out, "task {} on shard `{}`", task.id, task.shard_name);
+            if let Some(p) = &task.partition {
+                let _ = write!(out, " ({p})");
+            }
+            if let Some(Some(rows)) = estimates.and_then(|e| e.get(task.id)) {
+                let _ = write!(out, ", estimated {rows:.0} rows");
+            }
+            let _ = writeln!(out, ":");
+            match &task.query {
+                TaskQuery::Postgres { sql } => {
+                    let _ = writeln!(
+                        out,
+                        "  COPY (\n    {}\n  ) TO STDOUT (FORMAT binary)",
+                        sql.trim().replace('\n', "\n    ")
+                    );
+                }
+                TaskQuery::Sqlite { sql, binds } => {
+                    let _ = writeln!(out, "  {}", sql.trim().replace('\n', "\n  "));
+                    for (i, b) in binds.iter().enumerate() {
+                        let _ = writeln!(out, "  ?{} = {b:?}", i + 1);
+                    }
+                }
+            }
+        }
+        for e in &self.failed {
+            let _ = writeln!(out, "shard `{}` cannot be planned: {}", e.shard, e.kind);
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe(None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{JobConfig, RunArgs};
+
+    #[test]
+    fn one_task_per_shard_rendered_for_its_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("q.sql"),
+            "SELECT * FROM t WHERE d = :day AND r = :day",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("s.toml"),
+            "[shards]\na = \"postgres://u@h/d\"\nb = \"sqlite://b.db\"\n",
+        )
+        .unwrap();
+        let config = JobConfig::resolve(RunArgs {
+            query: Some(dir.path().join("q.sql")),
+            shards: Some(dir.path().join("s.toml")),
+            output: Some(dir.path().join("o.parquet")),
+            params: vec![("day".into(), "2024-01-01".into())],
+            ..Default::default()
+        })
+        .unwrap();
+        let plan = unpartitioned(&config);
+        assert_eq!(plan.tasks.len(), 2);
+        assert_eq!(
+            plan.tasks[0].query,
+            TaskQuery::Postgres {
+                sql: "SELECT * FROM t WHERE d = '2024-01-01' AND r = '2024-01-01'".into()
+            }
+        );
+        assert_eq!(
+            plan.tasks[1].query,
+            TaskQuery::Sqlite {
+                sql: "SELECT * FROM t WHERE d = ?1 AND r = ?1".into(),
+                binds: vec![ParamValue::Text("2024-01-01".into())]
+            }
+        );
+        assert!(plan.to_string().contains("COPY ("));
+    }
+}

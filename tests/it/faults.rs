@@ -1,0 +1,503 @@
+//! Faults: network trouble through the in-test proxy, server-side kills, connection
+//! limits, deadlines, signals, crashes and a full disk. Each checks the error, the exit
+//! code, that no output (or temporary) is left, and that no statement of ours is left
+//! running on the server.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tributary::error::{Error, TaskErrorKind, exit};
+
+use crate::harness::{self, Job, active_queries, assert_gone, concat, i64_column};
+use crate::proxy::{Fault, Proxy};
+
+const ROWS: &str = "CREATE TABLE t AS SELECT g::bigint AS id, repeat(md5(g::text), 4) AS pad FROM generate_series(1, 60000) g;";
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_at_connect() {
+    let proxy = Proxy::start(|_| Fault::BlackHole).await;
+    let mut job = Job::new("SELECT 1 AS x", &[("hole", &proxy.url("postgres"))]);
+    job.args.connect_timeout = Some(Duration::from_secs(1));
+    job.args.retries = Some(1);
+    let started = Instant::now();
+    let err = job.run_err().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("shard `hole`") && msg.contains("timed out"),
+        "{msg}"
+    );
+    assert_eq!(err.exit_code(), exit::UNAVAILABLE);
+    assert_eq!(
+        proxy.accepted(),
+        3,
+        "the up-front describe of the shard, one attempt and one retry"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_stream_is_cancelled_and_reported() {
+    let url = harness::database("fault_stall", ROWS).await;
+    let db = harness::db("fault_stall");
+    let proxy = Proxy::start(|_| Fault::StallAfter(400_000)).await;
+    let mut job = Job::new(
+        "SELECT id, pad, 'stall-marker' AS m FROM t",
+        &[("slow", &proxy.url(&db))],
+    );
+    job.args.stall_timeout = Some(Duration::from_secs(1));
+    job.args.retries = Some(0);
+    let err = job.run_err().await;
+    let msg = err.to_string();
+    assert!(
+        msg.contains("shard `slow`") && msg.contains("stalled"),
+        "{msg}"
+    );
+    assert_eq!(err.exit_code(), exit::TIMEOUT);
+    assert!(url.contains(&db));
+    assert_gone("stall-marker", Duration::from_secs(3)).await;
+}
+
+#[tokio::test]
+async fn a_cut_connection_is_retried_and_the_output_is_exact() {
+    let url = harness::database("fault_cut", ROWS).await;
+    let db = harness::db("fault_cut");
+    let expected = concat(
+        &Job::new("SELECT id, pad FROM t", &[("s", &url)])
+            .run_ok()
+            .await,
+    );
+    // Latency alone changes nothing.
+    let proxy = Proxy::start(|_| Fault::Delay(Duration::from_millis(2))).await;
+    let got = concat(
+        &Job::new("SELECT id, pad FROM t", &[("s", &proxy.url(&db))])
+            .run_ok()
+            .await,
+    );
+    assert_eq!(got, expected, "through a slow link");
+    for fault in [Fault::CutAfter(500_000), Fault::ResetAfter(700_000)] {
+        // The first connection breaks mid-stream; the retry's connection is clean.
+        let proxy = Proxy::start(move |n| if n == 0 { fault } else { Fault::Pass }).await;
+        let mut job = Job::new("SELECT id, pad FROM t", &[("s", &proxy.url(&db))]);
+        job.args.row_group_size = Some(5000);
+        let (report, result) = job.run().await;
+        result.unwrap_or_else(|e| panic!("{fault:?}: {e}\n{report}"));
+        assert_eq!(report.tasks[0].attempts, 2, "{fault:?}: {report}");
+        let got = concat(&harness::read_parquet(&job.output()));
+        assert_eq!(
+            got, expected,
+            "{fault:?}: the output differs from the fault-free run"
+        );
+        harness::assert_no_temporaries(job.dir.path());
+    }
+}
+
+#[tokio::test]
+async fn a_terminated_backend_is_retried() {
+    let url = harness::database("fault_terminate", "SELECT 1").await;
+    let sql = "SELECT g::bigint AS id, 'terminate-marker' AS m, pg_sleep(0.001)::text AS s FROM generate_series(1, 3000) g";
+    let job = Job::new(sql, &[("s", &url)]);
+    let killer = tokio::spawn(async {
+        let admin = harness::connect("postgres").await;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let n = admin
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%terminate-marker%' AND query LIKE 'COPY%' AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap();
+            if n > 0 {
+                return n;
+            }
+        }
+        0
+    });
+    let (report, result) = job.run().await;
+    assert_eq!(
+        killer.await.unwrap(),
+        1,
+        "the backend should have been found and terminated"
+    );
+    result.unwrap_or_else(|e| panic!("{e}\n{report}"));
+    assert_eq!(report.tasks[0].attempts, 2, "{report}");
+    let ids = i64_column(&concat(&harness::read_parquet(&job.output())), "id");
+    assert_eq!(ids, (1..=3000).map(Some).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_connection_limit_below_the_pool_is_waited_out() {
+    let role = harness::db("limited");
+    let url = harness::database(
+        "fault_limit",
+        "CREATE TABLE t AS SELECT generate_series(1, 90)::bigint AS id",
+    )
+    .await;
+    let admin = harness::connect("postgres").await;
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN CONNECTION LIMIT 1; GRANT pg_read_all_data TO {role}"
+        ))
+        .await
+        .unwrap();
+    let limited = url.replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+    let sql = "SELECT id FROM t CROSS JOIN (SELECT pg_sleep(0.3)) s";
+    let mut job = Job::new(sql, &[("s", &limited)]);
+    job.args.pool_size = Some(3);
+    job.args.concurrency = Some(3);
+    job.args.no_snapshot = true;
+    job.args.retries = Some(8);
+    let mut config = tributary::JobConfig::resolve(job.args.clone()).unwrap();
+    config.options.partition = Some(tributary::plan::partition::PartitionSpec::Predicates(vec![
+        "id <= 30".into(),
+        "id > 30 AND id <= 60".into(),
+        "id > 60".into(),
+    ]));
+    let (report, result) = tributary::run(&config, false, std::future::pending()).await;
+    result.unwrap_or_else(|e| panic!("{e}\n{report}"));
+    assert!(
+        report.tasks.iter().any(|t| t.attempts > 1),
+        "some task should have met the limit: {report}"
+    );
+    let mut ids: Vec<i64> = i64_column(&concat(&harness::read_parquet(&job.output())), "id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (1..=90).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn after_a_timeout_the_next_task_starts_at_once_within_the_pool() {
+    let url = harness::database(
+        "fault_next",
+        "CREATE TABLE t AS SELECT generate_series(1, 10)::bigint AS id",
+    )
+    .await;
+    let db = harness::db("fault_next");
+    // Partition 1 sleeps past the deadline; partition 2 is instant. One connection.
+    let sql = "SELECT id, 'next-marker' AS m, pg_sleep(CASE WHEN id = 1 THEN 30 ELSE 0 END)::text AS s FROM t";
+    let mut job = Job::new(sql, &[("s", &url)]);
+    job.args.pool_size = Some(1);
+    job.args.concurrency = Some(1);
+    job.args.query_timeout = Some(Duration::from_secs(1));
+    job.args.allow_partial = true;
+    job.args.no_snapshot = true;
+    let mut config = tributary::JobConfig::resolve(job.args.clone()).unwrap();
+    config.options.partition = Some(tributary::plan::partition::PartitionSpec::Predicates(vec![
+        "id = 1".into(),
+        "id > 1".into(),
+    ]));
+    let sampler = tokio::spawn(async move {
+        let admin = harness::connect("postgres").await;
+        let mut most = 0i64;
+        for _ in 0..30 {
+            let n: i64 = admin
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'tributary'", &[&db])
+                .await
+                .unwrap()
+                .get(0);
+            most = most.max(n);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        most
+    });
+    let started = Instant::now();
+    let (report, result) = tributary::run(&config, false, std::future::pending()).await;
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(
+            result,
+            Err(Error::Partial {
+                failed: 1,
+                total: 2
+            })
+        ),
+        "{result:?}\n{report}"
+    );
+    assert!(
+        matches!(&report.tasks[0].outcome, tributary::report::Outcome::Failed(m) if m.contains("timed out")),
+        "{report}"
+    );
+    assert_eq!(
+        report.tasks[1].outcome,
+        tributary::report::Outcome::Ok,
+        "{report}"
+    );
+    assert!(
+        report.tasks[1].duration < Duration::from_millis(1500),
+        "the next task waited: {report}"
+    );
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert!(
+        sampler.await.unwrap() <= 1,
+        "more connections than the pool allows"
+    );
+    assert_gone("next-marker", Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn writes_are_refused_and_the_database_is_unchanged() {
+    let url = harness::database(
+        "fault_readonly",
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1); CREATE SEQUENCE s;",
+    )
+    .await;
+    for sql in [
+        "INSERT INTO t VALUES (2) RETURNING x",
+        "SELECT nextval('s') AS n",
+        "DELETE FROM t RETURNING x",
+    ] {
+        let err = Job::new(sql, &[("s", &url)]).run_err().await;
+        let msg = err.to_string();
+        assert!(
+            msg.contains("read-only transaction") && msg.contains("25006"),
+            "{sql}: {msg}"
+        );
+        assert_eq!(err.exit_code(), exit::DATA);
+    }
+    let client = harness::connect(&harness::db("fault_readonly")).await;
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    assert!(
+        Command::new("sqlite3")
+            .arg(&db)
+            .arg("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let err = Job::new(
+        "INSERT INTO t VALUES (2) RETURNING x",
+        &[("lite", &format!("sqlite://{}", db.display()))],
+    )
+    .run_err()
+    .await;
+    assert!(err.to_string().contains("readonly"), "{err}");
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .arg("SELECT count(*) FROM t")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tributary"))
+}
+
+fn write_job(dir: &Path, sql: &str, url: &str) {
+    std::fs::write(dir.join("q.sql"), sql).unwrap();
+    std::fs::write(dir.join("s.toml"), format!("[shards]\na = \"{url}\"\n")).unwrap();
+}
+
+#[tokio::test]
+async fn signals_cancel_every_statement_and_leave_nothing() {
+    let url = harness::database("fault_signal", "SELECT 1").await;
+    for (signal, code) in [("INT", exit::INTERRUPTED), ("TERM", exit::TERMINATED)] {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = format!("signal-marker-{signal}");
+        write_job(
+            dir.path(),
+            &format!("SELECT pg_sleep(30)::text AS s, '{marker}' AS m"),
+            &url,
+        );
+        let child = bin()
+            .current_dir(dir.path())
+            .args(["run", "q.sql", "--shards", "s.toml", "-o", "out.parquet"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the statement runs on the server.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while active_queries(&marker).await.is_empty() {
+            assert!(Instant::now() < deadline, "the query never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{signal}"), &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+        assert!(!dir.path().join("out.parquet").exists());
+        harness::assert_no_temporaries(dir.path());
+        assert_gone(&marker, Duration::from_secs(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_crash_leaves_no_output_and_the_next_run_cleans_up() {
+    let url = harness::database("fault_crash", "CREATE TABLE t AS SELECT g::bigint AS id, md5(g::text) AS pad FROM generate_series(1, 400000) g;").await;
+    let dir = tempfile::tempdir().unwrap();
+    write_job(
+        dir.path(),
+        "SELECT t.id, t.pad FROM t, LATERAL (SELECT CASE WHEN t.id % 50000 = 0 THEN pg_sleep(0.2) END) s",
+        &url,
+    );
+    let mut child = bin()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "q.sql",
+            "--shards",
+            "s.toml",
+            "-o",
+            "out.parquet",
+            "--row-group-size",
+            "10000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let temporary = || {
+        std::fs::read_dir(dir.path()).unwrap().flatten().any(|e| {
+            e.file_name().to_string_lossy().contains(".tributary-")
+                && e.metadata().unwrap().len() > 0
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !temporary() {
+        assert!(Instant::now() < deadline, "no data was written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !dir.path().join("out.parquet").exists(),
+        "a crash must leave no output"
+    );
+    assert!(
+        temporary(),
+        "the crashed run's temporary file is still there"
+    );
+    write_job(dir.path(), "SELECT 1 AS x", &url);
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["run", "q.sql", "--shards", "s.toml", "-o", "out.parquet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    harness::assert_no_temporaries(dir.path());
+}
+
+#[tokio::test]
+async fn an_unwritable_output_is_a_clear_error_before_any_query() {
+    let url = harness::database("fault_unwritable", "SELECT 1").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("not-a-dir"), b"").unwrap();
+    write_job(
+        dir.path(),
+        "SELECT pg_sleep(5)::text AS s, 'unwritable-marker' AS m",
+        &url,
+    );
+    let started = Instant::now();
+    let out = bin()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "q.sql",
+            "--shards",
+            "s.toml",
+            "-o",
+            "not-a-dir/out.parquet",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(exit::OUTPUT), "{stderr}");
+    assert!(stderr.contains("not-a-dir/out.parquet"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the query ran before the output was checked"
+    );
+}
+
+#[tokio::test]
+async fn a_file_size_limit_reached_while_writing_cancels_and_cleans_up() {
+    let url = harness::database("fault_fsize", "SELECT 1").await;
+    let dir = tempfile::tempdir().unwrap();
+    write_job(
+        dir.path(),
+        "SELECT g::bigint AS id, md5(g::text) || md5((g * 7)::text) AS pad, 'fsize-marker' AS m FROM generate_series(1, 3000000) g",
+        &url,
+    );
+    // The file-size limit is in 512-byte blocks for sh; SIGXFSZ is ignored so that the
+    // write fails with EFBIG instead of killing the process.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 2048; exec {} run q.sql --shards s.toml -o out.parquet --row-group-size 20000",
+        env!("CARGO_BIN_EXE_tributary")
+    );
+    let out = Command::new("sh")
+        .current_dir(dir.path())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(exit::OUTPUT), "{stderr}");
+    assert!(
+        stderr.contains("out.parquet") && stderr.to_lowercase().contains("too large"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out.parquet").exists());
+    harness::assert_no_temporaries(dir.path());
+    assert_gone("fsize-marker", Duration::from_secs(2)).await;
+}
+
+#[test]
+fn every_exit_code_is_distinct_and_documented() {
+    let codes = [
+        exit::SUCCESS,
+        exit::FAILURE,
+        exit::USAGE,
+        exit::CONFIG,
+        exit::DATA,
+        exit::UNAVAILABLE,
+        exit::TIMEOUT,
+        exit::PARTIAL,
+        exit::OUTPUT,
+        exit::INTERRUPTED,
+        exit::TERMINATED,
+    ];
+    let unique: std::collections::HashSet<_> = codes.iter().collect();
+    assert_eq!(unique.len(), codes.len());
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for code in codes {
+        assert!(
+            readme.contains(&format!("| {code} "))
+                || readme.contains(&format!("{code} / "))
+                || readme.contains(&format!("/ {code} ")),
+            "exit code {code} is not in README's table"
+        );
+    }
+    let _ = TaskErrorKind::Stalled {
+        after: Duration::ZERO,
+    };
+}

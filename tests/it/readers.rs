@@ -1,0 +1,112 @@
+//! The independent readers: a Python virtual environment with pyarrow, pandas, polars and
+//! DuckDB (pinned in `tests/readers/requirements.txt`), made under `target/` on first use
+//! and reused while the requirements are unchanged. Made once per machine and guarded by
+//! a file lock, so concurrent test processes wait for one another rather than race.
+//! Anything missing is a loud failure, never a skip: the checks run in CI.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const REQUIREMENTS: &str = "tests/readers/requirements.txt";
+pub const CHECK_SCRIPT: &str = "tests/readers/check.py";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// The virtual environment's Python, set up if needed.
+pub fn python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(setup)
+}
+
+fn run(what: &str, cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}\nThe reader checks need Python 3 with venv and pip, and PyPI (or TRIBUTARY_TEST_PYTHON pointing at a Python that has {REQUIREMENTS} installed).",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn setup() -> PathBuf {
+    if let Some(python) = std::env::var_os("TRIBUTARY_TEST_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let requirements = std::fs::read_to_string(root().join(REQUIREMENTS))
+        .unwrap_or_else(|e| panic!("reading {REQUIREMENTS}: {e}"));
+    let target = target_dir();
+    std::fs::create_dir_all(&target).unwrap();
+    let venv = target.join("py-readers");
+    let python = venv.join("bin").join("python");
+    let stamp = venv.join("tributary-requirements.txt");
+    // One process sets up; the others wait here, then find the stamp.
+    let lock = File::create(target.join("py-readers.lock")).unwrap();
+    lock.lock().expect("locking the reader venv");
+    let ready = std::fs::read_to_string(&stamp).is_ok_and(|s| s == requirements);
+    if !ready {
+        let _ = std::fs::remove_dir_all(&venv);
+        let interpreter = std::env::var("TRIBUTARY_TEST_PYTHON3").unwrap_or("python3".into());
+        run(
+            "creating the reader venv",
+            Command::new(&interpreter).args(["-m", "venv"]).arg(&venv),
+        );
+        run(
+            "installing the readers with pip",
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                ])
+                .arg(root().join(REQUIREMENTS)),
+        );
+        std::fs::write(&stamp, &requirements).unwrap();
+    }
+    drop(lock);
+    python
+}
+
+/// Checks `parquet` with every reader against `expected` (see `tests/readers/check.py`);
+/// returns the script's report. Panics with the mismatches, if any.
+pub fn check(parquet: &Path, expected: &serde_json::Value) -> String {
+    // Kept under target/ after the test, to rerun the check by hand.
+    let dir = target_dir().join("py-readers-last");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kept = dir.join(parquet.file_name().unwrap());
+    std::fs::copy(parquet, &kept).unwrap();
+    let parquet = kept.as_path();
+    let expected_path = dir.join("expected.json");
+    std::fs::write(&expected_path, serde_json::to_vec_pretty(expected).unwrap()).unwrap();
+    let out = Command::new(python())
+        .arg(root().join(CHECK_SCRIPT))
+        .arg(parquet)
+        .arg(&expected_path)
+        .output()
+        .expect("running the reader check");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the readers disagree with PostgreSQL:\n{report}"
+    );
+    report
+}
