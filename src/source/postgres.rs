@@ -407,7 +407,8 @@ impl PgShard {
         // Stream bytes since the decoded size was last looked at: summing the builders'
         // sizes for every row (one CopyData message each) was a visible share of decoding.
         let mut unchecked = 0;
-        while let Some(chunk) = within(ctx.stall, copy.next()).await.map_err(stalled)? {
+        let mut watchdog = Watchdog::new(ctx.stall);
+        while let Some(chunk) = watchdog.next(&mut copy).await.map_err(stalled)? {
             let chunk = chunk.map_err(classify)?;
             decoder.push(&chunk).map_err(decode_error)?;
             unchecked += chunk.len();
@@ -439,6 +440,53 @@ impl PgShard {
 
 /// How many stream bytes may arrive between two looks at the decoded size.
 const BYTES_CHECK_INTERVAL: usize = 64 << 10;
+
+/// The stall bound on a stream of messages. One timer for the whole stream, moved on only
+/// when it fires: arming a timeout per message (one per row) cost a visible share of the
+/// CPU of a fast export.
+struct Watchdog {
+    limit: Option<Duration>,
+    last: tokio::time::Instant,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Watchdog {
+    fn new(limit: Option<Duration>) -> Watchdog {
+        let now = tokio::time::Instant::now();
+        let first = now + limit.unwrap_or(Duration::from_secs(86_400));
+        Watchdog {
+            limit,
+            last: now,
+            timer: Box::pin(tokio::time::sleep_until(first)),
+        }
+    }
+
+    /// The next item, or `Err(limit)` once nothing has arrived for `limit`.
+    async fn next<S: futures_util::Stream + Unpin>(
+        &mut self,
+        stream: &mut S,
+    ) -> Result<Option<S::Item>, Duration> {
+        let Some(limit) = self.limit else {
+            return Ok(stream.next().await);
+        };
+        loop {
+            tokio::select! {
+                biased;
+                item = stream.next() => {
+                    self.last = tokio::time::Instant::now();
+                    return Ok(item);
+                }
+                () = &mut self.timer => {
+                    let due = self.last + limit;
+                    if tokio::time::Instant::now() >= due {
+                        return Err(limit);
+                    }
+                    self.timer.as_mut().reset(due);
+                }
+            }
+        }
+    }
+}
 
 /// Awaits `fut`, giving up after `limit` of silence (`Err` holds the limit).
 async fn within<T>(
