@@ -1,4 +1,4 @@
-//! The PostgreSQL benchmark (issue 3), run with `cargo bench --bench pg -- <export|fanout>`;
+//! The PostgreSQL benchmark, run with `cargo bench --bench pg -- <export|fanout>`;
 //! docs/performance.md describes it and records its figures.
 //!
 //! - `export` generates a lineitem-like table (15 columns, ~1% NULLs, deterministic) of
