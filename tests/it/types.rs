@@ -1095,40 +1095,6 @@ async fn declared_array_dimensions_are_read_from_the_catalog() {
 }
 
 #[tokio::test]
-async fn pgvector_vectors_are_float32_lists_when_the_extension_is_installed() {
-    let admin = harness::connect("postgres").await;
-    let available = admin
-        .query_opt(
-            "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .is_some();
-    if !available {
-        // The decoder is tested on pgvector's binary form in decode::pgcopy; the server
-        // here has no pgvector package.
-        eprintln!("pgvector is not installed on this server: only the decoder test covers it");
-        return;
-    }
-    let url = harness::database(
-        "types_vector",
-        "CREATE EXTENSION vector; CREATE TABLE t (id int, v vector(3));
-         INSERT INTO t VALUES (1, '[1.5,-2,3e38]'), (2, NULL);",
-    )
-    .await;
-    let job = Job::new("SELECT v FROM t ORDER BY id", &[("s", &url)]);
-    let batch = concat(&job.run_ok().await);
-    assert_eq!(
-        batch.schema().field(0).data_type().to_string(),
-        "List(Float32)"
-    );
-    let shown = arrow::util::display::array_value_to_string(batch.column(0), 0).unwrap();
-    assert_eq!(shown, "[1.5, -2.0, 3e38]");
-    assert!(batch.column(0).is_null(1));
-}
-
-#[tokio::test]
 async fn a_split_output_leaves_out_a_failed_shard_under_allow_partial() {
     let good = harness::database("split_partial_good", &orders(12_000)).await;
     let bad = harness::database("split_partial_bad", &orders(12_000)).await;
