@@ -112,11 +112,13 @@ pub async fn execute(
 ) -> (RunReport, Result<(), Error>) {
     let started = Instant::now();
     let Prepared {
-        plan,
+        mut plan,
         pools,
         sessions,
         mut lost,
     } = prepared;
+    // Shards whose probe failed are reported like failed tasks.
+    let mut unplanned = std::mem::take(&mut plan.failed);
     let plan = &plan;
     let mut reports: Vec<TaskReport> = plan
         .tasks
@@ -131,8 +133,7 @@ pub async fn execute(
             outcome: Outcome::Cancelled,
         })
         .collect();
-    // Shards whose probe failed: reported like failed tasks.
-    for e in &plan.failed {
+    for e in &unplanned {
         reports.push(TaskReport {
             task: reports.len(),
             shard: e.shard.clone(),
@@ -157,12 +158,10 @@ pub async fn execute(
             s.close().await;
         }
     };
-    if let Some(e) = plan.failed.first()
-        && !config.options.allow_partial
-    {
+    if !unplanned.is_empty() && !config.options.allow_partial {
         close(sessions).await;
-        let e = TaskError::new(e.shard.clone(), clone_kind(&e.kind));
-        return (report(reports, None), Err(e.into()));
+        let first = unplanned.swap_remove(0);
+        return (report(reports, None), Err(first.into()));
     }
 
     // The output's directory is checked (and the temporary file made) before any query runs.
@@ -271,8 +270,10 @@ pub async fn execute(
         remaining[task.shard] += 1;
     }
     let mut failure: Option<Error> = None;
-    let mut failed = plan.failed.len();
-    let mut merger_result = None;
+    let mut failed = unplanned.len();
+    // Set when the merger stopped before the commit: it does so only on an error, which
+    // then becomes the run's failure.
+    let mut merger_stopped = false;
     loop {
         tokio::select! {
             joined = set.join_next() => {
@@ -308,16 +309,13 @@ pub async fn execute(
                 }
                 progress.finished(&task, r);
             }
-            result = &mut merger, if merger_result.is_none() => {
+            result = &mut merger, if !merger_stopped => {
                 // The merger stops early only on an error (a schema mismatch, a write failure).
-                let result = result.expect("the merger does not panic");
-                if let Err(e) = &result {
-                    if failure.is_none() {
-                        failure = Some(clone_error(e));
-                    }
+                merger_stopped = true;
+                if let Err(e) = result.expect("the merger does not panic") {
+                    failure.get_or_insert(e);
                     set.abort_all();
                 }
-                merger_result = Some(result);
             }
             Some(shard) = lost.recv() => {
                 if failure.is_none() {
@@ -343,7 +341,7 @@ pub async fn execute(
 
     if let Some(error) = failure {
         drop(merge);
-        if merger_result.is_none() {
+        if !merger_stopped {
             let _ = merger.await;
         }
         progress.clear();
@@ -354,9 +352,10 @@ pub async fn execute(
         metadata: metadata(config, plan, &reports),
     });
     drop(merge);
-    let result = match merger_result {
-        Some(r) => r,
-        None => merger.await.expect("the merger does not panic"),
+    let result = if merger_stopped {
+        Ok(None)
+    } else {
+        merger.await.expect("the merger does not panic")
     };
     progress.clear();
     match result {
@@ -468,57 +467,6 @@ async fn run_task(pool: &ShardPool, task: &Task, ctx: &TaskContext) -> Result<u6
         e.partition = task.partition.clone();
         e
     })
-}
-
-fn clone_kind(kind: &TaskErrorKind) -> TaskErrorKind {
-    match kind {
-        TaskErrorKind::Connect {
-            target,
-            message,
-            transient,
-        } => TaskErrorKind::Connect {
-            target: target.clone(),
-            message: message.clone(),
-            transient: *transient,
-        },
-        TaskErrorKind::Partition { message } => TaskErrorKind::Partition {
-            message: message.clone(),
-        },
-        TaskErrorKind::SnapshotLost { message } => TaskErrorKind::SnapshotLost {
-            message: message.clone(),
-        },
-        TaskErrorKind::Server { sqlstate, message } => TaskErrorKind::Server {
-            sqlstate: sqlstate.clone(),
-            message: message.clone(),
-        },
-        other => TaskErrorKind::Schema {
-            message: other.to_string(),
-        },
-    }
-}
-
-/// Errors are not `Clone`; the merger's error is reported by the run, so it is rebuilt.
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::SchemaMismatch {
-            first_shard,
-            other_shard,
-            detail,
-        } => Error::SchemaMismatch {
-            first_shard: first_shard.clone(),
-            other_shard: other_shard.clone(),
-            detail: detail.clone(),
-        },
-        Error::Output { path, message } => Error::Output {
-            path: path.clone(),
-            message: message.clone(),
-        },
-        Error::Config { path, message } => Error::Config {
-            path: path.clone(),
-            message: message.clone(),
-        },
-        other => Error::config(None, other.to_string()),
-    }
 }
 
 /// The Parquet key-value metadata: what was read, from where, with which parameters.

@@ -42,6 +42,23 @@ pub struct PgShard {
     types: Arc<TypeRules>,
 }
 
+/// A client for probes: borrowed from the snapshot session, or taken from the pool.
+enum ProbeClient<'a> {
+    Session(&'a tokio_postgres::Client),
+    Pooled(Box<Object>),
+}
+
+impl std::ops::Deref for ProbeClient<'_> {
+    type Target = tokio_postgres::Client;
+
+    fn deref(&self) -> &tokio_postgres::Client {
+        match self {
+            ProbeClient::Session(c) => c,
+            ProbeClient::Pooled(o) => o,
+        }
+    }
+}
+
 /// A connection holding an exported snapshot open: a REPEATABLE READ READ ONLY
 /// transaction with the idle-in-transaction timeout off, kept until the run ends so that
 /// every partition (and every retry) can import the snapshot.
@@ -197,6 +214,18 @@ impl PgShard {
         Ok(SnapshotSession { client, id })
     }
 
+    /// Where probes run: on the snapshot session when there is one (so they see what the
+    /// partitions will read), else on a pooled connection.
+    async fn probe_client<'a>(
+        &self,
+        session: Option<&'a SnapshotSession>,
+    ) -> Result<ProbeClient<'a>, TaskError> {
+        Ok(match session {
+            Some(s) => ProbeClient::Session(s.client()),
+            None => ProbeClient::Pooled(Box::new(self.connection().await?)),
+        })
+    }
+
     /// The smallest and largest key of the query's result (`None` when it has no non-NULL
     /// key), on `session`'s snapshot if given, else on a pooled connection.
     pub async fn probe_range(
@@ -206,14 +235,7 @@ impl PgShard {
         column: &str,
     ) -> Result<Option<(KeyValue, KeyValue)>, TaskError> {
         use tokio_postgres::types::Type;
-        let pooled;
-        let client: &tokio_postgres::Client = match session {
-            Some(s) => s.client(),
-            None => {
-                pooled = self.connection().await?;
-                &pooled
-            }
-        };
+        let client = self.probe_client(session).await?;
         let fail = |e: tokio_postgres::Error| self.error(classify(&e, None));
         let c = quote_ident(column);
         let probe = format!("SELECT min({c}), max({c}) FROM (\n{sql}\n) AS tributary_probe");
@@ -281,14 +303,7 @@ impl PgShard {
         session: Option<&SnapshotSession>,
         table: &str,
     ) -> Result<u64, TaskError> {
-        let pooled;
-        let client: &tokio_postgres::Client = match session {
-            Some(s) => s.client(),
-            None => {
-                pooled = self.connection().await?;
-                &pooled
-            }
-        };
+        let client = self.probe_client(session).await?;
         let row = client
             .query_one(
                 "SELECT (pg_relation_size($1::text::regclass) / current_setting('block_size')::int)::bigint",

@@ -5,10 +5,7 @@ use std::process::Command;
 use crate::harness;
 
 fn tributary(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(args)
-        .output()
-        .unwrap()
+    harness::bin().args(args).output().unwrap()
 }
 
 #[test]
@@ -27,7 +24,7 @@ fn a_missing_parameter_fails_before_connecting() {
         "[shards]\nx = \"postgres://u@127.0.0.1:1/d\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+    let out = harness::bin()
         .current_dir(dir.path())
         .args(["run", "q.sql", "--shards", "s.toml", "-o", "o.parquet"])
         .output()
@@ -51,7 +48,7 @@ fn passwords_never_appear_in_any_output() {
         format!("[shards]\na = \"postgres://reader:{secret}@127.0.0.1:1/sales\"\nb = {{ url = \"postgres://reader@127.0.0.1:1/sales\", password_env = \"TRIB_TEST_PW\" }}\n"),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+    let out = harness::bin()
         .current_dir(dir.path())
         .env("TRIB_TEST_PW", secret)
         .env("RUST_LOG", "trace")
@@ -88,7 +85,7 @@ async fn plan_prints_each_task_with_its_sql() {
         format!("[shards]\na = \"{url}/x\"\nb = \"sqlite://b.db\"\n"),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+    let out = harness::bin()
         .current_dir(dir.path())
         .args([
             "plan",
@@ -138,7 +135,7 @@ fn a_run_through_the_binary_exits_0_and_prints_the_summary() {
         "[shards]\nlocal = \"sqlite://a.db\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+    let out = harness::bin()
         .current_dir(dir.path())
         .args(["run", "q.sql", "--shards", "s.toml", "-o", "out/x.parquet"])
         .output()
@@ -212,7 +209,7 @@ async fn a_password_given_any_way_appears_in_no_output() {
                 format!("[shards]\na = {shard}\n"),
             )
             .unwrap();
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_tributary"));
+            let mut cmd = harness::bin();
             cmd.current_dir(dir.path())
                 .env("RUST_LOG", "trace")
                 .env_remove("PGPASSWORD")

@@ -11,7 +11,7 @@ use crate::harness::{concat, i64_column, read_parquet, str_column};
 #[tokio::test]
 async fn demo_writes_the_monthly_revenue_of_every_region() {
     let dir = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+    let status = crate::harness::bin()
         .args(["demo", "--orders", "5000", "--dir"])
         .arg(dir.path())
         .output()

@@ -3,13 +3,12 @@
 //! code, that no output (or temporary) is left, and that no statement of ours is left
 //! running on the server.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tributary::error::{Error, TaskErrorKind, exit};
+use tributary::error::{Error, exit};
 
-use crate::harness::{self, Job, active_queries, assert_gone, concat, i64_column};
+use crate::harness::{self, Job, active_queries, assert_gone, bin, concat, i64_column, write_job};
 use crate::proxy::{Fault, Proxy};
 
 const ROWS: &str = "CREATE TABLE t AS SELECT g::bigint AS id, repeat(md5(g::text), 4) AS pad FROM generate_series(1, 60000) g;";
@@ -293,15 +292,6 @@ async fn writes_are_refused_and_the_database_is_unchanged() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
 }
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
-}
-
-fn write_job(dir: &Path, sql: &str, url: &str) {
-    std::fs::write(dir.join("q.sql"), sql).unwrap();
-    std::fs::write(dir.join("s.toml"), format!("[shards]\na = \"{url}\"\n")).unwrap();
-}
-
 #[tokio::test]
 async fn signals_cancel_every_statement_and_leave_nothing() {
     let url = harness::database("fault_signal", "SELECT 1").await;
@@ -497,7 +487,4 @@ fn every_exit_code_is_distinct_and_documented() {
             "exit code {code} is not in README's table"
         );
     }
-    let _ = TaskErrorKind::Stalled {
-        after: Duration::ZERO,
-    };
 }

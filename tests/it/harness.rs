@@ -227,3 +227,14 @@ pub async fn assert_gone(marker: &str, limit: std::time::Duration) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// The `tributary` binary built for these tests.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+}
+
+/// Writes `q.sql` and a shards file `s.toml` with one shard `a` at `url` into `dir`.
+pub fn write_job(dir: &Path, sql: &str, url: &str) {
+    std::fs::write(dir.join("q.sql"), sql).unwrap();
+    std::fs::write(dir.join("s.toml"), format!("[shards]\na = \"{url}\"\n")).unwrap();
+}

@@ -317,7 +317,7 @@ async fn plan_prints_every_partition_with_its_sql_and_estimate() {
         format!("[shards]\na = \"{url}\"\n"),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+    let out = crate::harness::bin()
         .current_dir(dir.path())
         .args([
             "plan",
