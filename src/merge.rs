@@ -38,7 +38,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::config::{Split, part_path};
 use crate::error::{Error, Result};
-use crate::sink::{OutputSummary, ParquetSink, TempFile, commit_parts};
+use crate::sink::{OutputSummary, ParquetSink, TempFile, commit_parts, file_properties};
 use crate::types::{self, describe_field};
 
 /// Bytes of decoded batches that may wait in the channel: the backpressure that stops a
@@ -147,6 +147,8 @@ pub struct MergeSettings {
     pub shard_column: Option<String>,
     pub row_group_size: usize,
     pub props: WriterProperties,
+    /// Byte-array columns in DELTA_LENGTH_BYTE_ARRAY where no dictionary is used.
+    pub delta_text: bool,
     /// The output path as the user gave it (parts are named after it).
     pub output: PathBuf,
     /// When to start the next file; `None` writes one file.
@@ -437,7 +439,9 @@ impl Merger {
                 TempFile::create(&path)?
             }
         };
-        ParquetSink::new(temp, schema, self.settings.props.clone())
+        let props = file_properties(&self.settings.props, &schema, self.settings.delta_text)
+            .map_err(|e| Error::output(&self.settings.output, e))?;
+        ParquetSink::new(temp, schema, props)
     }
 
     /// The batch in the output's schema: shard column added, untyped NULL columns typed,

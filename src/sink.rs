@@ -14,12 +14,13 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow::datatypes::SchemaRef;
-use parquet::arrow::ArrowWriter;
+use arrow::datatypes::{Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
 };
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
+use parquet::basic::{Encoding, Type as PhysicalType};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
@@ -171,6 +172,32 @@ pub fn writer_properties(options: &RunOptions) -> WriterProperties {
         .set_offset_index_disabled(!options.page_index)
         .set_created_by(format!("tributary version {}", env!("CARGO_PKG_VERSION")))
         .build()
+}
+
+/// The writer properties for a file of `schema`: `props`, and with `delta_text` every
+/// byte-array column (text, JSON, binary) that leaves its dictionary, or has none,
+/// continues in DELTA_LENGTH_BYTE_ARRAY: the lengths delta-packed apart from the bytes,
+/// which lie back to back. Under zstd that is 7% smaller than plain's length-prefixed
+/// values on the benchmark table, at no measurable CPU cost (docs/performance.md).
+pub fn file_properties(
+    props: &WriterProperties,
+    schema: &Schema,
+    delta_text: bool,
+) -> parquet::errors::Result<WriterProperties> {
+    if !delta_text {
+        return Ok(props.clone());
+    }
+    let descr = ArrowSchemaConverter::new()
+        .with_coerce_types(props.coerce_types())
+        .convert(schema)?;
+    let mut builder = props.clone().into_builder();
+    for column in descr.columns() {
+        if column.physical_type() == PhysicalType::BYTE_ARRAY {
+            builder = builder
+                .set_column_encoding(column.path().clone(), Encoding::DELTA_LENGTH_BYTE_ARRAY);
+        }
+    }
+    Ok(builder.build())
 }
 
 /// An open Parquet file receiving encoded row groups.

@@ -71,6 +71,8 @@ pub struct RunArgs {
     pub column_types: Vec<(String, String, String)>,
     /// Parquet dictionary encoding.
     pub dictionary: Option<bool>,
+    /// The encoding of byte-array columns without a dictionary: `delta` or `plain`.
+    pub text_encoding: Option<String>,
     /// Parquet statistics: `none`, `chunk` or `page`.
     pub statistics: Option<String>,
     /// Write the page index (column and offset indexes).
@@ -131,6 +133,9 @@ pub struct RunOptions {
     pub types: Arc<TypeRules>,
     /// Parquet dictionary encoding (on by default; off can suit unique values).
     pub dictionary: bool,
+    /// Byte-array columns without a dictionary in DELTA_LENGTH_BYTE_ARRAY (the default)
+    /// rather than PLAIN.
+    pub delta_text: bool,
     /// Parquet statistics (page level by default: what readers use to skip data).
     pub statistics: EnabledStatistics,
     /// Write the page index: the offset index, and with page statistics the column index.
@@ -204,6 +209,7 @@ struct JobFile {
     report: Option<PathBuf>,
     types: Option<toml::Table>,
     dictionary: Option<bool>,
+    text_encoding: Option<String>,
     statistics: Option<String>,
     page_index: Option<bool>,
     max_file_rows: Option<u64>,
@@ -310,6 +316,18 @@ impl JobConfig {
         };
         let types =
             resolve_types(&job.types, &args).map_err(|m| Error::config(job_path.clone(), m))?;
+        let delta_text = match args.text_encoding.as_ref().or(job.text_encoding.as_ref()) {
+            None => true,
+            Some(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "delta" => true,
+                "plain" => false,
+                _ => {
+                    return Err(job_err(format!(
+                        "text_encoding: `{s}` is not one of delta, plain"
+                    )));
+                }
+            },
+        };
         let statistics = match args.statistics.as_ref().or(job.statistics.as_ref()) {
             None => EnabledStatistics::Page,
             Some(s) => match s.trim().to_ascii_lowercase().as_str() {
@@ -388,6 +406,7 @@ impl JobConfig {
                 .or_else(|| job.report.as_deref().map(in_job)),
             types: Arc::new(types),
             dictionary: args.dictionary.or(job.dictionary).unwrap_or(true),
+            delta_text,
             statistics,
             page_index: args.page_index.or(job.page_index).unwrap_or(true),
             split,
@@ -659,10 +678,11 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         .map_err(|e| format!("invalid duration `{s}` ({e}); try 30s, 5m or 1h"))
 }
 
-/// zstd's level when none is given: zstd's own default. The parquet crate's (1) wrote files
-/// 7% larger than pg2parquet's (level 3) on the lineitem benchmark, for about 20% less
-/// encoder CPU (docs/performance.md).
-pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+/// zstd's level when none is given: zstd's fastest regular level, as the parquet crate and
+/// Arrow C++ default to. With text columns in DELTA_LENGTH_BYTE_ARRAY (see `sink`) it
+/// writes the lineitem benchmark smaller than pg2parquet does at level 3, for about 15%
+/// less CPU than level 3 (docs/performance.md).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
 fn default_zstd() -> Compression {
     Compression::ZSTD(ZstdLevel::try_new(DEFAULT_ZSTD_LEVEL).expect("a valid zstd level"))

@@ -990,6 +990,91 @@ async fn parquet_writer_options_reach_the_file() {
 }
 
 #[tokio::test]
+async fn text_outside_a_dictionary_is_delta_encoded_unless_plain_is_asked() {
+    use parquet::basic::Encoding;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    // `note` is unique (its dictionary outgrows 64 KiB and gives way), `label` has ten
+    // values (its dictionary stays), `id` is not text.
+    let url = harness::database(
+        "pq_text_encoding",
+        "CREATE TABLE t (id int8, label text, note text);
+         INSERT INTO t SELECT g, 'label ' || (g % 10),
+                CASE WHEN g % 97 = 0 THEN NULL ELSE md5(g::text) || repeat('é', g % 5) END
+         FROM generate_series(1, 20000) g;",
+    )
+    .await;
+    let sql = "SELECT id, label, note FROM t ORDER BY id";
+    let encodings = |job: &Job, column: usize| -> Vec<Encoding> {
+        let file = std::fs::File::open(job.output()).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        let mut all: Vec<Encoding> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .flat_map(|g| g.column(column).encodings().collect::<Vec<_>>())
+            .collect();
+        all.sort_by_key(|e| *e as i32);
+        all.dedup();
+        all
+    };
+    let delta = Job::new(sql, &[("s", &url)]);
+    let delta_batches = delta.run_ok().await;
+    let note = encodings(&delta, 2);
+    // (PLAIN is listed too: a dictionary page is always plain.)
+    assert!(
+        note.contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY),
+        "{note:?}"
+    );
+    let label = encodings(&delta, 1);
+    assert!(label.contains(&Encoding::RLE_DICTIONARY), "{label:?}");
+    assert!(
+        !label.contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY),
+        "{label:?}"
+    );
+    assert!(!encodings(&delta, 0).contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY));
+
+    let mut plain = Job::new(sql, &[("s", &url)]);
+    plain.args.text_encoding = Some("plain".into());
+    plain.args.dictionary = Some(false);
+    let plain_batches = plain.run_ok().await;
+    for column in [1, 2] {
+        let used = encodings(&plain, column);
+        assert!(used.contains(&Encoding::PLAIN), "{used:?}");
+        assert!(
+            !used.contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY),
+            "{used:?}"
+        );
+    }
+
+    // Both read back as the server's rows.
+    let client = harness::connect(&harness::db("pq_text_encoding")).await;
+    let rows = client
+        .query("SELECT id, label, note FROM t ORDER BY id", &[])
+        .await
+        .unwrap();
+    let ids: Vec<Option<i64>> = rows.iter().map(|r| r.get(0)).collect();
+    let labels: Vec<Option<String>> = rows.iter().map(|r| r.get(1)).collect();
+    let notes: Vec<Option<String>> = rows.iter().map(|r| r.get(2)).collect();
+    assert_eq!(rows.len(), 20000);
+    for batches in [&delta_batches, &plain_batches] {
+        let batch = harness::concat(batches);
+        assert_eq!(harness::i64_column(&batch, "id"), ids);
+        assert_eq!(harness::str_column(&batch, "label"), labels);
+        assert_eq!(harness::str_column(&batch, "note"), notes);
+    }
+
+    let mut wrong = Job::new(sql, &[("s", &url)]);
+    wrong.args.text_encoding = Some("rle".into());
+    let err = tributary::JobConfig::resolve(wrong.args.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("text_encoding") && err.contains("`rle`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn a_split_output_is_numbered_files_that_appear_together() {
     let a = harness::database("split_a", &orders(25_000)).await;
     let b = harness::database("split_b", &orders(10_000)).await;
