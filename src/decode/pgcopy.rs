@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
-    DurationMicrosecondBuilder, FixedSizeBinaryBuilder, Float32Builder, Float64Builder,
-    Int16Builder, Int32Builder, Int64Builder, ListArray, MapBuilder, MapFieldNames, RecordBatch,
-    StringBuilder, StringDictionaryBuilder, StructArray, Time64MicrosecondBuilder,
-    TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
+    Array, ArrayRef, ArrowPrimitiveType, BinaryBuilder, BooleanBuilder, Date32Builder,
+    Decimal128Builder, DurationMicrosecondBuilder, FixedSizeBinaryBuilder, Float32Builder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Builder, ListArray, MapBuilder, MapFieldNames,
+    PrimitiveBuilder, RecordBatch, StringArray, StringBuilder, StringDictionaryBuilder,
+    StructArray, Time64MicrosecondBuilder, TimestampMicrosecondBuilder, UInt32Builder,
+    UInt64Builder,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{FieldRef, Fields, Int32Type, Schema, SchemaRef};
@@ -119,13 +120,18 @@ impl CopyDecoder {
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), CopyError> {
         let result = self.push_inner(chunk);
         if result.is_err() {
-            self.state = State::Failed;
-            self.pending.clear();
-            self.columns = self.kinds.iter().map(Column::new).collect();
-            self.rows = 0;
-            self.bytes = 0;
+            self.fail();
         }
         result
+    }
+
+    /// Drops what was decoded since the last batch and refuses anything more.
+    fn fail(&mut self) {
+        self.state = State::Failed;
+        self.pending.clear();
+        self.columns = self.kinds.iter().map(Column::new).collect();
+        self.rows = 0;
+        self.bytes = 0;
     }
 
     fn push_inner(&mut self, chunk: &[u8]) -> Result<(), CopyError> {
@@ -159,17 +165,33 @@ impl CopyDecoder {
         }
     }
 
-    /// Takes the buffered rows as a record batch.
-    pub fn take_batch(&mut self) -> RecordBatch {
-        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
+    /// Takes the buffered rows as a record batch. `Err` when a value fails a check made
+    /// a batch at a time (text that is not UTF-8); the decoder then accepts nothing more.
+    pub fn take_batch(&mut self) -> Result<RecordBatch, CopyError> {
+        let arrays = self
+            .columns
+            .iter_mut()
+            .enumerate()
+            .map(|(column, c)| {
+                c.finish()
+                    .map_err(|message| CopyError::Value { column, message })
+            })
+            .collect::<Result<Vec<ArrayRef>, _>>();
         let rows = std::mem::take(&mut self.rows);
         self.bytes = 0;
-        RecordBatch::try_new_with_options(
+        let arrays = match arrays {
+            Ok(arrays) => arrays,
+            Err(e) => {
+                self.fail();
+                return Err(e);
+            }
+        };
+        Ok(RecordBatch::try_new_with_options(
             self.schema.clone(),
             arrays,
             &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
         )
-        .expect("builders match the schema by construction")
+        .expect("builders match the schema by construction"))
     }
 
     /// Parses what it can of `data`; returns the bytes consumed.
@@ -376,7 +398,9 @@ enum Column {
     NumericText(StringBuilder),
     NumericFloat(Float64Builder),
     Money(Decimal128Builder),
-    Text(StringBuilder),
+    /// Text and json: the bytes as they come, checked as UTF-8 a whole batch at a time
+    /// when the batch is taken (one pass over the buffer instead of one call per value).
+    Text(BinaryBuilder),
     VersionedText(StringBuilder),
     Char(StringBuilder),
     Jsonb(StringBuilder),
@@ -459,7 +483,7 @@ impl Column {
             PgKind::NumericText => Column::NumericText(StringBuilder::new()),
             PgKind::NumericFloat => Column::NumericFloat(Float64Builder::new()),
             PgKind::Money => Column::Money(decimal_builder(19, MONEY_SCALE)),
-            PgKind::Text | PgKind::Json => Column::Text(StringBuilder::new()),
+            PgKind::Text | PgKind::Json => Column::Text(BinaryBuilder::new()),
             PgKind::VersionedText => Column::VersionedText(StringBuilder::new()),
             PgKind::Char => Column::Char(StringBuilder::new()),
             PgKind::Jsonb => Column::Jsonb(StringBuilder::new()),
@@ -561,7 +585,6 @@ impl Column {
             Column::Float64(b) | Column::NumericFloat(b) => b.append_null(),
             Column::Decimal { builder: b, .. } | Column::Money(b) => b.append_null(),
             Column::NumericText(b)
-            | Column::Text(b)
             | Column::VersionedText(b)
             | Column::Char(b)
             | Column::Jsonb(b)
@@ -570,7 +593,7 @@ impl Column {
             | Column::MacAddr(b)
             | Column::Bit(b) => b.append_null(),
             Column::Dictionary(b) => b.append_null(),
-            Column::Bytes(b) => b.append_null(),
+            Column::Bytes(b) | Column::Text(b) => b.append_null(),
             Column::Date(b, _) => b.append_null(),
             Column::Time(b) | Column::TimeTzUtc(b) => b.append_null(),
             Column::Timestamp(b, _) => b.append_null(),
@@ -655,7 +678,7 @@ impl Column {
                 b.append_value(f)
             }
             Column::Money(b) => b.append_value(i64::from_be_bytes(fixed(v)?) as i128),
-            Column::Text(b) => b.append_value(utf8(v)?),
+            Column::Text(b) => b.append_value(v),
             Column::Jsonb(b) | Column::VersionedText(b) => b.append_value(versioned(v)?),
             Column::Char(b) => {
                 // "char" is one byte, not necessarily UTF-8 on its own.
@@ -886,33 +909,36 @@ impl Column {
         Ok(())
     }
 
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            Column::Bool(b) => Arc::new(b.finish()),
-            Column::Int16(b) => Arc::new(b.finish()),
-            Column::Int32(b) => Arc::new(b.finish()),
-            Column::Int64(b) => Arc::new(b.finish()),
-            Column::UInt32(b) => Arc::new(b.finish()),
-            Column::UInt64(b) => Arc::new(b.finish()),
-            Column::Float32(b) => Arc::new(b.finish()),
-            Column::Float64(b) | Column::NumericFloat(b) => Arc::new(b.finish()),
-            Column::Decimal {
-                builder,
-                precision,
-                scale,
-                ..
-            } => {
-                let array = builder.finish();
-                *builder = decimal_builder(*precision, *scale);
+    /// The values appended since the last call, as an array; the builder is left with
+    /// room for as many values as it gave, so that the next batch does not regrow it
+    /// from nothing. `Err` when a text value is not UTF-8.
+    fn finish(&mut self) -> Result<ArrayRef, String> {
+        Ok(match self {
+            Column::Bool(b) => {
+                let array = b.finish();
+                *b = BooleanBuilder::with_capacity(array.len());
                 Arc::new(array)
             }
-            Column::Money(builder) => {
-                let array = builder.finish();
-                *builder = decimal_builder(19, MONEY_SCALE);
-                Arc::new(array)
+            Column::Int16(b) => finish_primitive(b),
+            Column::Int32(b) => finish_primitive(b),
+            Column::Int64(b) => finish_primitive(b),
+            Column::UInt32(b) => finish_primitive(b),
+            Column::UInt64(b) => finish_primitive(b),
+            Column::Float32(b) => finish_primitive(b),
+            Column::Float64(b) | Column::NumericFloat(b) => finish_primitive(b),
+            Column::Decimal { builder: b, .. } | Column::Money(b) => finish_primitive(b),
+            Column::Text(b) => {
+                let bytes = b.finish();
+                *b = BinaryBuilder::with_capacity(bytes.len(), bytes.value_data().len());
+                match StringArray::try_from_binary(bytes.clone()) {
+                    Ok(text) => Arc::new(text),
+                    Err(_) => {
+                        let bad = bytes.iter().flatten().find_map(|v| utf8(v).err());
+                        return Err(bad.unwrap_or_else(|| "invalid UTF-8 text".into()));
+                    }
+                }
             }
             Column::NumericText(b)
-            | Column::Text(b)
             | Column::VersionedText(b)
             | Column::Char(b)
             | Column::Jsonb(b)
@@ -921,11 +947,15 @@ impl Column {
             | Column::MacAddr(b)
             | Column::Bit(b) => Arc::new(b.finish()),
             Column::Dictionary(b) => Arc::new(b.finish()),
-            Column::Bytes(b) => Arc::new(b.finish()),
-            Column::Date(b, _) => Arc::new(b.finish()),
-            Column::Time(b) | Column::TimeTzUtc(b) => Arc::new(b.finish()),
-            Column::Timestamp(b, _) => Arc::new(b.finish()),
-            Column::Duration(b) => Arc::new(b.finish()),
+            Column::Bytes(b) => {
+                let array = b.finish();
+                *b = BinaryBuilder::with_capacity(array.len(), array.value_data().len());
+                Arc::new(array)
+            }
+            Column::Date(b, _) => finish_primitive(b),
+            Column::Time(b) | Column::TimeTzUtc(b) => finish_primitive(b),
+            Column::Timestamp(b, _) => finish_primitive(b),
+            Column::Duration(b) => finish_primitive(b),
             Column::Uuid(b) => Arc::new(b.finish()),
             Column::Hstore(b) => Arc::new(b.finish()),
             Column::List {
@@ -939,7 +969,7 @@ impl Column {
                 Arc::new(ListArray::new(
                     field.clone(),
                     offsets,
-                    child.finish(),
+                    child.finish()?,
                     nulls.finish(),
                 ))
             }
@@ -949,11 +979,23 @@ impl Column {
                 children,
                 ..
             } => {
-                let arrays = children.iter_mut().map(Column::finish).collect();
+                let arrays = children
+                    .iter_mut()
+                    .map(Column::finish)
+                    .collect::<Result<_, _>>()?;
                 Arc::new(StructArray::new(fields.clone(), arrays, nulls.finish()))
             }
-        }
+        })
     }
+}
+
+/// Finishes a primitive builder, leaving it with room for as many values (and the same
+/// data type: a time zone, a decimal's precision and scale).
+fn finish_primitive<T: ArrowPrimitiveType>(b: &mut PrimitiveBuilder<T>) -> ArrayRef {
+    let array = b.finish();
+    *b =
+        PrimitiveBuilder::<T>::with_capacity(array.len()).with_data_type(array.data_type().clone());
+    Arc::new(array)
 }
 
 /// Appends `count` sub-arrays of shape `dims` (or, at the innermost level, `count`
@@ -1445,7 +1487,51 @@ mod tests {
         let mut dec = CopyDecoder::new(&kinds());
         dec.push(&sample()).unwrap();
         dec.finish().unwrap();
-        check(&dec.take_batch());
+        check(&dec.take_batch().unwrap());
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_fails_its_batch() {
+        let kinds = vec![("t".to_string(), PgKind::Text)];
+        // Each value alone is invalid, though their concatenation is valid UTF-8: a
+        // check of the whole buffer must also find values split inside a character.
+        let cases: [&[&[u8]]; 3] = [
+            &[b"fine", b"bad \xff byte"],
+            &[b"a\xc3", b"\xa9b"],
+            &[b"\xe2\x82", b"\xac"],
+        ];
+        for values in cases {
+            let rows: Vec<Vec<Option<Vec<u8>>>> =
+                values.iter().map(|v| vec![Some(v.to_vec())]).collect();
+            let mut dec = CopyDecoder::new(&kinds);
+            dec.push(&stream(&rows)).unwrap();
+            let err = dec.take_batch().unwrap_err();
+            assert!(
+                matches!(&err, CopyError::Value { column: 0, message } if message.contains("UTF-8")),
+                "{values:?}: {err:?}"
+            );
+            assert!(dec.push(&[0, 1]).is_err(), "nothing more is accepted");
+        }
+        // Valid multibyte text comes back as sent, however the stream is cut into
+        // batches (each batch's builders are sized by the one before).
+        let words = ["Grüße", "€", "", "日本語", "a"];
+        let rows: Vec<_> = (0..3)
+            .flat_map(|_| words.iter())
+            .map(|w| vec![Some(w.as_bytes().to_vec())])
+            .collect();
+        let data = stream(&rows);
+        for size in [1, 7, 40, data.len()] {
+            let mut dec = CopyDecoder::new(&kinds);
+            let mut seen = Vec::new();
+            for chunk in data.chunks(size) {
+                dec.push(chunk).unwrap();
+                let batch = dec.take_batch().unwrap();
+                let text = batch.column(0).as_string::<i32>();
+                seen.extend(text.iter().flatten().map(str::to_string));
+            }
+            dec.finish().unwrap();
+            assert_eq!(seen, words.repeat(3), "chunks of {size}");
+        }
     }
 
     #[test]
@@ -1457,7 +1543,7 @@ mod tests {
                 dec.push(chunk).unwrap();
             }
             dec.finish().unwrap();
-            check(&dec.take_batch());
+            check(&dec.take_batch().unwrap());
         }
     }
 
@@ -1563,7 +1649,7 @@ mod tests {
         let mut dec = CopyDecoder::new(&captured_kinds(InfinityMode::Null));
         dec.push(&hex(CAPTURED)).unwrap();
         dec.finish().unwrap();
-        let batch = dec.take_batch();
+        let batch = dec.take_batch().unwrap();
         let shown: Vec<String> = batch
             .columns()
             .iter()
@@ -1645,7 +1731,7 @@ mod tests {
         let mut dec = CopyDecoder::new(&kinds);
         dec.push(&stream(&[vec![Some(vector.clone()), Some(uuid)]]))
             .unwrap();
-        let batch = dec.take_batch();
+        let batch = dec.take_batch().unwrap();
         let shown = arrow::util::display::array_value_to_string(batch.column(0), 0).unwrap();
         assert_eq!(shown, "[1.5, -0.0, 3.4028235e38]");
         assert_eq!(

@@ -9,7 +9,6 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use futures_util::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::CancelToken;
-use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::shards::PgSource;
 use crate::decode::pgcopy::{CopyDecoder, CopyError};
@@ -36,7 +35,7 @@ pub struct PgShard {
     pool: Pool,
     /// Connections in use or being closed; see [`Checkout::slot`].
     slots: Arc<Semaphore>,
-    tls: MakeRustlsConnect,
+    tls: tls::Connector,
     size: usize,
     /// The job's type options: how each column is rendered.
     types: Arc<TypeRules>,
@@ -434,11 +433,15 @@ impl PgShard {
                 });
             if full {
                 unchecked = 0;
-                rows += send(&mut decoder, ctx, &mut held_back).await;
+                rows += send(&mut decoder, ctx, &mut held_back)
+                    .await
+                    .map_err(decode_error)?;
             }
         }
         decoder.finish().map_err(decode_error)?;
-        rows += send(&mut decoder, ctx, &mut held_back).await;
+        rows += send(&mut decoder, ctx, &mut held_back)
+            .await
+            .map_err(decode_error)?;
         within(ctx.stall, client.batch_execute("COMMIT"))
             .await
             .map_err(stalled)?
@@ -456,24 +459,33 @@ impl PgShard {
 /// How many stream bytes may arrive between two looks at the decoded size.
 const BYTES_CHECK_INTERVAL: usize = 64 << 10;
 
-/// The stall bound on a stream of messages. One timer for the whole stream, moved on only
-/// when it fires: arming a timeout per message (one per row) cost a visible share of the
-/// CPU of a fast export.
+/// The stall bound on a stream of messages. One timer for the whole stream, ticking every
+/// quarter of the limit: a message only sets a flag, and a tick that finds the flag unset
+/// for a whole limit gives up, so a stall is reported between `limit` and 1.25 x `limit`
+/// after the last message. Arming a timeout per message (one per row), or even reading
+/// the clock per message, cost a visible share of the CPU of a fast export.
 struct Watchdog {
     limit: Option<Duration>,
-    last: tokio::time::Instant,
+    /// A tick at which the stream was known to be alive.
+    alive_at: tokio::time::Instant,
+    progressed: bool,
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Watchdog {
     fn new(limit: Option<Duration>) -> Watchdog {
         let now = tokio::time::Instant::now();
-        let first = now + limit.unwrap_or(Duration::from_secs(86_400));
+        let first = now + limit.map_or(Duration::from_secs(86_400), Watchdog::tick);
         Watchdog {
             limit,
-            last: now,
+            alive_at: now,
+            progressed: false,
             timer: Box::pin(tokio::time::sleep_until(first)),
         }
+    }
+
+    fn tick(limit: Duration) -> Duration {
+        limit / 4
     }
 
     /// The next item, or `Err(limit)` once nothing has arrived for `limit`.
@@ -488,15 +500,17 @@ impl Watchdog {
             tokio::select! {
                 biased;
                 item = stream.next() => {
-                    self.last = tokio::time::Instant::now();
+                    self.progressed = true;
                     return Ok(item);
                 }
                 () = &mut self.timer => {
-                    let due = self.last + limit;
-                    if tokio::time::Instant::now() >= due {
+                    let now = tokio::time::Instant::now();
+                    if std::mem::take(&mut self.progressed) {
+                        self.alive_at = now;
+                    } else if now >= self.alive_at + limit {
                         return Err(limit);
                     }
-                    self.timer.as_mut().reset(due);
+                    self.timer.as_mut().reset(now + Watchdog::tick(limit));
                 }
             }
         }
@@ -514,14 +528,18 @@ async fn within<T>(
     }
 }
 
-async fn send(decoder: &mut CopyDecoder, ctx: &TaskContext, held_back: &mut Duration) -> u64 {
-    let batch = decoder.take_batch();
+async fn send(
+    decoder: &mut CopyDecoder,
+    ctx: &TaskContext,
+    held_back: &mut Duration,
+) -> Result<u64, CopyError> {
+    let batch = decoder.take_batch()?;
     let n = batch.num_rows() as u64;
     if n > 0 {
         *held_back += ctx.sender.batch(batch).await;
         (ctx.on_rows)(n);
     }
-    n
+    Ok(n)
 }
 
 /// A pooled connection in use by a task. Unless released after a clean finish, dropping
@@ -539,7 +557,7 @@ struct Checkout {
     pid: std::sync::OnceLock<i32>,
     /// For the separate connection that terminates such a backend.
     config: tokio_postgres::Config,
-    tls: MakeRustlsConnect,
+    tls: tls::Connector,
     cancels: Cancels,
 }
 
@@ -586,7 +604,7 @@ impl Drop for Checkout {
 }
 
 /// Ends backend `pid` from a new connection (a role may end its own backends).
-async fn terminate(config: tokio_postgres::Config, tls: MakeRustlsConnect, pid: i32) {
+async fn terminate(config: tokio_postgres::Config, tls: tls::Connector, pid: i32) {
     if let Ok((client, connection)) = config.connect(tls).await {
         let running = tokio::spawn(connection);
         let _ = client

@@ -15,6 +15,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::shards::{SslMode, TlsSettings};
@@ -23,8 +25,45 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// How much of the socket one read may take under TLS. rustls asks for 4 KiB at a time,
+/// which is a system call (and often a wake-up) per 4 KiB of a COPY stream; reading
+/// through this buffer takes whatever has arrived, up to this much, at once.
+const READ_BUFFER: usize = 128 << 10;
+
+/// rustls over a buffered socket.
+#[derive(Clone)]
+pub struct Connector(MakeRustlsConnect);
+
+impl<S> MakeTlsConnect<S> for Connector
+where
+    MakeRustlsConnect: MakeTlsConnect<BufReader<S>>,
+    S: AsyncRead + AsyncWrite,
+{
+    type Stream = <MakeRustlsConnect as MakeTlsConnect<BufReader<S>>>::Stream;
+    type TlsConnect = Buffered<<MakeRustlsConnect as MakeTlsConnect<BufReader<S>>>::TlsConnect>;
+    type Error = <MakeRustlsConnect as MakeTlsConnect<BufReader<S>>>::Error;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<Self::TlsConnect, Self::Error> {
+        MakeTlsConnect::<BufReader<S>>::make_tls_connect(&mut self.0, domain).map(Buffered)
+    }
+}
+
+/// A TLS handshake over the socket wrapped in a read buffer.
+pub struct Buffered<T>(T);
+
+impl<S: AsyncRead, T: TlsConnect<BufReader<S>>> TlsConnect<S> for Buffered<T> {
+    type Stream = T::Stream;
+    type Error = T::Error;
+    type Future = T::Future;
+
+    fn connect(self, stream: S) -> T::Future {
+        self.0
+            .connect(BufReader::with_capacity(READ_BUFFER, stream))
+    }
+}
+
 /// Builds the connector for a shard's TLS settings.
-pub fn connector(settings: &TlsSettings) -> Result<MakeRustlsConnect, String> {
+pub fn connector(settings: &TlsSettings) -> Result<Connector, String> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -52,7 +91,7 @@ pub fn connector(settings: &TlsSettings) -> Result<MakeRustlsConnect, String> {
                 .with_no_client_auth()
         }
     };
-    Ok(MakeRustlsConnect::new(config))
+    Ok(Connector(MakeRustlsConnect::new(config)))
 }
 
 fn roots(explicit: Option<&PathBuf>) -> Result<RootCertStore, String> {
