@@ -21,7 +21,7 @@
 //!
 //! Encoding and compressing is the most expensive stage of a run (docs/performance.md),
 //! so each batch's columns are encoded on several threads at once (the merger's own and
-//! up to `encoder_threads - 1` helpers). Every column writer still receives the same values
+//! `encoder_threads - 1` helpers started with it, see [`EncoderPool`]). Every column writer still receives the same values
 //! in the same order, so the file does not depend on the number of threads.
 
 use std::collections::{BTreeSet, HashMap};
@@ -211,6 +211,7 @@ struct Merger {
     excluded: BTreeSet<(usize, usize)>,
     /// Files of a split output that are complete but for their footer.
     parts: Vec<ParquetSink>,
+    pool: EncoderPool,
     timings: Timings,
 }
 
@@ -226,7 +227,6 @@ struct Timings {
 impl Merger {
     fn new(temp: TempFile, settings: MergeSettings) -> Merger {
         Merger {
-            settings,
             temp: Some(temp),
             sink: None,
             slots: None,
@@ -234,7 +234,9 @@ impl Merger {
             task_groups: HashMap::new(),
             excluded: BTreeSet::new(),
             parts: Vec::new(),
+            pool: EncoderPool::new(settings.encoder_threads),
             timings: Timings::default(),
+            settings,
         }
     }
 
@@ -535,7 +537,7 @@ impl Merger {
         for (field, column) in schema.fields().iter().zip(batch.columns()) {
             leaves.extend(compute_leaves(field, column).map_err(err)?);
         }
-        write_leaves(&mut encoder.writers, &leaves, self.settings.encoder_threads).map_err(err)?;
+        self.pool.write(&mut encoder.writers, leaves).map_err(err)?;
         self.timings.encoding += started.elapsed();
         encoder.rows += batch.num_rows() as u64;
         if encoder.rows >= self.settings.row_group_size as u64
@@ -600,40 +602,152 @@ impl Merger {
     }
 }
 
-/// Writes one batch's leaf columns into their writers (one leaf per writer, in order), on
-/// up to `threads` threads: this one and scoped helpers, each taking the next unwritten
-/// column until none is left. A writer only ever sees its own column's values, in batch
-/// order, so the result is the same as on one thread.
-fn write_leaves(
-    writers: &mut [ArrowColumnWriter],
-    leaves: &[ArrowLeafColumn],
-    threads: usize,
-) -> std::result::Result<(), ParquetError> {
-    debug_assert_eq!(writers.len(), leaves.len(), "one writer per leaf column");
-    let threads = threads.min(writers.len());
-    if threads <= 1 {
-        for (writer, leaf) in writers.iter_mut().zip(leaves) {
-            writer.write(leaf)?;
-        }
-        return Ok(());
+/// A column to encode: its position in the row group, its writer and its values.
+type Job = (usize, ArrowColumnWriter, ArrowLeafColumn);
+/// An encoded column: its position, its writer back, and how the write went.
+type Done = (
+    usize,
+    ArrowColumnWriter,
+    std::result::Result<(), ParquetError>,
+);
+
+/// Threads that encode a batch's columns beside the merger's own thread, started once per
+/// run (a thread per batch cost a spawn, a stack and its page faults every 8192 rows).
+/// Each batch's columns go into a queue; the helpers and the merger's thread each take
+/// the next column until none is left. A writer only ever sees its own column's values,
+/// in batch order, so the file is the same whatever the number of threads.
+struct EncoderPool {
+    queue: Arc<JobQueue>,
+    done: std::sync::mpsc::Receiver<Done>,
+    helpers: Vec<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct JobQueue {
+    /// The columns not yet taken, and whether the pool is closing.
+    state: Mutex<(std::collections::VecDeque<Job>, bool)>,
+    ready: std::sync::Condvar,
+}
+
+impl JobQueue {
+    /// The next column, without waiting.
+    fn try_take(&self) -> Option<Job> {
+        self.lock().0.pop_front()
     }
-    let jobs = Mutex::new(writers.iter_mut().zip(leaves));
-    let work = || -> std::result::Result<(), ParquetError> {
+
+    /// The next column, waiting for one; `None` once the pool closes.
+    fn take(&self) -> Option<Job> {
+        let mut state = self.lock();
         loop {
-            let next = jobs.lock().expect("a column writer does not panic").next();
-            let Some((writer, leaf)) = next else {
-                return Ok(());
+            if let Some(job) = state.0.pop_front() {
+                return Some(job);
+            }
+            if state.1 {
+                return None;
+            }
+            state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (std::collections::VecDeque<Job>, bool)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Writes one column, turning a panic in the writer into an error.
+fn encode_column(
+    writer: &mut ArrowColumnWriter,
+    leaf: &ArrowLeafColumn,
+) -> std::result::Result<(), ParquetError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.write(leaf)))
+        .unwrap_or_else(|_| Err(ParquetError::General("a column writer panicked".into())))
+}
+
+impl EncoderPool {
+    /// A pool of `threads` in all: the caller's thread and `threads - 1` helpers.
+    fn new(threads: usize) -> EncoderPool {
+        let queue = Arc::new(JobQueue::default());
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let helpers = (1..threads.max(1))
+            .filter_map(|i| {
+                let queue = queue.clone();
+                let done_tx = done_tx.clone();
+                std::thread::Builder::new()
+                    .name(format!("tributary-encoder-{i}"))
+                    .spawn(move || {
+                        while let Some((column, mut writer, leaf)) = queue.take() {
+                            let result = encode_column(&mut writer, &leaf);
+                            if done_tx.send((column, writer, result)).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .ok()
+            })
+            .collect();
+        EncoderPool {
+            queue,
+            done,
+            helpers,
+        }
+    }
+
+    /// Writes one batch's leaf columns into their writers (one leaf per writer, in order).
+    fn write(
+        &self,
+        writers: &mut Vec<ArrowColumnWriter>,
+        leaves: Vec<ArrowLeafColumn>,
+    ) -> std::result::Result<(), ParquetError> {
+        debug_assert_eq!(writers.len(), leaves.len(), "one writer per leaf column");
+        if self.helpers.is_empty() || writers.len() <= 1 {
+            let mut result = Ok(());
+            for (writer, leaf) in writers.iter_mut().zip(&leaves) {
+                result = result.and(encode_column(writer, leaf));
+            }
+            return result;
+        }
+        let count = writers.len();
+        {
+            let mut state = self.queue.lock();
+            state.0.extend(
+                std::mem::take(writers)
+                    .into_iter()
+                    .zip(leaves)
+                    .enumerate()
+                    .map(|(column, (writer, leaf))| (column, writer, leaf)),
+            );
+        }
+        self.queue.ready.notify_all();
+        let mut slots: Vec<Option<ArrowColumnWriter>> = (0..count).map(|_| None).collect();
+        let mut result = Ok(());
+        let mut finished = 0;
+        while let Some((column, mut writer, leaf)) = self.queue.try_take() {
+            result = result.and(encode_column(&mut writer, &leaf));
+            slots[column] = Some(writer);
+            finished += 1;
+        }
+        while finished < count {
+            let Ok((column, writer, written)) = self.done.recv() else {
+                return Err(ParquetError::General("the encoder threads stopped".into()));
             };
-            writer.write(leaf)?;
+            result = result.and(written);
+            slots[column] = Some(writer);
+            finished += 1;
         }
-    };
-    std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-        let mut result = work();
-        for helper in helpers {
-            let helped = helper.join().expect("a column writer does not panic");
-            result = result.and(helped);
-        }
+        *writers = slots
+            .into_iter()
+            .map(|w| w.expect("every column came back"))
+            .collect();
         result
-    })
+    }
+}
+
+impl Drop for EncoderPool {
+    fn drop(&mut self) {
+        self.queue.lock().1 = true;
+        self.queue.ready.notify_all();
+        for helper in self.helpers.drain(..) {
+            let _ = helper.join();
+        }
+    }
 }
