@@ -21,8 +21,9 @@
 //!
 //! Encoding and compressing is the most expensive stage of a run (docs/performance.md),
 //! so each batch's columns are encoded on several threads at once (the merger's own and
-//! `encoder_threads - 1` helpers started with it, see [`EncoderPool`]). Every column writer still receives the same values
-//! in the same order, so the file does not depend on the number of threads.
+//! `encoder_threads - 1` helpers started with it, see [`EncoderPool`]). Every column
+//! writer still receives the same values in the same order, so the file does not depend
+//! on the number of threads.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;

@@ -316,31 +316,22 @@ impl JobConfig {
         };
         let types =
             resolve_types(&job.types, &args).map_err(|m| Error::config(job_path.clone(), m))?;
-        let delta_text = match args.text_encoding.as_ref().or(job.text_encoding.as_ref()) {
-            None => true,
-            Some(s) => match s.trim().to_ascii_lowercase().as_str() {
-                "delta" => true,
-                "plain" => false,
-                _ => {
-                    return Err(job_err(format!(
-                        "text_encoding: `{s}` is not one of delta, plain"
-                    )));
-                }
-            },
-        };
-        let statistics = match args.statistics.as_ref().or(job.statistics.as_ref()) {
-            None => EnabledStatistics::Page,
-            Some(s) => match s.trim().to_ascii_lowercase().as_str() {
-                "none" => EnabledStatistics::None,
-                "chunk" => EnabledStatistics::Chunk,
-                "page" => EnabledStatistics::Page,
-                _ => {
-                    return Err(job_err(format!(
-                        "statistics: `{s}` is not one of none, chunk, page"
-                    )));
-                }
-            },
-        };
+        let delta_text = choice(
+            "text_encoding",
+            args.text_encoding.as_ref().or(job.text_encoding.as_ref()),
+            &[("delta", true), ("plain", false)],
+        )
+        .map_err(job_err)?;
+        let statistics = choice(
+            "statistics",
+            args.statistics.as_ref().or(job.statistics.as_ref()),
+            &[
+                ("page", EnabledStatistics::Page),
+                ("none", EnabledStatistics::None),
+                ("chunk", EnabledStatistics::Chunk),
+            ],
+        )
+        .map_err(job_err)?;
         let max_bytes = match (&args.max_file_size, &job.max_file_size) {
             (Some(s), _) => Some(parse_size(s).map_err(|m| Error::config(None, m))?),
             (None, Some(toml::Value::Integer(n))) if *n > 0 => Some(*n as u64),
@@ -672,6 +663,27 @@ fn toml_param(value: &toml::Value) -> std::result::Result<ParamValue, String> {
     })
 }
 
+/// The value of a setting that names one of `options` (case-insensitive); the first
+/// option when the setting is absent.
+fn choice<T: Copy>(
+    key: &str,
+    value: Option<&String>,
+    options: &[(&str, T)],
+) -> std::result::Result<T, String> {
+    let Some(value) = value else {
+        return Ok(options[0].1);
+    };
+    let wanted = value.trim().to_ascii_lowercase();
+    options
+        .iter()
+        .find(|(name, _)| *name == wanted)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|(name, _)| *name).collect();
+            format!("{key}: `{value}` is not one of {}", names.join(", "))
+        })
+}
+
 /// A human duration: `30s`, `5m`, `1h30m`, `250ms`.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(s.trim())
@@ -886,6 +898,7 @@ mod tests {
             output = "out.parquet"
             max_file_size = "64MiB"
             statistics = "chunk"
+            text_encoding = "Plain"
             [types]
             numeric = "float64"
             infinity = "null"
@@ -914,6 +927,7 @@ mod tests {
         assert_eq!(types.for_column("m").array_dims, 2);
         assert!(types.for_column("tags").text);
         assert_eq!(config.options.statistics, EnabledStatistics::Chunk);
+        assert!(!config.options.delta_text);
         assert_eq!(
             config.options.split,
             Some(Split {

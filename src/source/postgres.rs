@@ -692,3 +692,45 @@ fn classify(e: &tokio_postgres::Error, deadline: Option<Duration>) -> TaskErrorK
         message: describe(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use futures_util::stream::{self, Stream, StreamExt};
+
+    use super::*;
+
+    /// `items` numbers, each after `gap`, then nothing ever again.
+    fn every(gap: Duration, items: usize) -> impl Stream<Item = usize> + Unpin {
+        let numbers = stream::unfold(0, move |i| async move {
+            if i == items {
+                return None;
+            }
+            tokio::time::sleep(gap).await;
+            Some((i, i + 1))
+        });
+        Box::pin(numbers.chain(stream::pending()))
+    }
+
+    #[tokio::test]
+    async fn a_stall_is_reported_between_the_limit_and_a_quarter_more() {
+        let limit = Duration::from_millis(200);
+        // Gaps just under the limit, for several limits in all: never a stall.
+        let mut steady = every(Duration::from_millis(150), 8);
+        let mut watchdog = Watchdog::new(Some(limit));
+        for i in 0..8 {
+            assert_eq!(watchdog.next(&mut steady).await, Ok(Some(i)));
+        }
+        // Then silence: reported no sooner than the limit after the last item, and no
+        // later than a tick more (with room for a loaded machine).
+        let last = Instant::now();
+        assert_eq!(watchdog.next(&mut steady).await, Err(limit));
+        let waited = last.elapsed();
+        assert!(waited >= limit, "reported after {waited:?}");
+        assert!(
+            waited <= limit + Watchdog::tick(limit) + Duration::from_millis(150),
+            "reported after {waited:?}"
+        );
+    }
+}
