@@ -3,10 +3,12 @@
 //! `COPY (query) TO STDOUT (FORMAT binary)` and decoded straight into Arrow builders.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use futures_util::StreamExt;
+use futures_util::Stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::CancelToken;
 
@@ -422,20 +424,41 @@ impl PgShard {
         // sizes for every row (one CopyData message each) was a visible share of decoding.
         let mut unchecked = 0;
         let mut watchdog = Watchdog::new(ctx.stall);
-        while let Some(chunk) = watchdog.next(&mut copy).await.map_err(stalled)? {
-            let chunk = chunk.map_err(classify)?;
-            decoder.push(&chunk).map_err(decode_error)?;
-            unchecked += chunk.len();
-            let full = decoder.buffered_rows() >= ctx.batch_size
-                || (unchecked >= BYTES_CHECK_INTERVAL && {
-                    unchecked = 0;
-                    decoder.buffered_bytes() >= BATCH_BYTES
-                });
-            if full {
-                unchecked = 0;
-                rows += send(&mut decoder, ctx, &mut held_back)
-                    .await
-                    .map_err(decode_error)?;
+        let alive = AtomicBool::new(false);
+        loop {
+            // Decode every message already received in one go, and only then wait: a
+            // wake-up, a timer check and a channel poll per row cost more than the row.
+            let drained = std::future::poll_fn(|cx| {
+                loop {
+                    let chunk = match copy.as_mut().poll_next(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(None) => return Poll::Ready(Ok(Drained::End)),
+                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(classify(e))),
+                        Poll::Ready(Some(Ok(chunk))) => chunk,
+                    };
+                    alive.store(true, Ordering::Relaxed);
+                    if let Err(e) = decoder.push(&chunk) {
+                        return Poll::Ready(Err(decode_error(e)));
+                    }
+                    unchecked += chunk.len();
+                    let full = decoder.buffered_rows() >= ctx.batch_size
+                        || (unchecked >= BYTES_CHECK_INTERVAL && {
+                            unchecked = 0;
+                            decoder.buffered_bytes() >= BATCH_BYTES
+                        });
+                    if full {
+                        unchecked = 0;
+                        return Poll::Ready(Ok(Drained::Batch));
+                    }
+                }
+            });
+            match watchdog.watch(&alive, drained).await.map_err(stalled)?? {
+                Drained::Batch => {
+                    rows += send(&mut decoder, ctx, &mut held_back)
+                        .await
+                        .map_err(decode_error)?;
+                }
+                Drained::End => break,
             }
         }
         decoder.finish().map_err(decode_error)?;
@@ -459,6 +482,14 @@ impl PgShard {
 /// How many stream bytes may arrive between two looks at the decoded size.
 const BYTES_CHECK_INTERVAL: usize = 64 << 10;
 
+/// Why a drain of the COPY stream stopped.
+enum Drained {
+    /// A batch's worth of rows is decoded.
+    Batch,
+    /// The stream ended.
+    End,
+}
+
 /// The stall bound on a stream of messages. One timer for the whole stream, ticking every
 /// quarter of the limit: a message only sets a flag, and a tick that finds the flag unset
 /// for a whole limit gives up, so a stall is reported between `limit` and 1.25 x `limit`
@@ -468,7 +499,6 @@ struct Watchdog {
     limit: Option<Duration>,
     /// A tick at which the stream was known to be alive.
     alive_at: tokio::time::Instant,
-    progressed: bool,
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
@@ -479,7 +509,6 @@ impl Watchdog {
         Watchdog {
             limit,
             alive_at: now,
-            progressed: false,
             timer: Box::pin(tokio::time::sleep_until(first)),
         }
     }
@@ -488,24 +517,24 @@ impl Watchdog {
         limit / 4
     }
 
-    /// The next item, or `Err(limit)` once nothing has arrived for `limit`.
-    async fn next<S: futures_util::Stream + Unpin>(
+    /// Awaits `fut`, which sets `alive` whenever a message arrives; `Err(limit)` once
+    /// no message has arrived for `limit`.
+    async fn watch<F: Future>(
         &mut self,
-        stream: &mut S,
-    ) -> Result<Option<S::Item>, Duration> {
+        alive: &AtomicBool,
+        fut: F,
+    ) -> Result<F::Output, Duration> {
         let Some(limit) = self.limit else {
-            return Ok(stream.next().await);
+            return Ok(fut.await);
         };
+        let mut fut = std::pin::pin!(fut);
         loop {
             tokio::select! {
                 biased;
-                item = stream.next() => {
-                    self.progressed = true;
-                    return Ok(item);
-                }
+                output = &mut fut => return Ok(output),
                 () = &mut self.timer => {
                     let now = tokio::time::Instant::now();
-                    if std::mem::take(&mut self.progressed) {
+                    if alive.swap(false, Ordering::Relaxed) {
                         self.alive_at = now;
                     } else if now >= self.alive_at + limit {
                         return Err(limit);
@@ -716,16 +745,30 @@ mod tests {
     #[tokio::test]
     async fn a_stall_is_reported_between_the_limit_and_a_quarter_more() {
         let limit = Duration::from_millis(200);
+        let alive = AtomicBool::new(false);
+        // The next item, marking the stream alive as the COPY drain does.
+        async fn next(
+            watchdog: &mut Watchdog,
+            alive: &AtomicBool,
+            stream: &mut (impl Stream<Item = usize> + Unpin),
+        ) -> Result<Option<usize>, Duration> {
+            let item = async {
+                let item = stream.next().await;
+                alive.store(true, Ordering::Relaxed);
+                item
+            };
+            watchdog.watch(alive, item).await
+        }
         // Gaps just under the limit, for several limits in all: never a stall.
         let mut steady = every(Duration::from_millis(150), 8);
         let mut watchdog = Watchdog::new(Some(limit));
         for i in 0..8 {
-            assert_eq!(watchdog.next(&mut steady).await, Ok(Some(i)));
+            assert_eq!(next(&mut watchdog, &alive, &mut steady).await, Ok(Some(i)));
         }
         // Then silence: reported no sooner than the limit after the last item, and no
         // later than a tick more (with room for a loaded machine).
         let last = Instant::now();
-        assert_eq!(watchdog.next(&mut steady).await, Err(limit));
+        assert_eq!(next(&mut watchdog, &alive, &mut steady).await, Err(limit));
         let waited = last.elapsed();
         assert!(waited >= limit, "reported after {waited:?}");
         assert!(
