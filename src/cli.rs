@@ -133,11 +133,11 @@ pub struct RunCommand {
     #[arg(long, value_name = "on|off", value_parser = on_off)]
     pub dictionary: Option<bool>,
 
-    /// How text and binary columns are encoded where no dictionary is used: delta
-    /// (DELTA_LENGTH_BYTE_ARRAY, smaller) or plain (for readers before Spark 3.3)
-    /// [default: delta].
-    #[arg(long, value_name = "delta|plain")]
-    pub text_encoding: Option<String>,
+    /// How values are encoded where no dictionary is used: delta (DELTA_BINARY_PACKED
+    /// for integers, dates and timestamps, DELTA_LENGTH_BYTE_ARRAY for text and binary;
+    /// smaller) or plain (for readers before Spark 3.3) [default: delta].
+    #[arg(long, value_name = "delta|plain", alias = "text-encoding")]
+    pub encoding: Option<String>,
 
     /// Parquet statistics: none, chunk or page [default: page].
     #[arg(long, value_name = "LEVEL")]
@@ -246,7 +246,7 @@ impl From<RunCommand> for RunArgs {
             type_options: c.type_options,
             column_types: c.column_types,
             dictionary: c.dictionary,
-            text_encoding: c.text_encoding,
+            encoding: c.encoding,
             statistics: c.statistics,
             page_index: c.page_index,
             max_file_rows: c.max_file_rows,

@@ -179,7 +179,7 @@ pub async fn execute(
             shard_column: config.options.shard_column.clone(),
             row_group_size: config.options.row_group_size,
             props: writer_properties(&config.options),
-            delta_text: config.options.delta_text,
+            delta: config.options.delta,
             output: config.output.clone(),
             split: config.options.split,
             encoder_threads: config.options.encoder_threads,

@@ -148,8 +148,8 @@ pub struct MergeSettings {
     pub shard_column: Option<String>,
     pub row_group_size: usize,
     pub props: WriterProperties,
-    /// Byte-array columns in DELTA_LENGTH_BYTE_ARRAY where no dictionary is used.
-    pub delta_text: bool,
+    /// Delta encodings where no dictionary is used (`sink::file_properties`).
+    pub delta: bool,
     /// The output path as the user gave it (parts are named after it).
     pub output: PathBuf,
     /// When to start the next file; `None` writes one file.
@@ -442,7 +442,7 @@ impl Merger {
                 TempFile::create(&path)?
             }
         };
-        let props = file_properties(&self.settings.props, &schema, self.settings.delta_text)
+        let props = file_properties(&self.settings.props, &schema, self.settings.delta)
             .map_err(|e| Error::output(&self.settings.output, e))?;
         ParquetSink::new(temp, schema, props)
     }

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
@@ -174,30 +174,67 @@ pub fn writer_properties(options: &RunOptions) -> WriterProperties {
         .build()
 }
 
-/// The writer properties for a file of `schema`: `props`, and with `delta_text` every
-/// byte-array column (text, JSON, binary) that leaves its dictionary, or has none,
-/// continues in DELTA_LENGTH_BYTE_ARRAY: the lengths delta-packed apart from the bytes,
-/// which lie back to back. Under zstd that is 7% smaller than plain's length-prefixed
-/// values on the benchmark table, at no measurable CPU cost (docs/performance.md).
+/// The writer properties for a file of `schema`: `props`, and with `delta` every column
+/// that leaves its dictionary, or has none, continues in a delta encoding where Parquet
+/// has one for its type:
+/// - byte arrays (text, JSON, binary) in DELTA_LENGTH_BYTE_ARRAY: the lengths
+///   delta-packed apart from the bytes, which lie back to back. Under zstd that is 7%
+///   smaller than plain's length-prefixed values on the benchmark table;
+/// - 32- and 64-bit integers (and the dates, times, timestamps and decimals stored as
+///   them) in DELTA_BINARY_PACKED: differences from the previous value, bit-packed per
+///   block. Under zstd, ids in insertion order come out 5-6x smaller than plain,
+///   timestamps in insertion order about 30% smaller, and random values mostly a little
+///   smaller, as the packing drops the bits no value in a block uses; full-range random
+///   64-bit values come out 4% larger (docs/performance.md).
+///
+/// Either costs less CPU than plain, as zstd then has fewer bytes to compress.
 pub fn file_properties(
     props: &WriterProperties,
     schema: &Schema,
-    delta_text: bool,
+    delta: bool,
 ) -> parquet::errors::Result<WriterProperties> {
-    if !delta_text {
+    if !delta {
         return Ok(props.clone());
     }
     let descr = ArrowSchemaConverter::new()
         .with_coerce_types(props.coerce_types())
         .convert(schema)?;
+    // pyarrow cannot decode delta-encoded pages into an Arrow dictionary column ("DecodeArrow
+    // of DictAccumulator for DeltaLengthByteArrayDecoder" in pyarrow 26): those columns
+    // keep PLAIN.
+    let dictionary_typed: Vec<&str> = schema
+        .fields()
+        .iter()
+        .filter(|f| has_dictionary(f.data_type()))
+        .map(|f| f.name().as_str())
+        .collect();
     let mut builder = props.clone().into_builder();
     for column in descr.columns() {
-        if column.physical_type() == PhysicalType::BYTE_ARRAY {
-            builder = builder
-                .set_column_encoding(column.path().clone(), Encoding::DELTA_LENGTH_BYTE_ARRAY);
+        let top = column.path().parts().first().map(String::as_str);
+        if top.is_some_and(|name| dictionary_typed.contains(&name)) {
+            continue;
         }
+        let encoding = match column.physical_type() {
+            PhysicalType::BYTE_ARRAY => Encoding::DELTA_LENGTH_BYTE_ARRAY,
+            PhysicalType::INT32 | PhysicalType::INT64 => Encoding::DELTA_BINARY_PACKED,
+            _ => continue,
+        };
+        builder = builder.set_column_encoding(column.path().clone(), encoding);
     }
     Ok(builder.build())
+}
+
+/// Whether `t` is, or holds, an Arrow dictionary.
+fn has_dictionary(t: &DataType) -> bool {
+    match t {
+        DataType::Dictionary(..) => true,
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => has_dictionary(f.data_type()),
+        DataType::Struct(fields) => fields.iter().any(|f| has_dictionary(f.data_type())),
+        _ => false,
+    }
 }
 
 /// An open Parquet file receiving encoded row groups.

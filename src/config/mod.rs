@@ -71,8 +71,8 @@ pub struct RunArgs {
     pub column_types: Vec<(String, String, String)>,
     /// Parquet dictionary encoding.
     pub dictionary: Option<bool>,
-    /// The encoding of byte-array columns without a dictionary: `delta` or `plain`.
-    pub text_encoding: Option<String>,
+    /// The encoding of values outside a dictionary: `delta` or `plain`.
+    pub encoding: Option<String>,
     /// Parquet statistics: `none`, `chunk` or `page`.
     pub statistics: Option<String>,
     /// Write the page index (column and offset indexes).
@@ -133,9 +133,9 @@ pub struct RunOptions {
     pub types: Arc<TypeRules>,
     /// Parquet dictionary encoding (on by default; off can suit unique values).
     pub dictionary: bool,
-    /// Byte-array columns without a dictionary in DELTA_LENGTH_BYTE_ARRAY (the default)
-    /// rather than PLAIN.
-    pub delta_text: bool,
+    /// Integer and byte-array columns outside a dictionary in Parquet's delta encodings
+    /// (the default) rather than PLAIN; see `sink::file_properties`.
+    pub delta: bool,
     /// Parquet statistics (page level by default: what readers use to skip data).
     pub statistics: EnabledStatistics,
     /// Write the page index: the offset index, and with page statistics the column index.
@@ -209,7 +209,8 @@ struct JobFile {
     report: Option<PathBuf>,
     types: Option<toml::Table>,
     dictionary: Option<bool>,
-    text_encoding: Option<String>,
+    #[serde(alias = "text_encoding")]
+    encoding: Option<String>,
     statistics: Option<String>,
     page_index: Option<bool>,
     max_file_rows: Option<u64>,
@@ -316,9 +317,9 @@ impl JobConfig {
         };
         let types =
             resolve_types(&job.types, &args).map_err(|m| Error::config(job_path.clone(), m))?;
-        let delta_text = choice(
-            "text_encoding",
-            args.text_encoding.as_ref().or(job.text_encoding.as_ref()),
+        let delta = choice(
+            "encoding",
+            args.encoding.as_ref().or(job.encoding.as_ref()),
             &[("delta", true), ("plain", false)],
         )
         .map_err(job_err)?;
@@ -397,7 +398,7 @@ impl JobConfig {
                 .or_else(|| job.report.as_deref().map(in_job)),
             types: Arc::new(types),
             dictionary: args.dictionary.or(job.dictionary).unwrap_or(true),
-            delta_text,
+            delta,
             statistics,
             page_index: args.page_index.or(job.page_index).unwrap_or(true),
             split,
@@ -898,7 +899,7 @@ mod tests {
             output = "out.parquet"
             max_file_size = "64MiB"
             statistics = "chunk"
-            text_encoding = "Plain"
+            encoding = "Plain"
             [types]
             numeric = "float64"
             infinity = "null"
@@ -927,7 +928,7 @@ mod tests {
         assert_eq!(types.for_column("m").array_dims, 2);
         assert!(types.for_column("tags").text);
         assert_eq!(config.options.statistics, EnabledStatistics::Chunk);
-        assert!(!config.options.delta_text);
+        assert!(!config.options.delta);
         assert_eq!(
             config.options.split,
             Some(Split {

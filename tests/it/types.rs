@@ -777,10 +777,8 @@ async fn every_type_reads_back_in_pyarrow_pandas_polars_and_duckdb_as_postgres_r
     let cols = columns();
     let url = harness::database("types_readers", &fixture_sql(&cols)).await;
     let names: Vec<&str> = cols.iter().map(|c| c.name).collect();
-    let mut job = Job::new(
-        &format!("SELECT {} FROM fixture ORDER BY id", names.join(", ")),
-        &[("only", &url)],
-    );
+    let sql = format!("SELECT {} FROM fixture ORDER BY id", names.join(", "));
+    let mut job = Job::new(&sql, &[("only", &url)]);
     for c in &cols {
         for (key, value) in c.options {
             job.args
@@ -790,6 +788,12 @@ async fn every_type_reads_back_in_pyarrow_pandas_polars_and_duckdb_as_postgres_r
     }
     let batch = concat(&job.run_ok().await);
     assert_eq!(batch.num_rows(), ROWS);
+    // The same without dictionaries: every column in its fallback encoding (the delta
+    // encodings for integers, dates, timestamps and text), which readers must decode too.
+    let mut plain_job = Job::new(&sql, &[("only", &url)]);
+    plain_job.args.column_types = job.args.column_types.clone();
+    plain_job.args.dictionary = Some(false);
+    assert_eq!(concat(&plain_job.run_ok().await).num_rows(), ROWS);
 
     // What PostgreSQL says, column by column, in the canonical form.
     let client = harness::connect(&harness::db("types_readers")).await;
@@ -818,8 +822,11 @@ async fn every_type_reads_back_in_pyarrow_pandas_polars_and_duckdb_as_postgres_r
             "values": values,
         }));
     }
-    let report = readers::check(&job.output(), &serde_json::json!({ "columns": expected }));
-    eprintln!("{report}");
+    let expected = serde_json::json!({ "columns": expected });
+    for job in [&job, &plain_job] {
+        let report = readers::check(&job.output(), &expected);
+        eprintln!("{report}");
+    }
 }
 
 #[tokio::test]
@@ -990,11 +997,11 @@ async fn parquet_writer_options_reach_the_file() {
 }
 
 #[tokio::test]
-async fn text_outside_a_dictionary_is_delta_encoded_unless_plain_is_asked() {
+async fn values_outside_a_dictionary_are_delta_encoded_unless_plain_is_asked() {
     use parquet::basic::Encoding;
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    // `note` is unique (its dictionary outgrows 64 KiB and gives way), `label` has ten
-    // values (its dictionary stays), `id` is not text.
+    // `note` and `id` are unique (their dictionaries outgrow 64 KiB and give way),
+    // `label` has ten values (its dictionary stays).
     let url = harness::database(
         "pq_text_encoding",
         "CREATE TABLE t (id int8, label text, note text);
@@ -1031,17 +1038,20 @@ async fn text_outside_a_dictionary_is_delta_encoded_unless_plain_is_asked() {
         !label.contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY),
         "{label:?}"
     );
-    assert!(!encodings(&delta, 0).contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY));
+    let id = encodings(&delta, 0);
+    assert!(id.contains(&Encoding::DELTA_BINARY_PACKED), "{id:?}");
+    assert!(!id.contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY), "{id:?}");
 
     let mut plain = Job::new(sql, &[("s", &url)]);
-    plain.args.text_encoding = Some("plain".into());
+    plain.args.encoding = Some("plain".into());
     plain.args.dictionary = Some(false);
     let plain_batches = plain.run_ok().await;
-    for column in [1, 2] {
+    for column in [0, 1, 2] {
         let used = encodings(&plain, column);
         assert!(used.contains(&Encoding::PLAIN), "{used:?}");
         assert!(
-            !used.contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY),
+            !used.contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY)
+                && !used.contains(&Encoding::DELTA_BINARY_PACKED),
             "{used:?}"
         );
     }
@@ -1064,14 +1074,11 @@ async fn text_outside_a_dictionary_is_delta_encoded_unless_plain_is_asked() {
     }
 
     let mut wrong = Job::new(sql, &[("s", &url)]);
-    wrong.args.text_encoding = Some("rle".into());
+    wrong.args.encoding = Some("rle".into());
     let err = tributary::JobConfig::resolve(wrong.args.clone())
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("text_encoding") && err.contains("`rle`"),
-        "{err}"
-    );
+    assert!(err.contains("encoding") && err.contains("`rle`"), "{err}");
 }
 
 #[tokio::test]
