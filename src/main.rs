@@ -8,6 +8,13 @@ use tributary::cli::{Cli, Command};
 use tributary::error::exit;
 use tributary::{JobConfig, RunArgs};
 
+/// jemalloc rather than glibc's allocator: glibc hands the freed buffers of each encoded
+/// page and batch back to the kernel and faults them in again. For a 10M-row export
+/// jemalloc takes 40% fewer page faults and about 5% less CPU, at the same peak memory
+/// (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.quiet, cli.verbose);
