@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+// As in the tributary binary, so that `decode` measures the allocator it runs with.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Bump when `lineitem.sql` changes: tables stamped otherwise are generated again.
 const GENERATOR_VERSION: &str = "tributary-bench lineitem v1";
 const GNU_TIME: &str = "/usr/bin/time";
@@ -45,6 +49,23 @@ enum Bench {
     Fanout(FanoutArgs),
     /// Per-column compressed sizes and encodings of Parquet files (to compare writers).
     Sizes { files: Vec<PathBuf> },
+    /// The COPY decoder alone, in this process: lineitem_1m's binary COPY stream, captured
+    /// once, decoded row by row (one slice per tuple, as the server's CopyData messages
+    /// arrive) into batches of 8192 rows. No network, no Parquet.
+    Decode(DecodeArgs),
+}
+
+#[derive(clap::Args)]
+struct DecodeArgs {
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    server: String,
+    #[arg(long, default_value = "tp_bench")]
+    database: String,
+    /// Timed passes over the stream.
+    #[arg(long, default_value_t = 9)]
+    runs: usize,
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -114,6 +135,7 @@ fn main() {
         Bench::Export(args) => export(&args),
         Bench::Fanout(args) => fanout(&args),
         Bench::Sizes { files } => sizes(&files),
+        Bench::Decode(args) => decode(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -694,5 +716,115 @@ fn sizes(files: &[PathBuf]) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The lineitem table's columns as the decoder sees them (what `tributary run` derives
+/// from the server's description of `SELECT * FROM lineitem_1m`, default type options).
+fn lineitem_kinds() -> Vec<(String, tributary::types::PgKind)> {
+    use tributary::types::{InfinityMode, PgKind};
+    let decimal = || PgKind::Decimal {
+        precision: 15,
+        scale: 2,
+        infinity: InfinityMode::Error,
+    };
+    [
+        ("l_id", PgKind::Int8),
+        ("l_orderkey", PgKind::Int8),
+        ("l_partkey", PgKind::Int4),
+        ("l_suppkey", PgKind::Int4),
+        ("l_linenumber", PgKind::Int4),
+        ("l_quantity", decimal()),
+        ("l_extendedprice", decimal()),
+        ("l_discount", PgKind::Float8),
+        ("l_tax", PgKind::Float8),
+        ("l_returned", PgKind::Bool),
+        ("l_shipdate", PgKind::Date(InfinityMode::Error)),
+        ("l_committed_at", PgKind::TimestampTz(InfinityMode::Error)),
+        ("l_shipmode", PgKind::Text),
+        ("l_status", PgKind::Text),
+        ("l_comment", PgKind::Text),
+    ]
+    .into_iter()
+    .map(|(name, kind)| (name.to_string(), kind))
+    .collect()
+}
+
+/// Splits a binary COPY stream into its header and its tuples (the trailer last), as the
+/// server sends them: one CopyData message per tuple, the header with the first.
+fn copy_messages(stream: &[u8]) -> Result<Vec<&[u8]>> {
+    let bad = || "the captured COPY stream is malformed".to_string();
+    let mut messages = Vec::new();
+    let ext = u32::from_be_bytes(stream.get(15..19).ok_or_else(bad)?.try_into().unwrap());
+    let mut start = 0;
+    let mut at = 19 + ext as usize;
+    loop {
+        let count = i16::from_be_bytes(stream.get(at..at + 2).ok_or_else(bad)?.try_into().unwrap());
+        at += 2;
+        for _ in 0..count.max(0) {
+            let n = i32::from_be_bytes(stream.get(at..at + 4).ok_or_else(bad)?.try_into().unwrap());
+            at += 4 + n.max(0) as usize;
+        }
+        messages.push(stream.get(start..at).ok_or_else(bad)?);
+        start = at;
+        if count == -1 {
+            return Ok(messages);
+        }
+    }
+}
+
+fn decode(args: &DecodeArgs) -> Result<()> {
+    ensure_database(&args.server, &args.database)?;
+    let url = db_url(&args.server, &args.database);
+    let table = "lineitem_1m";
+    ensure_lineitem(&url, table, 1_000_000)?;
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    let capture = args.out.join(format!("{table}.copy"));
+    if !capture.exists() {
+        let file = std::fs::File::create(&capture).map_err(|e| e.to_string())?;
+        let status = Command::new("psql")
+            .args([url.as_str(), "-X", "-q", "-c"])
+            .arg(format!("COPY {table} TO STDOUT (FORMAT binary)"))
+            .stdout(file)
+            .status()
+            .map_err(|e| format!("running psql: {e}"))?;
+        if !status.success() {
+            let _ = std::fs::remove_file(&capture);
+            return Err(format!("capturing the COPY stream of {table} failed"));
+        }
+    }
+    let stream = std::fs::read(&capture).map_err(|e| e.to_string())?;
+    let messages = copy_messages(&stream)?;
+    let kinds = lineitem_kinds();
+    let mut times = Vec::new();
+    for _ in 0..=args.runs {
+        let started = Instant::now();
+        let mut decoder = tributary::decode::pgcopy::CopyDecoder::new(&kinds);
+        let mut rows = 0;
+        for message in &messages {
+            decoder.push(message).map_err(|e| e.to_string())?;
+            if decoder.buffered_rows() >= 8192 {
+                rows += decoder.take_batch().map_err(|e| e.to_string())?.num_rows();
+            }
+        }
+        decoder.finish().map_err(|e| e.to_string())?;
+        rows += decoder.take_batch().map_err(|e| e.to_string())?.num_rows();
+        if rows != 1_000_000 {
+            return Err(format!("decoded {rows} rows of 1000000"));
+        }
+        times.push(started.elapsed().as_secs_f64());
+    }
+    // The first pass warms the allocator and the caches.
+    let time = median(times[1..].to_vec());
+    println!(
+        "decode {table}: {:.1} MB stream, median of {} passes: {:.3} s, {:.0} ns/row, {:.0} MB/s (min {:.3} s, max {:.3} s)",
+        stream.len() as f64 / 1e6,
+        args.runs,
+        time,
+        time * 1e9 / 1e6,
+        stream.len() as f64 / 1e6 / time,
+        times[1..].iter().cloned().fold(f64::INFINITY, f64::min),
+        times[1..].iter().cloned().fold(0.0, f64::max),
+    );
     Ok(())
 }
