@@ -141,7 +141,7 @@ pub fn base_query(config: &JobConfig, index: usize) -> TaskQuery {
 /// the table shadowed by a common table expression of the same name that reads only the
 /// piece's pages. A non-recursive CTE does not see its own name, so inside it the name
 /// still means the table.
-fn restrict(sql: &str, spec: &PartitionSpec, piece: &Piece) -> String {
+pub(crate) fn restrict(sql: &str, spec: &PartitionSpec, piece: &Piece) -> String {
     match (spec, piece) {
         (PartitionSpec::Pages { table, .. }, _) => {
             let name = table.rsplit('.').next().unwrap_or(table);

@@ -177,12 +177,15 @@ impl ShardPool {
             PartitionSpec::Pages {
                 table,
                 pages_per_task,
-            } => match self {
-                ShardPool::Postgres(pg) => {
+            } => match (self, base) {
+                (ShardPool::Postgres(pg), TaskQuery::Postgres { sql }) => {
                     let pages = pg.relation_pages(session.as_ref(), table).await?;
-                    partition::page_pieces(pages, *pages_per_task)
+                    let pieces = partition::page_pieces(pages, *pages_per_task);
+                    let first = crate::plan::restrict(sql, spec, &pieces[0]);
+                    pg.check_page_scan(session.as_ref(), &first, table).await?;
+                    pieces
                 }
-                ShardPool::Sqlite(s) => {
+                (ShardPool::Sqlite(s), _) => {
                     return Err(TaskError::new(
                         s.name(),
                         TaskErrorKind::Partition {
@@ -190,6 +193,7 @@ impl ShardPool {
                         },
                     ));
                 }
+                _ => unreachable!("the planner renders each query for its shard's kind"),
             },
         };
         let snapshot = session.as_ref().map(|s| s.id.clone());

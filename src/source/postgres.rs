@@ -315,6 +315,60 @@ impl PgShard {
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
+    /// Checks that `sql`, a query restricted to one page range of `table`, reads `table`
+    /// exactly once and only through that range. The restriction shadows the table's
+    /// name, so a query that reaches the table otherwise (schema-qualified, through a
+    /// view, under another name) would read all of it in every piece, and one that reads
+    /// it twice (a self-join) would pair rows of the same range only: either would be a
+    /// wrong result, not an error, so the plan is looked at first (`EXPLAIN`: nothing is
+    /// read).
+    pub async fn check_page_scan(
+        &self,
+        session: Option<&SnapshotSession>,
+        sql: &str,
+        table: &str,
+    ) -> Result<(), TaskError> {
+        let client = self.probe_client(session).await?;
+        let fail = |message: String| self.error(TaskErrorKind::Partition { message });
+        let name = client
+            .query_one(
+                "SELECT n.nspname, c.relname FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::text::regclass",
+                &[&table],
+            )
+            .await
+            .map_err(|e| self.error(classify(&e, None)))?;
+        let (schema, relation): (String, String) = (name.get(0), name.get(1));
+        let row = client
+            .query_one(&format!("EXPLAIN (FORMAT JSON, VERBOSE) {sql}"), &[])
+            .await
+            .map_err(|e| self.error(classify(&e, None)))?;
+        let plan: serde_json::Value = row.get(0);
+        let mut scans = Vec::new();
+        let mut shared = false;
+        let shadow = table.rsplit('.').next().unwrap_or(table);
+        walk_plan(&plan[0]["Plan"], &mut |node| {
+            let text = |key: &str| node[key].as_str().unwrap_or_default();
+            if text("Relation Name") == relation && text("Schema") == schema {
+                let ranged =
+                    text("Node Type").starts_with("Tid") || text("Filter").contains("ctid >= '(");
+                scans.push(ranged);
+            }
+            if text("Node Type") == "CTE Scan" && text("CTE Name") == shadow {
+                shared = true;
+            }
+        });
+        match scans.as_slice() {
+            [true] if !shared => Ok(()),
+            [] | [false] => Err(fail(format!(
+                "page partitions need the query to read table `{table}` by that name, unqualified: its plan does not read it through the page range (a view or a schema-qualified name is not restricted)"
+            ))),
+            _ => Err(fail(format!(
+                "page partitions need the query to read table `{table}` once: it reads it more than once (a self-join would only pair rows of the same page range)"
+            ))),
+        }
+    }
+
     /// PostgreSQL's estimate of the rows `sql` returns (`EXPLAIN`: nothing is read).
     pub async fn estimate(&self, sql: &str) -> Result<f64, TaskError> {
         let client = self.connection().await?;
@@ -542,6 +596,16 @@ impl Watchdog {
                     self.timer.as_mut().reset(now + Watchdog::tick(limit));
                 }
             }
+        }
+    }
+}
+
+/// Calls `visit` on every node of an `EXPLAIN (FORMAT JSON)` plan.
+fn walk_plan(node: &serde_json::Value, visit: &mut impl FnMut(&serde_json::Value)) {
+    visit(node);
+    if let Some(children) = node["Plans"].as_array() {
+        for child in children {
+            walk_plan(child, visit);
         }
     }
 }

@@ -116,6 +116,48 @@ async fn hash_predicate_and_page_partitions_read_every_row_once() {
 }
 
 #[tokio::test]
+async fn page_partitions_refuse_a_query_that_does_not_read_the_table_once_by_name() {
+    let url = harness::database(
+        "part_pages_refused",
+        &format!("{SETUP} CREATE VIEW v AS SELECT * FROM t;"),
+    )
+    .await;
+    // Each of these would read the whole table in every piece (the range shadows the
+    // name `t` only), or pair rows of the same range only.
+    for (sql, says) in [
+        (
+            "SELECT id, k, label FROM public.t",
+            "does not read it through the page range",
+        ),
+        (
+            "SELECT id, k, label FROM v",
+            "does not read it through the page range",
+        ),
+        (
+            "SELECT a.id, a.k, b.label FROM t AS a JOIN t AS b ON b.id = a.id + 1",
+            "more than once",
+        ),
+    ] {
+        let mut job = Job::new(sql, &[("s", &url)]);
+        job.args.pool_size = Some(3);
+        let mut config = tributary::JobConfig::resolve(job.args.clone()).unwrap();
+        config.options.partition = Some(PartitionSpec::Pages {
+            table: "t".into(),
+            pages_per_task: 20,
+        });
+        let (report, result) = tributary::run(&config, false, std::future::pending()).await;
+        let err = result.expect_err(sql);
+        let message = err.to_string();
+        assert!(
+            message.contains("shard `s`") && message.contains("`t`") && message.contains(says),
+            "{sql}: {message}\n{report}"
+        );
+        assert_eq!(err.exit_code(), exit::DATA, "{sql}");
+        assert!(!job.output().exists(), "{sql}");
+    }
+}
+
+#[tokio::test]
 async fn empty_results_and_single_values_split_cleanly() {
     let url = harness::database("part_edges", "CREATE TABLE t (id bigint, k int, label text); INSERT INTO t VALUES (1, 5, 'a'), (2, 5, NULL), (3, NULL, 'c');").await;
     let sql = "SELECT id, k, label FROM t";
