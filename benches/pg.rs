@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 // As in the tributary binary, so that `decode` measures the allocator it runs with.
+#[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
