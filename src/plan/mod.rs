@@ -144,7 +144,7 @@ pub fn base_query(config: &JobConfig, index: usize) -> TaskQuery {
 pub(crate) fn restrict(sql: &str, spec: &PartitionSpec, piece: &Piece) -> String {
     match (spec, piece) {
         (PartitionSpec::Pages { table, .. }, _) => {
-            let name = table.rsplit('.').next().unwrap_or(table);
+            let name = partition::shadowed_name(table);
             let cte = format!(
                 "{name} AS (SELECT * FROM {table} WHERE {})",
                 piece.predicate("")

@@ -260,6 +260,11 @@ pub fn hash_pieces(n: usize) -> Vec<Piece> {
     pieces
 }
 
+/// The name a page range's CTE shadows: the table's name without its schema.
+pub fn shadowed_name(table: &str) -> &str {
+    table.rsplit('.').next().unwrap_or(table)
+}
+
 /// Page ranges of `per_task` pages over a table of `pages` pages; the last range is open
 /// so that pages added after the count are still read.
 pub fn page_pieces(pages: u64, per_task: u64) -> Vec<Piece> {

@@ -179,10 +179,10 @@ impl ShardPool {
                 pages_per_task,
             } => match (self, base) {
                 (ShardPool::Postgres(pg), TaskQuery::Postgres { sql }) => {
-                    let pages = pg.relation_pages(session.as_ref(), table).await?;
-                    let pieces = partition::page_pieces(pages, *pages_per_task);
+                    let table = pg.page_table(session.as_ref(), table).await?;
+                    let pieces = partition::page_pieces(table.pages, *pages_per_task);
                     let first = crate::plan::restrict(sql, spec, &pieces[0]);
-                    pg.check_page_scan(session.as_ref(), &first, table).await?;
+                    pg.check_page_scan(session.as_ref(), &first, &table).await?;
                     pieces
                 }
                 (ShardPool::Sqlite(s), _) => {

@@ -15,7 +15,7 @@ use tokio_postgres::CancelToken;
 use crate::config::shards::PgSource;
 use crate::decode::pgcopy::{CopyDecoder, CopyError};
 use crate::error::{TaskError, TaskErrorKind};
-use crate::plan::partition::{KeyValue, quote_ident};
+use crate::plan::partition::{KeyValue, quote_ident, shadowed_name};
 use crate::types::TypeRules;
 
 use super::pgcolumns::{self, Columns};
@@ -298,21 +298,30 @@ impl PgShard {
         }
     }
 
-    /// The number of heap pages of `table`, on `session`'s snapshot if given.
-    pub async fn relation_pages(
+    /// The table of a page-partitioned job, on `session`'s snapshot if given: its heap
+    /// pages and the schema and name it resolves to.
+    pub async fn page_table(
         &self,
         session: Option<&SnapshotSession>,
         table: &str,
-    ) -> Result<u64, TaskError> {
+    ) -> Result<PageTable, TaskError> {
         let client = self.probe_client(session).await?;
         let row = client
             .query_one(
-                "SELECT (pg_relation_size($1::text::regclass) / current_setting('block_size')::int)::bigint",
+                "SELECT (pg_relation_size(c.oid) / current_setting('block_size')::int)::bigint, \
+                        n.nspname, c.relname \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.oid = $1::text::regclass",
                 &[&table],
             )
             .await
             .map_err(|e| self.error(classify(&e, None)))?;
-        Ok(row.get::<_, i64>(0).max(0) as u64)
+        Ok(PageTable {
+            given: table.to_string(),
+            pages: row.get::<_, i64>(0).max(0) as u64,
+            schema: row.get(1),
+            name: row.get(2),
+        })
     }
 
     /// Checks that `sql`, a query restricted to one page range of `table`, reads `table`
@@ -326,19 +335,9 @@ impl PgShard {
         &self,
         session: Option<&SnapshotSession>,
         sql: &str,
-        table: &str,
+        table: &PageTable,
     ) -> Result<(), TaskError> {
         let client = self.probe_client(session).await?;
-        let fail = |message: String| self.error(TaskErrorKind::Partition { message });
-        let name = client
-            .query_one(
-                "SELECT n.nspname, c.relname FROM pg_class c \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::text::regclass",
-                &[&table],
-            )
-            .await
-            .map_err(|e| self.error(classify(&e, None)))?;
-        let (schema, relation): (String, String) = (name.get(0), name.get(1));
         let row = client
             .query_one(&format!("EXPLAIN (FORMAT JSON, VERBOSE) {sql}"), &[])
             .await
@@ -346,10 +345,10 @@ impl PgShard {
         let plan: serde_json::Value = row.get(0);
         let mut scans = Vec::new();
         let mut shared = false;
-        let shadow = table.rsplit('.').next().unwrap_or(table);
+        let shadow = shadowed_name(&table.given);
         walk_plan(&plan[0]["Plan"], &mut |node| {
             let text = |key: &str| node[key].as_str().unwrap_or_default();
-            if text("Relation Name") == relation && text("Schema") == schema {
+            if text("Relation Name") == table.name && text("Schema") == table.schema {
                 let ranged =
                     text("Node Type").starts_with("Tid") || text("Filter").contains("ctid >= '(");
                 scans.push(ranged);
@@ -358,15 +357,17 @@ impl PgShard {
                 shared = true;
             }
         });
-        match scans.as_slice() {
-            [true] if !shared => Ok(()),
-            [] | [false] => Err(fail(format!(
-                "page partitions need the query to read table `{table}` by that name, unqualified: its plan does not read it through the page range (a view or a schema-qualified name is not restricted)"
-            ))),
-            _ => Err(fail(format!(
-                "page partitions need the query to read table `{table}` once: it reads it more than once (a self-join would only pair rows of the same page range)"
-            ))),
-        }
+        let given = &table.given;
+        let message = match scans.as_slice() {
+            [true] if !shared => return Ok(()),
+            [] | [false] => format!(
+                "page partitions need the query to read table `{given}` by that name, unqualified: its plan does not read it through the page range (a view or a schema-qualified name is not restricted)"
+            ),
+            _ => format!(
+                "page partitions need the query to read table `{given}` once: it reads it more than once (a self-join would only pair rows of the same page range)"
+            ),
+        };
+        Err(self.error(TaskErrorKind::Partition { message }))
     }
 
     /// PostgreSQL's estimate of the rows `sql` returns (`EXPLAIN`: nothing is read).
@@ -598,6 +599,15 @@ impl Watchdog {
             }
         }
     }
+}
+
+/// The table of a page-partitioned job, as the server resolves it.
+pub struct PageTable {
+    /// The name the job gives (the one the page ranges shadow).
+    pub given: String,
+    pub pages: u64,
+    pub schema: String,
+    pub name: String,
 }
 
 /// Calls `visit` on every node of an `EXPLAIN (FORMAT JSON)` plan.
