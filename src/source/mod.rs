@@ -3,6 +3,7 @@
 //! the merger. A task that does not finish (error, deadline, abort) cancels its statement
 //! on the server and never hands its connection back to the pool.
 
+pub mod coalesce;
 pub mod pgcolumns;
 pub mod postgres;
 pub mod sqlite;

@@ -7,6 +7,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures_util::TryFutureExt;
+use futures_util::future::MapOk;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -20,6 +22,7 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::shards::{SslMode, TlsSettings};
+use crate::source::coalesce::Coalesce;
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -30,16 +33,17 @@ fn provider() -> Arc<CryptoProvider> {
 /// through this buffer takes whatever has arrived, up to this much, at once.
 const READ_BUFFER: usize = 128 << 10;
 
-/// rustls over a buffered socket.
+/// rustls over a buffered socket, its plaintext read through [`Coalesce`].
 #[derive(Clone)]
 pub struct Connector(MakeRustlsConnect);
 
 impl<S> MakeTlsConnect<S> for Connector
 where
     MakeRustlsConnect: MakeTlsConnect<BufReader<S>>,
+    <MakeRustlsConnect as MakeTlsConnect<BufReader<S>>>::Stream: Unpin,
     S: AsyncRead + AsyncWrite,
 {
-    type Stream = <MakeRustlsConnect as MakeTlsConnect<BufReader<S>>>::Stream;
+    type Stream = Coalesce<<MakeRustlsConnect as MakeTlsConnect<BufReader<S>>>::Stream>;
     type TlsConnect = Buffered<<MakeRustlsConnect as MakeTlsConnect<BufReader<S>>>::TlsConnect>;
     type Error = <MakeRustlsConnect as MakeTlsConnect<BufReader<S>>>::Error;
 
@@ -51,14 +55,20 @@ where
 /// A TLS handshake over the socket wrapped in a read buffer.
 pub struct Buffered<T>(T);
 
-impl<S: AsyncRead, T: TlsConnect<BufReader<S>>> TlsConnect<S> for Buffered<T> {
-    type Stream = T::Stream;
+impl<S, T> TlsConnect<S> for Buffered<T>
+where
+    S: AsyncRead,
+    T: TlsConnect<BufReader<S>>,
+    T::Stream: Unpin,
+{
+    type Stream = Coalesce<T::Stream>;
     type Error = T::Error;
-    type Future = T::Future;
+    type Future = MapOk<T::Future, fn(T::Stream) -> Coalesce<T::Stream>>;
 
-    fn connect(self, stream: S) -> T::Future {
+    fn connect(self, stream: S) -> Self::Future {
         self.0
             .connect(BufReader::with_capacity(READ_BUFFER, stream))
+            .map_ok(Coalesce::new as fn(T::Stream) -> Coalesce<T::Stream>)
     }
 }
 
