@@ -513,7 +513,24 @@ impl Merger {
         Ok(())
     }
 
-    fn encode_group(&mut self, task: usize, batch: RecordBatch) -> Result<()> {
+    /// Encodes the batch into the task's row groups, cutting it where a group reaches
+    /// `row_group_size` rows: batches need not divide it (a source's batch can pass its
+    /// batch size by part of a network read).
+    fn encode_group(&mut self, task: usize, mut batch: RecordBatch) -> Result<()> {
+        let size = self.settings.row_group_size;
+        loop {
+            let in_group = self.encoders.get(&task).map_or(0, |e| e.rows as usize);
+            let room = size.saturating_sub(in_group).max(1);
+            if batch.num_rows() <= room {
+                return self.encode_rows(task, batch);
+            }
+            let tail = batch.slice(room, batch.num_rows() - room);
+            self.encode_rows(task, batch.slice(0, room))?;
+            batch = tail;
+        }
+    }
+
+    fn encode_rows(&mut self, task: usize, batch: RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }

@@ -477,8 +477,8 @@ FROM generate_series(1, 40000) AS g;
 async fn parallel_encoding_writes_the_values_one_thread_writes() {
     let url = harness::database("parallel_encoding", ENCODING_SETUP).await;
     let mut job = Job::new("SELECT * FROM wide ORDER BY id", &[("s", &url)]);
-    // Several decoded batches (8192 rows) meet in each row group, and several groups are
-    // written.
+    // Decoded batches (8192 rows) are cut to fill row groups of exactly the size asked,
+    // and several groups are written.
     job.args.row_group_size = Some(10_000);
     let one = concat(&job.run_ok_with(|c| c.options.encoder_threads = 1).await);
     let groups = |path: &std::path::Path| {
@@ -486,11 +486,14 @@ async fn parallel_encoding_writes_the_values_one_thread_writes() {
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()
             .metadata()
-            .num_row_groups()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect::<Vec<_>>()
     };
-    assert_eq!(groups(&job.output()), 3);
+    assert_eq!(groups(&job.output()), [10_000; 4]);
     let four = concat(&job.run_ok_with(|c| c.options.encoder_threads = 4).await);
-    assert_eq!(groups(&job.output()), 3);
+    assert_eq!(groups(&job.output()), [10_000; 4]);
     assert_eq!(one, four, "4 encoder threads wrote other values than 1");
 
     // And the values are the database's, row by row.
