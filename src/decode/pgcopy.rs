@@ -42,6 +42,9 @@ const MAX_FIELD_BYTES: i32 = 1 << 30;
 /// passes. The decode benchmark gave 91, 89, 90, 95 and 93 ns/row for blocks of 32, 64,
 /// 128, 256 and 1024 rows.
 const BLOCK_ROWS: usize = 64;
+/// A block of wide tuples is decoded once it holds this many bytes, fewer than
+/// [`BLOCK_ROWS`] tuples: the block is a copy, kept small.
+const BLOCK_BYTES: usize = 256 << 10;
 /// Microseconds from 1970-01-01 to 2000-01-01.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -258,7 +261,9 @@ impl CopyDecoder {
             self.rows += 1;
             self.bytes += len + 8 * self.columns.len();
             pos += len;
-            if self.fields.len() >= BLOCK_ROWS * self.columns.len() {
+            if self.fields.len() >= BLOCK_ROWS * self.columns.len()
+                || self.block.len() >= BLOCK_BYTES
+            {
                 self.decode_block()?;
             }
         }
@@ -270,25 +275,7 @@ impl CopyDecoder {
         }
         Ok(pos)
     }
-}
 
-/// The header's length if it is complete.
-fn header_len(data: &[u8]) -> Result<Option<usize>, CopyError> {
-    let n = data.len().min(SIGNATURE.len());
-    if data[..n] != SIGNATURE[..n] {
-        return Err(CopyError::Malformed("bad signature".into()));
-    }
-    if data.len() < 19 {
-        return Ok(None);
-    }
-    let ext = u32::from_be_bytes(data[15..19].try_into().expect("4 bytes")) as usize;
-    if ext > 1 << 20 {
-        return Err(CopyError::Malformed("header extension too long".into()));
-    }
-    Ok((data.len() >= 19 + ext).then_some(19 + ext))
-}
-
-impl CopyDecoder {
     /// Adds the tuple at the start of `data` (field count included) to the block if it is
     /// complete, and returns its length.
     fn stage(&mut self, data: &[u8]) -> Result<Option<usize>, CopyError> {
@@ -329,6 +316,22 @@ impl CopyDecoder {
         self.fields.clear();
         Ok(())
     }
+}
+
+/// The header's length if it is complete.
+fn header_len(data: &[u8]) -> Result<Option<usize>, CopyError> {
+    let n = data.len().min(SIGNATURE.len());
+    if data[..n] != SIGNATURE[..n] {
+        return Err(CopyError::Malformed("bad signature".into()));
+    }
+    if data.len() < 19 {
+        return Ok(None);
+    }
+    let ext = u32::from_be_bytes(data[15..19].try_into().expect("4 bytes")) as usize;
+    if ext > 1 << 20 {
+        return Err(CopyError::Malformed("header extension too long".into()));
+    }
+    Ok((data.len() >= 19 + ext).then_some(19 + ext))
 }
 
 /// Walks the fields of the tuple at the start of `data` (field count included), noting
