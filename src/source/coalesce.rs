@@ -58,8 +58,9 @@ impl<S> Coalesce<S> {
                 break;
             };
             if tag != COPY_DATA || len < 4 {
-                // Not CopyData (or malformed, which tokio-postgres reports).
-                self.raw = 1 + len;
+                // Not CopyData, or a length below its own 4 bytes: as it is, header
+                // whole, so that tokio-postgres reports the malformed message.
+                self.raw = (1 + len).max(5);
                 continue;
             }
             // The whole CopyData messages from here that fit in `out` as one.
@@ -282,5 +283,25 @@ mod tests {
             merged += sent - got.len();
         }
         assert!(merged > 10_000, "runs were merged: {merged} messages fewer");
+    }
+
+    #[test]
+    fn a_malformed_length_reaches_the_reader_as_it_came() {
+        let mut stream = [message(COPY_DATA, b"ab"), message(COPY_DATA, b"cd")].concat();
+        let bad = [COPY_DATA, 0, 0, 0, 2, 9, 9, 9];
+        stream.extend(bad);
+        stream.extend(message(COPY_DATA, b"ef"));
+        let mut reader = Coalesce::new(Chunks(VecDeque::from([stream])));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut space = vec![0; 1024];
+        let mut buf = ReadBuf::new(&mut space);
+        assert!(
+            Pin::new(&mut reader)
+                .poll_read(&mut cx, &mut buf)
+                .is_ready()
+        );
+        // The good messages merged, then the bad header as it was sent.
+        let want = [&message(COPY_DATA, b"abcd")[..], &bad[..5]].concat();
+        assert_eq!(&buf.filled()[..want.len()], &want[..]);
     }
 }
