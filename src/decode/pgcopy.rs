@@ -1842,6 +1842,45 @@ mod tests {
     }
 
     #[test]
+    fn wide_tuples_are_decoded_before_the_block_fills() {
+        let kinds = vec![
+            ("i".to_string(), PgKind::Int4),
+            ("t".to_string(), PgKind::Text),
+        ];
+        let wide = |r: usize| format!("{r:>60000}");
+        let rows: Vec<Vec<Option<Vec<u8>>>> = (0..20)
+            .map(|r| {
+                vec![
+                    Some((r as i32).to_be_bytes().to_vec()),
+                    Some(wide(r).into_bytes()),
+                ]
+            })
+            .collect();
+        let data = stream(&rows);
+        let tuple = 2 + (4 + 4) + (4 + 60_000);
+        // Four tuples (240 KB) wait in the block; the fifth passes 256 KiB and all five
+        // are decoded.
+        let mut dec = CopyDecoder::new(&kinds);
+        dec.push(&data[..19 + 4 * tuple]).unwrap();
+        assert_eq!(dec.fields.len(), 4 * 2);
+        dec.push(&data[19 + 4 * tuple..19 + 5 * tuple]).unwrap();
+        assert!(dec.block.is_empty() && dec.fields.is_empty());
+        assert_eq!(dec.buffered_rows(), 5);
+        let mut dec = CopyDecoder::new(&kinds);
+        dec.push(&data).unwrap();
+        dec.finish().unwrap();
+        let batch = dec.take_batch().unwrap();
+        let text = batch.column(1).as_string::<i32>();
+        for r in 0..20 {
+            assert_eq!(
+                batch.column(0).as_primitive::<Int32Type>().value(r),
+                r as i32
+            );
+            assert_eq!(text.value(r), wide(r));
+        }
+    }
+
+    #[test]
     fn a_bad_value_fails_the_push_that_completes_its_block_or_the_batch() {
         let kinds = vec![("i".to_string(), PgKind::Int4)];
         let mut rows: Vec<Vec<Option<Vec<u8>>>> = (0..BLOCK_ROWS as i32)
