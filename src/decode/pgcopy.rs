@@ -1225,15 +1225,10 @@ fn any_decimal(
 }
 
 /// A date as days since 1970-01-01: `None` for an infinity read as NULL.
-fn date(v: &[u8], infinity: InfinityMode) -> Result<Option<i32>, String> {
+fn date(v: &[u8], mode: InfinityMode) -> Result<Option<i32>, String> {
     let days = i32::from_be_bytes(fixed(v)?);
-    if days == i32::MAX || days == i32::MIN {
-        let positive = days == i32::MAX;
-        return match infinity {
-            InfinityMode::Error => Err(infinite("date", positive)),
-            InfinityMode::Null => Ok(None),
-            InfinityMode::Clamp => Ok(Some(if positive { i32::MAX } else { -i32::MAX })),
-        };
+    if let Some(special) = infinity(days, i32::MAX, i32::MIN, "date", mode) {
+        return special;
     }
     days.checked_add(PG_EPOCH_DAYS)
         .map(Some)
@@ -1241,20 +1236,38 @@ fn date(v: &[u8], infinity: InfinityMode) -> Result<Option<i32>, String> {
 }
 
 /// A timestamp as microseconds since 1970-01-01: `None` for an infinity read as NULL.
-fn timestamp(v: &[u8], infinity: InfinityMode) -> Result<Option<i64>, String> {
+fn timestamp(v: &[u8], mode: InfinityMode) -> Result<Option<i64>, String> {
     let micros = i64::from_be_bytes(fixed(v)?);
-    if micros == i64::MAX || micros == i64::MIN {
-        let positive = micros == i64::MAX;
-        return match infinity {
-            InfinityMode::Error => Err(infinite("timestamp", positive)),
-            InfinityMode::Null => Ok(None),
-            InfinityMode::Clamp => Ok(Some(if positive { i64::MAX } else { -i64::MAX })),
-        };
+    if let Some(special) = infinity(micros, i64::MAX, i64::MIN, "timestamp", mode) {
+        return special;
     }
     micros
         .checked_add(PG_EPOCH_MICROS)
         .map(Some)
         .ok_or_else(|| "timestamp out of range".into())
+}
+
+/// PostgreSQL's `infinity` and `-infinity` (the type's largest and smallest value) as
+/// `mode` reads them; `None` for a finite value.
+fn infinity<T>(
+    value: T,
+    max: T,
+    min: T,
+    what: &str,
+    mode: InfinityMode,
+) -> Option<Result<Option<T>, String>>
+where
+    T: Copy + PartialEq + std::ops::Neg<Output = T>,
+{
+    if value != max && value != min {
+        return None;
+    }
+    let positive = value == max;
+    Some(match mode {
+        InfinityMode::Error => Err(infinite(what, positive)),
+        InfinityMode::Null => Ok(None),
+        InfinityMode::Clamp => Ok(Some(if positive { max } else { -max })),
+    })
 }
 
 /// Finishes a primitive builder, leaving it with room for as many values (and the same
