@@ -58,9 +58,9 @@ impl<S> Coalesce<S> {
                 break;
             };
             if tag != COPY_DATA || len < 4 {
-                // Not CopyData, or a length below its own 4 bytes: as it is, header
-                // whole, so that tokio-postgres reports the malformed message.
-                self.raw = (1 + len).max(5);
+                // Not CopyData, or a length below its own 4 bytes, which tokio-postgres
+                // reports: as it is.
+                self.raw = 1 + len;
                 continue;
             }
             // The whole CopyData messages from here that fit in `out` as one.
