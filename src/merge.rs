@@ -516,7 +516,7 @@ impl Merger {
 
     /// Encodes the batch into the task's row groups, cutting it where a group reaches
     /// `row_group_size` rows: batches need not divide it (a source's batch can pass its
-    /// batch size by part of a network read).
+    /// batch size by part of a network read, or end early at its byte bound).
     fn encode_group(&mut self, task: usize, mut batch: RecordBatch) -> Result<()> {
         let size = self.settings.row_group_size;
         loop {
