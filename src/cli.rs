@@ -62,7 +62,8 @@ pub struct RunCommand {
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
 
-    /// Connections per shard, unless the shard sets `pool_size` [default: 2].
+    /// Connections per shard, unless the shard sets `pool_size` [default: 2; with
+    /// partitions, one per partition up to the shard's share of --concurrency].
     #[arg(long, value_name = "N")]
     pub pool_size: Option<usize>,
 

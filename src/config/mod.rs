@@ -13,14 +13,18 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::EnabledStatistics;
 
 use crate::error::{Error, Result};
-use crate::plan::partition::{KeyValue, PartitionSpec};
+use crate::plan::partition::{KeyValue, PageSplit, PartitionSpec};
 use crate::sql::{ParamValue, Params, SqlTemplate};
 use crate::types::{TypeOverrides, TypeRules};
 
 pub use shards::{ShardConfig, SourceConfig};
 
-/// Default connections per shard: enough to overlap a query with the next, light on the server.
+/// Fewest connections per shard when the pool size is not set: enough to overlap a query
+/// with the next (and the describe step with the first query), light on the server.
 pub const DEFAULT_POOL_SIZE: usize = 2;
+/// Heap pages per task of a `pages` partition that sets neither `partitions` nor
+/// `pages_per_task` (8 MB of table each).
+pub const DEFAULT_PAGES_PER_TASK: u64 = 1000;
 /// Default number of tasks running at once across all shards.
 pub const DEFAULT_CONCURRENCY: usize = 16;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,8 +105,9 @@ pub struct JobConfig {
 pub struct RunOptions {
     /// Tasks running at once across all shards.
     pub concurrency: usize,
-    /// Connections per shard unless the shard sets its own.
-    pub pool_size: usize,
+    /// Connections per shard unless the shard sets its own; `None` sizes each pool to
+    /// its share of the work ([`RunOptions::pool_size_for`]).
+    pub pool_size: Option<usize>,
     /// Deadline of one task; past it the statement is cancelled on the server.
     pub query_timeout: Option<Duration>,
     pub connect_timeout: Duration,
@@ -142,6 +147,34 @@ pub struct RunOptions {
     pub page_index: bool,
     /// Splitting the output into several files; `None` writes one file.
     pub split: Option<Split>,
+}
+
+impl RunOptions {
+    /// The connections `shard`'s pool may hold, out of `shards` shards: the size the
+    /// shard's entry or the job sets; else, for a partitioned job, as many as the
+    /// partitions asked for (so that `--partitions 4` reads four at once) but no more
+    /// than the shard's share of `concurrency` (so that the running tasks spread over
+    /// the shards); else [`DEFAULT_POOL_SIZE`]. Connections open as tasks need them, so
+    /// a shard never holds more than it runs.
+    pub fn pool_size_for(&self, shard: &ShardConfig, shards: usize) -> usize {
+        if let Some(n) = shard.pool_size.or(self.pool_size) {
+            return n;
+        }
+        let asked = match &self.partition {
+            None => return DEFAULT_POOL_SIZE,
+            Some(
+                PartitionSpec::Range { partitions, .. } | PartitionSpec::Hash { partitions, .. },
+            ) => *partitions,
+            Some(PartitionSpec::Predicates(list)) => list.len(),
+            Some(PartitionSpec::Pages { split, .. }) => match split {
+                PageSplit::Tasks(n) => *n,
+                // Pieces of a fixed size: as many as the share allows.
+                PageSplit::PerTask(_) => usize::MAX,
+            },
+        };
+        let share = self.concurrency.div_ceil(shards.max(1));
+        asked.min(share).max(DEFAULT_POOL_SIZE)
+    }
 }
 
 /// When to start the next output file. The files are named `STEM-00000.EXT`,
@@ -361,11 +394,10 @@ impl JobConfig {
                 DEFAULT_CONCURRENCY,
                 "concurrency",
             )?,
-            pool_size: positive(
-                args.pool_size.or(job.pool_size),
-                DEFAULT_POOL_SIZE,
-                "pool_size",
-            )?,
+            pool_size: match args.pool_size.or(job.pool_size) {
+                Some(n) => Some(positive(Some(n), DEFAULT_POOL_SIZE, "pool_size")?),
+                None => None,
+            },
             query_timeout: duration(args.query_timeout, &job.query_timeout, "query_timeout")?,
             connect_timeout: duration(
                 args.connect_timeout,
@@ -498,13 +530,29 @@ fn partition_spec(
             }
             PartitionSpec::Predicates(list)
         }
-        "pages" => PartitionSpec::Pages {
-            table: file
-                .table
-                .clone()
-                .ok_or("[partition] of kind `pages` needs `table`")?,
-            pages_per_task: file.pages_per_task.filter(|n| *n > 0).unwrap_or(1000),
-        },
+        "pages" => {
+            // --partitions on the command line overrides either key of the file.
+            let split = match (args.partitions, file.partitions, file.pages_per_task) {
+                (Some(n), _, _) | (None, Some(n), None) => PageSplit::Tasks(count(Some(n))?),
+                (None, Some(_), Some(_)) => {
+                    return Err("[partition] of kind `pages` takes `partitions` or \
+                                `pages_per_task`, not both"
+                        .into());
+                }
+                (None, None, per_task) => PageSplit::PerTask(
+                    per_task
+                        .filter(|n| *n > 0)
+                        .unwrap_or(DEFAULT_PAGES_PER_TASK),
+                ),
+            };
+            PartitionSpec::Pages {
+                table: file
+                    .table
+                    .clone()
+                    .ok_or("[partition] of kind `pages` needs `table`")?,
+                split,
+            }
+        }
         other => {
             return Err(format!(
                 "unknown partition kind `{other}`: use range, hash, predicates or pages"
@@ -770,7 +818,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.options.concurrency, 9);
         assert_eq!(config.options.query_timeout, Some(Duration::from_secs(300)));
-        assert_eq!(config.options.pool_size, DEFAULT_POOL_SIZE);
+        assert_eq!(config.options.pool_size, None);
         assert_eq!(config.output, dir.path().join("out.parquet"));
         assert_eq!(config.params["day"], ParamValue::Text("2024-01-31".into()));
         assert_eq!(config.params["n"], ParamValue::Text("8".into()));
@@ -778,6 +826,48 @@ mod tests {
             SourceConfig::Sqlite(s) => assert_eq!(s.path, dir.path().join("a.db")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn pools_hold_a_connection_per_partition_within_the_shards_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let query = write(dir.path(), "q.sql", "SELECT 1 AS x");
+        let mut shards =
+            String::from("[shards]\nown = { url = \"sqlite://o.db\", pool_size = 5 }\n");
+        for i in 0..7 {
+            shards.push_str(&format!("s{i} = \"sqlite://{i}.db\"\n"));
+        }
+        let shards = write(dir.path(), "shards.toml", &shards);
+        // The pool sizes of the shard with its own size and of the others.
+        let sizes = |args: RunArgs| {
+            let config = JobConfig::resolve(RunArgs {
+                query: Some(query.clone()),
+                shards: Some(shards.clone()),
+                output: Some(dir.path().join("o.parquet")),
+                ..args
+            })
+            .unwrap();
+            let n = config.shards.len();
+            let size = |i: usize| config.options.pool_size_for(&config.shards[i], n);
+            (size(0), size(1))
+        };
+        let ranges = |partitions, concurrency| RunArgs {
+            partition_on: Some("x".into()),
+            partitions: Some(partitions),
+            concurrency: Some(concurrency),
+            ..Default::default()
+        };
+        assert_eq!(sizes(RunArgs::default()), (5, DEFAULT_POOL_SIZE));
+        // 8 shards share 64 slots: 8 each, and 6 partitions need 6.
+        assert_eq!(sizes(ranges(6, 64)), (5, 6));
+        assert_eq!(sizes(ranges(12, 64)), (5, 8));
+        // A small share still overlaps a query with the next.
+        assert_eq!(sizes(ranges(12, 8)), (5, DEFAULT_POOL_SIZE));
+        let set = RunArgs {
+            pool_size: Some(3),
+            ..ranges(12, 64)
+        };
+        assert_eq!(sizes(set), (5, 3));
     }
 
     #[test]
@@ -857,8 +947,36 @@ mod tests {
             partition_spec(&RunArgs::default(), Some(&file)).unwrap(),
             Some(PartitionSpec::Pages {
                 table: "lineitem".into(),
-                pages_per_task: 1000
+                split: PageSplit::PerTask(DEFAULT_PAGES_PER_TASK)
             })
+        );
+        let file: PartitionFile =
+            toml::from_str("kind = \"pages\"\ntable = \"t\"\npartitions = 4\n").unwrap();
+        let tasks = |args: &RunArgs, file: &PartitionFile| match partition_spec(args, Some(file)) {
+            Ok(Some(PartitionSpec::Pages { split, .. })) => split,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(tasks(&RunArgs::default(), &file), PageSplit::Tasks(4));
+        let cli = RunArgs {
+            partitions: Some(6),
+            ..Default::default()
+        };
+        let file: PartitionFile =
+            toml::from_str("kind = \"pages\"\ntable = \"t\"\npages_per_task = 50\n").unwrap();
+        assert_eq!(tasks(&RunArgs::default(), &file), PageSplit::PerTask(50));
+        assert_eq!(
+            tasks(&cli, &file),
+            PageSplit::Tasks(6),
+            "the flag overrides the file"
+        );
+        let file: PartitionFile = toml::from_str(
+            "kind = \"pages\"\ntable = \"t\"\npartitions = 4\npages_per_task = 50\n",
+        )
+        .unwrap();
+        assert!(
+            partition_spec(&RunArgs::default(), Some(&file))
+                .unwrap_err()
+                .contains("not both")
         );
         let file: PartitionFile = toml::from_str("kind = \"hash\"\npartitions = 2\n").unwrap();
         assert!(

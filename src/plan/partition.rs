@@ -29,8 +29,27 @@ pub enum PartitionSpec {
     Predicates(Vec<String>),
     Pages {
         table: String,
-        pages_per_task: u64,
+        split: PageSplit,
     },
+}
+
+/// How a page-partitioned table is cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageSplit {
+    /// Ranges of this many heap pages (the last one open-ended).
+    PerTask(u64),
+    /// This many ranges of equal size (fewer for a table of fewer pages).
+    Tasks(usize),
+}
+
+impl PageSplit {
+    /// Heap pages per task for a table of `pages` pages.
+    pub fn pages_per_task(self, pages: u64) -> u64 {
+        match self {
+            PageSplit::PerTask(n) => n.max(1),
+            PageSplit::Tasks(n) => pages.div_ceil(n.max(1) as u64).max(1),
+        }
+    }
 }
 
 /// A range key's value, in the unit the arithmetic uses.
@@ -414,6 +433,38 @@ mod tests {
                 assert_eq!(hits, 1, "page {page} of {pages} by {per}");
             }
         }
+    }
+
+    #[test]
+    fn a_page_split_into_n_tasks_gives_n_ranges_of_equal_size() {
+        let tasks = |pages, n| page_pieces(pages, PageSplit::Tasks(n).pages_per_task(pages));
+        let pieces = tasks(214_788, 4);
+        assert_eq!(pieces.len(), 4);
+        assert_eq!(
+            pieces[1],
+            Piece::Pages {
+                first: 53_697,
+                end: Some(107_394)
+            }
+        );
+        assert_eq!(
+            pieces[3],
+            Piece::Pages {
+                first: 161_091,
+                end: None
+            }
+        );
+        assert_eq!(tasks(8, 4).len(), 4);
+        // A table of fewer pages than tasks: a range per page at most, never an empty one.
+        assert_eq!(tasks(3, 8).len(), 3);
+        assert_eq!(
+            tasks(0, 4),
+            vec![Piece::Pages {
+                first: 0,
+                end: None
+            }]
+        );
+        assert_eq!(PageSplit::PerTask(0).pages_per_task(10), 1);
     }
 
     #[test]

@@ -67,9 +67,13 @@ pub enum ShardPool {
 }
 
 impl ShardPool {
-    /// Builds the pool; opens no connection.
-    pub fn open(shard: &ShardConfig, options: &RunOptions) -> Result<ShardPool, TaskError> {
-        let size = shard.pool_size.unwrap_or(options.pool_size);
+    /// Builds the pool of `shard`, one of `shards`; opens no connection.
+    pub fn open(
+        shard: &ShardConfig,
+        shards: usize,
+        options: &RunOptions,
+    ) -> Result<ShardPool, TaskError> {
+        let size = options.pool_size_for(shard, shards);
         match &shard.source {
             SourceConfig::Postgres(pg) => postgres::PgShard::new(
                 &shard.name,
@@ -175,13 +179,11 @@ impl ShardPool {
             }
             PartitionSpec::Hash { partitions, .. } => partition::hash_pieces(*partitions),
             PartitionSpec::Predicates(list) => list.iter().cloned().map(Piece::Predicate).collect(),
-            PartitionSpec::Pages {
-                table,
-                pages_per_task,
-            } => match (self, base) {
+            PartitionSpec::Pages { table, split } => match (self, base) {
                 (ShardPool::Postgres(pg), TaskQuery::Postgres { sql }) => {
                     let table = pg.page_table(session.as_ref(), table).await?;
-                    let pieces = partition::page_pieces(table.pages, *pages_per_task);
+                    let per_task = split.pages_per_task(table.pages);
+                    let pieces = partition::page_pieces(table.pages, per_task);
                     let first = crate::plan::restrict(sql, spec, &pieces[0]);
                     pg.check_page_scan(session.as_ref(), &first, &table).await?;
                     pieces

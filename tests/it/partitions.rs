@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use tributary::error::{Error, TaskErrorKind, exit};
-use tributary::plan::partition::{KeyValue, PartitionSpec};
+use tributary::plan::partition::{KeyValue, PageSplit, PartitionSpec};
 
 use crate::harness::{self, Job, concat, i64_column, str_column};
 
@@ -105,7 +105,7 @@ async fn hash_predicate_and_page_partitions_read_every_row_once() {
     assert_eq!(split(&url, QUERY, spec, 2).await.0, expected, "predicates");
     let spec = PartitionSpec::Pages {
         table: "t".into(),
-        pages_per_task: 20,
+        split: PageSplit::PerTask(20),
     };
     let (got, job) = split(&url, QUERY, spec, 3).await;
     assert_eq!(got, expected, "pages");
@@ -113,6 +113,15 @@ async fn hash_predicate_and_page_partitions_read_every_row_once() {
     let meta = harness::parquet_metadata(&job.output());
     let tasks: serde_json::Value = serde_json::from_str(&meta["tributary.tasks"]).unwrap();
     assert!(tasks.as_array().unwrap().len() >= 3, "{tasks}");
+    let spec = PartitionSpec::Pages {
+        table: "t".into(),
+        split: PageSplit::Tasks(4),
+    };
+    let (got, job) = split(&url, QUERY, spec, 4).await;
+    assert_eq!(got, expected, "pages in 4 tasks");
+    let meta = harness::parquet_metadata(&job.output());
+    let tasks: serde_json::Value = serde_json::from_str(&meta["tributary.tasks"]).unwrap();
+    assert_eq!(tasks.as_array().unwrap().len(), 4, "{tasks}");
 }
 
 #[tokio::test]
@@ -143,7 +152,7 @@ async fn page_partitions_refuse_a_query_that_does_not_read_the_table_once_by_nam
         let mut config = tributary::JobConfig::resolve(job.args.clone()).unwrap();
         config.options.partition = Some(PartitionSpec::Pages {
             table: "t".into(),
-            pages_per_task: 20,
+            split: PageSplit::PerTask(20),
         });
         let (report, result) = tributary::run(&config, false, std::future::pending()).await;
         let err = result.expect_err(sql);
@@ -394,4 +403,45 @@ async fn plan_prints_every_partition_with_its_sql_and_estimate() {
         !dir.path().join("o.parquet").exists(),
         "plan reads no data and writes nothing"
     );
+}
+
+#[tokio::test]
+async fn partitions_read_at_once_without_a_pool_size() {
+    let url = harness::database("part_pool", SETUP).await;
+    let db = harness::db("part_pool");
+    // Each partition's query sleeps once (an InitPlan) before its rows.
+    let sql = "SELECT id, k, label FROM t WHERE (SELECT pg_sleep(0.8)::text) IS NOT NULL";
+    let job = Job::new(sql, &[("s", &url)]);
+    let mut config = tributary::JobConfig::resolve(job.args.clone()).unwrap();
+    assert_eq!(config.options.pool_size, None);
+    config.options.partition = Some(PartitionSpec::Range {
+        column: "id".into(),
+        partitions: 4,
+        bounds: None,
+    });
+    let sampler = tokio::spawn(async move {
+        let admin = harness::connect("postgres").await;
+        let mut most = 0i64;
+        for _ in 0..80 {
+            let n: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                     AND application_name = 'tributary' AND query LIKE 'COPY%'",
+                    &[&db],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            most = most.max(n);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        most
+    });
+    let (report, result) = tributary::run(&config, false, std::future::pending()).await;
+    result.unwrap_or_else(|e| panic!("{e}\n{report}"));
+    // Four ranges and the NULL piece: the ranges read at once on 4 connections, not more.
+    assert_eq!(report.tasks.len(), 5, "{report}");
+    assert_eq!(sampler.await.unwrap(), 4, "COPYs running at once\n{report}");
+    let got = rows(&concat(&harness::read_parquet(&job.output())));
+    assert_eq!(got, whole(&url, "SELECT id, k, label FROM t").await);
 }
