@@ -60,7 +60,7 @@ impl Prepared {
 pub async fn prepare(config: &JobConfig) -> Result<Prepared, Error> {
     let mut pools = Vec::with_capacity(config.shards.len());
     for shard in &config.shards {
-        let pool = ShardPool::open(shard, config.shards.len(), &config.options)?;
+        let pool = ShardPool::open(shard, config.pool_size(shard), &config.options)?;
         pools.push(Arc::new(pool));
     }
     let (lost_tx, lost) = mpsc::unbounded_channel();

@@ -106,7 +106,7 @@ pub struct RunOptions {
     /// Tasks running at once across all shards.
     pub concurrency: usize,
     /// Connections per shard unless the shard sets its own; `None` sizes each pool to
-    /// its share of the work ([`RunOptions::pool_size_for`]).
+    /// its share of the work ([`JobConfig::pool_size`]).
     pub pool_size: Option<usize>,
     /// Deadline of one task; past it the statement is cancelled on the server.
     pub query_timeout: Option<Duration>,
@@ -147,34 +147,6 @@ pub struct RunOptions {
     pub page_index: bool,
     /// Splitting the output into several files; `None` writes one file.
     pub split: Option<Split>,
-}
-
-impl RunOptions {
-    /// The connections `shard`'s pool may hold, out of `shards` shards: the size the
-    /// shard's entry or the job sets; else, for a partitioned job, as many as the
-    /// partitions asked for (so that `--partitions 4` reads four at once) but no more
-    /// than the shard's share of `concurrency` (so that the running tasks spread over
-    /// the shards); else [`DEFAULT_POOL_SIZE`]. Connections open as tasks need them, so
-    /// a shard never holds more than it runs.
-    pub fn pool_size_for(&self, shard: &ShardConfig, shards: usize) -> usize {
-        if let Some(n) = shard.pool_size.or(self.pool_size) {
-            return n;
-        }
-        let asked = match &self.partition {
-            None => return DEFAULT_POOL_SIZE,
-            Some(
-                PartitionSpec::Range { partitions, .. } | PartitionSpec::Hash { partitions, .. },
-            ) => *partitions,
-            Some(PartitionSpec::Predicates(list)) => list.len(),
-            Some(PartitionSpec::Pages { split, .. }) => match split {
-                PageSplit::Tasks(n) => *n,
-                // Pieces of a fixed size: as many as the share allows.
-                PageSplit::PerTask(_) => usize::MAX,
-            },
-        };
-        let share = self.concurrency.div_ceil(shards.max(1));
-        asked.min(share).max(DEFAULT_POOL_SIZE)
-    }
 }
 
 /// When to start the next output file. The files are named `STEM-00000.EXT`,
@@ -251,6 +223,33 @@ struct JobFile {
 }
 
 impl JobConfig {
+    /// The connections `shard`'s pool may hold: the size the shard's entry or the job
+    /// sets; else, for a partitioned job, as many as the partitions asked for (so that
+    /// `--partitions 4` reads four at once) but no more than the shard's share of
+    /// `concurrency` (so that the running tasks spread over the shards); else
+    /// [`DEFAULT_POOL_SIZE`]. Connections open as tasks need them, so a shard never
+    /// holds more than it runs.
+    pub fn pool_size(&self, shard: &ShardConfig) -> usize {
+        let options = &self.options;
+        if let Some(n) = shard.pool_size.or(options.pool_size) {
+            return n;
+        }
+        let asked = match &options.partition {
+            None => return DEFAULT_POOL_SIZE,
+            Some(
+                PartitionSpec::Range { partitions, .. } | PartitionSpec::Hash { partitions, .. },
+            ) => *partitions,
+            Some(PartitionSpec::Predicates(list)) => list.len(),
+            Some(PartitionSpec::Pages { split, .. }) => match split {
+                PageSplit::Tasks(n) => *n,
+                // Pieces of a fixed size: as many as the share allows.
+                PageSplit::PerTask(_) => usize::MAX,
+            },
+        };
+        let share = options.concurrency.div_ceil(self.shards.len().max(1));
+        asked.min(share).max(DEFAULT_POOL_SIZE)
+    }
+
     /// The first file the run writes: the output, or its part 0 when the output is split.
     pub fn first_output(&self) -> PathBuf {
         match self.options.split {
@@ -394,10 +393,11 @@ impl JobConfig {
                 DEFAULT_CONCURRENCY,
                 "concurrency",
             )?,
-            pool_size: match args.pool_size.or(job.pool_size) {
-                Some(n) => Some(positive(Some(n), DEFAULT_POOL_SIZE, "pool_size")?),
-                None => None,
-            },
+            pool_size: args
+                .pool_size
+                .or(job.pool_size)
+                .map(|n| positive(Some(n), n, "pool_size"))
+                .transpose()?,
             query_timeout: duration(args.query_timeout, &job.query_timeout, "query_timeout")?,
             connect_timeout: duration(
                 args.connect_timeout,
@@ -847,8 +847,7 @@ mod tests {
                 ..args
             })
             .unwrap();
-            let n = config.shards.len();
-            let size = |i: usize| config.options.pool_size_for(&config.shards[i], n);
+            let size = |i: usize| config.pool_size(&config.shards[i]);
             (size(0), size(1))
         };
         let ranges = |partitions, concurrency| RunArgs {

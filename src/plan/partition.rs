@@ -42,16 +42,6 @@ pub enum PageSplit {
     Tasks(usize),
 }
 
-impl PageSplit {
-    /// Heap pages per task for a table of `pages` pages.
-    pub fn pages_per_task(self, pages: u64) -> u64 {
-        match self {
-            PageSplit::PerTask(n) => n.max(1),
-            PageSplit::Tasks(n) => pages.div_ceil(n.max(1) as u64).max(1),
-        }
-    }
-}
-
 /// A range key's value, in the unit the arithmetic uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyValue {
@@ -284,10 +274,14 @@ pub fn shadowed_name(table: &str) -> &str {
     table.rsplit('.').next().unwrap_or(table)
 }
 
-/// Page ranges of `per_task` pages over a table of `pages` pages; the last range is open
+/// Page ranges over a table of `pages` pages, cut as `split` says; the last range is open
 /// so that pages added after the count are still read.
-pub fn page_pieces(pages: u64, per_task: u64) -> Vec<Piece> {
-    let per_task = per_task.max(1);
+pub fn page_pieces(pages: u64, split: PageSplit) -> Vec<Piece> {
+    let per_task = match split {
+        PageSplit::PerTask(n) => n,
+        PageSplit::Tasks(n) => pages.div_ceil(n.max(1) as u64),
+    }
+    .max(1);
     let mut pieces = Vec::new();
     let mut first = 0;
     while first + per_task < pages {
@@ -419,7 +413,7 @@ mod tests {
     #[test]
     fn page_ranges_cover_every_page_once() {
         for (pages, per) in [(0, 10), (1, 10), (10, 10), (11, 10), (1000, 7), (5, 1)] {
-            let pieces = page_pieces(pages, per);
+            let pieces = page_pieces(pages, PageSplit::PerTask(per));
             for page in 0..pages + 20 {
                 let hits = pieces
                     .iter()
@@ -437,7 +431,7 @@ mod tests {
 
     #[test]
     fn a_page_split_into_n_tasks_gives_n_ranges_of_equal_size() {
-        let tasks = |pages, n| page_pieces(pages, PageSplit::Tasks(n).pages_per_task(pages));
+        let tasks = |pages, n| page_pieces(pages, PageSplit::Tasks(n));
         let pieces = tasks(214_788, 4);
         assert_eq!(pieces.len(), 4);
         assert_eq!(
@@ -464,7 +458,7 @@ mod tests {
                 end: None
             }]
         );
-        assert_eq!(PageSplit::PerTask(0).pages_per_task(10), 1);
+        assert_eq!(page_pieces(10, PageSplit::PerTask(0)).len(), 10);
     }
 
     #[test]

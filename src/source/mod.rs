@@ -67,13 +67,12 @@ pub enum ShardPool {
 }
 
 impl ShardPool {
-    /// Builds the pool of `shard`, one of `shards`; opens no connection.
+    /// Builds the pool of `shard`, `size` connections at most; opens no connection.
     pub fn open(
         shard: &ShardConfig,
-        shards: usize,
+        size: usize,
         options: &RunOptions,
     ) -> Result<ShardPool, TaskError> {
-        let size = options.pool_size_for(shard, shards);
         match &shard.source {
             SourceConfig::Postgres(pg) => postgres::PgShard::new(
                 &shard.name,
@@ -182,8 +181,7 @@ impl ShardPool {
             PartitionSpec::Pages { table, split } => match (self, base) {
                 (ShardPool::Postgres(pg), TaskQuery::Postgres { sql }) => {
                     let table = pg.page_table(session.as_ref(), table).await?;
-                    let per_task = split.pages_per_task(table.pages);
-                    let pieces = partition::page_pieces(table.pages, per_task);
+                    let pieces = partition::page_pieces(table.pages, *split);
                     let first = crate::plan::restrict(sql, spec, &pieces[0]);
                     pg.check_page_scan(session.as_ref(), &first, &table).await?;
                     pieces

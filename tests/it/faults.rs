@@ -192,20 +192,7 @@ async fn after_a_timeout_the_next_task_starts_at_once_within_the_pool() {
         "id = 1".into(),
         "id > 1".into(),
     ]));
-    let sampler = tokio::spawn(async move {
-        let admin = harness::connect("postgres").await;
-        let mut most = 0i64;
-        for _ in 0..30 {
-            let n: i64 = admin
-                .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'tributary'", &[&db])
-                .await
-                .unwrap()
-                .get(0);
-            most = most.max(n);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        most
-    });
+    let sampler = harness::most_connections(db, "%", 30, Duration::from_millis(50));
     let started = Instant::now();
     let (report, result) = tributary::run(&config, false, std::future::pending()).await;
     let elapsed = started.elapsed();

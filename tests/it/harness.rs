@@ -212,6 +212,34 @@ pub async fn active_queries(like: &str) -> Vec<String> {
         .collect()
 }
 
+/// Counts, every `every` for `samples` samples, the connections of database `db` whose
+/// `application_name` is tributary's and whose query is LIKE `query`: the most seen at once.
+pub fn most_connections(
+    db: String,
+    query: &'static str,
+    samples: usize,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<i64> {
+    tokio::spawn(async move {
+        let admin = connect("postgres").await;
+        let mut most = 0i64;
+        for _ in 0..samples {
+            let n: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                     AND application_name = 'tributary' AND query LIKE $2",
+                    &[&db, &query],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            most = most.max(n);
+            tokio::time::sleep(every).await;
+        }
+        most
+    })
+}
+
 /// Waits up to `limit` until no statement containing `marker` runs on the server.
 pub async fn assert_gone(marker: &str, limit: std::time::Duration) {
     let deadline = std::time::Instant::now() + limit;
