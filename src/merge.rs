@@ -20,19 +20,24 @@
 //! file.
 //!
 //! Encoding and compressing is the most expensive stage of a run (docs/performance.md),
-//! so each batch's columns are encoded on several threads at once (the merger's own and
-//! `encoder_threads - 1` helpers started with it, see [`EncoderPool`]). Every column
-//! writer still receives the same values in the same order, so the file does not depend
+//! so columns are encoded on several threads at once (the merger's own and
+//! `encoder_threads - 1` helpers started with it, see [`EncoderPool`]), and the merger
+//! does not wait for a batch's columns before it takes the next batch: each column
+//! writer has its own queue, and only closing a row group waits for them. Every column
+//! writer still receives the same values in the same order, and row groups are cut by
+//! rows and Arrow bytes given, not by what was encoded yet, so the file does not depend
 //! on the number of threads.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, new_null_array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowLeafColumn, compute_leaves};
+use parquet::arrow::arrow_writer::{
+    ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, compute_leaves,
+};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -50,7 +55,8 @@ use crate::types::{self, describe_field};
 pub const CHANNEL_BUDGET: usize = 12 << 20;
 /// Bytes of encoded, not yet written row groups across all tasks.
 pub const ENCODER_BUDGET: usize = 256 << 20;
-/// A row group is closed once its encoded size passes this, whatever its row count.
+/// A row group is closed once the Arrow data of its rows passes this, whatever its row
+/// count (the encoded group is smaller, by its encodings and compression).
 pub const ROW_GROUP_BYTES: usize = 128 << 20;
 /// Budget permits are counted in KiB so that large budgets fit a semaphore.
 const PERMIT_UNIT: usize = 1024;
@@ -177,20 +183,18 @@ pub fn start(
 
 /// One task's row group being encoded.
 struct Encoder {
-    writers: Vec<ArrowColumnWriter>,
+    lanes: Vec<Arc<Lane>>,
     rows: u64,
+    /// The Arrow data of the rows given to the group, which decides when it is closed
+    /// ([`ROW_GROUP_BYTES`]): known when a batch is queued, so the same rows make the
+    /// same groups whatever the encoder threads have written by then.
+    bytes: usize,
 }
 
 impl Encoder {
+    /// What the column writers hold, as of their last finished batch.
     fn memory(&self) -> usize {
-        self.writers.iter().map(|w| w.memory_size()).sum()
-    }
-
-    fn encoded_bytes(&self) -> usize {
-        self.writers
-            .iter()
-            .map(|w| w.get_estimated_total_bytes())
-            .sum()
+        self.lanes.iter().map(|lane| lane.lock().memory).sum()
     }
 }
 
@@ -257,12 +261,13 @@ impl Merger {
                     permit,
                 } => {
                     self.observe(task, &batch.schema())?;
-                    self.encode(task, batch)?;
-                    drop(permit);
+                    self.encode(task, batch, &Arc::new(permit))?;
                 }
                 Event::Done { task } => self.flush(task)?,
                 Event::Failed { task } => {
-                    self.encoders.remove(&task);
+                    if let Some(encoder) = self.encoders.remove(&task) {
+                        self.pool.abandon(&encoder.lanes);
+                    }
                     if let Some(groups) = self.task_groups.remove(&task) {
                         self.excluded.extend(groups);
                     }
@@ -484,7 +489,7 @@ impl Merger {
             .unwrap_or_default()
     }
 
-    fn encode(&mut self, task: usize, mut batch: RecordBatch) -> Result<()> {
+    fn encode(&mut self, task: usize, mut batch: RecordBatch, hold: &Hold) -> Result<()> {
         // With a row limit per file, a batch that would pass it is cut, and the file is
         // closed (all tasks' groups in progress flushed into it) at the limit exactly.
         while let Some(max) = self.settings.split.and_then(|s| s.max_rows) {
@@ -495,11 +500,11 @@ impl Merger {
                 break;
             }
             let tail = batch.slice(room, batch.num_rows() - room);
-            self.encode_group(task, batch.slice(0, room))?;
+            self.encode_group(task, batch.slice(0, room), hold)?;
             self.close_file()?;
             batch = tail;
         }
-        self.encode_group(task, batch)
+        self.encode_group(task, batch, hold)
     }
 
     /// Flushes every group in progress into the current file and sets the file aside.
@@ -517,21 +522,21 @@ impl Merger {
     /// Encodes the batch into the task's row groups, cutting it where a group reaches
     /// `row_group_size` rows: batches need not divide it (a source's batch can pass its
     /// batch size by part of a network read, or end early at its byte bound).
-    fn encode_group(&mut self, task: usize, mut batch: RecordBatch) -> Result<()> {
+    fn encode_group(&mut self, task: usize, mut batch: RecordBatch, hold: &Hold) -> Result<()> {
         let size = self.settings.row_group_size;
         loop {
             let in_group = self.encoders.get(&task).map_or(0, |e| e.rows as usize);
             let room = size.saturating_sub(in_group).max(1);
             if batch.num_rows() <= room {
-                return self.encode_rows(task, batch);
+                return self.encode_rows(task, batch, hold);
             }
             let tail = batch.slice(room, batch.num_rows() - room);
-            self.encode_rows(task, batch.slice(0, room))?;
+            self.encode_rows(task, batch.slice(0, room), hold)?;
             batch = tail;
         }
     }
 
-    fn encode_rows(&mut self, task: usize, batch: RecordBatch) -> Result<()> {
+    fn encode_rows(&mut self, task: usize, batch: RecordBatch, hold: &Hold) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -545,23 +550,23 @@ impl Merger {
         let encoder = match self.encoders.entry(task) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => v.insert(Encoder {
-                writers: sink.column_writers()?,
+                lanes: sink.column_writers()?.into_iter().map(Lane::new).collect(),
                 rows: 0,
+                bytes: 0,
             }),
         };
         let path = sink.path_hint();
         let err = |e: ParquetError| Error::output(&path, e);
         let started = Instant::now();
-        let mut leaves = Vec::with_capacity(encoder.writers.len());
+        let mut leaves = Vec::with_capacity(encoder.lanes.len());
         for (field, column) in schema.fields().iter().zip(batch.columns()) {
             leaves.extend(compute_leaves(field, column).map_err(err)?);
+            encoder.bytes += column.to_data().get_slice_memory_size().unwrap_or(0);
         }
-        self.pool.write(&mut encoder.writers, leaves).map_err(err)?;
+        self.pool.write(&encoder.lanes, leaves, hold).map_err(err)?;
         self.timings.encoding += started.elapsed();
         encoder.rows += batch.num_rows() as u64;
-        if encoder.rows >= self.settings.row_group_size as u64
-            || encoder.encoded_bytes() >= ROW_GROUP_BYTES
-        {
+        if encoder.rows >= self.settings.row_group_size as u64 || encoder.bytes >= ROW_GROUP_BYTES {
             self.flush(task)?;
         }
         let total: usize = self.encoders.values().map(Encoder::memory).sum();
@@ -594,11 +599,9 @@ impl Merger {
         }
         let sink = self.sink.as_mut().expect("opened above");
         let path = sink.path_hint();
-        let chunks = encoder
-            .writers
-            .into_iter()
-            .map(|w| w.close())
-            .collect::<std::result::Result<Vec<_>, _>>()
+        let chunks = self
+            .pool
+            .close(encoder.lanes)
             .map_err(|e| Error::output(&path, e))?;
         let index = sink.append(chunks, encoder.rows)?;
         let part = self.parts.len();
@@ -621,55 +624,171 @@ impl Merger {
     }
 }
 
-/// A column to encode: its position in the row group, its writer and its values.
-type Job = (usize, ArrowColumnWriter, ArrowLeafColumn);
-/// An encoded column: its position, its writer back, and how the write went.
-type Done = (
-    usize,
-    ArrowColumnWriter,
-    std::result::Result<(), ParquetError>,
-);
+/// A batch's share of the channel budget, released once every column of the batch is
+/// written (each column's job holds a reference).
+type Hold = Arc<OwnedSemaphorePermit>;
 
-/// Threads that encode a batch's columns beside the merger's own thread, started once per
-/// run (a thread per batch cost a spawn, a stack and its page faults every 8192 rows).
-/// Each batch's columns go into a queue; the helpers and the merger's thread each take
-/// the next column until none is left. A writer only ever sees its own column's values,
-/// in batch order, so the file is the same whatever the number of threads.
+/// One column of one row group in progress: its writer and the values queued for it.
+/// One thread at a time runs a lane, writing its queue in order, so a writer sees its
+/// column's values in batch order whichever thread runs it.
+#[derive(Default)]
+struct Lane {
+    state: Mutex<LaneState>,
+}
+
+#[derive(Default)]
+struct LaneState {
+    /// `None` while a thread writes with it, and once it is closed.
+    writer: Option<ArrowColumnWriter>,
+    jobs: VecDeque<LaneJob>,
+    /// In the pool's run queue, or being run: set by whoever queues a job on an idle
+    /// lane, cleared by the thread that finds the lane's queue empty.
+    scheduled: bool,
+    /// The writer's buffered bytes after its last job (for [`ENCODER_BUDGET`]).
+    memory: usize,
+    /// The first error; the jobs after it are dropped.
+    error: Option<ParquetError>,
+    /// The column chunk, once closed.
+    chunk: Option<ArrowColumnChunk>,
+}
+
+enum LaneJob {
+    Write(ArrowLeafColumn, Hold),
+    Close,
+}
+
+impl Lane {
+    fn new(writer: ArrowColumnWriter) -> Arc<Lane> {
+        Arc::new(Lane {
+            state: Mutex::new(LaneState {
+                writer: Some(writer),
+                ..LaneState::default()
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LaneState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Threads that encode columns beside the merger's own thread, started once per run (a
+/// thread per batch cost a spawn, a stack and its page faults every 8192 rows).
+///
+/// Every column of a row group in progress is a [`Lane`]. A batch's columns are queued
+/// on their lanes and the merger goes on to the next batch without waiting for them:
+/// a column that takes long (a long text column whose page is being compressed) holds
+/// up only its own lane, while the other threads write the next batch's other columns.
+/// The merger's thread runs lanes too whenever some are waiting, and a row group waits
+/// for its lanes only when it is closed, which is shared out the same way. A writer only
+/// ever sees its own column's values, in batch order, so the file is the same whatever
+/// the number of threads.
 struct EncoderPool {
-    queue: Arc<JobQueue>,
-    done: std::sync::mpsc::Receiver<Done>,
+    shared: Arc<PoolShared>,
     helpers: Vec<std::thread::JoinHandle<()>>,
 }
 
 #[derive(Default)]
-struct JobQueue {
-    /// The columns not yet taken, and whether the pool is closing.
-    state: Mutex<(std::collections::VecDeque<Job>, bool)>,
-    ready: std::sync::Condvar,
+struct PoolShared {
+    state: Mutex<PoolState>,
+    /// Signalled when a lane is queued or the pool closes: the helpers wait on it.
+    runnable: Condvar,
+    /// Signalled when a lane runs out of jobs: the merger waits on it to close a group.
+    settled: Condvar,
 }
 
-impl JobQueue {
-    /// The next column, without waiting.
-    fn try_take(&self) -> Option<Job> {
-        self.lock().0.pop_front()
+#[derive(Default)]
+struct PoolState {
+    /// Lanes with jobs that no thread is running yet.
+    queue: VecDeque<Arc<Lane>>,
+    closing: bool,
+    /// How many times a lane ran out of jobs, so that a waiter misses none.
+    settled: u64,
+}
+
+impl PoolShared {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The next column, waiting for one; `None` once the pool closes.
-    fn take(&self) -> Option<Job> {
-        let mut state = self.lock();
-        loop {
-            if let Some(job) = state.0.pop_front() {
-                return Some(job);
-            }
-            if state.1 {
-                return None;
-            }
-            state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+    /// Queues a job on a lane, and the lane on the pool if it was idle.
+    fn push(&self, lane: &Arc<Lane>, job: LaneJob) {
+        let idle = {
+            let mut state = lane.lock();
+            state.jobs.push_back(job);
+            !std::mem::replace(&mut state.scheduled, true)
+        };
+        if idle {
+            self.lock().queue.push_back(lane.clone());
+            self.runnable.notify_one();
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (std::collections::VecDeque<Job>, bool)> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn try_take(&self) -> Option<Arc<Lane>> {
+        self.lock().queue.pop_front()
+    }
+
+    /// The next lane with jobs, waiting for one; `None` once the pool closes.
+    fn take(&self) -> Option<Arc<Lane>> {
+        let mut state = self.lock();
+        loop {
+            if let Some(lane) = state.queue.pop_front() {
+                return Some(lane);
+            }
+            if state.closing {
+                return None;
+            }
+            state = self.runnable.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Runs the lane's jobs until its queue is empty.
+    fn run(&self, lane: &Lane) {
+        loop {
+            let (job, writer) = {
+                let mut state = lane.lock();
+                match state.jobs.pop_front() {
+                    Some(job) if state.error.is_none() => (job, state.writer.take()),
+                    _ => {
+                        state.jobs.clear();
+                        state.scheduled = false;
+                        break;
+                    }
+                }
+            };
+            let Some(mut writer) = writer else {
+                lane.lock().error = Some(ParquetError::General(
+                    "a column was written after its row group was closed".into(),
+                ));
+                continue;
+            };
+            match job {
+                LaneJob::Write(leaf, hold) => {
+                    let written = encode_column(&mut writer, &leaf);
+                    drop((leaf, hold));
+                    let mut state = lane.lock();
+                    state.memory = writer.memory_size();
+                    state.writer = Some(writer);
+                    if let Err(e) = written {
+                        state.error = Some(e);
+                    }
+                }
+                LaneJob::Close => {
+                    let closed =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.close()))
+                            .unwrap_or_else(|_| {
+                                Err(ParquetError::General("a column writer panicked".into()))
+                            });
+                    let mut state = lane.lock();
+                    match closed {
+                        Ok(chunk) => state.chunk = Some(chunk),
+                        Err(e) => state.error = Some(e),
+                    }
+                }
+            }
+        }
+        self.lock().settled += 1;
+        self.settled.notify_all();
     }
 }
 
@@ -685,88 +804,210 @@ fn encode_column(
 impl EncoderPool {
     /// A pool of `threads` in all: the caller's thread and `threads - 1` helpers.
     fn new(threads: usize) -> EncoderPool {
-        let queue = Arc::new(JobQueue::default());
-        let (done_tx, done) = std::sync::mpsc::channel();
+        let shared = Arc::new(PoolShared::default());
         let helpers = (1..threads.max(1))
             .filter_map(|i| {
-                let queue = queue.clone();
-                let done_tx = done_tx.clone();
+                let shared = shared.clone();
                 std::thread::Builder::new()
                     .name(format!("tributary-encoder-{i}"))
                     .spawn(move || {
-                        while let Some((column, mut writer, leaf)) = queue.take() {
-                            let result = encode_column(&mut writer, &leaf);
-                            if done_tx.send((column, writer, result)).is_err() {
-                                return;
-                            }
+                        while let Some(lane) = shared.take() {
+                            shared.run(&lane);
                         }
                     })
                     .ok()
             })
             .collect();
-        EncoderPool {
-            queue,
-            done,
-            helpers,
-        }
+        EncoderPool { shared, helpers }
     }
 
-    /// Writes one batch's leaf columns into their writers (one leaf per writer, in order).
+    /// Queues one batch's leaf columns on their lanes (one leaf per lane, in order) and
+    /// runs waiting lanes on this thread until none is left. Reports an error a lane
+    /// met with an earlier batch.
     fn write(
         &self,
-        writers: &mut Vec<ArrowColumnWriter>,
+        lanes: &[Arc<Lane>],
         leaves: Vec<ArrowLeafColumn>,
+        hold: &Hold,
     ) -> std::result::Result<(), ParquetError> {
-        debug_assert_eq!(writers.len(), leaves.len(), "one writer per leaf column");
-        if self.helpers.is_empty() || writers.len() <= 1 {
-            let mut result = Ok(());
-            for (writer, leaf) in writers.iter_mut().zip(&leaves) {
-                result = result.and(encode_column(writer, leaf));
+        debug_assert_eq!(lanes.len(), leaves.len(), "one lane per leaf column");
+        for lane in lanes {
+            if let Some(e) = lane.lock().error.take() {
+                return Err(e);
             }
-            return result;
         }
-        let count = writers.len();
-        {
-            let mut state = self.queue.lock();
-            state.0.extend(
-                std::mem::take(writers)
-                    .into_iter()
-                    .zip(leaves)
-                    .enumerate()
-                    .map(|(column, (writer, leaf))| (column, writer, leaf)),
-            );
+        for (lane, leaf) in lanes.iter().zip(leaves) {
+            self.shared.push(lane, LaneJob::Write(leaf, hold.clone()));
         }
-        self.queue.ready.notify_all();
-        let mut slots: Vec<Option<ArrowColumnWriter>> = (0..count).map(|_| None).collect();
-        let mut result = Ok(());
-        let mut finished = 0;
-        while let Some((column, mut writer, leaf)) = self.queue.try_take() {
-            result = result.and(encode_column(&mut writer, &leaf));
-            slots[column] = Some(writer);
-            finished += 1;
+        while let Some(lane) = self.shared.try_take() {
+            self.shared.run(&lane);
         }
-        while finished < count {
-            let Ok((column, writer, written)) = self.done.recv() else {
-                return Err(ParquetError::General("the encoder threads stopped".into()));
-            };
-            result = result.and(written);
-            slots[column] = Some(writer);
-            finished += 1;
+        Ok(())
+    }
+
+    /// Closes a row group's lanes once their queued values are written, and returns the
+    /// column chunks in order.
+    fn close(
+        &self,
+        lanes: Vec<Arc<Lane>>,
+    ) -> std::result::Result<Vec<ArrowColumnChunk>, ParquetError> {
+        for lane in &lanes {
+            self.shared.push(lane, LaneJob::Close);
         }
-        *writers = slots
-            .into_iter()
-            .map(|w| w.expect("every column came back"))
-            .collect();
-        result
+        loop {
+            let seen = self.shared.lock().settled;
+            if lanes.iter().all(|lane| !lane.lock().scheduled) {
+                break;
+            }
+            if let Some(lane) = self.shared.try_take() {
+                self.shared.run(&lane);
+                continue;
+            }
+            let mut state = self.shared.lock();
+            while state.settled == seen && state.queue.is_empty() {
+                state = self
+                    .shared
+                    .settled
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        lanes
+            .iter()
+            .map(|lane| {
+                let mut state = lane.lock();
+                match state.error.take() {
+                    Some(e) => Err(e),
+                    None => state.chunk.take().ok_or_else(|| {
+                        ParquetError::General("a column writer was lost before closing".into())
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// Drops the values queued on a failed task's lanes; a column being written finishes
+    /// and its writer is dropped with the lane.
+    fn abandon(&self, lanes: &[Arc<Lane>]) {
+        for lane in lanes {
+            lane.lock().jobs.clear();
+        }
     }
 }
 
 impl Drop for EncoderPool {
     fn drop(&mut self) {
-        self.queue.lock().1 = true;
-        self.queue.ready.notify_all();
+        self.shared.lock().closing = true;
+        self.shared.runnable.notify_all();
         for helper in self.helpers.drain(..) {
             let _ = helper.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    const PERMITS: usize = 1000;
+
+    /// Writes `batches` as one row group through a pool of `threads`, and returns the
+    /// file's bytes and the budget the writes held.
+    fn write_group(
+        threads: usize,
+        batches: &[RecordBatch],
+    ) -> (std::result::Result<Vec<u8>, ParquetError>, Arc<Semaphore>) {
+        let schema = batches[0].schema();
+        let (mut file, factory) = ArrowWriter::try_new(Vec::new(), schema.clone(), None)
+            .and_then(|w| w.into_serialized_writer())
+            .unwrap();
+        let pool = EncoderPool::new(threads);
+        let lanes: Vec<_> = factory
+            .create_column_writers(0)
+            .unwrap()
+            .into_iter()
+            .map(Lane::new)
+            .collect();
+        let budget = Arc::new(Semaphore::new(PERMITS));
+        let written = (|| {
+            for batch in batches {
+                let hold = Arc::new(budget.clone().try_acquire_owned().unwrap());
+                let mut leaves = Vec::new();
+                for (field, column) in schema.fields().iter().zip(batch.columns()) {
+                    leaves.extend(compute_leaves(field, column)?);
+                }
+                pool.write(&lanes, leaves, &hold)?;
+            }
+            let chunks = pool.close(lanes)?;
+            let mut group = file.next_row_group()?;
+            for chunk in chunks {
+                chunk.append_to_row_group(&mut group)?;
+            }
+            group.close()?;
+            file.into_inner()
+        })();
+        (written, budget)
+    }
+
+    fn batch(schema: &SchemaRef, from: i64) -> RecordBatch {
+        let ids: Vec<i64> = (from..from + 1000).collect();
+        let names: Vec<String> = ids.iter().map(|i| format!("row {i}")).collect();
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(names)),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn lanes_write_each_column_in_batch_order_and_release_the_budget() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let batches: Vec<RecordBatch> = (0..40).map(|i| batch(&schema, i * 1000)).collect();
+        for threads in [1, 2, 4] {
+            let (file, budget) = write_group(threads, &batches);
+            let file = bytes::Bytes::from(file.unwrap());
+            let read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap()
+                .collect::<std::result::Result<_, _>>()
+                .unwrap();
+            let read = arrow::compute::concat_batches(&schema, &read).unwrap();
+            let all = arrow::compute::concat_batches(&schema, &batches).unwrap();
+            assert_eq!(read, all, "{threads} encoder threads");
+            assert_eq!(budget.available_permits(), PERMITS, "budget still held");
+        }
+    }
+
+    #[test]
+    fn a_column_that_cannot_be_written_fails_the_group_and_releases_the_budget() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        // Text in the `id` column: its writer rejects the values.
+        let wrong = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let text = Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef;
+        let bad = RecordBatch::try_new(wrong, vec![text.clone(), text]).unwrap();
+        for threads in [1, 2] {
+            let mut batches = vec![batch(&schema, 0)];
+            batches.push(bad.clone());
+            batches.extend((1..5).map(|i| batch(&schema, i * 1000)));
+            let (file, budget) = write_group(threads, &batches);
+            assert!(file.is_err(), "{threads} threads wrote a broken column");
+            assert_eq!(budget.available_permits(), PERMITS, "budget still held");
         }
     }
 }
