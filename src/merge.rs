@@ -44,7 +44,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::config::{Split, part_path};
 use crate::error::{Error, Result};
-use crate::sink::{OutputSummary, ParquetSink, TempFile, commit_parts, file_properties};
+use crate::sink::{
+    DictionaryProbe, OutputSummary, ParquetSink, TempFile, commit_parts, file_properties,
+};
 use crate::types::{self, describe_field};
 
 /// Bytes of decoded batches that may wait in the channel: the backpressure that stops a
@@ -189,6 +191,8 @@ struct Encoder {
     /// ([`ROW_GROUP_BYTES`]): known when a batch is queued, so the same rows make the
     /// same groups whatever the encoder threads have written by then.
     bytes: usize,
+    /// The leaf columns written without a dictionary ([`DictionaryProbe`]).
+    plain: Vec<bool>,
 }
 
 impl Encoder {
@@ -218,6 +222,7 @@ struct Merger {
     /// Files of a split output that are complete but for their footer.
     parts: Vec<ParquetSink>,
     pool: EncoderPool,
+    dictionary: DictionaryProbe,
     timings: Timings,
 }
 
@@ -241,6 +246,7 @@ impl Merger {
             excluded: BTreeSet::new(),
             parts: Vec::new(),
             pool: EncoderPool::new(settings.encoder_threads),
+            dictionary: DictionaryProbe::default(),
             timings: Timings::default(),
             settings,
         }
@@ -549,11 +555,19 @@ impl Merger {
         let batch = self.conform(task, batch, &schema)?;
         let encoder = match self.encoders.entry(task) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => v.insert(Encoder {
-                lanes: sink.column_writers()?.into_iter().map(Lane::new).collect(),
-                rows: 0,
-                bytes: 0,
-            }),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let plain = self.dictionary.plain();
+                v.insert(Encoder {
+                    lanes: sink
+                        .column_writers(&plain)?
+                        .into_iter()
+                        .map(Lane::new)
+                        .collect(),
+                    rows: 0,
+                    bytes: 0,
+                    plain,
+                })
+            }
         };
         let path = sink.path_hint();
         let err = |e: ParquetError| Error::output(&path, e);
@@ -604,6 +618,8 @@ impl Merger {
             .close(encoder.lanes)
             .map_err(|e| Error::output(&path, e))?;
         let index = sink.append(chunks, encoder.rows)?;
+        self.dictionary
+            .closed(&encoder.plain, &sink.dictionary_abandoned(index));
         let part = self.parts.len();
         self.task_groups
             .entry(task)

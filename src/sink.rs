@@ -20,7 +20,7 @@ use parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
 };
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
-use parquet::basic::{Encoding, Type as PhysicalType};
+use parquet::basic::{Encoding, PageType, Type as PhysicalType};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
@@ -156,6 +156,48 @@ pub struct OutputSummary {
 /// 64 KiB still keeps a dictionary for columns of a few thousand distinct values.
 pub const DICTIONARY_PAGE_LIMIT: usize = 64 << 10;
 
+/// Row groups a column is written without a dictionary after its dictionary outgrew
+/// [`DICTIONARY_PAGE_LIMIT`], before it tries one again.
+pub const DICTIONARY_RETRY: u32 = 8;
+
+/// Which leaf columns the next row group writes without a dictionary.
+///
+/// A column whose dictionary outgrew the limit in one row group (ids, timestamps, free
+/// text) almost always outgrows it in the next, and each attempt costs: its first values
+/// are hashed and written as a dictionary page and indices before the writer falls back.
+/// On the benchmark table that was 2.5% of the export's instructions and 7% of the file
+/// (docs/performance.md). Such a column skips the dictionary for the next
+/// [`DICTIONARY_RETRY`] row groups closed, then tries again in case its values changed.
+/// What a row group does depends only on the groups closed before it, so one task's
+/// rows make the same file whatever the number of encoder threads.
+#[derive(Debug, Default)]
+pub struct DictionaryProbe {
+    /// Per leaf column: row groups still to write without a dictionary.
+    skip: Vec<u32>,
+}
+
+impl DictionaryProbe {
+    /// For a new row group: the leaf columns to write without a dictionary.
+    pub fn plain(&self) -> Vec<bool> {
+        self.skip.iter().map(|&left| left > 0).collect()
+    }
+
+    /// Learns from a closed row group that was written with `plain`, and whose
+    /// dictionaries were `abandoned` (see [`ParquetSink::dictionary_abandoned`]).
+    pub fn closed(&mut self, plain: &[bool], abandoned: &[bool]) {
+        if self.skip.len() < abandoned.len() {
+            self.skip.resize(abandoned.len(), 0);
+        }
+        for (i, left) in self.skip.iter_mut().enumerate() {
+            if plain.get(i).copied().unwrap_or(false) {
+                *left = left.saturating_sub(1);
+            } else if abandoned.get(i).copied().unwrap_or(false) {
+                *left = DICTIONARY_RETRY;
+            }
+        }
+    }
+}
+
 /// Writer properties for the output: compression, dictionary encoding, statistics and
 /// the page index as the job asks.
 pub fn writer_properties(options: &RunOptions) -> WriterProperties {
@@ -290,11 +332,59 @@ impl ParquetSink {
         self.writer.bytes_written() as u64
     }
 
-    /// Column writers for a new row group.
-    pub fn column_writers(&self) -> Result<Vec<ArrowColumnWriter>> {
-        self.factory
-            .create_column_writers(self.row_group_rows.len())
-            .map_err(|e| Error::output(&self.temp.target, e))
+    /// Column writers for a new row group; the leaf columns marked in `plain` are
+    /// written without a dictionary (see [`DictionaryProbe`]).
+    pub fn column_writers(&self, plain: &[bool]) -> Result<Vec<ArrowColumnWriter>> {
+        let err = |e| Error::output(&self.temp.target, e);
+        if !plain.contains(&true) {
+            return self
+                .factory
+                .create_column_writers(self.row_group_rows.len())
+                .map_err(err);
+        }
+        let descr = self.writer.schema_descr();
+        let mut builder = self.props.clone().into_builder();
+        for (column, _) in descr.columns().iter().zip(plain).filter(|(_, p)| **p) {
+            builder = builder.set_column_dictionary_enabled(column.path().clone(), false);
+        }
+        // The factory's properties are the file's; a row group with other per-column
+        // settings takes its writers from the function the factory replaced, which
+        // builds the same writers (tributary writes no encrypted files).
+        #[allow(deprecated)]
+        parquet::arrow::arrow_writer::get_column_writers(
+            descr,
+            &std::sync::Arc::new(builder.build()),
+            &self.schema,
+        )
+        .map_err(err)
+    }
+
+    /// For each leaf column of row group `index`: whether its dictionary outgrew
+    /// [`DICTIONARY_PAGE_LIMIT`] and its later pages went on without it.
+    pub fn dictionary_abandoned(&self, index: usize) -> Vec<bool> {
+        let Some(group) = self.writer.flushed_row_groups().get(index) else {
+            return Vec::new();
+        };
+        group
+            .columns()
+            .iter()
+            .map(|column| {
+                let Some(stats) = column.page_encoding_stats() else {
+                    return false;
+                };
+                let dictionary = stats
+                    .iter()
+                    .any(|s| s.page_type == PageType::DICTIONARY_PAGE);
+                let other = stats.iter().any(|s| {
+                    matches!(s.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2)
+                        && !matches!(
+                            s.encoding,
+                            Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
+                        )
+                });
+                dictionary && other
+            })
+            .collect()
     }
 
     /// Appends an encoded row group; returns its index.
@@ -478,4 +568,48 @@ fn rewrite_without(
     }
     writer.close().map_err(err)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_column_that_abandoned_its_dictionary_skips_it_then_tries_again() {
+        let mut probe = DictionaryProbe::default();
+        assert_eq!(
+            probe.plain(),
+            Vec::<bool>::new(),
+            "every column tries at first"
+        );
+        // Column 1 outgrew its dictionary; column 0 kept its own.
+        probe.closed(&[false, false], &[false, true]);
+        let mut tried = Vec::new();
+        for group in 0..20 {
+            let plain = probe.plain();
+            assert!(
+                !plain.first().copied().unwrap_or(false),
+                "column 0 never skips"
+            );
+            if !plain[1] {
+                tried.push(group);
+            }
+            probe.closed(&plain, &[false, !plain[1]]);
+        }
+        assert_eq!(
+            tried,
+            [8, 17],
+            "tries again after {DICTIONARY_RETRY} groups"
+        );
+        // A column that keeps its dictionary when it tries again goes on with it.
+        let mut probe = DictionaryProbe::default();
+        probe.closed(&[], &[true]);
+        for _ in 0..DICTIONARY_RETRY {
+            let plain = probe.plain();
+            assert_eq!(plain, [true]);
+            probe.closed(&plain, &[false]);
+        }
+        probe.closed(&probe.plain(), &[false]);
+        assert_eq!(probe.plain(), [false]);
+    }
 }

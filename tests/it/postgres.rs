@@ -543,3 +543,41 @@ async fn parallel_encoding_writes_the_values_one_thread_writes() {
         assert_eq!(comment[i], row.get::<_, Option<String>>(7), "row {i}");
     }
 }
+
+#[tokio::test]
+async fn a_column_that_outgrew_its_dictionary_skips_it_for_the_next_row_groups() {
+    let url = harness::database("dictionary_retry", ENCODING_SETUP).await;
+    let mut job = Job::new(
+        "SELECT id, mode, comment FROM wide ORDER BY id",
+        &[("s", &url)],
+    );
+    // `comment` (about 50 bytes, all distinct) outgrows the 64 KiB dictionary limit in
+    // every group of 2000 rows; `mode` (3 values) never does.
+    job.args.row_group_size = Some(2000);
+    let batches = job.run_ok().await;
+    let file = std::fs::File::open(job.output()).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let groups = reader.metadata().row_groups();
+    assert_eq!(groups.len(), 20);
+    let with_dictionary = |column: usize| -> Vec<usize> {
+        (0..groups.len())
+            .filter(|&g| groups[g].column(column).dictionary_page_offset().is_some())
+            .collect()
+    };
+    assert_eq!(with_dictionary(1), (0..20).collect::<Vec<_>>(), "mode");
+    // Tried in the first group, then skipped for 8 groups, tried again, and so on.
+    assert_eq!(with_dictionary(2), [0, 9, 18], "comment");
+
+    let all = concat(&batches);
+    let comment = str_column(&all, "comment");
+    let client = harness::connect(&harness::db("dictionary_retry")).await;
+    let rows = client
+        .query("SELECT comment FROM wide ORDER BY id", &[])
+        .await
+        .unwrap();
+    assert_eq!(comment.len(), rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(comment[i], row.get::<_, Option<String>>(0), "row {i}");
+    }
+}
