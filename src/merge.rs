@@ -720,6 +720,10 @@ struct PoolState {
     closing: bool,
     /// How many times a lane ran out of jobs, so that a waiter misses none.
     settled: u64,
+    /// Helpers asleep waiting for lanes, and whether the merger is asleep waiting for a
+    /// group's lanes to settle: a wake-up is a system call, made only for a sleeper.
+    sleeping_helpers: usize,
+    closer_waiting: bool,
 }
 
 impl PoolShared {
@@ -727,16 +731,27 @@ impl PoolShared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a job on a lane, and the lane on the pool if it was idle.
-    fn push(&self, lane: &Arc<Lane>, job: LaneJob) {
-        let idle = {
+    /// Queues jobs on their lanes, and the lanes that were idle on the pool.
+    fn push<'a>(&self, jobs: impl Iterator<Item = (&'a Arc<Lane>, LaneJob)>) {
+        let mut idle = Vec::new();
+        for (lane, job) in jobs {
             let mut state = lane.lock();
             state.jobs.push_back(job);
-            !std::mem::replace(&mut state.scheduled, true)
-        };
-        if idle {
-            self.lock().queue.push_back(lane.clone());
-            self.runnable.notify_one();
+            if !std::mem::replace(&mut state.scheduled, true) {
+                idle.push(lane.clone());
+            }
+        }
+        if idle.is_empty() {
+            return;
+        }
+        let mut state = self.lock();
+        let wake = state.sleeping_helpers.min(idle.len());
+        state.queue.extend(idle);
+        drop(state);
+        match wake {
+            0 => {}
+            1 => self.runnable.notify_one(),
+            _ => self.runnable.notify_all(),
         }
     }
 
@@ -754,7 +769,9 @@ impl PoolShared {
             if state.closing {
                 return None;
             }
+            state.sleeping_helpers += 1;
             state = self.runnable.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.sleeping_helpers -= 1;
         }
     }
 
@@ -803,8 +820,11 @@ impl PoolShared {
                 }
             }
         }
-        self.lock().settled += 1;
-        self.settled.notify_all();
+        let mut state = self.lock();
+        state.settled += 1;
+        if state.closer_waiting {
+            self.settled.notify_all();
+        }
     }
 }
 
@@ -852,9 +872,12 @@ impl EncoderPool {
                 return Err(e);
             }
         }
-        for (lane, leaf) in lanes.iter().zip(leaves) {
-            self.shared.push(lane, LaneJob::Write(leaf, hold.clone()));
-        }
+        self.shared.push(
+            lanes
+                .iter()
+                .zip(leaves)
+                .map(|(lane, leaf)| (lane, LaneJob::Write(leaf, hold.clone()))),
+        );
         while let Some(lane) = self.shared.try_take() {
             self.shared.run(&lane);
         }
@@ -867,9 +890,8 @@ impl EncoderPool {
         &self,
         lanes: Vec<Arc<Lane>>,
     ) -> std::result::Result<Vec<ArrowColumnChunk>, ParquetError> {
-        for lane in &lanes {
-            self.shared.push(lane, LaneJob::Close);
-        }
+        self.shared
+            .push(lanes.iter().map(|lane| (lane, LaneJob::Close)));
         loop {
             let seen = self.shared.lock().settled;
             if lanes.iter().all(|lane| !lane.lock().scheduled) {
@@ -880,6 +902,7 @@ impl EncoderPool {
                 continue;
             }
             let mut state = self.shared.lock();
+            state.closer_waiting = true;
             while state.settled == seen && state.queue.is_empty() {
                 state = self
                     .shared
@@ -887,6 +910,7 @@ impl EncoderPool {
                     .wait(state)
                     .unwrap_or_else(|e| e.into_inner());
             }
+            state.closer_waiting = false;
         }
         lanes
             .iter()
