@@ -797,7 +797,7 @@ impl PoolShared {
             };
             match job {
                 LaneJob::Write(leaf, hold) => {
-                    let written = encode_column(&mut writer, &leaf);
+                    let written = unpanicked(|| writer.write(&leaf));
                     drop((leaf, hold));
                     let mut state = lane.lock();
                     state.memory = writer.memory_size();
@@ -807,11 +807,7 @@ impl PoolShared {
                     }
                 }
                 LaneJob::Close => {
-                    let closed =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.close()))
-                            .unwrap_or_else(|_| {
-                                Err(ParquetError::General("a column writer panicked".into()))
-                            });
+                    let closed = unpanicked(|| writer.close());
                     let mut state = lane.lock();
                     match closed {
                         Ok(chunk) => state.chunk = Some(chunk),
@@ -828,12 +824,12 @@ impl PoolShared {
     }
 }
 
-/// Writes one column, turning a panic in the writer into an error.
-fn encode_column(
-    writer: &mut ArrowColumnWriter,
-    leaf: &ArrowLeafColumn,
-) -> std::result::Result<(), ParquetError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.write(leaf)))
+/// Calls a column writer, turning a panic in it into an error: a helper thread that
+/// died would leave its lane scheduled, and closing the row group waiting for ever.
+fn unpanicked<T>(
+    call: impl FnOnce() -> std::result::Result<T, ParquetError>,
+) -> std::result::Result<T, ParquetError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
         .unwrap_or_else(|_| Err(ParquetError::General("a column writer panicked".into())))
 }
 

@@ -545,6 +545,42 @@ async fn parallel_encoding_writes_the_values_one_thread_writes() {
 }
 
 #[tokio::test]
+async fn a_row_group_closes_once_its_rows_hold_row_group_bytes() {
+    let url = harness::database("wide_rows", "").await;
+    // 160 rows of 1 MiB: the first group closes once its rows pass 128 MiB as Arrow
+    // data, long before the row count.
+    let job = Job::new(
+        "SELECT g::bigint AS g, repeat('x', 1048576) AS v FROM generate_series(1, 160) AS g",
+        &[("s", &url)],
+    );
+    let all = concat(&job.run_ok().await);
+    let file = std::fs::File::open(job.output()).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let groups: Vec<i64> = reader
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows())
+        .collect();
+    let limit = (tributary::merge::ROW_GROUP_BYTES >> 20) as i64;
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    assert!(
+        (limit..limit + 8).contains(&groups[0]),
+        "the first group closed at {} rows: {groups:?}",
+        groups[0]
+    );
+    assert_eq!(groups.iter().sum::<i64>(), 160);
+    let g = i64_column(&all, "g");
+    assert_eq!(g, (1..=160).map(Some).collect::<Vec<_>>());
+    let v = str_column(&all, "v");
+    assert!(
+        v.iter()
+            .all(|v| v.as_deref().map(str::len) == Some(1 << 20))
+    );
+}
+
+#[tokio::test]
 async fn a_column_that_outgrew_its_dictionary_skips_it_for_the_next_row_groups() {
     let url = harness::database("dictionary_retry", ENCODING_SETUP).await;
     let mut job = Job::new(
