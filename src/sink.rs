@@ -690,4 +690,44 @@ mod tests {
         probe.closed(&probe.plain(), &[false]);
         assert_eq!(probe.plain(), [false]);
     }
+
+    /// A handle whose `sync_data` fails (`fdatasync` on a pipe is EINVAL), so that a
+    /// sync the writeback thread ran shows up as the error `finish` reports.
+    fn unsyncable() -> File {
+        let (_reader, writer) = std::io::pipe().expect("a pipe");
+        File::from(std::os::fd::OwnedFd::from(writer))
+    }
+
+    #[test]
+    fn writeback_syncs_only_once_another_writeback_every_bytes_are_written() {
+        let file = unsyncable();
+        let mut writeback = Writeback::start(&file);
+        writeback.written(WRITEBACK_EVERY - 1);
+        writeback
+            .finish()
+            .expect("no sync below WRITEBACK_EVERY bytes");
+
+        let mut writeback = Writeback::start(&file);
+        writeback.written(WRITEBACK_EVERY);
+        let err = writeback
+            .finish()
+            .expect_err("a sync at WRITEBACK_EVERY bytes, and its failure reported");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    }
+
+    #[test]
+    fn writeback_syncs_a_regular_file_without_error() {
+        let dir = std::env::temp_dir().join(format!("tributary-writeback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("data");
+        let mut file = File::create(&path).unwrap();
+        let mut writeback = Writeback::start(&file);
+        for round in 1..=3 {
+            std::io::Write::write_all(&mut file, b"row group bytes").unwrap();
+            writeback.written(round * WRITEBACK_EVERY);
+        }
+        writeback.finish().expect("syncs of a regular file succeed");
+        assert_eq!(std::fs::read(&path).unwrap().len(), 3 * 15);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
