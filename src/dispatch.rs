@@ -188,18 +188,25 @@ pub async fn execute(
     );
     let cancels = Cancels::default();
     let mut interrupt = std::pin::pin!(interrupt);
-    tokio::select! {
-        _ = describe(&pools, plan, &merge, &config.options) => {}
-        signal = &mut interrupt => {
-            // Nothing ran yet: stop the describes (a prepare reads no data).
-            drop(merge);
-            let _ = merger.await;
-            close(sessions).await;
-            return (report(reports, None), Err(Error::Interrupted { signal }));
-        }
-    }
 
     let global = Arc::new(Semaphore::new(config.options.concurrency));
+    // Each shard's tasks start once the shard is described, not once every shard is: a
+    // slow or distant shard's describe no longer holds back the others' queries. The
+    // merger keeps their batches until the last describe is in (`Event::Describing`).
+    let (gates, opened): (Vec<_>, Vec<_>) = (0..pools.len())
+        .map(|_| tokio::sync::watch::channel(false))
+        .unzip();
+    merge.send(Event::Describing);
+    // Boxed, to be dropped with its handle before the merger is awaited.
+    let mut describing = Box::pin(describe(
+        &pools,
+        plan,
+        merge.clone(),
+        &global,
+        &gates,
+        &config.options,
+    ));
+    let mut described = false;
     let per_shard: Vec<Arc<Semaphore>> = pools
         .iter()
         .map(|p| Arc::new(Semaphore::new(p.size())))
@@ -230,8 +237,12 @@ pub async fn execute(
         let shard_slots = per_shard[task.shard].clone();
         let global = global.clone();
         let progress = progress.clone();
+        let mut opened = opened[task.shard].clone();
         let task = task.clone();
         set.spawn(async move {
+            // Not before the shard's describe is over: it holds one of the shard's
+            // connections, and a slot for it was asked before any task's.
+            let _ = opened.wait_for(|open| *open).await;
             // The shard's slot first: a task waiting for a busy shard holds no global slot.
             let _shard = shard_slots.acquire_owned().await.expect("never closed");
             let _global = global.acquire_owned().await.expect("never closed");
@@ -278,6 +289,7 @@ pub async fn execute(
     let mut merger_stopped = false;
     loop {
         tokio::select! {
+            _ = &mut describing, if !described => described = true,
             joined = set.join_next() => {
                 let Some(joined) = joined else { break };
                 let (task, duration, attempts, result) = match joined {
@@ -337,6 +349,12 @@ pub async fn execute(
             }
         }
     }
+    if failure.is_none() && !described {
+        // Every task has run, so every shard's describe is over; what is left is
+        // handing the schemas to the merger.
+        describing.as_mut().await;
+    }
+    drop(describing);
     cancels.wait(CANCEL_WAIT).await;
     drop(lost);
     close(sessions).await;
@@ -413,18 +431,23 @@ impl Retry {
 }
 
 /// Describes each shard's result (a prepare of its first task's query: the columns are
-/// the same for all its tasks) before any task runs, so that the merger knows every
-/// shard's column types, and can widen them, before the first row is written. A shard
-/// that cannot be described here (unreachable, bad SQL) is left to fail, or to report
-/// its columns, when its tasks run.
+/// the same for all its tasks), so that the merger knows every shard's column types, and
+/// can widen them, before the first row is written. Each shard's gate opens when its
+/// describe is over, letting its tasks start; the schemas go to the merger together once
+/// all are in ([`Event::Described`]). A shard that cannot be described here
+/// (unreachable, bad SQL) is left to fail, or to report its columns, when its tasks run.
+///
+/// Each describe takes a slot of `global`, the tasks' own `--concurrency` bound; the
+/// describes ask for theirs before any task can.
 async fn describe(
     pools: &[Arc<ShardPool>],
     plan: &Plan,
-    merge: &merge::MergeHandle,
+    merge: merge::MergeHandle,
+    global: &Arc<Semaphore>,
+    gates: &[tokio::sync::watch::Sender<bool>],
     options: &crate::config::RunOptions,
 ) {
     let limit = options.query_timeout.unwrap_or(options.connect_timeout * 2);
-    let slots = Arc::new(Semaphore::new(options.concurrency));
     let mut firsts: Vec<&Task> = Vec::new();
     for task in &plan.tasks {
         if !firsts.iter().any(|t| t.shard == task.shard) {
@@ -432,23 +455,24 @@ async fn describe(
         }
     }
     let described = firsts.into_iter().map(|task| {
-        let (pool, slots) = (pools[task.shard].clone(), slots.clone());
+        let pool = pools[task.shard].clone();
+        let slot = global.clone().acquire_owned();
         async move {
-            let _slot = slots.acquire_owned().await.expect("never closed");
+            let _slot = slot.await.expect("never closed");
             let schema = tokio::time::timeout(limit, pool.describe(&task.query)).await;
+            gates[task.shard].send_replace(true);
             (task.shard, schema)
         }
     });
+    let mut schemas = Vec::new();
     for (shard, schema) in futures_util::future::join_all(described).await {
         if let Ok(Some(Ok(schema))) = schema {
             for task in plan.tasks.iter().filter(|t| t.shard == shard) {
-                merge.send(Event::Schema {
-                    task: task.id,
-                    schema: schema.clone(),
-                });
+                schemas.push((task.id, schema.clone()));
             }
         }
     }
+    merge.send(Event::Described { schemas });
 }
 
 async fn run_task(pool: &ShardPool, task: &Task, ctx: &TaskContext) -> Result<u64, TaskError> {

@@ -81,6 +81,15 @@ pub enum Event {
     Failed { task: usize },
     /// Write the footer with this metadata and move the file into place.
     Commit { metadata: Vec<(String, String)> },
+    /// The shards are being described while their tasks already run: every later event
+    /// waits, unprocessed, for [`Event::Described`]. The schema is fixed by the first
+    /// row group, so no row may be encoded before every shard's columns are known, but
+    /// the queries need not wait for that (their batches hold channel budget while they
+    /// wait, so the wait is bounded like the channel).
+    Describing,
+    /// The columns the describe step found, by task; then the events that waited since
+    /// [`Event::Describing`] go on in the order they came.
+    Described { schemas: Vec<(usize, SchemaRef)> },
 }
 
 /// A task's handle for sending to the merger.
@@ -129,7 +138,9 @@ impl BatchSender {
     }
 }
 
-/// The sending side, held by the dispatcher.
+/// The sending side, held by the dispatcher. The merger ends without output once every
+/// handle and [`BatchSender`] is dropped before [`Event::Commit`].
+#[derive(Clone)]
 pub struct MergeHandle {
     tx: mpsc::UnboundedSender<Event>,
     budget: Arc<Semaphore>,
@@ -253,56 +264,83 @@ impl Merger {
     }
 
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) -> Result<Option<OutputSummary>> {
+        // Events that came between Describing and Described.
+        let mut held: Option<VecDeque<Event>> = None;
         loop {
             let started = Instant::now();
             let Some(event) = rx.blocking_recv() else {
                 break;
             };
             self.timings.waiting += started.elapsed();
-            match event {
-                Event::Schema { task, schema } => self.observe(task, &schema)?,
-                Event::Batch {
-                    task,
-                    batch,
-                    permit,
-                } => {
-                    self.observe(task, &batch.schema())?;
-                    self.encode(task, batch, &Arc::new(permit))?;
-                }
-                Event::Done { task } => self.flush(task)?,
-                Event::Failed { task } => {
-                    if let Some(encoder) = self.encoders.remove(&task) {
-                        self.pool.abandon(&encoder.lanes);
+            match (event, &mut held) {
+                (Event::Describing, _) => held = Some(VecDeque::new()),
+                (Event::Described { schemas }, _) => {
+                    for (task, schema) in &schemas {
+                        self.observe(*task, schema)?;
                     }
-                    if let Some(groups) = self.task_groups.remove(&task) {
-                        self.excluded.extend(groups);
+                    for event in held.take().into_iter().flatten() {
+                        if let Some(summary) = self.handle(event)? {
+                            return Ok(Some(summary));
+                        }
                     }
                 }
-                Event::Commit { metadata } => {
-                    let tasks: Vec<usize> = self.encoders.keys().copied().collect();
-                    for task in tasks {
-                        self.flush(task)?;
+                (event, Some(queue)) => queue.push_back(event),
+                (event, None) => {
+                    if let Some(summary) = self.handle(event)? {
+                        return Ok(Some(summary));
                     }
-                    let sink = match self.sink.take() {
-                        Some(sink) => sink,
-                        None if self.parts.is_empty() => self.open_sink()?,
-                        None => return self.commit_split(metadata).map(Some),
-                    };
-                    tracing::debug!(
-                        "merger: waited {:.2?} for batches, encoded for {:.2?}, closed row groups for {:.2?} ({} encoder threads)",
-                        self.timings.waiting,
-                        self.timings.encoding,
-                        self.timings.flushing,
-                        self.settings.encoder_threads,
-                    );
-                    if self.settings.split.is_none() {
-                        let exclude = self.excluded_in(0);
-                        return sink.commit(metadata, &exclude).map(Some);
-                    }
-                    self.parts.push(sink);
-                    return self.commit_split(metadata).map(Some);
                 }
             }
+        }
+        Ok(None)
+    }
+
+    /// Acts on one event; returns the output's summary once it is committed.
+    fn handle(&mut self, event: Event) -> Result<Option<OutputSummary>> {
+        match event {
+            Event::Schema { task, schema } => self.observe(task, &schema)?,
+            Event::Batch {
+                task,
+                batch,
+                permit,
+            } => {
+                self.observe(task, &batch.schema())?;
+                self.encode(task, batch, &Arc::new(permit))?;
+            }
+            Event::Done { task } => self.flush(task)?,
+            Event::Failed { task } => {
+                if let Some(encoder) = self.encoders.remove(&task) {
+                    self.pool.abandon(&encoder.lanes);
+                }
+                if let Some(groups) = self.task_groups.remove(&task) {
+                    self.excluded.extend(groups);
+                }
+            }
+            Event::Commit { metadata } => {
+                let tasks: Vec<usize> = self.encoders.keys().copied().collect();
+                for task in tasks {
+                    self.flush(task)?;
+                }
+                let sink = match self.sink.take() {
+                    Some(sink) => sink,
+                    None if self.parts.is_empty() => self.open_sink()?,
+                    None => return self.commit_split(metadata).map(Some),
+                };
+                tracing::debug!(
+                    "merger: waited {:.2?} for batches, encoded for {:.2?}, closed row groups for {:.2?} ({} encoder threads)",
+                    self.timings.waiting,
+                    self.timings.encoding,
+                    self.timings.flushing,
+                    self.settings.encoder_threads,
+                );
+                if self.settings.split.is_none() {
+                    let exclude = self.excluded_in(0);
+                    return sink.commit(metadata, &exclude).map(Some);
+                }
+                self.parts.push(sink);
+                return self.commit_split(metadata).map(Some);
+            }
+            Event::Describing | Event::Described { .. } => {}
         }
         Ok(None)
     }

@@ -475,3 +475,73 @@ fn every_exit_code_is_distinct_and_documented() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_slow_shard_holds_back_neither_the_others_queries_nor_the_widening_of_types() {
+    // The narrow shard answers at once; the wide one is behind a link that delays every
+    // reply by DELAY, so it is described no sooner than 2 x DELAY after the start (the
+    // reply to the connection's startup, then the one to the prepare). The narrow
+    // shard's rows must wait for it before anything is encoded (the schema is fixed by
+    // the first row group), but the narrow shard's query need not.
+    const DELAY: Duration = Duration::from_secs(1);
+    let narrow = harness::database(
+        "slow_describe_narrow",
+        "CREATE TABLE t (id int4, label text);
+         INSERT INTO t SELECT g, 'n' || g FROM generate_series(1, 20000) g;",
+    )
+    .await;
+    harness::database(
+        "slow_describe_wide",
+        "CREATE TABLE t (id int8, label text);
+         INSERT INTO t VALUES (9000000000, 'wide');",
+    )
+    .await;
+    let proxy = Proxy::start(|_| Fault::Delay(DELAY)).await;
+    let wide = proxy.url(&harness::db("slow_describe_wide"));
+    let mut job = Job::new(
+        "SELECT id, label, extract(epoch FROM clock_timestamp())::float8 AS ran_at FROM t",
+        &[("narrow", &narrow), ("wide", &wide)],
+    );
+    job.args.shard_column = Some("shard".into());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let batch = concat(&job.run_ok().await);
+    assert_eq!(
+        batch.schema().field_with_name("id").unwrap().data_type(),
+        &arrow::datatypes::DataType::Int64
+    );
+    assert_eq!(batch.num_rows(), 20001);
+    let ids = i64_column(&batch, "id");
+    let shards = harness::str_column(&batch, "shard");
+    let ran_at = batch
+        .column_by_name("ran_at")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap();
+    let mut narrow_ran = Vec::new();
+    for (i, shard) in shards.iter().enumerate() {
+        if shard.as_deref() == Some("wide") {
+            assert_eq!(ids[i], Some(9_000_000_000));
+            assert_eq!(
+                harness::str_column(&batch, "label")[i].as_deref(),
+                Some("wide")
+            );
+        } else {
+            assert_eq!(
+                ids[i],
+                Some(narrow_ran.len() as i64 + 1),
+                "narrow rows in order"
+            );
+            narrow_ran.push(ran_at.value(i));
+        }
+    }
+    let last = narrow_ran.iter().copied().fold(f64::MIN, f64::max) - started;
+    assert!(
+        last < DELAY.as_secs_f64(),
+        "the narrow shard's query ran {last:.3}s after the start: it waited for the wide \
+         shard to be described"
+    );
+}
