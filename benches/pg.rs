@@ -636,6 +636,11 @@ fn check_rows(path: &Path, expected: u64) -> Result<()> {
     Ok(())
 }
 
+/// How often the sampler counts connections. Every connection of the run lives at
+/// least as long as its query's 250 ms sleep, so it is seen several times; more frequent
+/// samples only load the server whose cores the run needs (see docs/performance.md).
+const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+
 /// Counts the benchmark's server connections every few milliseconds on its own thread.
 struct Sampler {
     stop: Arc<AtomicBool>,
@@ -651,21 +656,24 @@ impl Sampler {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        let (client, conn) = runtime
-            .block_on(tokio_postgres::connect(admin, tokio_postgres::NoTls))
+        let sql = format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'");
+        let (client, statement) = runtime
+            .block_on(async {
+                let (client, conn) = tokio_postgres::connect(admin, tokio_postgres::NoTls).await?;
+                tokio::spawn(conn);
+                let statement = client.prepare(&sql).await?;
+                Ok::<_, tokio_postgres::Error>((client, statement))
+            })
             .map_err(|e| format!("connecting the sampler: {e}"))?;
-        let statement =
-            format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'");
         let (s, p) = (stop.clone(), peak.clone());
         let thread = std::thread::spawn(move || {
             runtime.block_on(async move {
-                tokio::spawn(conn);
                 while !s.load(Ordering::Relaxed) {
                     if let Ok(row) = client.query_one(&statement, &[]).await {
                         let n: i64 = row.get(0);
                         p.fetch_max(n as usize, Ordering::Relaxed);
                     }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    tokio::time::sleep(SAMPLE_EVERY).await;
                 }
             })
         });
