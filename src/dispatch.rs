@@ -196,6 +196,8 @@ pub async fn execute(
     let (gates, opened): (Vec<_>, Vec<_>) = (0..pools.len())
         .map(|_| tokio::sync::watch::channel(false))
         .unzip();
+    // When the last describe was over: deadlines count from then (see `deadline`).
+    let (all_described, described_at) = tokio::sync::watch::channel(None);
     merge.send(Event::Describing);
     // Boxed, to be dropped with its handle before the merger is awaited.
     let mut describing = Box::pin(describe(
@@ -204,6 +206,7 @@ pub async fn execute(
         merge.clone(),
         &global,
         &gates,
+        &all_described,
         &config.options,
     ));
     let mut described = false;
@@ -222,6 +225,7 @@ pub async fn execute(
             sender: merge.sender(task.id),
             batch_size: config.options.batch_size,
             deadline: config.options.query_timeout,
+            server_slack: Duration::ZERO,
             stall: config.options.stall_timeout,
             on_rows: Box::new(move |n| {
                 counted.fetch_add(n, Ordering::Relaxed);
@@ -238,8 +242,11 @@ pub async fn execute(
         let global = global.clone();
         let progress = progress.clone();
         let mut opened = opened[task.shard].clone();
+        let described_at = described_at.clone();
         let task = task.clone();
+        let slack = describe_limit(&config.options);
         set.spawn(async move {
+            let mut ctx = ctx;
             // Not before the shard's describe is over: it holds one of the shard's
             // connections, and a slot for it was asked before any task's.
             let _ = opened.wait_for(|open| *open).await;
@@ -250,7 +257,11 @@ pub async fn execute(
             let begun = Instant::now();
             let mut attempts = 1;
             let result = loop {
-                let result = run_task(&pool, &task, &ctx).await;
+                ctx.server_slack = match *described_at.borrow() {
+                    Some(_) => Duration::ZERO,
+                    None => slack,
+                };
+                let result = run_task(&pool, &task, &ctx, described_at.clone()).await;
                 let Err(e) = &result else { break result };
                 let Some(pause) = retry.pause_before(attempts, begun.elapsed(), e) else {
                     break result;
@@ -445,9 +456,10 @@ async fn describe(
     merge: merge::MergeHandle,
     global: &Arc<Semaphore>,
     gates: &[tokio::sync::watch::Sender<bool>],
+    all_described: &tokio::sync::watch::Sender<Option<Instant>>,
     options: &crate::config::RunOptions,
 ) {
-    let limit = options.query_timeout.unwrap_or(options.connect_timeout * 2);
+    let limit = describe_limit(options);
     let mut firsts: Vec<&Task> = Vec::new();
     for task in &plan.tasks {
         if !firsts.iter().any(|t| t.shard == task.shard) {
@@ -473,21 +485,53 @@ async fn describe(
         }
     }
     merge.send(Event::Described { schemas });
+    all_described.send_replace(Some(Instant::now()));
 }
 
-async fn run_task(pool: &ShardPool, task: &Task, ctx: &TaskContext) -> Result<u64, TaskError> {
+/// How long one shard's describe may take.
+fn describe_limit(options: &crate::config::RunOptions) -> Duration {
+    options.query_timeout.unwrap_or(options.connect_timeout * 2)
+}
+
+/// Sleeps until `after` has passed since the task started, or since the last shard was
+/// described if that was later. A task may start while other shards are still being
+/// described, and the merger holds its rows until they are (only the channel's budget of
+/// them, then the task waits): that wait is the other shards', not this task's server's,
+/// so it does not count against the task's deadline, which then bounds the same span as
+/// when no task started before every shard was described.
+async fn deadline(
+    after: Duration,
+    mut described_at: tokio::sync::watch::Receiver<Option<Instant>>,
+) {
+    let started = Instant::now();
+    let from = match described_at.wait_for(Option::is_some).await {
+        Ok(at) => at.map_or(started, |at| at.max(started)),
+        // The describe step was dropped: the run is ending anyway.
+        Err(_) => started,
+    };
+    tokio::time::sleep_until((from + after).into()).await;
+}
+
+async fn run_task(
+    pool: &ShardPool,
+    task: &Task,
+    ctx: &TaskContext,
+    described_at: tokio::sync::watch::Receiver<Option<Instant>>,
+) -> Result<u64, TaskError> {
+    let run = pool.run(&task.query, task.snapshot.as_deref(), ctx);
     let result = match ctx.deadline {
         Some(after) => {
-            tokio::time::timeout(after, pool.run(&task.query, task.snapshot.as_deref(), ctx))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(TaskError::new(
-                        &task.shard_name,
-                        TaskErrorKind::Timeout { after },
-                    ))
-                })
+            // Dropping the run past the deadline cancels its statement on the server.
+            tokio::select! {
+                biased;
+                result = run => result,
+                () = deadline(after, described_at) => Err(TaskError::new(
+                    &task.shard_name,
+                    TaskErrorKind::Timeout { after },
+                )),
+            }
         }
-        None => pool.run(&task.query, task.snapshot.as_deref(), ctx).await,
+        None => run.await,
     };
     result.map_err(|mut e| {
         e.partition = task.partition.clone();

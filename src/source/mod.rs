@@ -29,6 +29,11 @@ pub struct TaskContext {
     pub batch_size: usize,
     /// The task's deadline, if any: the server-side `statement_timeout` backs it up.
     pub deadline: Option<Duration>,
+    /// What the server-side `statement_timeout` allows beyond the deadline, besides its
+    /// margin: for a task that starts while other shards are still being described, the
+    /// longest their describes may take, as its deadline counts from the last of them
+    /// (`dispatch::deadline`).
+    pub server_slack: Duration,
     /// How long the server may send nothing before the query counts as stalled.
     pub stall: Option<Duration>,
     /// Called with the number of rows in each batch sent.

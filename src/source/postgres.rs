@@ -426,7 +426,7 @@ impl PgShard {
             ));
         }
         if let Some(deadline) = ctx.deadline {
-            let ms = (deadline + SERVER_TIMEOUT_MARGIN).as_millis();
+            let ms = (deadline + ctx.server_slack + SERVER_TIMEOUT_MARGIN).as_millis();
             setup.push_str(&format!("; SET LOCAL statement_timeout = {ms}"));
         }
         let stalled = |after| self.error(TaskErrorKind::Stalled { after });

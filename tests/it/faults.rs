@@ -545,3 +545,53 @@ async fn a_slow_shard_holds_back_neither_the_others_queries_nor_the_widening_of_
          shard to be described"
     );
 }
+
+#[tokio::test]
+async fn waiting_for_a_slow_shard_to_be_described_does_not_count_against_the_others_deadlines() {
+    // The healthy shard's rows outgrow the channel's budget, so its task waits, held by
+    // the merger, until the slow shard's describe gives up (at the deadline, as the
+    // describe's own limit is the deadline when one is set). That wait is not its own.
+    const DEADLINE: Duration = Duration::from_secs(3);
+    let healthy = harness::database(
+        "held_deadline_healthy",
+        "CREATE TABLE t AS SELECT g::bigint AS id, repeat(md5(g::text), 2) AS pad FROM generate_series(1, 300000) g;",
+    )
+    .await;
+    harness::database(
+        "held_deadline_slow",
+        "CREATE TABLE t AS SELECT 1::bigint AS id, 'slow' AS pad",
+    )
+    .await;
+    let proxy = Proxy::start(|_| Fault::Delay(DEADLINE)).await;
+    let slow = proxy.url(&harness::db("held_deadline_slow"));
+    let mut job = Job::new(
+        "SELECT id, pad FROM t",
+        &[("healthy", &healthy), ("slow", &slow)],
+    );
+    job.args.query_timeout = Some(DEADLINE);
+    job.args.allow_partial = true;
+    let (report, result) = job.run().await;
+    assert!(
+        matches!(
+            result,
+            Err(Error::Partial {
+                failed: 1,
+                total: 2
+            })
+        ),
+        "{result:?}\n{report}"
+    );
+    assert_eq!(
+        report.tasks[0].outcome,
+        tributary::report::Outcome::Ok,
+        "{report}"
+    );
+    assert!(
+        matches!(&report.tasks[1].outcome, tributary::report::Outcome::Failed(m) if m.contains("timed out")),
+        "{report}"
+    );
+    let batch = concat(&harness::read_parquet(&job.output()));
+    let ids = i64_column(&batch, "id");
+    assert_eq!(ids.len(), 300_000);
+    assert_eq!(ids.iter().flatten().sum::<i64>(), 300_000 * 300_001 / 2);
+}
