@@ -209,7 +209,6 @@ pub async fn execute(
         &all_described,
         &config.options,
     ));
-    let mut described = false;
     let per_shard: Vec<Arc<Semaphore>> = pools
         .iter()
         .map(|p| Arc::new(Semaphore::new(p.size())))
@@ -300,7 +299,8 @@ pub async fn execute(
     let mut merger_stopped = false;
     loop {
         tokio::select! {
-            _ = &mut describing, if !described => described = true,
+            // Done once `described_at` is set, which is the describe step's last act.
+            _ = &mut describing, if described_at.borrow().is_none() => {}
             joined = set.join_next() => {
                 let Some(joined) = joined else { break };
                 let (task, duration, attempts, result) = match joined {
@@ -360,7 +360,7 @@ pub async fn execute(
             }
         }
     }
-    if failure.is_none() && !described {
+    if failure.is_none() && described_at.borrow().is_none() {
         // Every task has run, so every shard's describe is over; what is left is
         // handing the schemas to the merger.
         describing.as_mut().await;
@@ -467,10 +467,9 @@ async fn describe(
         }
     }
     let described = firsts.into_iter().map(|task| {
-        let pool = pools[task.shard].clone();
-        let slot = global.clone().acquire_owned();
+        let (pool, global) = (pools[task.shard].clone(), global.clone());
         async move {
-            let _slot = slot.await.expect("never closed");
+            let _slot = global.acquire_owned().await.expect("never closed");
             let schema = tokio::time::timeout(limit, pool.describe(&task.query)).await;
             gates[task.shard].send_replace(true);
             (task.shard, schema)

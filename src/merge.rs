@@ -340,6 +340,7 @@ impl Merger {
                 self.parts.push(sink);
                 return self.commit_split(metadata).map(Some);
             }
+            // The hold around the describe step is `run`'s.
             Event::Describing | Event::Described { .. } => {}
         }
         Ok(None)

@@ -714,20 +714,4 @@ mod tests {
             .expect_err("a sync at WRITEBACK_EVERY bytes, and its failure reported");
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
     }
-
-    #[test]
-    fn writeback_syncs_a_regular_file_without_error() {
-        let dir = std::env::temp_dir().join(format!("tributary-writeback-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("data");
-        let mut file = File::create(&path).unwrap();
-        let mut writeback = Writeback::start(&file);
-        for round in 1..=3 {
-            std::io::Write::write_all(&mut file, b"row group bytes").unwrap();
-            writeback.written(round * WRITEBACK_EVERY);
-        }
-        writeback.finish().expect("syncs of a regular file succeed");
-        assert_eq!(std::fs::read(&path).unwrap().len(), 3 * 15);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

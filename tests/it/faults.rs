@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tributary::error::{Error, exit};
+use tributary::error::exit;
 
 use crate::harness::{self, Job, active_queries, assert_gone, bin, concat, i64_column, write_job};
 use crate::proxy::{Fault, Proxy};
@@ -196,20 +196,8 @@ async fn after_a_timeout_the_next_task_starts_at_once_within_the_pool() {
     let started = Instant::now();
     let (report, result) = tributary::run(&config, false, std::future::pending()).await;
     let elapsed = started.elapsed();
-    assert!(
-        matches!(
-            result,
-            Err(Error::Partial {
-                failed: 1,
-                total: 2
-            })
-        ),
-        "{result:?}\n{report}"
-    );
-    assert!(
-        matches!(&report.tasks[0].outcome, tributary::report::Outcome::Failed(m) if m.contains("timed out")),
-        "{report}"
-    );
+    harness::assert_partial(&result, &report, 1, 2);
+    harness::assert_timed_out(&report, 0);
     assert_eq!(
         report.tasks[1].outcome,
         tributary::report::Outcome::Ok,
@@ -521,14 +509,12 @@ async fn a_slow_shard_holds_back_neither_the_others_queries_nor_the_widening_of_
         .as_any()
         .downcast_ref::<arrow::array::Float64Array>()
         .unwrap();
+    let labels = harness::str_column(&batch, "label");
     let mut narrow_ran = Vec::new();
     for (i, shard) in shards.iter().enumerate() {
         if shard.as_deref() == Some("wide") {
             assert_eq!(ids[i], Some(9_000_000_000));
-            assert_eq!(
-                harness::str_column(&batch, "label")[i].as_deref(),
-                Some("wide")
-            );
+            assert_eq!(labels[i].as_deref(), Some("wide"));
         } else {
             assert_eq!(
                 ids[i],
@@ -571,25 +557,13 @@ async fn waiting_for_a_slow_shard_to_be_described_does_not_count_against_the_oth
     job.args.query_timeout = Some(DEADLINE);
     job.args.allow_partial = true;
     let (report, result) = job.run().await;
-    assert!(
-        matches!(
-            result,
-            Err(Error::Partial {
-                failed: 1,
-                total: 2
-            })
-        ),
-        "{result:?}\n{report}"
-    );
+    harness::assert_partial(&result, &report, 1, 2);
     assert_eq!(
         report.tasks[0].outcome,
         tributary::report::Outcome::Ok,
         "{report}"
     );
-    assert!(
-        matches!(&report.tasks[1].outcome, tributary::report::Outcome::Failed(m) if m.contains("timed out")),
-        "{report}"
-    );
+    harness::assert_timed_out(&report, 1);
     let batch = concat(&harness::read_parquet(&job.output()));
     let ids = i64_column(&batch, "id");
     assert_eq!(ids.len(), 300_000);

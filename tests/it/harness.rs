@@ -266,3 +266,20 @@ pub fn write_job(dir: &Path, sql: &str, url: &str) {
     std::fs::write(dir.join("q.sql"), sql).unwrap();
     std::fs::write(dir.join("s.toml"), format!("[shards]\na = \"{url}\"\n")).unwrap();
 }
+
+/// Asserts that a run with `--allow-partial` ended partial: `failed` of `total` tasks
+/// failed, the others wrote their rows.
+pub fn assert_partial(result: &Result<(), Error>, report: &RunReport, failed: usize, total: usize) {
+    assert!(
+        matches!(result, Err(Error::Partial { failed: f, total: t }) if *f == failed && *t == total),
+        "expected {failed} of {total} tasks failed: {result:?}\n{report}"
+    );
+}
+
+/// Asserts that task `index` of `report` failed by passing its deadline.
+pub fn assert_timed_out(report: &RunReport, index: usize) {
+    assert!(
+        matches!(&report.tasks[index].outcome, tributary::report::Outcome::Failed(m) if m.contains("timed out")),
+        "task {index} did not time out: {report}"
+    );
+}

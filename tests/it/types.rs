@@ -1198,13 +1198,7 @@ async fn a_split_output_leaves_out_a_failed_shard_under_allow_partial() {
     job.args.max_file_rows = Some(5000);
     job.args.allow_partial = true;
     let (report, result) = job.run().await;
-    assert!(matches!(
-        result,
-        Err(Error::Partial {
-            failed: 1,
-            total: 2
-        })
-    ));
+    harness::assert_partial(&result, &report, 1, 2);
     let output = report.output.unwrap();
     let mut ids = Vec::new();
     for file in &output.files {
