@@ -658,7 +658,7 @@ impl Merger {
             .map_err(|e| Error::output(&path, e))?;
         let index = sink.append(chunks, encoder.rows)?;
         self.dictionary
-            .closed(&encoder.plain, &sink.dictionary_abandoned(index));
+            .closed(&sink.closed_columns(index, &encoder.plain));
         let part = self.parts.len();
         self.task_groups
             .entry(task)

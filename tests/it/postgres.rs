@@ -587,8 +587,10 @@ async fn a_column_that_outgrew_its_dictionary_skips_it_for_the_next_row_groups()
         "SELECT id, mode, comment FROM wide ORDER BY id",
         &[("s", &url)],
     );
-    // `comment` (about 50 bytes, all distinct) outgrows the 64 KiB dictionary limit in
-    // every group of 2000 rows; `mode` (3 values) never does.
+    // In groups of 2000 rows: `comment` (about 50 bytes, all distinct) outgrows the
+    // 64 KiB dictionary limit in every group; `mode` (3 values) is smaller with its
+    // dictionary; `id` (2000 distinct values a group, 16 KB) fits in a dictionary, but
+    // delta-encoded, a sequence takes almost nothing.
     job.args.row_group_size = Some(2000);
     let batches = job.run_ok().await;
     let file = std::fs::File::open(job.output()).unwrap();
@@ -601,9 +603,33 @@ async fn a_column_that_outgrew_its_dictionary_skips_it_for_the_next_row_groups()
             .filter(|&g| groups[g].column(column).dictionary_page_offset().is_some())
             .collect()
     };
-    assert_eq!(with_dictionary(1), (0..20).collect::<Vec<_>>(), "mode");
-    // Tried in the first group, then skipped for 8 groups, tried again, and so on.
-    assert_eq!(with_dictionary(2), [0, 9, 18], "comment");
+    // Tried in the first group, skipped for 8 groups, tried again, skipped for 16.
+    assert_eq!(with_dictionary(2), [0, 9], "comment");
+    // A trial without the dictionary after the first group, lost, and again 8 groups
+    // later.
+    let mut mode: Vec<usize> = (0..20).collect();
+    mode.retain(|g| ![1, 10].contains(g));
+    assert_eq!(with_dictionary(1), mode, "mode");
+    // The trial after the first group is won: 8 groups without, one with, a trial won
+    // again, 16 groups without.
+    assert_eq!(with_dictionary(0), [0, 10], "id");
+    let bytes = |column: usize, g: usize| groups[g].column(column).compressed_size();
+    assert!(
+        bytes(0, 1) * 4 < bytes(0, 0),
+        "id: {} bytes without a dictionary, {} with",
+        bytes(0, 1),
+        bytes(0, 0)
+    );
+    assert!(
+        bytes(1, 0) < bytes(1, 1),
+        "mode: {} bytes with a dictionary, {} without",
+        bytes(1, 0),
+        bytes(1, 1)
+    );
+    assert_eq!(
+        i64_column(&concat(&batches), "id"),
+        (1..=40000).map(Some).collect::<Vec<_>>()
+    );
 
     let all = concat(&batches);
     let comment = str_column(&all, "comment");
