@@ -1028,13 +1028,13 @@ impl Column {
     }
 
     /// The values appended since the last call, as an array; the builder is left with
-    /// room for as many values as it gave, so that the next batch does not regrow it
-    /// from nothing. `Err` when a text value is not UTF-8.
+    /// room for as many values as it gave and a little more ([`headroom`]), so that the next
+    /// batch does not regrow it. `Err` when a text value is not UTF-8.
     fn finish(&mut self) -> Result<ArrayRef, String> {
         Ok(match self {
             Column::Bool(b) => {
                 let array = b.finish();
-                *b = BooleanBuilder::with_capacity(array.len());
+                *b = BooleanBuilder::with_capacity(headroom(array.len()));
                 Arc::new(array)
             }
             Column::Int16(b) => finish_primitive(b),
@@ -1047,7 +1047,10 @@ impl Column {
             Column::Decimal { builder: b, .. } | Column::Money(b) => finish_primitive(b),
             Column::Text(b) => {
                 let bytes = b.finish();
-                *b = BinaryBuilder::with_capacity(bytes.len(), bytes.value_data().len());
+                *b = BinaryBuilder::with_capacity(
+                    headroom(bytes.len()),
+                    headroom(bytes.value_data().len()),
+                );
                 match StringArray::try_from_binary(bytes.clone()) {
                     Ok(text) => Arc::new(text),
                     Err(_) => {
@@ -1067,7 +1070,10 @@ impl Column {
             Column::Dictionary(b) => Arc::new(b.finish()),
             Column::Bytes(b) => {
                 let array = b.finish();
-                *b = BinaryBuilder::with_capacity(array.len(), array.value_data().len());
+                *b = BinaryBuilder::with_capacity(
+                    headroom(array.len()),
+                    headroom(array.value_data().len()),
+                );
                 Arc::new(array)
             }
             Column::Date(b, _) => finish_primitive(b),
@@ -1309,12 +1315,22 @@ where
     })
 }
 
-/// Finishes a primitive builder, leaving it with room for as many values (and the same
-/// data type: a time zone, a decimal's precision and scale).
+/// Room for a batch like one of `n` values (or bytes) and a little more. A batch is sent
+/// once it has `batch_size` rows, checked after each received chunk, so batches differ
+/// by a few rows, and text by more bytes: room for exactly the last batch's made the
+/// next one outgrow its buffers about every other time, each time copying them whole
+/// (1.5% of an export's CPU).
+fn headroom(n: usize) -> usize {
+    n + n / 8
+}
+
+/// Finishes a primitive builder, leaving it with room for as many values and a little
+/// more ([`headroom`]), and the same data type (a time zone, a decimal's precision and
+/// scale).
 fn finish_primitive<T: ArrowPrimitiveType>(b: &mut PrimitiveBuilder<T>) -> ArrayRef {
     let array = b.finish();
-    *b =
-        PrimitiveBuilder::<T>::with_capacity(array.len()).with_data_type(array.data_type().clone());
+    *b = PrimitiveBuilder::<T>::with_capacity(headroom(array.len()))
+        .with_data_type(array.data_type().clone());
     Arc::new(array)
 }
 
