@@ -179,11 +179,11 @@ pub const DICTIONARY_RETRY_MAX: u32 = DICTIONARY_RETRY << 3;
 ///   few bits each in the delta encodings, fewer than a dictionary's indices. So the row
 ///   group after one that kept a dictionary is a trial without it, and the column goes on
 ///   the way that took fewer compressed bytes per row, for [`DICTIONARY_RETRY`] row
-///   groups, before the next trial.
+///   groups, before the next trial. Hashing every value into a dictionary costs more
+///   CPU than delta-packing, so a column that gains nothing from it also saves that work.
 /// - Each verdict the same way as the one before doubles the span before the next try,
 ///   up to [`DICTIONARY_RETRY_MAX`]: with several row groups in progress at once, a try
-///   is several row groups written the costlier way. Hashing every value into a dictionary is the costlier
-///   way, so a column that gains nothing from it also saves that work.
+///   is several row groups written the larger way.
 ///
 /// What a row group does depends only on the groups closed before it, so one task's
 /// rows make the same file whatever the number of encoder threads.
@@ -209,7 +209,8 @@ impl ColumnProbe {
             (false, s) if s < 0 => s.saturating_sub(1),
             (false, _) => -1,
         };
-        DICTIONARY_RETRY << (self.streak.unsigned_abs() - 1).min(3)
+        let doublings = (self.streak.unsigned_abs() - 1).min(8);
+        (DICTIONARY_RETRY << doublings).min(DICTIONARY_RETRY_MAX)
     }
 }
 
