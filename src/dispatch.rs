@@ -194,7 +194,7 @@ pub async fn execute(
     // slow or distant shard's describe no longer holds back the others' queries. The
     // merger keeps their batches until the last describe is in (`Event::Describing`).
     let (gates, opened): (Vec<_>, Vec<_>) = (0..pools.len())
-        .map(|_| tokio::sync::watch::channel(false))
+        .map(|_| tokio::sync::watch::channel(Gate::Closed))
         .unzip();
     // When the last describe was over: deadlines count from then (see `deadline`).
     let (all_described, described_at) = tokio::sync::watch::channel(None);
@@ -248,7 +248,11 @@ pub async fn execute(
             let mut ctx = ctx;
             // Not before the shard's describe is over: it holds one of the shard's
             // connections, and a slot for it was asked before any task's.
-            let _ = opened.wait_for(|open| *open).await;
+            let gate = opened
+                .wait_for(|gate| !matches!(gate, Gate::Closed))
+                .await
+                .map(|gate| gate.clone())
+                .unwrap_or(Gate::Open);
             // The shard's slot first: a task waiting for a busy shard holds no global slot.
             let _shard = shard_slots.acquire_owned().await.expect("never closed");
             let _global = global.acquire_owned().await.expect("never closed");
@@ -260,7 +264,11 @@ pub async fn execute(
                     Some(_) => Duration::ZERO,
                     None => slack,
                 };
-                let result = run_task(&pool, &task, &ctx, described_at.clone()).await;
+                let result = match &gate {
+                    // The describe's connection was this attempt.
+                    Gate::Unreachable(failure) if attempts == 1 => Err(failure.error(&task)),
+                    _ => run_task(&pool, &task, &ctx, described_at.clone()).await,
+                };
                 let Err(e) = &result else { break result };
                 let Some(pause) = retry.pause_before(attempts, begun.elapsed(), e) else {
                     break result;
@@ -441,12 +449,48 @@ impl Retry {
     }
 }
 
+/// Whether a shard's tasks may start: closed until its describe is over.
+#[derive(Debug, Clone)]
+enum Gate {
+    Closed,
+    Open,
+    /// The describe could not connect. Each of the shard's tasks takes that as its first
+    /// attempt, which its retries follow as usual, rather than waiting for another
+    /// connection to fail the same way (a connect timeout more on an unreachable host).
+    Unreachable(Arc<ConnectFailure>),
+}
+
+/// A describe's failure to connect, for the shard's tasks to report as their own.
+#[derive(Debug)]
+struct ConnectFailure {
+    target: String,
+    message: String,
+    transient: bool,
+}
+
+impl ConnectFailure {
+    fn error(&self, task: &Task) -> TaskError {
+        let mut e = TaskError::new(
+            &task.shard_name,
+            TaskErrorKind::Connect {
+                target: self.target.clone(),
+                message: self.message.clone(),
+                transient: self.transient,
+            },
+        );
+        e.partition = task.partition.clone();
+        e
+    }
+}
+
 /// Describes each shard's result (a prepare of its first task's query: the columns are
 /// the same for all its tasks), so that the merger knows every shard's column types, and
 /// can widen them, before the first row is written. Each shard's gate opens when its
 /// describe is over, letting its tasks start; the schemas go to the merger together once
-/// all are in ([`Event::Described`]). A shard that cannot be described here
-/// (unreachable, bad SQL) is left to fail, or to report its columns, when its tasks run.
+/// all are in ([`Event::Described`]). A shard whose describe could not connect opens its
+/// gate as [`Gate::Unreachable`]; one that cannot be described otherwise (bad SQL, a
+/// describe past its limit) is left to fail, or to report its columns, when its tasks
+/// run.
 ///
 /// Each describe takes a slot of `global`, the tasks' own `--concurrency` bound; the
 /// describes ask for theirs before any task can.
@@ -455,7 +499,7 @@ async fn describe(
     plan: &Plan,
     merge: merge::MergeHandle,
     global: &Arc<Semaphore>,
-    gates: &[tokio::sync::watch::Sender<bool>],
+    gates: &[tokio::sync::watch::Sender<Gate>],
     all_described: &tokio::sync::watch::Sender<Option<Instant>>,
     options: &crate::config::RunOptions,
 ) {
@@ -471,7 +515,22 @@ async fn describe(
         async move {
             let _slot = global.acquire_owned().await.expect("never closed");
             let schema = tokio::time::timeout(limit, pool.describe(&task.query)).await;
-            gates[task.shard].send_replace(true);
+            gates[task.shard].send_replace(match &schema {
+                Ok(Some(Err(TaskError {
+                    kind:
+                        TaskErrorKind::Connect {
+                            target,
+                            message,
+                            transient,
+                        },
+                    ..
+                }))) => Gate::Unreachable(Arc::new(ConnectFailure {
+                    target: target.clone(),
+                    message: message.clone(),
+                    transient: *transient,
+                })),
+                _ => Gate::Open,
+            });
             (task.shard, schema)
         }
     });

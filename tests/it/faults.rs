@@ -34,8 +34,8 @@ async fn a_server_that_never_answers_times_out_at_connect() {
     assert_eq!(err.exit_code(), exit::UNAVAILABLE);
     assert_eq!(
         proxy.accepted(),
-        3,
-        "the up-front describe of the shard, one attempt and one retry"
+        2,
+        "the up-front describe of the shard, which is the task's first attempt, and one retry"
     );
 }
 
