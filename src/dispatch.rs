@@ -190,6 +190,9 @@ pub async fn execute(
     let mut interrupt = std::pin::pin!(interrupt);
 
     let global = Arc::new(Semaphore::new(config.options.concurrency));
+    // What a task that starts before every shard is described adds to its server-side
+    // timeout (see `TaskContext::server_slack`).
+    let slack = describe_limit(&config.options);
     // Each shard's tasks start once the shard is described, not once every shard is: a
     // slow or distant shard's describe no longer holds back the others' queries. The
     // merger keeps their batches until the last describe is in (`Event::Describing`).
@@ -243,7 +246,6 @@ pub async fn execute(
         let mut opened = opened[task.shard].clone();
         let described_at = described_at.clone();
         let task = task.clone();
-        let slack = describe_limit(&config.options);
         set.spawn(async move {
             let mut ctx = ctx;
             // Not before the shard's describe is over: it holds one of the shard's
@@ -266,9 +268,13 @@ pub async fn execute(
                 };
                 let result = match &gate {
                     // The describe's connection was this attempt.
-                    Gate::Unreachable(failure) if attempts == 1 => Err(failure.error(&task)),
+                    Gate::Unreachable(e) if attempts == 1 => Err(e.clone()),
                     _ => run_task(&pool, &task, &ctx, described_at.clone()).await,
-                };
+                }
+                .map_err(|mut e| {
+                    e.partition = task.partition.clone();
+                    e
+                });
                 let Err(e) = &result else { break result };
                 let Some(pause) = retry.pause_before(attempts, begun.elapsed(), e) else {
                     break result;
@@ -454,33 +460,11 @@ impl Retry {
 enum Gate {
     Closed,
     Open,
-    /// The describe could not connect. Each of the shard's tasks takes that as its first
-    /// attempt, which its retries follow as usual, rather than waiting for another
-    /// connection to fail the same way (a connect timeout more on an unreachable host).
-    Unreachable(Arc<ConnectFailure>),
-}
-
-/// A describe's failure to connect, for the shard's tasks to report as their own.
-#[derive(Debug)]
-struct ConnectFailure {
-    target: String,
-    message: String,
-    transient: bool,
-}
-
-impl ConnectFailure {
-    fn error(&self, task: &Task) -> TaskError {
-        let mut e = TaskError::new(
-            &task.shard_name,
-            TaskErrorKind::Connect {
-                target: self.target.clone(),
-                message: self.message.clone(),
-                transient: self.transient,
-            },
-        );
-        e.partition = task.partition.clone();
-        e
-    }
+    /// The describe could not connect (this error). Each of the shard's tasks takes that
+    /// as its first attempt, which its retries follow as usual, rather than waiting for
+    /// another connection to fail the same way (a connect timeout more on an unreachable
+    /// host).
+    Unreachable(TaskError),
 }
 
 /// Describes each shard's result (a prepare of its first task's query: the columns are
@@ -516,19 +500,9 @@ async fn describe(
             let _slot = global.acquire_owned().await.expect("never closed");
             let schema = tokio::time::timeout(limit, pool.describe(&task.query)).await;
             gates[task.shard].send_replace(match &schema {
-                Ok(Some(Err(TaskError {
-                    kind:
-                        TaskErrorKind::Connect {
-                            target,
-                            message,
-                            transient,
-                        },
-                    ..
-                }))) => Gate::Unreachable(Arc::new(ConnectFailure {
-                    target: target.clone(),
-                    message: message.clone(),
-                    transient: *transient,
-                })),
+                Ok(Some(Err(e))) if matches!(e.kind, TaskErrorKind::Connect { .. }) => {
+                    Gate::Unreachable(e.clone())
+                }
                 _ => Gate::Open,
             });
             (task.shard, schema)
@@ -577,7 +551,7 @@ async fn run_task(
     described_at: tokio::sync::watch::Receiver<Option<Instant>>,
 ) -> Result<u64, TaskError> {
     let run = pool.run(&task.query, task.snapshot.as_deref(), ctx);
-    let result = match ctx.deadline {
+    match ctx.deadline {
         Some(after) => {
             // Dropping the run past the deadline cancels its statement on the server.
             tokio::select! {
@@ -590,11 +564,7 @@ async fn run_task(
             }
         }
         None => run.await,
-    };
-    result.map_err(|mut e| {
-        e.partition = task.partition.clone();
-        e
-    })
+    }
 }
 
 /// The Parquet key-value metadata: what was read, from where, with which parameters.

@@ -103,7 +103,7 @@ impl Error {
 }
 
 /// A failure of one task, naming its shard (and partition, when the shard is split).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("shard `{shard}`{}: {kind}", partition.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())]
 pub struct TaskError {
     pub shard: String,
@@ -152,7 +152,7 @@ impl TaskError {
 }
 
 /// What went wrong in a task.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TaskErrorKind {
     /// No connection could be opened (refused, DNS, authentication, missing file).

@@ -626,12 +626,11 @@ async fn a_column_that_outgrew_its_dictionary_skips_it_for_the_next_row_groups()
         bytes(1, 0),
         bytes(1, 1)
     );
+    let all = concat(&batches);
     assert_eq!(
-        i64_column(&concat(&batches), "id"),
+        i64_column(&all, "id"),
         (1..=40000).map(Some).collect::<Vec<_>>()
     );
-
-    let all = concat(&batches);
     let comment = str_column(&all, "comment");
     let client = harness::connect(&harness::db("dictionary_retry")).await;
     let rows = client
