@@ -211,3 +211,20 @@ pub enum TaskErrorKind {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its sources on one line, `outer: inner: innermost`, for the places that
+/// keep a message rather than the error (a configuration error, a task's failure). A
+/// source whose text its parent already shows is not repeated.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    message
+}

@@ -291,7 +291,8 @@ impl JobConfig {
         let shards = match (&args.shards, &job.shards) {
             (Some(path), _) => shards::load(path)?,
             (None, Some(toml::Value::String(path))) => shards::load(&in_job(Path::new(path)))?,
-            (None, Some(table)) => shards::parse_table(table, &job_dir).map_err(job_err)?,
+            (None, Some(table)) => shards::parse_table(table, &job_dir)
+                .map_err(|e| job_err(crate::error::chain(&e)))?,
             (None, None) => {
                 return Err(Error::config(
                     job_path.clone(),

@@ -2,14 +2,14 @@
 //! `url` and per-shard options. Parsing resolves everything a connection needs (defaults
 //! from the libpq environment variables, the password from the file, an environment
 //! variable, `PGPASSWORD` or `~/.pgpass`) and keeps the password out of every `Debug` and
-//! `Display` form.
+//! `Display` form. Its errors name the shard and never the password.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{self, Error, Result};
 
 use super::pgpass;
 
@@ -63,8 +63,8 @@ impl fmt::Debug for PgSource {
 }
 
 /// libpq's `sslmode`, with its meanings: `prefer` and `require` encrypt without checking
-/// the certificate; `verify-ca` checks it against the root certificate; `verify-full` also
-/// checks the host name. `require` and above never fall back to plaintext.
+/// the certificate; `verify-ca` checks it against the root certificates; `verify-full`
+/// also checks the host name. `require` and above never fall back to plaintext.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
     Disable,
@@ -74,12 +74,121 @@ pub enum SslMode {
     VerifyFull,
 }
 
+impl SslMode {
+    /// The mode as `sslmode=` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    fn verifies(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
     pub mode: SslMode,
-    /// `sslrootcert`: PEM file of trusted roots for `verify-ca`/`verify-full`.
-    pub root_cert: Option<PathBuf>,
+    /// What authenticates the server: set for `verify-ca` and `verify-full` (a URL that
+    /// asks for them without a root certificate file is refused), `None` for the modes
+    /// that do not check the certificate.
+    pub roots: Option<RootCerts>,
 }
+
+/// Where the trusted root certificates come from, as libpq finds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RootCerts {
+    /// A PEM file: `sslrootcert`, else `~/.postgresql/root.crt`; it existed when the URL
+    /// was parsed.
+    File(PathBuf),
+    /// `sslrootcert=system`: the operating system's trust store (`SSL_CERT_FILE` and
+    /// `SSL_CERT_DIR` replace it when set, as for OpenSSL). Always with `verify-full`.
+    System,
+}
+
+/// Why a `[shards]` table is invalid.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShardsError {
+    #[error("`shards` must be a table of name = URL")]
+    NotATable,
+    #[error("`[shards]` names no shard")]
+    Empty,
+    #[error("shard name `{0}` may only hold letters, digits, `_`, `-` and `.`")]
+    BadName(String),
+    /// One entry is invalid; `source` says how.
+    #[error("shard `{name}`")]
+    Shard {
+        name: String,
+        #[source]
+        source: UrlError,
+    },
+}
+
+/// Why one shard's entry or URL is invalid. No variant holds the URL, whose password
+/// must not reach a message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlError {
+    #[error("expected a URL string or a table with `url`")]
+    NotAUrl,
+    #[error("`{key}` must be {expected}")]
+    OptionType {
+        key: &'static str,
+        expected: &'static str,
+    },
+    #[error("unknown option `{0}` (expected url, pool_size, password_env)")]
+    UnknownOption(String),
+    #[error("missing `url`")]
+    MissingUrl,
+    #[error("the URL must start with postgres://, postgresql:// or sqlite://")]
+    Scheme,
+    #[error("`{0}://` shards are not supported yet")]
+    Unsupported(String),
+    #[error("`password_env` does not apply to SQLite")]
+    PasswordEnvForSqlite,
+    #[error("a SQLite URL needs a path: sqlite://data/a.db")]
+    SqlitePath,
+    #[error("`password_env` names `{var}`, which is not set")]
+    PasswordEnvUnset {
+        var: String,
+        #[source]
+        source: std::env::VarError,
+    },
+    #[error("`{key}` is not UTF-8 once percent-decoded")]
+    NotUtf8 {
+        key: &'static str,
+        #[source]
+        source: std::str::Utf8Error,
+    },
+    #[error("unknown sslmode `{0}`")]
+    UnknownSslMode(String),
+    #[error("`{0}` (client certificates) is not supported yet")]
+    ClientCertificates(String),
+    /// libpq's rule: the system's roots vouch for public names, so only `verify-full`
+    /// may use them.
+    #[error("weak sslmode \"{0}\" may not be used with sslrootcert=system (use \"verify-full\")")]
+    WeakSslModeForSystemRoots(String),
+    #[error(
+        "root certificate file \"{}\" does not exist; {ROOT_CERT_HINT}",
+        path.display()
+    )]
+    NoRootCert { path: PathBuf },
+    #[error("could not get home directory to locate root certificate file; {ROOT_CERT_HINT}")]
+    NoHomeForRootCert,
+    #[error("invalid PostgreSQL URL")]
+    Postgres(#[source] tokio_postgres::Error),
+}
+
+/// libpq's advice when `verify-ca`/`verify-full` has no root certificate file.
+const ROOT_CERT_HINT: &str = "either provide the file, use the system's trusted roots with \
+     sslrootcert=system, or change sslmode to disable server certificate verification";
 
 /// A SQLite database file, opened read-only.
 #[derive(Debug, Clone)]
@@ -106,29 +215,32 @@ pub fn load(path: &Path) -> Result<Vec<ShardConfig>> {
         .get("shards")
         .ok_or_else(|| Error::config(Some(path.to_owned()), "no `[shards]` table".to_string()))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse_table(shards, base).map_err(|message| Error::config(Some(path.to_owned()), message))
+    parse_table(shards, base).map_err(|e| Error::config(Some(path.to_owned()), error::chain(&e)))
 }
 
 /// Parses a `[shards]` table (from a shards file or a job file).
 pub fn parse_table(
     value: &toml::Value,
     base: &Path,
-) -> std::result::Result<Vec<ShardConfig>, String> {
-    let table = value
-        .as_table()
-        .ok_or("`shards` must be a table of name = URL".to_string())?;
+) -> std::result::Result<Vec<ShardConfig>, ShardsError> {
+    let table = value.as_table().ok_or(ShardsError::NotATable)?;
     if table.is_empty() {
-        return Err("`[shards]` names no shard".into());
+        return Err(ShardsError::Empty);
     }
     let mut shards = Vec::with_capacity(table.len());
     for (name, entry) in table {
         validate_name(name)?;
-        shards.push(parse_entry(name, entry, base).map_err(|m| format!("shard `{name}`: {m}"))?);
+        shards.push(
+            parse_entry(name, entry, base).map_err(|source| ShardsError::Shard {
+                name: name.clone(),
+                source,
+            })?,
+        );
     }
     Ok(shards)
 }
 
-fn validate_name(name: &str) -> std::result::Result<(), String> {
+fn validate_name(name: &str) -> std::result::Result<(), ShardsError> {
     let ok = !name.is_empty()
         && name
             .chars()
@@ -136,9 +248,7 @@ fn validate_name(name: &str) -> std::result::Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "shard name `{name}` may only hold letters, digits, `_`, `-` and `.`"
-        ))
+        Err(ShardsError::BadName(name.to_string()))
     }
 }
 
@@ -146,7 +256,7 @@ fn parse_entry(
     name: &str,
     entry: &toml::Value,
     base: &Path,
-) -> std::result::Result<ShardConfig, String> {
+) -> std::result::Result<ShardConfig, UrlError> {
     let (url, pool_size, password_env) = match entry {
         toml::Value::String(url) => (url.as_str(), None, None),
         toml::Value::Table(t) => {
@@ -155,28 +265,23 @@ fn parse_entry(
             let mut password_env = None;
             for (key, value) in t {
                 match key.as_str() {
-                    "url" => url = Some(value.as_str().ok_or("`url` must be a string")?),
+                    "url" => url = Some(string("url", value)?),
                     "pool_size" => {
-                        let n = value
-                            .as_integer()
-                            .filter(|n| *n >= 1 && *n <= 1024)
-                            .ok_or("`pool_size` must be a whole number from 1 to 1024")?;
+                        let n = value.as_integer().filter(|n| *n >= 1 && *n <= 1024).ok_or(
+                            UrlError::OptionType {
+                                key: "pool_size",
+                                expected: "a whole number from 1 to 1024",
+                            },
+                        )?;
                         pool_size = Some(n as usize);
                     }
-                    "password_env" => {
-                        password_env =
-                            Some(value.as_str().ok_or("`password_env` must be a string")?)
-                    }
-                    other => {
-                        return Err(format!(
-                            "unknown option `{other}` (expected url, pool_size, password_env)"
-                        ));
-                    }
+                    "password_env" => password_env = Some(string("password_env", value)?),
+                    other => return Err(UrlError::UnknownOption(other.to_string())),
                 }
             }
-            (url.ok_or("missing `url`")?, pool_size, password_env)
+            (url.ok_or(UrlError::MissingUrl)?, pool_size, password_env)
         }
-        _ => return Err("expected a URL string or a table with `url`".into()),
+        _ => return Err(UrlError::NotAUrl),
     };
     let source = parse_url(url, base, password_env)?;
     Ok(ShardConfig {
@@ -186,12 +291,20 @@ fn parse_entry(
     })
 }
 
+/// The string value of option `key`.
+fn string<'a>(key: &'static str, value: &'a toml::Value) -> std::result::Result<&'a str, UrlError> {
+    value.as_str().ok_or(UrlError::OptionType {
+        key,
+        expected: "a string",
+    })
+}
+
 /// Parses a shard URL. `password_env` names an environment variable holding the password.
 pub fn parse_url(
     url: &str,
     base: &Path,
     password_env: Option<&str>,
-) -> std::result::Result<SourceConfig, String> {
+) -> std::result::Result<SourceConfig, UrlError> {
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
     match scheme.as_deref() {
         Some("postgres" | "postgresql") => {
@@ -199,12 +312,12 @@ pub fn parse_url(
         }
         Some("sqlite") => {
             if password_env.is_some() {
-                return Err("`password_env` does not apply to SQLite".into());
+                return Err(UrlError::PasswordEnvForSqlite);
             }
             let rest = &url["sqlite://".len()..];
             let path = rest.split_once('?').map_or(rest, |(p, _)| p);
             if path.is_empty() {
-                return Err("a SQLite URL needs a path: sqlite://data/a.db".into());
+                return Err(UrlError::SqlitePath);
             }
             let path = Path::new(path);
             let path = if path.is_absolute() {
@@ -214,38 +327,43 @@ pub fn parse_url(
             };
             Ok(SourceConfig::Sqlite(SqliteSource { path }))
         }
-        Some(s @ ("mysql" | "mariadb")) => Err(format!("`{s}://` shards are not supported yet")),
-        _ => Err("the URL must start with postgres://, postgresql:// or sqlite://".into()),
+        Some(s @ ("mysql" | "mariadb")) => Err(UrlError::Unsupported(s.to_string())),
+        _ => Err(UrlError::Scheme),
     }
 }
 
-fn parse_postgres(url: &str, password_env: Option<&str>) -> std::result::Result<PgSource, String> {
+fn parse_postgres(
+    url: &str,
+    password_env: Option<&str>,
+) -> std::result::Result<PgSource, UrlError> {
     // libpq options tokio-postgres does not parse are taken out here and applied by us.
     let (head, query) = url.split_once('?').unwrap_or((url, ""));
     let mut kept = Vec::new();
-    let mut tls = TlsSettings {
-        mode: SslMode::Prefer,
-        root_cert: None,
-    };
+    // The mode as written (libpq's messages quote it) and as understood.
+    let mut mode: Option<(String, SslMode)> = None;
+    let mut root_cert: Option<String> = None;
     let mut has_connect_timeout = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key {
             "sslmode" => {
-                tls.mode = match value {
+                let value = percent_decode("sslmode", value)?;
+                let parsed = match value.as_str() {
                     "disable" => SslMode::Disable,
                     "allow" | "prefer" => SslMode::Prefer,
                     "require" => SslMode::Require,
                     "verify-ca" => SslMode::VerifyCa,
                     "verify-full" => SslMode::VerifyFull,
-                    other => return Err(format!("unknown sslmode `{other}`")),
-                }
+                    _ => return Err(UrlError::UnknownSslMode(value)),
+                };
+                mode = Some((value, parsed));
             }
-            "sslrootcert" => tls.root_cert = Some(PathBuf::from(percent_decode(value))),
+            // libpq takes an empty value as not set.
+            "sslrootcert" => {
+                root_cert = Some(percent_decode("sslrootcert", value)?).filter(|v| !v.is_empty())
+            }
             "sslcert" | "sslkey" | "sslpassword" => {
-                return Err(format!(
-                    "`{key}` (client certificates) is not supported yet"
-                ));
+                return Err(UrlError::ClientCertificates(key.to_string()));
             }
             _ => {
                 if key == "connect_timeout" {
@@ -255,18 +373,20 @@ fn parse_postgres(url: &str, password_env: Option<&str>) -> std::result::Result<
             }
         }
     }
+    let tls = tls_settings(mode, root_cert)?;
     let rebuilt = if kept.is_empty() {
         head.to_string()
     } else {
         format!("{head}?{}", kept.join("&"))
     };
-    let mut config = tokio_postgres::Config::from_str(&rebuilt)
-        .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+    let mut config = tokio_postgres::Config::from_str(&rebuilt).map_err(UrlError::Postgres)?;
     fill_defaults(&mut config);
     if config.get_password().is_none() {
         if let Some(var) = password_env {
-            let pw = std::env::var(var)
-                .map_err(|_| format!("`password_env` names `{var}`, which is not set"))?;
+            let pw = std::env::var(var).map_err(|source| UrlError::PasswordEnvUnset {
+                var: var.to_string(),
+                source,
+            })?;
             config.password(pw);
         } else if let Ok(pw) = std::env::var("PGPASSWORD") {
             config.password(pw);
@@ -281,6 +401,50 @@ fn parse_postgres(url: &str, password_env: Option<&str>) -> std::result::Result<
         tls,
         display,
         has_connect_timeout,
+    })
+}
+
+/// Resolves `sslmode` and `sslrootcert` as libpq does: `sslrootcert=system` makes
+/// `verify-full` the default and refuses any other mode; `verify-ca` and `verify-full`
+/// need a root certificate file (`sslrootcert`, else `~/.postgresql/root.crt`) that
+/// exists, and are refused here, before any connection, when there is none.
+fn tls_settings(
+    mode: Option<(String, SslMode)>,
+    root_cert: Option<String>,
+) -> std::result::Result<TlsSettings, UrlError> {
+    let system = root_cert.as_deref() == Some("system");
+    let mode = match mode {
+        Some((written, mode)) => {
+            if system && mode != SslMode::VerifyFull {
+                return Err(UrlError::WeakSslModeForSystemRoots(written));
+            }
+            mode
+        }
+        None if system => SslMode::VerifyFull,
+        None => SslMode::Prefer,
+    };
+    if !mode.verifies() {
+        return Ok(TlsSettings { mode, roots: None });
+    }
+    let path = match root_cert {
+        Some(_) if system => {
+            return Ok(TlsSettings {
+                mode,
+                roots: Some(RootCerts::System),
+            });
+        }
+        Some(path) => PathBuf::from(path),
+        None => std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|h| PathBuf::from(h).join(".postgresql/root.crt"))
+            .ok_or(UrlError::NoHomeForRootCert)?,
+    };
+    if !path.exists() {
+        return Err(UrlError::NoRootCert { path });
+    }
+    Ok(TlsSettings {
+        mode,
+        roots: Some(RootCerts::File(path)),
     })
 }
 
@@ -368,23 +532,13 @@ fn display(config: &tokio_postgres::Config) -> String {
     )
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// Decodes a query value the way tokio-postgres decodes the others: `%XX` becomes the
+/// byte, a `%` without two hex digits after it stays as written.
+fn percent_decode(key: &'static str, value: &str) -> std::result::Result<String, UrlError> {
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8()
+        .map(|v| v.into_owned())
+        .map_err(|source| UrlError::NotUtf8 { key, source })
 }
 
 #[cfg(test)]
@@ -398,6 +552,13 @@ mod tests {
         }
     }
 
+    /// The error of `url`, with its sources, as a user reads it.
+    fn refused(url: &str) -> (UrlError, String) {
+        let err = parse_url(url, Path::new("."), None).unwrap_err();
+        let message = error::chain(&err);
+        (err, message)
+    }
+
     #[test]
     fn postgres_url_keeps_libpq_options_and_hides_password() {
         let pg = parse(
@@ -405,6 +566,7 @@ mod tests {
         );
         assert_eq!(pg.display, "postgres://reader@db-eu1:6432/sales");
         assert_eq!(pg.tls.mode, SslMode::Require);
+        assert_eq!(pg.tls.roots, None);
         assert_eq!(pg.config.get_application_name(), Some("x"));
         assert_eq!(
             pg.config.get_connect_timeout(),
@@ -418,21 +580,128 @@ mod tests {
 
     #[test]
     fn verify_full_with_root_cert() {
-        let pg = parse("postgres://u@h/d?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("c a.pem");
+        std::fs::write(&ca, "").unwrap();
+        let encoded = ca
+            .display()
+            .to_string()
+            .replace('/', "%2F")
+            .replace(' ', "%20");
+        let pg = parse(&format!(
+            "postgres://u@h/d?sslmode=verify-full&sslrootcert={encoded}"
+        ));
         assert_eq!(pg.tls.mode, SslMode::VerifyFull);
-        assert_eq!(pg.tls.root_cert.as_deref(), Some(Path::new("/tmp/ca.pem")));
+        assert_eq!(pg.tls.roots, Some(RootCerts::File(ca)));
+    }
+
+    #[test]
+    fn verify_modes_without_a_root_certificate_file_are_refused() {
+        for mode in ["verify-ca", "verify-full"] {
+            let (err, message) = refused(&format!(
+                "postgres://u:s3cret@h/d?sslmode={mode}&sslrootcert=%2Fno%2Fsuch%2Fca.pem"
+            ));
+            assert!(
+                matches!(&err, UrlError::NoRootCert { path } if path == Path::new("/no/such/ca.pem")),
+                "{err:?}"
+            );
+            assert_eq!(
+                message,
+                "root certificate file \"/no/such/ca.pem\" does not exist; either provide the \
+                 file, use the system's trusted roots with sslrootcert=system, or change sslmode \
+                 to disable server certificate verification"
+            );
+        }
+        // The modes that do not check the certificate do not need the file (as in libpq).
+        let pg = parse("postgres://u@h/d?sslmode=require&sslrootcert=%2Fno%2Fsuch%2Fca.pem");
+        assert_eq!((pg.tls.mode, pg.tls.roots), (SslMode::Require, None));
+    }
+
+    #[test]
+    fn system_roots_need_verify_full() {
+        for mode in ["disable", "allow", "prefer", "require", "verify-ca"] {
+            let (err, message) = refused(&format!(
+                "postgres://u:s3cret@h/d?sslmode={mode}&sslrootcert=system"
+            ));
+            assert!(
+                matches!(&err, UrlError::WeakSslModeForSystemRoots(m) if m == mode),
+                "{err:?}"
+            );
+            assert_eq!(
+                message,
+                format!(
+                    "weak sslmode \"{mode}\" may not be used with sslrootcert=system (use \"verify-full\")"
+                )
+            );
+        }
+        // libpq makes verify-full the default with system roots.
+        for url in [
+            "postgres://u@h/d?sslrootcert=system",
+            "postgres://u@h/d?sslrootcert=system&sslmode=verify-full",
+        ] {
+            let pg = parse(url);
+            assert_eq!(pg.tls.mode, SslMode::VerifyFull, "{url}");
+            assert_eq!(pg.tls.roots, Some(RootCerts::System), "{url}");
+        }
+    }
+
+    /// A `%` before a multibyte character once sliced the string inside the character.
+    #[test]
+    fn percent_before_a_multibyte_character_does_not_panic() {
+        for (written, decoded) in [("%1é", "%1é"), ("%€", "%€"), ("%C3%A9%", "é%")] {
+            let (err, _) = refused(&format!(
+                "postgres://u@h/d?sslmode=verify-ca&sslrootcert=%2Fno%2F{written}"
+            ));
+            assert!(
+                matches!(&err, UrlError::NoRootCert { path } if *path == Path::new("/no").join(decoded)),
+                "{written}: {err:?}"
+            );
+        }
+        let (err, message) = refused("postgres://u@h/d?sslmode=verify-ca&sslrootcert=%FF");
+        assert!(
+            matches!(
+                err,
+                UrlError::NotUtf8 {
+                    key: "sslrootcert",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(message.starts_with("`sslrootcert` is not UTF-8 once percent-decoded: "));
+        // libpq decodes every value; `sslmode` too.
+        assert_eq!(
+            parse("postgres://u@h/d?sslmode=requir%65").tls.mode,
+            SslMode::Require
+        );
     }
 
     #[test]
     fn bad_urls_are_explained() {
-        let err = parse_url("mysql://x/y", Path::new("."), None).unwrap_err();
-        assert!(err.contains("not supported"), "{err}");
-        let err = parse_url("http://x", Path::new("."), None).unwrap_err();
-        assert!(err.contains("postgres://"), "{err}");
-        let err = parse_url("postgres://u@h/d?sslmode=bogus", Path::new("."), None).unwrap_err();
-        assert!(err.contains("sslmode"), "{err}");
-        let err = parse_url("postgres://u@h/d?frobnicate=1", Path::new("."), None).unwrap_err();
-        assert!(err.contains("invalid PostgreSQL URL"), "{err}");
+        let (err, message) = refused("mysql://x/y");
+        assert!(
+            matches!(err, UrlError::Unsupported(ref s) if s == "mysql"),
+            "{err:?}"
+        );
+        assert_eq!(message, "`mysql://` shards are not supported yet");
+        let (err, _) = refused("http://x");
+        assert!(matches!(err, UrlError::Scheme), "{err:?}");
+        let (err, message) = refused("postgres://u@h/d?sslmode=bogus");
+        assert!(
+            matches!(err, UrlError::UnknownSslMode(ref m) if m == "bogus"),
+            "{err:?}"
+        );
+        assert_eq!(message, "unknown sslmode `bogus`");
+        let (err, message) = refused("postgres://u:s3cret@h/d?frobnicate=1");
+        assert!(matches!(err, UrlError::Postgres(_)), "{err:?}");
+        // The chain is real: the cause is tokio-postgres's own error.
+        assert!(
+            std::error::Error::source(&err).is_some()
+                && message.starts_with("invalid PostgreSQL URL: ")
+                && message.contains("frobnicate")
+                && !message.contains("s3cret"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -464,16 +733,25 @@ mod tests {
             toml::from_str(r#"b = { url = "postgres://u@h/d", pol_size = 4 }"#).unwrap();
         let err = parse_table(&value, Path::new("/x")).unwrap_err();
         assert!(
-            err.contains("shard `b`") && err.contains("pol_size"),
-            "{err}"
+            matches!(&err, ShardsError::Shard { name, source: UrlError::UnknownOption(o) } if name == "b" && o == "pol_size"),
+            "{err:?}"
+        );
+        assert_eq!(
+            error::chain(&err),
+            "shard `b`: unknown option `pol_size` (expected url, pool_size, password_env)"
+        );
+
+        let value: toml::Value = toml::from_str(r#"b = { url = 5 }"#).unwrap();
+        assert_eq!(
+            error::chain(&parse_table(&value, Path::new("/x")).unwrap_err()),
+            "shard `b`: `url` must be a string"
         );
 
         let value: toml::Value = toml::from_str(r#""bad name" = "sqlite://a.db""#).unwrap();
-        assert!(
-            parse_table(&value, Path::new("/x"))
-                .unwrap_err()
-                .contains("bad name")
-        );
+        assert!(matches!(
+            parse_table(&value, Path::new("/x")).unwrap_err(),
+            ShardsError::BadName(n) if n == "bad name"
+        ));
     }
 
     #[test]
@@ -484,6 +762,14 @@ mod tests {
             Some("TRIBUTARY_TEST_UNSET_VAR"),
         )
         .unwrap_err();
-        assert!(err.contains("TRIBUTARY_TEST_UNSET_VAR"), "{err}");
+        assert!(
+            matches!(&err, UrlError::PasswordEnvUnset { var, .. } if var == "TRIBUTARY_TEST_UNSET_VAR"),
+            "{err:?}"
+        );
+        assert!(
+            error::chain(&err)
+                .starts_with("`password_env` names `TRIBUTARY_TEST_UNSET_VAR`, which is not set: "),
+            "{err}"
+        );
     }
 }

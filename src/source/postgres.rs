@@ -97,7 +97,7 @@ impl PgShard {
                 },
             )
         };
-        let tls = tls::connector(&source.tls).map_err(fail)?;
+        let tls = tls::connector(&source.tls).map_err(|e| fail(crate::error::chain(&e)))?;
         let mut config = source.config.clone();
         if !source.has_connect_timeout {
             config.connect_timeout(connect_timeout);

@@ -1,17 +1,25 @@
 //! TLS against a PostgreSQL cluster this test starts with its own certificate authority:
 //! `verify-full` with the right CA succeeds; a wrong CA or a wrong host name is refused;
 //! `verify-ca` accepts the chain whatever the name; `require` never falls back to
-//! plaintext when the server has no TLS.
+//! plaintext when the server has no TLS. As in libpq, `verify-ca`/`verify-full` without
+//! a root certificate file are refused before connecting, and `sslrootcert=system` uses
+//! the system's trust store (`SSL_CERT_FILE`), with the host name always checked.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Job, concat, i64_column};
+use crate::harness::{self, Job, concat, i64_column};
 
-/// A port outside the ranges other test suites on this machine use.
-const PORT: u16 = 5541;
+/// A port no one listens on now: several checkouts may run this test at once.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free local port")
+        .port()
+}
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -35,6 +43,7 @@ fn pg_bin(name: &str) -> PathBuf {
 /// A throwaway cluster with `ssl = on`; stopped and removed on drop.
 struct Cluster {
     dir: PathBuf,
+    port: u16,
 }
 
 impl Drop for Cluster {
@@ -117,7 +126,11 @@ fn start_cluster() -> Cluster {
     let dir = PathBuf::from(format!("/tmp/tributary-tls-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let cluster = Cluster { dir: dir.clone() };
+    let port = free_port();
+    let cluster = Cluster {
+        dir: dir.clone(),
+        port,
+    };
     certificates(&dir);
     run(Command::new("chown")
         .args(["-R", "postgres:postgres"])
@@ -131,7 +144,7 @@ fn start_cluster() -> Cluster {
         .args(["-A", "trust", "-U", "postgres", "-D"])
         .arg(dir.join("data")));
     let conf = format!(
-        "port = {PORT}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{d}'\nssl = on\nssl_cert_file = '{d}/server.crt'\nssl_key_file = '{d}/server.key'\n",
+        "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{d}'\nssl = on\nssl_cert_file = '{d}/server.crt'\nssl_key_file = '{d}/server.key'\n",
         d = dir.display()
     );
     let mut existing = std::fs::read_to_string(dir.join("data/postgresql.conf")).unwrap();
@@ -168,9 +181,10 @@ async fn tls_modes_follow_libpq() {
     let cluster = start_cluster();
     let ca = cluster.dir.join("ca.crt");
     let other = cluster.dir.join("other-ca.crt");
+    let port = cluster.port;
     let url = |host: &str, mode: &str, root: &Path| {
         format!(
-            "postgres://postgres@{host}:{PORT}/postgres?sslmode={mode}&sslrootcert={}",
+            "postgres://postgres@{host}:{port}/postgres?sslmode={mode}&sslrootcert={}",
             root.display()
         )
     };
@@ -217,12 +231,15 @@ async fn tls_modes_follow_libpq() {
 
     assert_eq!(
         attempt(&format!(
-            "postgres://postgres@127.0.0.1:{PORT}/postgres?sslmode=require"
+            "postgres://postgres@127.0.0.1:{port}/postgres?sslmode=require"
         ))
         .await
         .unwrap(),
         [Some(42)]
     );
+
+    system_roots_follow_libpq(&cluster);
+    default_root_file_follows_libpq(&cluster);
     drop(cluster);
 
     // A server without TLS answers the TLS request with 'N'.
@@ -249,4 +266,202 @@ async fn tls_modes_follow_libpq() {
         "require without server TLS: {err}"
     );
     plain.abort();
+}
+
+/// What one run of the binary did.
+struct Run {
+    code: Option<i32>,
+    stderr: String,
+    /// The `answer` column, when the run succeeded.
+    answer: Option<Vec<Option<i64>>>,
+}
+
+/// Runs the binary over one shard `a` at `url`, with `env` set and `unset` removed. The
+/// trust store and the home directory come from the environment, which a test must not
+/// change in its own (multi-threaded) process; the machine's own `SSL_CERT_FILE`,
+/// `SSL_CERT_DIR` and `HOME` are never relied on.
+fn run_binary(url: &str, env: &[(&str, &OsStr)], unset: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    harness::write_job(dir.path(), "SELECT 42::bigint AS answer", url);
+    let mut cmd = harness::bin();
+    cmd.current_dir(dir.path()).args([
+        "run",
+        "q.sql",
+        "--shards",
+        "s.toml",
+        "-o",
+        "o.parquet",
+        "--retries",
+        "0",
+        "--connect-timeout",
+        "3s",
+    ]);
+    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR", "PGPASSWORD", "PGSSLMODE"]
+        .iter()
+        .chain(unset)
+    {
+        cmd.env_remove(var);
+    }
+    for (var, value) in env {
+        cmd.env(var, value);
+    }
+    let out = cmd.output().unwrap();
+    let output = dir.path().join("o.parquet");
+    Run {
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        answer: output
+            .exists()
+            .then(|| i64_column(&concat(&harness::read_parquet(&output)), "answer")),
+    }
+}
+
+/// A local port that accepts nothing: a run that must fail before connecting is pointed
+/// at it, and afterwards no connection may be waiting.
+struct Untouched(std::net::TcpListener);
+
+impl Untouched {
+    fn new() -> Untouched {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        Untouched(listener)
+    }
+
+    fn port(&self) -> u16 {
+        self.0.local_addr().unwrap().port()
+    }
+
+    fn assert_untouched(&self, what: &str) {
+        match self.0.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("{what}: the shard was connected to: {other:?}"),
+        }
+    }
+}
+
+/// `sslrootcert=system`: the system's trust store, `verify-full` by default and only.
+fn system_roots_follow_libpq(cluster: &Cluster) {
+    let port = cluster.port;
+    let ca = cluster.dir.join("ca.crt");
+    let other = cluster.dir.join("other-ca.crt");
+    let url = |host: &str, query: &str| {
+        format!("postgres://postgres@{host}:{port}/postgres?sslrootcert=system{query}")
+    };
+
+    // The CA is in the store SSL_CERT_FILE names, as with OpenSSL.
+    for query in ["", "&sslmode=verify-full"] {
+        let run = run_binary(
+            &url("localhost", query),
+            &[("SSL_CERT_FILE", ca.as_os_str())],
+            &[],
+        );
+        assert_eq!(run.answer, Some(vec![Some(42)]), "{query}: {}", run.stderr);
+        assert_eq!(run.code, Some(0));
+    }
+
+    // verify-full is implied: the name is checked even with the right roots.
+    let run = run_binary(
+        &url("127.0.0.1", ""),
+        &[("SSL_CERT_FILE", ca.as_os_str())],
+        &[],
+    );
+    assert_eq!(run.code, Some(5), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("shard `a`")
+            && run
+                .stderr
+                .contains("certificate not valid for name \"127.0.0.1\""),
+        "system roots, wrong name: {}",
+        run.stderr
+    );
+
+    // A store without the CA (another CA; the machine's own bundle) refuses the server.
+    for (env, what) in [
+        (vec![("SSL_CERT_FILE", other.as_os_str())], "another CA"),
+        (vec![], "the platform's store"),
+    ] {
+        let run = run_binary(&url("localhost", ""), &env, &[]);
+        assert_eq!(run.code, Some(5), "{what}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("shard `a`") && run.stderr.contains("invalid peer certificate"),
+            "{what}: {}",
+            run.stderr
+        );
+        assert_eq!(run.answer, None);
+    }
+
+    // Any other mode is refused before connecting, in libpq's words.
+    let listener = Untouched::new();
+    for mode in ["verify-ca", "require"] {
+        let run = run_binary(
+            &format!(
+                "postgres://postgres:Sup3r-Secret@127.0.0.1:{}/postgres?sslmode={mode}&sslrootcert=system",
+                listener.port()
+            ),
+            &[("SSL_CERT_FILE", ca.as_os_str())],
+            &[],
+        );
+        assert_eq!(run.code, Some(3), "{mode}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "shard `a`: weak sslmode \"{mode}\" may not be used with sslrootcert=system (use \"verify-full\")"
+            )) && !run.stderr.contains("Sup3r-Secret"),
+            "{mode}: {}",
+            run.stderr
+        );
+    }
+    listener.assert_untouched("sslrootcert=system with a weak sslmode");
+}
+
+/// Without `sslrootcert`, `verify-ca` and `verify-full` use `~/.postgresql/root.crt`, and
+/// are refused before connecting when it does not exist: no public roots stand in.
+fn default_root_file_follows_libpq(cluster: &Cluster) {
+    let home = tempfile::tempdir().unwrap();
+    let listener = Untouched::new();
+    let secret = "Sup3r-Secret";
+    for mode in ["verify-ca", "verify-full"] {
+        let url = format!(
+            "postgres://postgres:{secret}@127.0.0.1:{}/postgres?sslmode={mode}",
+            listener.port()
+        );
+        let run = run_binary(&url, &[("HOME", home.path().as_os_str())], &[]);
+        assert_eq!(run.code, Some(3), "{mode}: {}", run.stderr);
+        let expected = format!(
+            "shard `a`: root certificate file \"{}\" does not exist; either provide the file, use the system's trusted roots with sslrootcert=system, or change sslmode to disable server certificate verification",
+            home.path().join(".postgresql/root.crt").display()
+        );
+        assert!(
+            run.stderr.contains(&expected) && !run.stderr.contains(secret),
+            "{mode}: {}",
+            run.stderr
+        );
+
+        let run = run_binary(&url, &[], &["HOME"]);
+        assert_eq!(run.code, Some(3), "{mode}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(
+                "shard `a`: could not get home directory to locate root certificate file"
+            ) && !run.stderr.contains(secret),
+            "{mode} without HOME: {}",
+            run.stderr
+        );
+    }
+    listener.assert_untouched("verify-ca/verify-full without a root certificate file");
+
+    // With the file in place it is the trusted root.
+    std::fs::create_dir(home.path().join(".postgresql")).unwrap();
+    std::fs::copy(
+        cluster.dir.join("ca.crt"),
+        home.path().join(".postgresql/root.crt"),
+    )
+    .unwrap();
+    let run = run_binary(
+        &format!(
+            "postgres://postgres@localhost:{}/postgres?sslmode=verify-full",
+            cluster.port
+        ),
+        &[("HOME", home.path().as_os_str())],
+        &[],
+    );
+    assert_eq!(run.answer, Some(vec![Some(42)]), "{}", run.stderr);
 }
