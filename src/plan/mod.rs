@@ -245,7 +245,7 @@ mod tests {
         assert_eq!(
             plan.tasks[0].query,
             TaskQuery::Postgres {
-                sql: "SELECT * FROM t WHERE d = '2024-01-01' AND r = '2024-01-01'".into()
+                sql: "SELECT * FROM t WHERE d = ('2024-01-01') AND r = ('2024-01-01')".into()
             }
         );
         assert_eq!(

@@ -106,7 +106,7 @@ async fn plan_prints_each_task_with_its_sql() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("shard `a`") && stdout.contains("WHERE d >= '2024-01-01'"),
+        stdout.contains("shard `a`") && stdout.contains("WHERE d >= ('2024-01-01')"),
         "{stdout}"
     );
     assert!(

@@ -6,6 +6,7 @@ mod cli;
 mod demo;
 mod faults;
 mod harness;
+mod params;
 mod partitions;
 mod postgres;
 mod proxy;
