@@ -18,16 +18,16 @@
 //! | enums                                    | Utf8 (the label)                        | `enums`: dictionary             |
 //! | bytea                                    | Binary                                  |                                 |
 //! | date                                     | Date32                                  | `infinity`: error, null, clamp  |
-//! | time                                     | Time64(µs)                              |                                 |
+//! | time                                     | Time64(µs)                              | `infinity` (for 24:00:00)       |
 //! | timetz                                   | Struct{time: Time64(µs), utc_offset: Int32 seconds east} | `timetz`: utc, text |
 //! | timestamp / timestamptz                  | Timestamp(µs) / Timestamp(µs, "UTC")    | `infinity`: error, null, clamp  |
-//! | interval                                 | Struct{months: Int32, days: Int32, microseconds: Int64} | `interval`: duration, text |
+//! | interval                                 | Struct{months: Int32, days: Int32, microseconds: Int64} | `interval`: duration, text; `infinity` |
 //! | uuid                                     | FixedSizeBinary(16) + arrow.uuid; inside arrays, composites and ranges its text | `uuid`: string |
 //! | inet, cidr, macaddr, macaddr8, bit, varbit | Utf8, as PostgreSQL prints it         |                                 |
 //! | point                                    | Struct{x: Float64, y: Float64}          |                                 |
 //! | hstore                                   | Map<Utf8, Utf8>                         |                                 |
 //! | vector (pgvector)                        | List<Float32>                           |                                 |
-//! | T[] (any supported T)                    | List<T>, nested once per dimension (declared by the table column, else 1) | `array_dims`: N |
+//! | T[] (any supported T)                    | List<T>, nested once per dimension (declared by the table column, else 1) | `array_dims`: N; `array_bounds`: error, ignore |
 //! | range of T / multirange of T             | Struct{lower, upper: T, lower_inclusive, upper_inclusive, empty: Boolean} / List of it | |
 //! | composite types                          | Struct of the fields                    |                                 |
 //! | domains                                  | as their base type                      |                                 |
