@@ -130,6 +130,7 @@ impl TaskError {
             TaskErrorKind::Server { .. }
             | TaskErrorKind::UnsupportedType { .. }
             | TaskErrorKind::Decode { .. }
+            | TaskErrorKind::Protocol { .. }
             | TaskErrorKind::Schema { .. } => exit::DATA,
         }
     }
@@ -196,6 +197,17 @@ pub enum TaskErrorKind {
     #[error("column `{column}`: {message}")]
     Decode { column: String, message: String },
 
+    /// The shard's COPY stream is not valid binary COPY data (a bad header, a field
+    /// length that is neither -1 nor a size, a truncated stream). Not retried: the
+    /// server would send the same bytes again. `offset` counts bytes from the stream's
+    /// start; `column` is the field's, when the problem is in one.
+    #[error("malformed COPY data from the server at byte {offset}{}: {problem}", column.as_ref().map(|c| format!(" (column `{c}`)")).unwrap_or_default())]
+    Protocol {
+        column: Option<String>,
+        offset: u64,
+        problem: crate::decode::error::Malformed,
+    },
+
     /// The session holding the shard's exported snapshot ended: the partitions not yet
     /// started cannot read the same state as the others, so the run stops.
     #[error("snapshot lost: {message}")]
@@ -227,4 +239,32 @@ pub fn chain(error: &dyn std::error::Error) -> String {
         source = s.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::error::Malformed;
+
+    /// Regression: a malformed COPY stream was reported as a lost connection, retried
+    /// three times and exited as "unavailable".
+    #[test]
+    fn malformed_copy_data_is_a_data_error_not_retried() {
+        let error = TaskError::new(
+            "eu-1",
+            TaskErrorKind::Protocol {
+                column: Some("total".into()),
+                offset: 41,
+                problem: Malformed::NegativeLength(-2),
+            },
+        );
+        assert!(!error.is_retryable());
+        assert!(!error.is_timeout());
+        assert_eq!(error.exit_code(), exit::DATA);
+        assert_eq!(
+            error.to_string(),
+            "shard `eu-1`: malformed COPY data from the server at byte 41 (column `total`): negative field length -2 (only -1, NULL, is allowed)"
+        );
+        assert_eq!(Error::Task(error).exit_code(), exit::DATA);
+    }
 }

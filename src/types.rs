@@ -18,16 +18,16 @@
 //! | enums                                    | Utf8 (the label)                        | `enums`: dictionary             |
 //! | bytea                                    | Binary                                  |                                 |
 //! | date                                     | Date32                                  | `infinity`: error, null, clamp  |
-//! | time                                     | Time64(µs)                              |                                 |
+//! | time                                     | Time64(µs)                              | `infinity` (for 24:00:00)       |
 //! | timetz                                   | Struct{time: Time64(µs), utc_offset: Int32 seconds east} | `timetz`: utc, text |
 //! | timestamp / timestamptz                  | Timestamp(µs) / Timestamp(µs, "UTC")    | `infinity`: error, null, clamp  |
-//! | interval                                 | Struct{months: Int32, days: Int32, microseconds: Int64} | `interval`: duration, text |
+//! | interval                                 | Struct{months: Int32, days: Int32, microseconds: Int64} | `interval`: duration, text; `infinity` |
 //! | uuid                                     | FixedSizeBinary(16) + arrow.uuid; inside arrays, composites and ranges its text | `uuid`: string |
 //! | inet, cidr, macaddr, macaddr8, bit, varbit | Utf8, as PostgreSQL prints it         |                                 |
 //! | point                                    | Struct{x: Float64, y: Float64}          |                                 |
 //! | hstore                                   | Map<Utf8, Utf8>                         |                                 |
 //! | vector (pgvector)                        | List<Float32>                           |                                 |
-//! | T[] (any supported T)                    | List<T>, nested once per dimension (declared by the table column, else 1) | `array_dims`: N |
+//! | T[] (any supported T)                    | List<T>, nested once per dimension (declared by the table column, else 1) | `array_dims`: N; `array_bounds`: error, ignore |
 //! | range of T / multirange of T             | Struct{lower, upper: T, lower_inclusive, upper_inclusive, empty: Boolean} / List of it | |
 //! | composite types                          | Struct of the fields                    |                                 |
 //! | domains                                  | as their base type                      |                                 |
@@ -71,11 +71,14 @@ macro_rules! option_enum {
         }
 
         impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
+            type Err = InvalidValue;
+            fn from_str(s: &str) -> Result<Self, InvalidValue> {
                 match s.trim().to_ascii_lowercase().as_str() {
                     $($text => Ok($name::$variant),)+
-                    _ => Err(format!("`{s}` is not one of {}", Self::NAMES.join(", "))),
+                    _ => Err(InvalidValue::NotOneOf {
+                        value: s.to_string(),
+                        expected: Self::NAMES,
+                    }),
                 }
             }
         }
@@ -134,8 +137,9 @@ option_enum! {
 }
 
 option_enum! {
-    /// What happens to values the Arrow type cannot hold: date and timestamp ±infinity,
-    /// and NaN or ±Infinity in a numeric column read as a decimal.
+    /// What happens to values the Arrow type cannot hold: date, timestamp and interval
+    /// ±infinity, NaN or ±Infinity in a numeric column read as a decimal, and time
+    /// 24:00:00 (Arrow's Time64 ends at 23:59:59.999999).
     InfinityMode {
         /// The run fails with an error naming the column: nothing changes silently.
         Error = "error",
@@ -143,9 +147,51 @@ option_enum! {
         Null = "null",
         /// ±infinity becomes the type's largest/smallest value: for dates and timestamps
         /// DuckDB's own ±infinity (i32::MAX / -i32::MAX days, i64::MAX / -i64::MAX µs),
-        /// for decimals ±(10^p - 1). A numeric NaN becomes NULL.
+        /// for decimals ±(10^p - 1), for intervals every field at ±its largest value
+        /// (a duration: ±i64::MAX µs). A numeric NaN becomes NULL. Time 24:00:00 becomes
+        /// 23:59:59.999999.
         Clamp = "clamp"
     }
+}
+
+option_enum! {
+    /// What happens to an array whose subscripts do not start at 1 (`'[0:2]={1,2,3}'`):
+    /// a List keeps the elements in order but has no lower bound.
+    ArrayBoundsMode {
+        /// The run fails with an error naming the column: nothing changes silently.
+        Error = "error",
+        /// The elements are kept and the bounds dropped: element `[0]` becomes the
+        /// list's first. Lossy.
+        Ignore = "ignore"
+    }
+}
+
+/// Why a type option's value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidValue {
+    #[error("`{value}` is not one of {}", expected.join(", "))]
+    NotOneOf {
+        value: String,
+        expected: &'static [&'static str],
+    },
+    #[error("`{0}`: a decimal needs 1 <= precision <= 38 and 0 <= scale <= precision")]
+    DecimalBounds(String),
+    #[error("`{0}` is not true or false")]
+    NotBool(String),
+    #[error("`{0}` is not a number from 1 to 6")]
+    ArrayDims(String),
+}
+
+/// Why a type option could not be set; `{key}: {problem}`, so that the caller can put
+/// where it came from in front (`types.columns.total.numeric: ...`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TypeOptionError {
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: InvalidValue },
+    #[error("unknown type option `{key}`; the options are {}", TypeOverrides::KEYS.join(", "))]
+    UnknownKey { key: String },
 }
 
 /// How `numeric` is rendered.
@@ -169,10 +215,13 @@ impl NumericMode {
 }
 
 impl FromStr for NumericMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
         let lower = s.trim().to_ascii_lowercase().replace(' ', "");
-        let bad = || format!("`{s}` is not one of {}", Self::NAMES.join(", "));
+        let bad = || InvalidValue::NotOneOf {
+            value: s.to_string(),
+            expected: Self::NAMES,
+        };
         Ok(match lower.as_str() {
             "exact" => NumericMode::Exact,
             "text" | "string" => NumericMode::Text,
@@ -190,9 +239,7 @@ impl FromStr for NumericMode {
                     || scale < 0
                     || scale as u8 > precision
                 {
-                    return Err(format!(
-                        "`{s}`: a decimal needs 1 <= precision <= 38 and 0 <= scale <= precision"
-                    ));
+                    return Err(InvalidValue::DecimalBounds(s.to_string()));
                 }
                 NumericMode::Decimal { precision, scale }
             }
@@ -224,6 +271,8 @@ pub struct TypeOptions {
     pub text: bool,
     /// Dimensions of the column's arrays: each becomes one level of List nesting.
     pub array_dims: u8,
+    /// What becomes of arrays whose subscripts do not start at 1.
+    pub array_bounds: ArrayBoundsMode,
 }
 
 impl Default for TypeOptions {
@@ -237,6 +286,7 @@ impl Default for TypeOptions {
             infinity: InfinityMode::default(),
             text: false,
             array_dims: 1,
+            array_bounds: ArrayBoundsMode::default(),
         }
     }
 }
@@ -252,6 +302,7 @@ pub struct TypeOverrides {
     pub infinity: Option<InfinityMode>,
     pub text: Option<bool>,
     pub array_dims: Option<u8>,
+    pub array_bounds: Option<ArrayBoundsMode>,
 }
 
 impl TypeOverrides {
@@ -265,11 +316,15 @@ impl TypeOverrides {
         "infinity",
         "text",
         "array_dims",
+        "array_bounds",
     ];
 
     /// Sets one option from its key and textual value.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let ctx = |e: String| format!("{key}: {e}");
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), TypeOptionError> {
+        let ctx = |problem: InvalidValue| TypeOptionError::Invalid {
+            key: key.trim().to_string(),
+            problem,
+        };
         match key.trim() {
             "numeric" => self.numeric = Some(value.parse().map_err(ctx)?),
             "uuid" => self.uuid = Some(value.parse().map_err(ctx)?),
@@ -277,11 +332,12 @@ impl TypeOverrides {
             "interval" => self.interval = Some(value.parse().map_err(ctx)?),
             "timetz" => self.timetz = Some(value.parse().map_err(ctx)?),
             "infinity" => self.infinity = Some(value.parse().map_err(ctx)?),
+            "array_bounds" => self.array_bounds = Some(value.parse().map_err(ctx)?),
             "text" => {
                 self.text = Some(match value.trim() {
                     "true" => true,
                     "false" => false,
-                    other => return Err(ctx(format!("`{other}` is not true or false"))),
+                    other => return Err(ctx(InvalidValue::NotBool(other.to_string()))),
                 })
             }
             "array_dims" => {
@@ -290,14 +346,13 @@ impl TypeOverrides {
                     .parse()
                     .ok()
                     .filter(|n| (1..=MAX_ARRAY_DIMS).contains(n))
-                    .ok_or_else(|| ctx(format!("`{value}` is not a number from 1 to 6")))?;
+                    .ok_or_else(|| ctx(InvalidValue::ArrayDims(value.to_string())))?;
                 self.array_dims = Some(n);
             }
             other => {
-                return Err(format!(
-                    "unknown type option `{other}`; the options are {}",
-                    Self::KEYS.join(", ")
-                ));
+                return Err(TypeOptionError::UnknownKey {
+                    key: other.to_string(),
+                });
             }
         }
         Ok(())
@@ -314,6 +369,7 @@ impl TypeOverrides {
             infinity: self.infinity.unwrap_or(base.infinity),
             text: self.text.unwrap_or(base.text),
             array_dims: self.array_dims.unwrap_or(base.array_dims),
+            array_bounds: self.array_bounds.unwrap_or(base.array_bounds),
         }
     }
 
@@ -323,7 +379,15 @@ impl TypeOverrides {
             ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
         }
         take!(
-            numeric, uuid, enums, interval, timetz, infinity, text, array_dims
+            numeric,
+            uuid,
+            enums,
+            interval,
+            timetz,
+            infinity,
+            text,
+            array_dims,
+            array_bounds
         );
     }
 }
@@ -393,11 +457,14 @@ pub enum PgKind {
     EnumDictionary,
     Bytea,
     Date(InfinityMode),
-    Time,
-    TimeTz(TimeTzMode),
+    /// time; the mode decides what becomes of 24:00:00, past Time64's last value.
+    Time(InfinityMode),
+    /// timetz; the infinity mode applies to its time as for `Time`.
+    TimeTz(TimeTzMode, InfinityMode),
     Timestamp(InfinityMode),
     TimestampTz(InfinityMode),
-    Interval(IntervalMode),
+    /// interval; the infinity mode applies to PostgreSQL 17's ±infinity.
+    Interval(IntervalMode, InfinityMode),
     Uuid(UuidMode),
     /// inet or cidr (cidr prints its mask always).
     Inet {
@@ -415,6 +482,8 @@ pub enum PgKind {
     Array {
         element: Box<PgKind>,
         dims: u8,
+        /// Whether subscripts that do not start at 1 are an error or dropped.
+        bounds: ArrayBoundsMode,
     },
     Range(Box<PgKind>),
     /// A multirange: a List of its ranges.
@@ -500,13 +569,13 @@ impl PgKind {
             Type::JSONB => PgKind::Jsonb,
             Type::BYTEA => PgKind::Bytea,
             Type::DATE => PgKind::Date(o.infinity),
-            Type::TIME => PgKind::Time,
+            Type::TIME => PgKind::Time(o.infinity),
             Type::TIMETZ if o.timetz == TimeTzMode::Text => return Err(Documented),
-            Type::TIMETZ => PgKind::TimeTz(o.timetz),
+            Type::TIMETZ => PgKind::TimeTz(o.timetz, o.infinity),
             Type::TIMESTAMP => PgKind::Timestamp(o.infinity),
             Type::TIMESTAMPTZ => PgKind::TimestampTz(o.infinity),
             Type::INTERVAL if o.interval == IntervalMode::Text => return Err(Documented),
-            Type::INTERVAL => PgKind::Interval(o.interval),
+            Type::INTERVAL => PgKind::Interval(o.interval, o.infinity),
             // pandas cannot convert lists of FixedSizeBinary at all (pyarrow 26 raises
             // ArrowNotImplementedError for the whole file): a nested uuid is its text.
             Type::UUID if depth > 0 => PgKind::Uuid(UuidMode::String),
@@ -559,6 +628,7 @@ impl PgKind {
                     PgKind::Array {
                         element: Box::new(element),
                         dims: o.array_dims.clamp(1, MAX_ARRAY_DIMS),
+                        bounds: o.array_bounds,
                     }
                 }
                 Kind::Range(sub) => PgKind::Range(Box::new(PgKind::of(sub, -1, o, depth + 1)?)),
@@ -621,20 +691,22 @@ impl PgKind {
             }
             PgKind::Bytea => DataType::Binary,
             PgKind::Date(_) => DataType::Date32,
-            PgKind::Time | PgKind::TimeTz(TimeTzMode::Utc) => {
+            PgKind::Time(_) | PgKind::TimeTz(TimeTzMode::Utc, _) => {
                 DataType::Time64(TimeUnit::Microsecond)
             }
             PgKind::Timestamp(_) => DataType::Timestamp(TimeUnit::Microsecond, None),
             PgKind::TimestampTz(_) => {
                 DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))
             }
-            PgKind::Interval(IntervalMode::Duration) => DataType::Duration(TimeUnit::Microsecond),
+            PgKind::Interval(IntervalMode::Duration, _) => {
+                DataType::Duration(TimeUnit::Microsecond)
+            }
             PgKind::Uuid(_) => DataType::FixedSizeBinary(16),
             PgKind::Vector => {
                 DataType::List(Arc::new(Field::new_list_field(DataType::Float32, true)))
             }
             PgKind::Hstore => DataType::Map(hstore_entries(), false),
-            PgKind::Array { element, dims } => {
+            PgKind::Array { element, dims, .. } => {
                 let mut field = element.nested_field("item");
                 for _ in 1..*dims {
                     field = Field::new("item", DataType::List(Arc::new(field)), true);
@@ -642,8 +714,8 @@ impl PgKind {
                 DataType::List(Arc::new(field))
             }
             PgKind::Multirange(range) => DataType::List(Arc::new(range.nested_field("item"))),
-            PgKind::TimeTz(_)
-            | PgKind::Interval(_)
+            PgKind::TimeTz(..)
+            | PgKind::Interval(..)
             | PgKind::Point
             | PgKind::Range(_)
             | PgKind::Composite(_) => DataType::Struct(self.struct_fields()),
@@ -654,11 +726,11 @@ impl PgKind {
     pub fn struct_fields(&self) -> Fields {
         let f = |name: &str, t: DataType| Field::new(name, t, true);
         match self {
-            PgKind::TimeTz(_) => Fields::from(vec![
+            PgKind::TimeTz(..) => Fields::from(vec![
                 f("time", DataType::Time64(TimeUnit::Microsecond)),
                 f("utc_offset", DataType::Int32),
             ]),
-            PgKind::Interval(_) => Fields::from(vec![
+            PgKind::Interval(..) => Fields::from(vec![
                 f("months", DataType::Int32),
                 f("days", DataType::Int32),
                 f("microseconds", DataType::Int64),
@@ -705,31 +777,136 @@ impl PgKind {
 /// `numeric(p,s)` on one shard and `numeric` on another unifies (to the exact text).
 pub const NUMERIC_TEXT_KEY: &str = "tributary.numeric_text";
 
-/// The column that holds both shards' values exactly (see [`unify`]); a column of
-/// numeric text also takes decimals and integers, as their text. Extension types (UUID,
-/// JSON) must agree.
+/// The column that holds both shards' values exactly. Shards are described in whatever
+/// order they answer, so this is a join: commutative and associative, with the same
+/// result (or the same refusal) in any order.
+///
+/// - The names must be equal (the merger pairs columns by position).
+/// - Nullable if either is.
+/// - Metadata: the union of both; the same key with two values refuses. Extension
+///   types (UUID, JSON) must agree.
+/// - Exact numbers (int2, int4, int8, oid, decimals and numeric text) join into the
+///   narrowest that holds both (see [`unify`]); when no Decimal128 does (more than 38
+///   digits), into numeric text, which holds them all. Numeric text joins exact numbers
+///   only: plain text beside it would let the order decide whether a third shard's
+///   decimals fit.
+/// - Otherwise [`unify`], field by field inside lists and structs.
 pub fn unify_fields(a: &Field, b: &Field) -> Option<Field> {
-    use DataType::*;
-    if a.extension_type_name() != b.extension_type_name() {
-        return None;
-    }
-    let numeric_text =
-        |f: &Field| f.data_type() == &Utf8 && f.metadata().contains_key(NUMERIC_TEXT_KEY);
-    let exact = |f: &Field| {
-        numeric_text(f)
-            || matches!(
-                f.data_type(),
-                Decimal128(..) | Int16 | Int32 | Int64 | UInt32
-            )
-    };
-    if numeric_text(a) && exact(b) {
+    if a == b {
         return Some(a.clone());
     }
-    if numeric_text(b) && exact(a) {
-        return Some(b.clone().with_name(a.name()));
+    if a.name() != b.name() || a.extension_type_name() != b.extension_type_name() {
+        return None;
     }
-    let t = unify(a.data_type(), b.data_type())?;
-    Some(a.clone().with_data_type(t))
+    let mut metadata = a.metadata().clone();
+    for (key, value) in b.metadata() {
+        match metadata.get(key) {
+            Some(mine) if mine != value => return None,
+            Some(_) => {}
+            None => {
+                metadata.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    let data_type = match (Exact::of_field(a), Exact::of_field(b)) {
+        (Some(x), Some(y)) => match x.join(y) {
+            Exact::Text => {
+                metadata.insert(NUMERIC_TEXT_KEY.to_string(), "true".to_string());
+                DataType::Utf8
+            }
+            joined => joined.data_type(),
+        },
+        (Some(Exact::Text), _) | (_, Some(Exact::Text)) => return None,
+        _ => unify(a.data_type(), b.data_type())?,
+    };
+    Some(
+        a.clone()
+            .with_data_type(data_type)
+            .with_nullable(a.is_nullable() || b.is_nullable())
+            .with_metadata(metadata),
+    )
+}
+
+/// A type of exact numbers, placed in the order by which they join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exact {
+    /// A signed integer of this many bits.
+    Int(u8),
+    UInt32,
+    Decimal {
+        /// Digits before the point.
+        int: i16,
+        scale: i16,
+    },
+    /// Numeric text: the exact decimal text, which holds every other.
+    Text,
+}
+
+impl Exact {
+    fn of(t: &DataType) -> Option<Exact> {
+        use DataType::*;
+        Some(match t {
+            Int16 => Exact::Int(16),
+            Int32 => Exact::Int(32),
+            Int64 => Exact::Int(64),
+            UInt32 => Exact::UInt32,
+            Decimal128(p, s) if *s >= 0 && s.unsigned_abs() <= *p => Exact::Decimal {
+                int: (*p - s.unsigned_abs()).into(),
+                scale: (*s).into(),
+            },
+            _ => return None,
+        })
+    }
+
+    fn of_field(f: &Field) -> Option<Exact> {
+        if f.data_type() == &DataType::Utf8 && f.metadata().contains_key(NUMERIC_TEXT_KEY) {
+            Some(Exact::Text)
+        } else {
+            Exact::of(f.data_type())
+        }
+    }
+
+    /// Digits before and after the point. oid counts as the int8 it joins signed
+    /// integers into, so that joining with integers first or with decimals first agrees.
+    fn digits(self) -> (i16, i16) {
+        match self {
+            Exact::Int(16) => (5, 0),
+            Exact::Int(32) => (10, 0),
+            Exact::Int(_) | Exact::UInt32 => (19, 0),
+            Exact::Decimal { int, scale } => (int, scale),
+            Exact::Text => (i16::MAX, 0),
+        }
+    }
+
+    fn join(self, other: Exact) -> Exact {
+        match (self, other) {
+            (Exact::Text, _) | (_, Exact::Text) => Exact::Text,
+            (Exact::Int(a), Exact::Int(b)) => Exact::Int(a.max(b)),
+            (Exact::UInt32, Exact::UInt32) => Exact::UInt32,
+            (Exact::UInt32, Exact::Int(_)) | (Exact::Int(_), Exact::UInt32) => Exact::Int(64),
+            _ => {
+                let (ia, sa) = self.digits();
+                let (ib, sb) = other.digits();
+                let (int, scale) = (ia.max(ib), sa.max(sb));
+                if int + scale > DECIMAL128_MAX_PRECISION as i16 {
+                    Exact::Text
+                } else {
+                    Exact::Decimal { int, scale }
+                }
+            }
+        }
+    }
+
+    fn data_type(self) -> DataType {
+        match self {
+            Exact::Int(16) => DataType::Int16,
+            Exact::Int(32) => DataType::Int32,
+            Exact::Int(_) => DataType::Int64,
+            Exact::UInt32 => DataType::UInt32,
+            Exact::Decimal { int, scale } => DataType::Decimal128((int + scale) as u8, scale as i8),
+            Exact::Text => DataType::Utf8,
+        }
+    }
 }
 
 impl PgKind {
@@ -795,88 +972,38 @@ fn numeric(typmod: i32, o: &TypeOptions) -> PgKind {
     }
 }
 
-/// Whether values of type `from` can be stored as type `to` without loss: the rule by
-/// which shards that type a column differently are unified (see [`unify`]).
-fn widens_to(from: &DataType, to: &DataType) -> bool {
-    use DataType::*;
-    match (from, to) {
-        (a, b) if a == b => true,
-        (Int16, Int32 | Int64) | (Int32, Int64) | (UInt32, Int64 | UInt64) | (Float32, Float64) => {
-            true
-        }
-        (Int16 | Int32 | Int64 | UInt32, Decimal128(p, s)) => {
-            let digits = match from {
-                Int16 => 5,
-                Int32 | UInt32 => 10,
-                _ => 19,
-            };
-            *p as i16 - *s as i16 >= digits
-        }
-        (Decimal128(p1, s1), Decimal128(p2, s2)) => {
-            s1 <= s2 && (*p1 as i16 - *s1 as i16) <= (*p2 as i16 - *s2 as i16)
-        }
-        _ => false,
-    }
-}
-
 /// The type that holds every value of both `a` and `b` exactly, if there is one: int2 <
-/// int4 < int8, float4 < float8, integers and decimals into a decimal with enough digits
-/// on both sides of the point (at most 38), element by element inside lists and structs.
-/// Extension types (UUID, JSON) must agree; that is checked by the caller.
+/// int4 < int8, oid < int8 and oid < xid8, float4 < float8, integers and decimals into
+/// a decimal with enough digits on both sides of the point (at most 38; oid counts 19
+/// digits, as the int8 it becomes beside signed integers), field by field inside lists
+/// and structs (see [`unify_fields`]). Commutative and associative: the result depends
+/// only on the set of types.
 pub fn unify(a: &DataType, b: &DataType) -> Option<DataType> {
     use DataType::*;
     if a == b {
         return Some(a.clone());
     }
-    if widens_to(a, b) {
-        return Some(b.clone());
+    if let (Some(x), Some(y)) = (Exact::of(a), Exact::of(b)) {
+        return match x.join(y) {
+            // Only a field can say its text is numeric text (see `unify_fields`).
+            Exact::Text => None,
+            joined => Some(joined.data_type()),
+        };
     }
-    if widens_to(b, a) {
-        return Some(a.clone());
-    }
-    let decimal = |t: &DataType| -> Option<(i16, i16)> {
-        match t {
-            Int16 => Some((5, 0)),
-            Int32 | UInt32 => Some((10, 0)),
-            Int64 => Some((19, 0)),
-            Decimal128(p, s) => Some((*p as i16, *s as i16)),
-            _ => None,
-        }
-    };
     match (a, b) {
-        (Decimal128(..), _) | (_, Decimal128(..)) => {
-            let (pa, sa) = decimal(a)?;
-            let (pb, sb) = decimal(b)?;
-            let scale = sa.max(sb);
-            let precision = (pa - sa).max(pb - sb) + scale;
-            (precision <= DECIMAL128_MAX_PRECISION as i16)
-                .then_some(Decimal128(precision as u8, scale as i8))
-        }
-        (Int16 | Int32, UInt32) | (UInt32, Int16 | Int32) => Some(Int64),
-        (List(fa), List(fb)) => Some(List(unify_field(fa, fb)?)),
+        (Float32, Float64) | (Float64, Float32) => Some(Float64),
+        (UInt32, UInt64) | (UInt64, UInt32) => Some(UInt64),
+        (List(fa), List(fb)) => Some(List(Arc::new(unify_fields(fa, fb)?))),
         (Struct(fa), Struct(fb)) if fa.len() == fb.len() => {
-            let fields: Option<Vec<FieldRef>> = fa
+            let fields: Option<Vec<Field>> = fa
                 .iter()
                 .zip(fb.iter())
-                .map(|(x, y)| (x.name() == y.name()).then(|| unify_field(x, y)).flatten())
+                .map(|(x, y)| unify_fields(x, y))
                 .collect();
             Some(Struct(Fields::from(fields?)))
         }
         _ => None,
     }
-}
-
-fn unify_field(a: &FieldRef, b: &FieldRef) -> Option<FieldRef> {
-    if a.metadata() != b.metadata() {
-        return None;
-    }
-    let t = unify(a.data_type(), b.data_type())?;
-    Some(Arc::new(
-        a.as_ref()
-            .clone()
-            .with_data_type(t)
-            .with_nullable(a.is_nullable() || b.is_nullable()),
-    ))
 }
 
 /// How one SQLite result column is typed. SQLite values carry their own storage class
@@ -1013,9 +1140,15 @@ mod tests {
             "decimal(10,0)"
         );
         let err = TypeOverrides::default().set("infinty", "null").unwrap_err();
-        assert!(err.contains("infinity"), "{err}");
+        assert_eq!(
+            err,
+            TypeOptionError::UnknownKey {
+                key: "infinty".into()
+            }
+        );
+        assert!(err.to_string().contains("infinity"), "{err}");
         let err = TypeOverrides::default().set("uuid", "text").unwrap_err();
-        assert!(err.contains("binary, string"), "{err}");
+        assert_eq!(err.to_string(), "uuid: `text` is not one of binary, string");
     }
 
     #[test]
@@ -1131,11 +1264,126 @@ mod tests {
         assert_eq!(unify_fields(&text, &decimal), Some(text.clone()));
         let plain = kind(&Type::TEXT, -1).field("n");
         assert_eq!(unify_fields(&plain, &decimal), None);
-        // Both are text already: nothing changes.
-        assert!(unify_fields(&plain, &text).is_some());
+        // Plain text beside numeric text is refused: joined first, it would take a third
+        // shard's decimals; joined after them, not (the order would decide).
+        assert_eq!(unify_fields(&plain, &text), None);
+        assert_eq!(unify_fields(&text, &plain), None);
+        // No Decimal128 holds numeric(38,0) and numeric(38,10): the exact text does,
+        // as it does when a shard sends numeric text.
+        let wide = kind(&Type::NUMERIC, (38 << 16) + 4).field("n");
+        let deep = kind(&Type::NUMERIC, (38 << 16 | 10) + 4).field("n");
+        assert_eq!(unify_fields(&wide, &deep), Some(text.clone()));
         let uuid = kind(&Type::UUID, -1).field("n");
         let binary = Field::new("n", DataType::FixedSizeBinary(16), true);
         assert_eq!(unify_fields(&uuid, &binary), None);
+    }
+
+    /// Every field the property test below joins: the exact numbers, the other
+    /// chains, text with and without the numeric-text mark, extension types, other
+    /// metadata, and lists and structs of some of them; each nullable or not.
+    fn unify_pool() -> Vec<Field> {
+        use DataType::*;
+        let mark = |f: Field, k: &str, v: &str| {
+            let mut m = f.metadata().clone();
+            m.insert(k.to_string(), v.to_string());
+            f.with_metadata(m)
+        };
+        let mut types = vec![
+            Int16,
+            Int32,
+            Int64,
+            UInt32,
+            UInt64,
+            Float32,
+            Float64,
+            Utf8,
+            Decimal128(5, 2),
+            Decimal128(10, 0),
+            Decimal128(12, 2),
+            Decimal128(20, 4),
+            Decimal128(38, 0),
+            Decimal128(38, 10),
+            Date32,
+        ];
+        let scalars = types.clone();
+        for t in [Int32, Int64, Decimal128(38, 0), Decimal128(38, 10), Utf8] {
+            types.push(List(Arc::new(Field::new_list_field(t.clone(), true))));
+            types.push(List(Arc::new(Field::new_list_field(t, false))));
+        }
+        for (a, b) in [(Int16, Utf8), (Int64, Utf8), (Decimal128(12, 2), Float32)] {
+            types.push(Struct(Fields::from(vec![
+                Field::new("a", a.clone(), true),
+                Field::new("b", b.clone(), true),
+            ])));
+            types.push(Struct(Fields::from(vec![
+                Field::new("b", a, true),
+                Field::new("a", b, true),
+            ])));
+        }
+        let mut fields = Vec::new();
+        for t in types {
+            for nullable in [true, false] {
+                fields.push(Field::new("n", t.clone(), nullable));
+            }
+        }
+        for t in &scalars[..4] {
+            fields.push(mark(Field::new("n", t.clone(), true), "origin", "a"));
+            fields.push(mark(Field::new("n", t.clone(), false), "origin", "b"));
+        }
+        let text = kind(&Type::NUMERIC, -1).field("n");
+        fields.push(text.clone());
+        fields.push(text.clone().with_nullable(false));
+        fields.push(mark(text, "origin", "a"));
+        fields.push(kind(&Type::UUID, -1).field("n"));
+        fields.push(Field::new("n", FixedSizeBinary(16), true));
+        fields.push(kind(&Type::JSONB, -1).field("n"));
+        fields.push(Field::new("m", Int32, true));
+        fields
+    }
+
+    /// The merged schema must not depend on the order the shards answer: any two fields
+    /// join the same both ways, and any three the same in all six orders (a refusal
+    /// included).
+    #[test]
+    fn unify_is_commutative_and_associative() {
+        use rand::{Rng, SeedableRng};
+        let pool = unify_pool();
+        for a in &pool {
+            for b in &pool {
+                assert_eq!(unify_fields(a, b), unify_fields(b, a), "{a:?} | {b:?}");
+                assert_eq!(
+                    unify(a.data_type(), b.data_type()),
+                    unify(b.data_type(), a.data_type()),
+                    "{a:?} | {b:?}"
+                );
+            }
+            assert_eq!(unify_fields(a, a).as_ref(), Some(a), "{a:?}");
+        }
+        let fold = |fields: &[&Field]| -> Option<Field> {
+            let mut acc = fields[0].clone();
+            for f in &fields[1..] {
+                acc = unify_fields(&acc, f)?;
+            }
+            Some(acc)
+        };
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(17);
+        let mut joined = 0;
+        for _ in 0..30_000 {
+            let pick: Vec<&Field> = (0..3)
+                .map(|_| &pool[rng.random_range(0..pool.len())])
+                .collect();
+            let (a, b, c) = (pick[0], pick[1], pick[2]);
+            let want = fold(&[a, b, c]);
+            for order in [[a, c, b], [b, a, c], [b, c, a], [c, a, b], [c, b, a]] {
+                assert_eq!(fold(&order), want, "{order:?}");
+            }
+            joined += want.is_some() as usize;
+        }
+        // The check means something only if many triples join and many do not.
+        assert!(
+            (1_000..29_000).contains(&joined),
+            "{joined} of 30000 joined"
+        );
     }
 
     #[test]

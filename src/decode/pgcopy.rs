@@ -29,7 +29,8 @@ use arrow::buffer::{MutableBuffer, OffsetBuffer};
 use arrow::datatypes::{FieldRef, Fields, Int32Type, Schema, SchemaRef};
 
 use crate::types::{
-    InfinityMode, IntervalMode, MAX_ARRAY_DIMS, MONEY_SCALE, PgKind, TimeTzMode, UuidMode,
+    ArrayBoundsMode, InfinityMode, IntervalMode, MAX_ARRAY_DIMS, MONEY_SCALE, PgKind, TimeTzMode,
+    UuidMode,
 };
 
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
@@ -60,16 +61,24 @@ const POW10: [i128; 39] = {
     table
 };
 
-/// Why a COPY stream could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CopyError {
-    #[error("malformed COPY stream: {0}")]
-    Malformed(String),
-    #[error("the COPY stream ended before its trailer: the result is truncated")]
-    Truncated,
-    /// A value of `column` cannot be represented in its Arrow type.
-    #[error("{message}")]
-    Value { column: usize, message: String },
+pub use super::error::{CopyError, Malformed, ValueError};
+
+/// The header's flags word: bit 16 says every tuple carries an OID; bits 16-31 are all
+/// critical (a reader must abort on one it does not know); bits 0-15 are for
+/// backwards-compatible format issues, which a reader may ignore.
+const FLAG_OIDS: u32 = 1 << 16;
+const CRITICAL_FLAGS: u32 = 0xffff_0000;
+/// The longest header extension accepted: PostgreSQL sends none, and the extension is
+/// buffered whole before the first tuple.
+const MAX_HEADER_EXTENSION: u32 = 1 << 20;
+
+/// The length a column's values always have in the send format, which lets the tuple walk
+/// find the next field without waiting for this one's length word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Width {
+    Fixed(i32),
+    /// The length varies (text, numeric, arrays, ...): read it from the length word.
+    Varies,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -88,16 +97,24 @@ pub struct CopyDecoder {
     state: State,
     /// A partial tuple (or header) carried over between chunks.
     pending: Vec<u8>,
+    /// Stream bytes parsed so far: the offset of `pending`'s first byte, from which
+    /// errors say where in the stream they are.
+    consumed: u64,
     /// Complete tuples not yet decoded: their fields back to back, without the field
     /// count.
     block: Vec<u8>,
     /// For each tuple in `block`, for each column: where the field's length word starts.
     fields: Vec<usize>,
+    /// For each tuple in `block`: what to add to a place in `block` to get its offset in
+    /// the stream, for errors.
+    shifts: Vec<u64>,
     /// Where a block's values of one column are gathered before they go to its builder.
     scratch: Scratch,
-    /// For each column, the length its values always have, or -2 (no length) if it varies.
-    widths: Vec<i32>,
+    /// For each column, the length its values always have, if they do.
+    widths: Vec<Width>,
     columns: Vec<Column>,
+    /// The column names, for errors.
+    names: Vec<String>,
     /// The column kinds, to rebuild the builders after an error.
     kinds: Vec<PgKind>,
     schema: SchemaRef,
@@ -113,11 +130,14 @@ impl CopyDecoder {
         CopyDecoder {
             state: State::Header,
             pending: Vec::new(),
+            consumed: 0,
             block: Vec::new(),
             fields: Vec::new(),
+            shifts: Vec::new(),
             scratch: Scratch::default(),
             widths: columns.iter().map(Column::width).collect(),
             columns,
+            names: kinds.iter().map(|(name, _)| name.clone()).collect(),
             kinds: kinds.iter().map(|(_, k)| k.clone()).collect(),
             schema: Arc::new(Schema::new(fields)),
             rows: 0,
@@ -159,24 +179,34 @@ impl CopyDecoder {
         self.pending.clear();
         self.block.clear();
         self.fields.clear();
+        self.shifts.clear();
         self.columns = self.kinds.iter().map(Column::new).collect();
         self.rows = 0;
         self.bytes = 0;
     }
 
+    /// A protocol error `at` bytes into the data now being parsed.
+    fn malformed(&self, at: usize, column: Option<usize>, problem: Malformed) -> CopyError {
+        CopyError::Malformed {
+            offset: self.consumed + at as u64,
+            column: column.map(|c| self.names[c].clone()),
+            problem,
+        }
+    }
+
     fn push_inner(&mut self, chunk: &[u8]) -> Result<(), CopyError> {
         if self.state == State::Failed {
-            return Err(CopyError::Malformed(
-                "the stream was already found malformed".into(),
-            ));
+            return Err(self.malformed(self.pending.len(), None, Malformed::AlreadyFailed));
         }
         if self.pending.is_empty() {
             let used = self.parse(chunk)?;
+            self.consumed += used as u64;
             self.pending.extend_from_slice(&chunk[used..]);
         } else {
             let mut data = std::mem::take(&mut self.pending);
             data.extend_from_slice(chunk);
             let used = self.parse(&data)?;
+            self.consumed += used as u64;
             data.drain(..used);
             self.pending = data;
         }
@@ -185,14 +215,13 @@ impl CopyDecoder {
 
     /// Checks that the stream ended properly (trailer seen, nothing left over).
     pub fn finish(&self) -> Result<(), CopyError> {
-        match self.state {
-            State::Done if self.pending.is_empty() => Ok(()),
-            State::Done => Err(CopyError::Malformed("data after the trailer".into())),
-            State::Failed => Err(CopyError::Malformed(
-                "the stream was already found malformed".into(),
-            )),
-            State::Header | State::Tuples => Err(CopyError::Truncated),
-        }
+        let problem = match self.state {
+            State::Done if self.pending.is_empty() => return Ok(()),
+            State::Done => Malformed::AfterTrailer,
+            State::Failed => Malformed::AlreadyFailed,
+            State::Header | State::Tuples => Malformed::Truncated,
+        };
+        Err(self.malformed(0, None, problem))
     }
 
     /// Takes the buffered rows as a record batch. `Err` when a value fails a check made
@@ -205,10 +234,13 @@ impl CopyDecoder {
         let arrays = self
             .columns
             .iter_mut()
-            .enumerate()
-            .map(|(column, c)| {
-                c.finish()
-                    .map_err(|message| CopyError::Value { column, message })
+            .zip(&self.names)
+            .map(|(c, name)| {
+                c.finish().map_err(|problem| CopyError::Value {
+                    column: name.clone(),
+                    offset: None,
+                    problem,
+                })
             })
             .collect::<Result<Vec<ArrayRef>, _>>();
         let rows = std::mem::take(&mut self.rows);
@@ -232,7 +264,7 @@ impl CopyDecoder {
     fn parse(&mut self, data: &[u8]) -> Result<usize, CopyError> {
         let mut pos = 0;
         if self.state == State::Header {
-            match header_len(data)? {
+            match header_len(data).map_err(|(at, problem)| self.malformed(at, None, problem))? {
                 Some(n) => {
                     pos = n;
                     self.state = State::Tuples;
@@ -251,14 +283,18 @@ impl CopyDecoder {
                 pos += 2;
                 break;
             }
-            if count as usize != self.columns.len() || count < 0 {
-                return Err(CopyError::Malformed(format!(
-                    "a row has {count} fields, the query has {} columns",
-                    self.columns.len()
-                )));
+            if count < 0 || count as usize != self.columns.len() {
+                let problem = Malformed::FieldCount {
+                    found: count,
+                    expected: self.columns.len(),
+                };
+                return Err(self.malformed(pos, None, problem));
             }
             // First find the whole tuple, so that a partial one appends nothing.
-            let Some(len) = self.stage(rest)? else {
+            let Some(len) = self
+                .stage(rest, self.consumed + pos as u64)
+                .map_err(|(at, column, problem)| self.malformed(pos + at, Some(column), problem))?
+            else {
                 break;
             };
             self.rows += 1;
@@ -274,24 +310,24 @@ impl CopyDecoder {
             self.decode_block()?;
         }
         if self.state == State::Done && pos < data.len() {
-            return Err(CopyError::Malformed("data after the trailer".into()));
+            return Err(self.malformed(pos, None, Malformed::AfterTrailer));
         }
         Ok(pos)
     }
 
-    /// Adds the tuple at the start of `data` (field count included) to the block if it is
-    /// complete, and returns its length.
-    fn stage(&mut self, data: &[u8]) -> Result<Option<usize>, CopyError> {
+    /// Adds the tuple at the start of `data` (field count included), which starts at byte
+    /// `offset` of the stream, to the block if it is complete, and returns its length.
+    fn stage(&mut self, data: &[u8], offset: u64) -> Result<Option<usize>, BadField> {
         let mark = self.fields.len();
         self.fields.resize(mark + self.widths.len(), 0);
-        let found = walk(
-            data,
-            &self.widths,
-            &mut self.fields[mark..],
-            self.block.len(),
-        );
+        let base = self.block.len();
+        let found = walk(data, &self.widths, &mut self.fields[mark..], base);
         match found {
-            Ok(Some(len)) => self.block.extend_from_slice(&data[2..len]),
+            Ok(Some(len)) => {
+                self.block.extend_from_slice(&data[2..len]);
+                // Block place `base` holds the stream's byte `offset + 2`.
+                self.shifts.push(offset + 2 - base as u64);
+            }
             _ => self.fields.truncate(mark),
         }
         found
@@ -305,37 +341,63 @@ impl CopyDecoder {
         let stride = self.columns.len();
         for (i, column) in self.columns.iter_mut().enumerate() {
             let block = &self.block[..];
-            let values = self.fields.chunks_exact(stride).map(|fields| {
-                let at = fields[i];
-                let n = i32::from_be_bytes(block[at..at + 4].try_into().expect("4 bytes"));
-                // `stage` checked every length against the tuple's bytes.
-                usize::try_from(n).ok().map(|n| &block[at + 4..at + 4 + n])
-            });
-            column
-                .append_values(values, &mut self.scratch)
-                .map_err(|message| CopyError::Value { column: i, message })?;
+            // The row whose value was handed out last: the failing one when a column
+            // returns an error, since each value is converted as it is taken.
+            let last = std::cell::Cell::new(0);
+            let values = self
+                .fields
+                .chunks_exact(stride)
+                .enumerate()
+                .map(|(row, fields)| {
+                    last.set(row);
+                    let at = fields[i];
+                    let n = i32::from_be_bytes(block[at..at + 4].try_into().expect("4 bytes"));
+                    // `stage` checked every length against the tuple's bytes.
+                    usize::try_from(n).ok().map(|n| &block[at + 4..at + 4 + n])
+                });
+            if let Err(problem) = column.append_values(values, &mut self.scratch) {
+                let row = last.get();
+                return Err(CopyError::Value {
+                    column: self.names[i].clone(),
+                    offset: Some(self.shifts[row] + self.fields[row * stride + i] as u64),
+                    problem,
+                });
+            }
         }
         self.block.clear();
         self.fields.clear();
+        self.shifts.clear();
         Ok(())
     }
 }
 
-/// The header's length if it is complete.
-fn header_len(data: &[u8]) -> Result<Option<usize>, CopyError> {
+/// The header's length if it is complete; `Err` holds where in it the problem is.
+fn header_len(data: &[u8]) -> Result<Option<usize>, (usize, Malformed)> {
     let n = data.len().min(SIGNATURE.len());
     if data[..n] != SIGNATURE[..n] {
-        return Err(CopyError::Malformed("bad signature".into()));
+        return Err((0, Malformed::Signature));
     }
     if data.len() < 19 {
         return Ok(None);
     }
-    let ext = u32::from_be_bytes(data[15..19].try_into().expect("4 bytes")) as usize;
-    if ext > 1 << 20 {
-        return Err(CopyError::Malformed("header extension too long".into()));
+    let flags = u32::from_be_bytes(data[11..15].try_into().expect("4 bytes"));
+    if flags & FLAG_OIDS != 0 {
+        return Err((11, Malformed::Oids));
     }
-    Ok((data.len() >= 19 + ext).then_some(19 + ext))
+    if flags & CRITICAL_FLAGS != 0 {
+        return Err((11, Malformed::CriticalFlags(flags & CRITICAL_FLAGS)));
+    }
+    let ext = u32::from_be_bytes(data[15..19].try_into().expect("4 bytes"));
+    if ext > MAX_HEADER_EXTENSION {
+        return Err((15, Malformed::ExtensionTooLong(ext)));
+    }
+    // The extension's contents are skipped, as PostgreSQL's docs ask of a reader.
+    let len = 19 + ext as usize;
+    Ok((data.len() >= len).then_some(len))
 }
+
+/// A bad field length: where in the tuple its length word is, its column, and why.
+type BadField = (usize, usize, Malformed);
 
 /// Walks the fields of the tuple at the start of `data` (field count included), noting
 /// in `slots` where each length word will be once the tuple, without its field count, is
@@ -343,25 +405,26 @@ fn header_len(data: &[u8]) -> Result<Option<usize>, CopyError> {
 #[inline]
 fn walk(
     data: &[u8],
-    widths: &[i32],
+    widths: &[Width],
     slots: &mut [usize],
     base: usize,
-) -> Result<Option<usize>, CopyError> {
+) -> Result<Option<usize>, BadField> {
     let mut at = 2;
-    for (slot, &width) in slots.iter_mut().zip(widths) {
+    for (column, (slot, &width)) in slots.iter_mut().zip(widths).enumerate() {
         let Some(len) = data.get(at..at + 4) else {
             return Ok(None);
         };
         let n = i32::from_be_bytes(len.try_into().expect("4 bytes"));
         *slot = base + at - 2;
-        at += 4;
-        if n == width {
+        match width {
             // The size the column's kind always has. The branch is predicted, so the
             // next field's place follows from the kind without waiting for this length
             // to be loaded: the walk is not one long chain of dependent loads.
-            at += width as usize;
-        } else {
-            at += field_bytes(n)?;
+            Width::Fixed(w) if n == w => at += 4 + w as usize,
+            _ => match field_bytes(n) {
+                Ok(bytes) => at += 4 + bytes,
+                Err(problem) => return Err((at, column, problem)),
+            },
         }
         if at > data.len() {
             return Ok(None);
@@ -372,7 +435,7 @@ fn walk(
 
 /// The bytes a field of length word `n` takes after it.
 #[inline]
-fn field_bytes(n: i32) -> Result<usize, CopyError> {
+fn field_bytes(n: i32) -> Result<usize, Malformed> {
     if (0..=MAX_FIELD_BYTES).contains(&n) {
         Ok(n as usize)
     } else if n == -1 {
@@ -383,13 +446,12 @@ fn field_bytes(n: i32) -> Result<usize, CopyError> {
 }
 
 #[cold]
-fn bad_length(n: i32) -> CopyError {
-    CopyError::Malformed(if n < 0 {
-        format!("negative field length {n}")
+fn bad_length(n: i32) -> Malformed {
+    if n < 0 {
+        Malformed::NegativeLength(n)
     } else {
-        // PostgreSQL never sends a larger value: waiting for one would buffer without bound.
-        format!("field length {n} exceeds 1 GiB")
-    })
+        Malformed::TooLong(n)
+    }
 }
 
 /// Reads a value's parts; every read is bounds-checked, so malformed input is an error.
@@ -403,26 +465,26 @@ impl<'a> Cursor<'a> {
         Cursor { data, pos: 0 }
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ValueError> {
         let end = self
             .pos
             .checked_add(n)
             .filter(|end| *end <= self.data.len())
-            .ok_or_else(|| format!("value too short: wanted {n} more bytes"))?;
+            .ok_or(ValueError::Short { wanted: n })?;
         let out = &self.data[self.pos..end];
         self.pos = end;
         Ok(out)
     }
 
-    fn i32(&mut self) -> Result<i32, String> {
+    fn i32(&mut self) -> Result<i32, ValueError> {
         Ok(i32::from_be_bytes(fixed(self.take(4)?)?))
     }
 
-    fn u16(&mut self) -> Result<u16, String> {
+    fn u16(&mut self) -> Result<u16, ValueError> {
         Ok(u16::from_be_bytes(fixed(self.take(2)?)?))
     }
 
-    fn u8(&mut self) -> Result<u8, String> {
+    fn u8(&mut self) -> Result<u8, ValueError> {
         Ok(self.take(1)?[0])
     }
 
@@ -431,22 +493,19 @@ impl<'a> Cursor<'a> {
     }
 
     /// A length-prefixed value: `None` for length -1 (NULL).
-    fn field(&mut self) -> Result<Option<&'a [u8]>, String> {
+    fn field(&mut self) -> Result<Option<&'a [u8]>, ValueError> {
         match self.i32()? {
             -1 => Ok(None),
-            n if n < 0 => Err(format!("negative length {n} inside a value")),
+            n if n < 0 => Err(ValueError::NegativeLength(n)),
             n => self.take(n as usize).map(Some),
         }
     }
 
-    fn end(&self) -> Result<(), String> {
+    fn end(&self) -> Result<(), ValueError> {
         if self.pos == self.data.len() {
             Ok(())
         } else {
-            Err(format!(
-                "{} unexpected bytes after a value",
-                self.data.len() - self.pos
-            ))
+            Err(ValueError::Trailing(self.data.len() - self.pos))
         }
     }
 }
@@ -458,6 +517,7 @@ enum ListKind {
     Array {
         dims: u8,
         level: u8,
+        bounds: ArrayBoundsMode,
     },
     Multirange,
     Vector,
@@ -467,7 +527,7 @@ enum ListKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StructKind {
     TimeTz,
-    Interval,
+    Interval(InfinityMode),
     Point,
     Range,
     Composite,
@@ -502,10 +562,10 @@ enum Column {
     Dictionary(StringDictionaryBuilder<Int32Type>),
     Bytes(BinaryBuilder),
     Date(Date32Builder, InfinityMode),
-    Time(Time64MicrosecondBuilder),
+    Time(Time64MicrosecondBuilder, InfinityMode),
     TimeTzUtc(Time64MicrosecondBuilder),
     Timestamp(TimestampMicrosecondBuilder, InfinityMode),
-    Duration(DurationMicrosecondBuilder),
+    Duration(DurationMicrosecondBuilder, InfinityMode),
     Uuid(FixedSizeBinaryBuilder),
     UuidText(StringBuilder),
     Inet(StringBuilder, bool),
@@ -527,21 +587,23 @@ enum Column {
     },
 }
 
-fn fixed<const N: usize>(v: &[u8]) -> Result<[u8; N], String> {
-    v.try_into()
-        .map_err(|_| format!("expected {N} bytes, got {}", v.len()))
+fn fixed<const N: usize>(v: &[u8]) -> Result<[u8; N], ValueError> {
+    v.try_into().map_err(|_| ValueError::Size {
+        expected: N,
+        got: v.len(),
+    })
 }
 
-fn utf8(v: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(v).map_err(|e| format!("invalid UTF-8 text: {e}"))
+fn utf8(v: &[u8]) -> Result<&str, ValueError> {
+    std::str::from_utf8(v).map_err(ValueError::Utf8)
 }
 
 /// A text value after its one-byte format version (jsonb, ltree, jsonpath: version 1).
-fn versioned(v: &[u8]) -> Result<&str, String> {
+fn versioned(v: &[u8]) -> Result<&str, ValueError> {
     match v.split_first() {
         Some((1, text)) => utf8(text),
-        Some((n, _)) => Err(format!("unknown binary format version {n}")),
-        None => Err("empty value".into()),
+        Some((n, _)) => Err(ValueError::FormatVersion(*n)),
+        None => Err(ValueError::Empty),
     }
 }
 
@@ -585,15 +647,17 @@ impl Column {
             PgKind::EnumDictionary => Column::Dictionary(StringDictionaryBuilder::new()),
             PgKind::Bytea => Column::Bytes(BinaryBuilder::new()),
             PgKind::Date(inf) => Column::Date(Date32Builder::new(), *inf),
-            PgKind::Time => Column::Time(Time64MicrosecondBuilder::new()),
-            PgKind::TimeTz(TimeTzMode::Utc) => Column::TimeTzUtc(Time64MicrosecondBuilder::new()),
+            PgKind::Time(inf) => Column::Time(Time64MicrosecondBuilder::new(), *inf),
+            PgKind::TimeTz(TimeTzMode::Utc, _) => {
+                Column::TimeTzUtc(Time64MicrosecondBuilder::new())
+            }
             PgKind::Timestamp(inf) => Column::Timestamp(TimestampMicrosecondBuilder::new(), *inf),
             PgKind::TimestampTz(inf) => Column::Timestamp(
                 TimestampMicrosecondBuilder::new().with_timezone("UTC"),
                 *inf,
             ),
-            PgKind::Interval(IntervalMode::Duration) => {
-                Column::Duration(DurationMicrosecondBuilder::new())
+            PgKind::Interval(IntervalMode::Duration, inf) => {
+                Column::Duration(DurationMicrosecondBuilder::new(), *inf)
             }
             PgKind::Uuid(UuidMode::Binary) => Column::Uuid(FixedSizeBinaryBuilder::new(16)),
             PgKind::Uuid(_) => Column::UuidText(StringBuilder::new()),
@@ -602,10 +666,14 @@ impl Column {
             PgKind::Bit => Column::Bit(StringBuilder::new()),
             PgKind::Hstore => Column::Hstore(hstore_builder()),
             PgKind::Vector => Column::list(ListKind::Vector, &PgKind::Float4, "item"),
-            PgKind::Array { element, dims } => Column::array(element, *dims, 0),
+            PgKind::Array {
+                element,
+                dims,
+                bounds,
+            } => Column::array(element, *dims, *bounds, 0),
             PgKind::Multirange(range) => Column::list(ListKind::Multirange, range, "item"),
-            PgKind::TimeTz(_) => Column::strukt(StructKind::TimeTz, kind),
-            PgKind::Interval(_) => Column::strukt(StructKind::Interval, kind),
+            PgKind::TimeTz(..) => Column::strukt(StructKind::TimeTz, kind),
+            PgKind::Interval(_, inf) => Column::strukt(StructKind::Interval(*inf), kind),
             PgKind::Point => Column::strukt(StructKind::Point, kind),
             PgKind::Range(_) => Column::strukt(StructKind::Range, kind),
             PgKind::Composite(_) => Column::strukt(StructKind::Composite, kind),
@@ -623,28 +691,35 @@ impl Column {
     }
 
     /// The List column for dimension `level` (0 = outermost) of a `dims`-dimensional array.
-    fn array(element: &PgKind, dims: u8, level: u8) -> Column {
-        let kind = ListKind::Array { dims, level };
+    fn array(element: &PgKind, dims: u8, bounds: ArrayBoundsMode, level: u8) -> Column {
+        let kind = ListKind::Array {
+            dims,
+            level,
+            bounds,
+        };
         if level + 1 == dims {
             return Column::list(kind, element, "item");
         }
         let inner = PgKind::Array {
             element: Box::new(element.clone()),
             dims: dims - level - 1,
+            bounds,
         };
         Column::List {
             kind,
             field: Arc::new(inner.nested_field("item")),
             offsets: vec![0],
             nulls: NullBufferBuilder::new(0),
-            child: Box::new(Column::array(element, dims, level + 1)),
+            child: Box::new(Column::array(element, dims, bounds, level + 1)),
         }
     }
 
     fn strukt(kind: StructKind, pg: &PgKind) -> Column {
         let children = match pg {
-            PgKind::TimeTz(_) => vec![Column::new(&PgKind::Time), Column::new(&PgKind::Int4)],
-            PgKind::Interval(_) => vec![
+            PgKind::TimeTz(_, inf) => {
+                vec![Column::new(&PgKind::Time(*inf)), Column::new(&PgKind::Int4)]
+            }
+            PgKind::Interval(..) => vec![
                 Column::new(&PgKind::Int4),
                 Column::new(&PgKind::Int4),
                 Column::new(&PgKind::Int8),
@@ -668,9 +743,9 @@ impl Column {
         }
     }
 
-    /// The length every value of this column has in the send format, or -2 if it varies.
-    fn width(&self) -> i32 {
-        match self {
+    /// The length every value of this column has in the send format, if it has one.
+    fn width(&self) -> Width {
+        Width::Fixed(match self {
             Column::Bool(_) => 1,
             Column::Int16(_) => 2,
             Column::Int32(_) | Column::UInt32(_) | Column::Float32(_) | Column::Date(..) => 4,
@@ -678,12 +753,12 @@ impl Column {
             | Column::UInt64(_)
             | Column::Float64(_)
             | Column::Money(_)
-            | Column::Time(_)
+            | Column::Time(..)
             | Column::Timestamp(..) => 8,
             Column::TimeTzUtc(_) => 12,
-            Column::Duration(_) | Column::Uuid(_) | Column::UuidText(_) => 16,
-            _ => -2,
-        }
+            Column::Duration(..) | Column::Uuid(_) | Column::UuidText(_) => 16,
+            _ => return Width::Varies,
+        })
     }
 
     fn append_null(&mut self) {
@@ -708,9 +783,9 @@ impl Column {
             Column::Dictionary(b) => b.append_null(),
             Column::Bytes(b) | Column::Text(b) => b.append_null(),
             Column::Date(b, _) => b.append_null(),
-            Column::Time(b) | Column::TimeTzUtc(b) => b.append_null(),
+            Column::Time(b, _) | Column::TimeTzUtc(b) => b.append_null(),
             Column::Timestamp(b, _) => b.append_null(),
-            Column::Duration(b) => b.append_null(),
+            Column::Duration(b, _) => b.append_null(),
             Column::Uuid(b) => b.append_null(),
             Column::Hstore(b) => b.append(false).expect("keys and values stay aligned"),
             Column::List { offsets, nulls, .. } => {
@@ -727,7 +802,7 @@ impl Column {
         }
     }
 
-    fn append_opt(&mut self, v: Option<&[u8]>) -> Result<(), String> {
+    fn append_opt(&mut self, v: Option<&[u8]>) -> Result<(), ValueError> {
         match v {
             Some(v) => self.append(v),
             None => {
@@ -738,7 +813,7 @@ impl Column {
     }
 
     /// Appends one value in its type's binary send format.
-    fn append(&mut self, v: &[u8]) -> Result<(), String> {
+    fn append(&mut self, v: &[u8]) -> Result<(), ValueError> {
         match self {
             Column::Bool(b) => b.append_value(fixed::<1>(v)?[0] != 0),
             Column::Int16(b) => b.append_value(i16::from_be_bytes(fixed(v)?)),
@@ -762,7 +837,10 @@ impl Column {
                     "-Infinity" => f64::NEG_INFINITY,
                     t => t
                         .parse::<f64>()
-                        .map_err(|e| format!("numeric {t} as float64: {e}"))?,
+                        .map_err(|source| ValueError::NumericFloat {
+                            text: t.to_string(),
+                            source,
+                        })?,
                 };
                 b.append_value(f)
             }
@@ -781,38 +859,60 @@ impl Column {
                 }
             }
             Column::Dictionary(b) => {
-                b.append(utf8(v)?).map_err(|e| e.to_string())?;
+                // The only error is running out of Int32 keys.
+                b.append(utf8(v)?).map_err(|_| ValueError::DictionaryFull)?;
             }
             Column::Bytes(b) => b.append_value(v),
             Column::Date(b, infinity) => b.append_option(date(v, *infinity)?),
-            Column::Time(b) => b.append_value(i64::from_be_bytes(fixed(v)?)),
+            Column::Time(b, infinity) => b.append_option(time(v, *infinity)?),
             Column::TimeTzUtc(b) => {
                 let mut c = Cursor::new(v);
                 let micros = i64::from_be_bytes(fixed(c.take(8)?)?);
                 let west = c.i32()? as i64;
                 c.end()?;
-                // The zone is stored in seconds west of UTC: UTC = local + west.
+                // A time of day runs to 24:00:00; past it, `micros` would be no time at
+                // all, and could overflow the sum below.
+                if !(0..=MICROS_PER_DAY).contains(&micros) {
+                    return Err(ValueError::OutOfRange("time"));
+                }
+                // The zone is stored in seconds west of UTC: UTC = local + west. Moved to
+                // UTC, a time wraps around midnight (24:00 UTC is 00:00).
                 b.append_value((micros + west * 1_000_000).rem_euclid(MICROS_PER_DAY))
             }
             Column::Timestamp(b, infinity) => b.append_option(timestamp(v, *infinity)?),
-            Column::Duration(b) => {
-                let mut c = Cursor::new(v);
-                let micros = i64::from_be_bytes(fixed(c.take(8)?)?);
-                let days = c.i32()? as i64;
-                let months = c.i32()? as i64;
-                c.end()?;
+            Column::Duration(b, mode) => {
+                let (micros, days, months) = interval_parts(v)?;
+                if let Some(special) = infinite_interval(micros, days, months, *mode) {
+                    let clamped = special?.map(|(micros, ..)| micros);
+                    b.append_option(clamped);
+                    return Ok(());
+                }
+                let (days, months) = (days as i64, months as i64);
                 let total = (months * 30 + days)
                     .checked_mul(MICROS_PER_DAY)
                     .and_then(|d| d.checked_add(micros))
-                    .ok_or("interval too long for a duration in microseconds")?;
+                    .ok_or(ValueError::DurationOverflow)?;
                 b.append_value(total)
             }
-            Column::Uuid(b) => b.append_value(fixed::<16>(v)?).map_err(|e| e.to_string())?,
-            Column::UuidText(b) => b.append_value(uuid_text(&fixed::<16>(v)?)),
+            Column::Uuid(b) => {
+                let v = fixed::<16>(v)?;
+                // The builder's only error is a value of another size than its 16.
+                b.append_value(v).map_err(|_| ValueError::Size {
+                    expected: 16,
+                    got: v.len(),
+                })?
+            }
+            Column::UuidText(b) => {
+                let uuid = uuid::Uuid::from_bytes(fixed::<16>(v)?);
+                b.append_value(
+                    uuid.hyphenated()
+                        .encode_lower(&mut uuid::Uuid::encode_buffer()),
+                )
+            }
             Column::Inet(b, cidr) => b.append_value(inet_text(v, *cidr)?),
             Column::MacAddr(b) => {
                 if v.len() != 6 && v.len() != 8 {
-                    return Err(format!("a MAC address has 6 or 8 bytes, not {}", v.len()));
+                    return Err(ValueError::MacAddr(v.len()));
                 }
                 let parts: Vec<String> = v.iter().map(|x| format!("{x:02x}")).collect();
                 b.append_value(parts.join(":"))
@@ -822,10 +922,10 @@ impl Column {
                 let bits = c.i32()?;
                 let bytes = c.take(c.remaining())?;
                 if bits < 0 || bytes.len() != (bits as usize).div_ceil(8) {
-                    return Err(format!(
-                        "a bit string of {bits} bits in {} bytes",
-                        bytes.len()
-                    ));
+                    return Err(ValueError::BitString {
+                        bits,
+                        bytes: bytes.len(),
+                    });
                 }
                 let text: String = (0..bits as usize)
                     .map(|i| {
@@ -843,10 +943,14 @@ impl Column {
                 let count = c.i32()?;
                 // Each pair takes at least 8 bytes: refuse counts the value cannot hold.
                 if count < 0 || count as usize > c.remaining() / 8 {
-                    return Err(format!("hstore with {count} pairs in {} bytes", v.len()));
+                    return Err(ValueError::Count {
+                        what: "hstore pairs",
+                        count: count.into(),
+                        bytes: v.len(),
+                    });
                 }
                 for _ in 0..count {
-                    let key = c.field()?.ok_or("hstore key is NULL")?;
+                    let key = c.field()?.ok_or(ValueError::NullInside("hstore key"))?;
                     b.keys().append_value(utf8(key)?);
                     match c.field()? {
                         Some(value) => b.values().append_value(utf8(value)?),
@@ -854,7 +958,8 @@ impl Column {
                     }
                 }
                 c.end()?;
-                b.append(true).map_err(|e| e.to_string())?;
+                // Keys and values were appended in pairs: the builder cannot refuse.
+                b.append(true).expect("keys and values stay aligned");
             }
             Column::List {
                 kind,
@@ -869,7 +974,11 @@ impl Column {
                         let dim = c.u16()? as usize;
                         let _unused = c.u16()?;
                         if c.remaining() != dim * 4 {
-                            return Err(format!("vector of {dim} in {} bytes", v.len()));
+                            return Err(ValueError::Count {
+                                what: "a vector of dimension",
+                                count: dim as i64,
+                                bytes: v.len(),
+                            });
                         }
                         for _ in 0..dim {
                             child.append(c.take(4)?)?;
@@ -880,25 +989,35 @@ impl Column {
                         let mut c = Cursor::new(v);
                         let count = c.i32()?;
                         if count < 0 || count as usize > c.remaining() / 5 {
-                            return Err(format!("multirange of {count} in {} bytes", v.len()));
+                            return Err(ValueError::Count {
+                                what: "a multirange of ranges",
+                                count: count.into(),
+                                bytes: v.len(),
+                            });
                         }
                         for _ in 0..count {
-                            let range = c.field()?.ok_or("NULL range in a multirange")?;
+                            let range = c
+                                .field()?
+                                .ok_or(ValueError::NullInside("range in a multirange"))?;
                             child.append(range)?;
                         }
                         c.end()?;
                         count as usize
                     }
-                    ListKind::Array { dims, .. } => {
+                    ListKind::Array { dims, bounds, .. } => {
                         let array = ArrayValue::parse(v)?;
+                        if bounds == ArrayBoundsMode::Error
+                            && let Some(&lower) = array.lower.iter().find(|&&l| l != 1)
+                        {
+                            return Err(ValueError::ArrayLowerBound { lower });
+                        }
                         if array.dims.is_empty() {
                             0 // '{}' has no dimensions: an empty list at any depth.
                         } else if array.dims.len() != dims as usize {
-                            return Err(format!(
-                                "a {}-dimensional array in a column read with {dims} dimension(s); set the column's `array_dims = {}`",
-                                array.dims.len(),
-                                array.dims.len()
-                            ));
+                            return Err(ValueError::ArrayDims {
+                                found: array.dims.len(),
+                                declared: dims,
+                            });
                         } else {
                             let mut elements = array.elements;
                             append_block(child, &array.dims[1..], array.dims[0], &mut elements)?;
@@ -911,7 +1030,7 @@ impl Column {
                 let next = i32::try_from(added)
                     .ok()
                     .and_then(|n| last.checked_add(n))
-                    .ok_or("more than 2^31 list elements in one batch")?;
+                    .ok_or(ValueError::ListTooLong)?;
                 offsets.push(next);
                 nulls.append_non_null();
             }
@@ -925,16 +1044,28 @@ impl Column {
                     StructKind::TimeTz => {
                         let mut c = Cursor::new(v);
                         children[0].append(c.take(8)?)?;
-                        let east = c.i32()?.checked_neg().ok_or("bad time zone offset")?;
+                        let west = c.i32()?;
+                        let east = west.checked_neg().ok_or(ValueError::ZoneOffset(west))?;
                         children[1].append(&east.to_be_bytes())?;
                         c.end()?;
                     }
-                    StructKind::Interval => {
-                        // microseconds (8 bytes), days (4), months (4)
-                        let v = fixed::<16>(v)?;
-                        children[0].append(&v[12..16])?;
-                        children[1].append(&v[8..12])?;
-                        children[2].append(&v[0..8])?;
+                    StructKind::Interval(mode) => {
+                        let (micros, days, months) = interval_parts(v)?;
+                        let (micros, days, months) =
+                            match infinite_interval(micros, days, months, *mode) {
+                                None => (micros, days, months),
+                                Some(special) => match special? {
+                                    Some(clamped) => clamped,
+                                    None => {
+                                        nulls.append_null();
+                                        children.iter_mut().for_each(Column::append_null);
+                                        return Ok(());
+                                    }
+                                },
+                            };
+                        children[0].append(&months.to_be_bytes())?;
+                        children[1].append(&days.to_be_bytes())?;
+                        children[2].append(&micros.to_be_bytes())?;
                     }
                     StructKind::Point => {
                         let v = fixed::<16>(v)?;
@@ -946,10 +1077,10 @@ impl Column {
                         let mut c = Cursor::new(v);
                         let count = c.i32()?;
                         if count < 0 || count as usize != children.len() {
-                            return Err(format!(
-                                "a composite value with {count} fields for a type of {}",
-                                children.len()
-                            ));
+                            return Err(ValueError::CompositeFields {
+                                found: count,
+                                expected: children.len(),
+                            });
                         }
                         for child in children.iter_mut() {
                             let _oid = c.take(4)?;
@@ -970,7 +1101,7 @@ impl Column {
         &mut self,
         values: impl Iterator<Item = Option<&'a [u8]>>,
         scratch: &mut Scratch,
-    ) -> Result<(), String> {
+    ) -> Result<(), ValueError> {
         match self {
             Column::Bool(b) => {
                 for v in values {
@@ -1005,9 +1136,7 @@ impl Column {
                 decimal(v, *precision, *scale, *infinity)
             }),
             Column::Date(b, infinity) => each(b, scratch, values, |v| date(v, *infinity)),
-            Column::Time(b) => each(b, scratch, values, |v| {
-                Ok(Some(i64::from_be_bytes(fixed(v)?)))
-            }),
+            Column::Time(b, infinity) => each(b, scratch, values, |v| time(v, *infinity)),
             Column::Timestamp(b, infinity) => each(b, scratch, values, |v| timestamp(v, *infinity)),
             Column::Text(b) | Column::Bytes(b) => {
                 for v in values {
@@ -1030,7 +1159,7 @@ impl Column {
     /// The values appended since the last call, as an array; the builder is left with
     /// room for as many values as it gave and a little more ([`headroom`]), so that the next
     /// batch does not regrow it. `Err` when a text value is not UTF-8.
-    fn finish(&mut self) -> Result<ArrayRef, String> {
+    fn finish(&mut self) -> Result<ArrayRef, ValueError> {
         Ok(match self {
             Column::Bool(b) => {
                 let array = b.finish();
@@ -1054,8 +1183,11 @@ impl Column {
                 match StringArray::try_from_binary(bytes.clone()) {
                     Ok(text) => Arc::new(text),
                     Err(_) => {
-                        let bad = bytes.iter().flatten().find_map(|v| utf8(v).err());
-                        return Err(bad.unwrap_or_else(|| "invalid UTF-8 text".into()));
+                        let bad = bytes
+                            .iter()
+                            .flatten()
+                            .find_map(|v| std::str::from_utf8(v).err());
+                        return Err(bad.map_or(ValueError::Utf8Boundaries, ValueError::Utf8));
                     }
                 }
             }
@@ -1077,9 +1209,9 @@ impl Column {
                 Arc::new(array)
             }
             Column::Date(b, _) => finish_primitive(b),
-            Column::Time(b) | Column::TimeTzUtc(b) => finish_primitive(b),
+            Column::Time(b, _) | Column::TimeTzUtc(b) => finish_primitive(b),
             Column::Timestamp(b, _) => finish_primitive(b),
-            Column::Duration(b) => finish_primitive(b),
+            Column::Duration(b, _) => finish_primitive(b),
             Column::Uuid(b) => Arc::new(b.finish()),
             Column::Hstore(b) => Arc::new(b.finish()),
             Column::List {
@@ -1137,8 +1269,8 @@ fn each<'a, T: ArrowPrimitiveType>(
     b: &mut PrimitiveBuilder<T>,
     scratch: &mut Scratch,
     values: impl Iterator<Item = Option<&'a [u8]>>,
-    value: impl Fn(&[u8]) -> Result<Option<T::Native>, String>,
-) -> Result<(), String> {
+    value: impl Fn(&[u8]) -> Result<Option<T::Native>, ValueError>,
+) -> Result<(), ValueError> {
     let bytes = BLOCK_ROWS * size_of::<T::Native>();
     if scratch.natives.len() < bytes {
         scratch.natives.resize(bytes, 0);
@@ -1186,7 +1318,7 @@ fn decimal(
     precision: u8,
     scale: i8,
     infinity: InfinityMode,
-) -> Result<Option<i128>, String> {
+) -> Result<Option<i128>, ValueError> {
     match small_decimal(v, scale) {
         Some(value) if value.unsigned_abs() < POW10[precision as usize] as u128 => Ok(Some(value)),
         _ => any_decimal(v, precision, scale, infinity),
@@ -1246,14 +1378,12 @@ fn any_decimal(
     precision: u8,
     scale: i8,
     infinity: InfinityMode,
-) -> Result<Option<i128>, String> {
+) -> Result<Option<i128>, ValueError> {
     let n = Numeric::parse(v)?;
     let limit = POW10[precision as usize];
     if let Some(special) = n.special() {
         return match (infinity, n.sign) {
-            (InfinityMode::Error, _) => Err(format!(
-                "{special} cannot be stored in a decimal column; choose `infinity = \"null\"` or `\"clamp\"`, or `numeric = \"text\"` or `\"float64\"`"
-            )),
+            (InfinityMode::Error, _) => Err(ValueError::NumericSpecial { special }),
             (InfinityMode::Clamp, NUMERIC_PINF) => Ok(Some(limit - 1)),
             (InfinityMode::Clamp, NUMERIC_NINF) => Ok(Some(1 - limit)),
             _ => Ok(None),
@@ -1261,27 +1391,28 @@ fn any_decimal(
     }
     let value = n.to_i128(scale as u32)?;
     if value.unsigned_abs() >= limit as u128 {
-        return Err(format!(
-            "{} does not fit numeric({precision},{scale})",
-            n.to_text()
-        ));
+        return Err(ValueError::DecimalRange {
+            text: n.to_text(),
+            precision,
+            scale,
+        });
     }
     Ok(Some(value))
 }
 
 /// A date as days since 1970-01-01: `None` for an infinity read as NULL.
-fn date(v: &[u8], mode: InfinityMode) -> Result<Option<i32>, String> {
+fn date(v: &[u8], mode: InfinityMode) -> Result<Option<i32>, ValueError> {
     let days = i32::from_be_bytes(fixed(v)?);
     if let Some(special) = infinity(days, i32::MAX, i32::MIN, "date", mode) {
         return special;
     }
     days.checked_add(PG_EPOCH_DAYS)
         .map(Some)
-        .ok_or_else(|| "date out of Date32 range".into())
+        .ok_or(ValueError::OutOfRange("date"))
 }
 
 /// A timestamp as microseconds since 1970-01-01: `None` for an infinity read as NULL.
-fn timestamp(v: &[u8], mode: InfinityMode) -> Result<Option<i64>, String> {
+fn timestamp(v: &[u8], mode: InfinityMode) -> Result<Option<i64>, ValueError> {
     let micros = i64::from_be_bytes(fixed(v)?);
     if let Some(special) = infinity(micros, i64::MAX, i64::MIN, "timestamp", mode) {
         return special;
@@ -1289,7 +1420,59 @@ fn timestamp(v: &[u8], mode: InfinityMode) -> Result<Option<i64>, String> {
     micros
         .checked_add(PG_EPOCH_MICROS)
         .map(Some)
-        .ok_or_else(|| "timestamp out of range".into())
+        .ok_or(ValueError::OutOfRange("timestamp"))
+}
+
+/// A time of day in microseconds. PostgreSQL's `time` runs to 24:00:00 inclusive, one
+/// past Arrow's Time64 (which ends at 23:59:59.999999): `mode` decides what becomes of
+/// it, as of the other values Arrow cannot hold.
+fn time(v: &[u8], mode: InfinityMode) -> Result<Option<i64>, ValueError> {
+    let micros = i64::from_be_bytes(fixed(v)?);
+    match micros {
+        0..MICROS_PER_DAY => Ok(Some(micros)),
+        MICROS_PER_DAY => match mode {
+            InfinityMode::Error => Err(ValueError::EndOfDay),
+            InfinityMode::Null => Ok(None),
+            InfinityMode::Clamp => Ok(Some(MICROS_PER_DAY - 1)),
+        },
+        _ => Err(ValueError::OutOfRange("time")),
+    }
+}
+
+/// An interval's send format: microseconds (8 bytes), days (4), months (4).
+fn interval_parts(v: &[u8]) -> Result<(i64, i32, i32), ValueError> {
+    let v = fixed::<16>(v)?;
+    Ok((
+        i64::from_be_bytes(v[0..8].try_into().expect("8 bytes")),
+        i32::from_be_bytes(v[8..12].try_into().expect("4 bytes")),
+        i32::from_be_bytes(v[12..16].try_into().expect("4 bytes")),
+    ))
+}
+
+/// PostgreSQL 17's infinite intervals (every field at its largest, or smallest, value)
+/// as `mode` reads them: clamped, each field is at its largest value or that negated,
+/// like dates and timestamps; `None` for a finite interval.
+#[allow(clippy::type_complexity)]
+fn infinite_interval(
+    micros: i64,
+    days: i32,
+    months: i32,
+    mode: InfinityMode,
+) -> Option<Result<Option<(i64, i32, i32)>, ValueError>> {
+    let positive = match (micros, days, months) {
+        (i64::MAX, i32::MAX, i32::MAX) => true,
+        (i64::MIN, i32::MIN, i32::MIN) => false,
+        _ => return None,
+    };
+    Some(match mode {
+        InfinityMode::Error => Err(ValueError::Infinite {
+            what: "interval",
+            positive,
+        }),
+        InfinityMode::Null => Ok(None),
+        InfinityMode::Clamp if positive => Ok(Some((i64::MAX, i32::MAX, i32::MAX))),
+        InfinityMode::Clamp => Ok(Some((-i64::MAX, -i32::MAX, -i32::MAX))),
+    })
 }
 
 /// PostgreSQL's `infinity` and `-infinity` (the type's largest and smallest value) as
@@ -1298,9 +1481,9 @@ fn infinity<T>(
     value: T,
     max: T,
     min: T,
-    what: &str,
+    what: &'static str,
     mode: InfinityMode,
-) -> Option<Result<Option<T>, String>>
+) -> Option<Result<Option<T>, ValueError>>
 where
     T: Copy + PartialEq + std::ops::Neg<Output = T>,
 {
@@ -1309,7 +1492,7 @@ where
     }
     let positive = value == max;
     Some(match mode {
-        InfinityMode::Error => Err(infinite(what, positive)),
+        InfinityMode::Error => Err(ValueError::Infinite { what, positive }),
         InfinityMode::Null => Ok(None),
         InfinityMode::Clamp => Ok(Some(if positive { max } else { -max })),
     })
@@ -1341,7 +1524,7 @@ fn append_block(
     dims: &[usize],
     count: usize,
     elements: &mut Cursor,
-) -> Result<(), String> {
+) -> Result<(), ValueError> {
     let Some((&inner, rest)) = dims.split_first() else {
         for _ in 0..count {
             column.append_opt(elements.field()?)?;
@@ -1363,48 +1546,55 @@ fn append_block(
         let next = i32::try_from(inner)
             .ok()
             .and_then(|n| last.checked_add(n))
-            .ok_or("more than 2^31 list elements in one batch")?;
+            .ok_or(ValueError::ListTooLong)?;
         offsets.push(next);
         nulls.append_non_null();
     }
     Ok(())
 }
 
-/// An array value's header: its dimensions (lower bounds are not kept: a List starts at
-/// its first element) and the cursor at its first element.
+/// An array value's header: its dimensions, their lower bounds (a List has none: it
+/// starts at its first element) and the cursor at its first element.
 struct ArrayValue<'a> {
     dims: Vec<usize>,
+    lower: Vec<i32>,
     elements: Cursor<'a>,
 }
 
 impl<'a> ArrayValue<'a> {
-    fn parse(v: &'a [u8]) -> Result<ArrayValue<'a>, String> {
+    fn parse(v: &'a [u8]) -> Result<ArrayValue<'a>, ValueError> {
         let mut c = Cursor::new(v);
         let ndim = c.i32()?;
         let _has_nulls = c.i32()?;
         let _element_oid = c.i32()?;
         if !(0..=MAX_ARRAY_DIMS as i32).contains(&ndim) {
-            return Err(format!("an array with {ndim} dimensions"));
+            return Err(ValueError::ArrayDimensions(ndim));
         }
         let mut dims = Vec::with_capacity(ndim as usize);
+        let mut lower = Vec::with_capacity(ndim as usize);
         let mut total: usize = 1;
         for _ in 0..ndim {
             let size = c.i32()?;
-            let _lower_bound = c.i32()?;
+            lower.push(c.i32()?);
             if size < 0 {
-                return Err(format!("an array dimension of size {size}"));
+                return Err(ValueError::ArraySize(size));
             }
             total = total.saturating_mul(size as usize);
             dims.push(size as usize);
         }
         // Every element takes at least its 4-byte length: refuse shapes the value cannot hold.
         if ndim > 0 && total > c.remaining() / 4 {
-            return Err(format!(
-                "an array of {total} elements in {} bytes",
-                c.remaining()
-            ));
+            return Err(ValueError::Count {
+                what: "an array of elements",
+                count: i64::try_from(total).unwrap_or(i64::MAX),
+                bytes: c.remaining(),
+            });
         }
-        Ok(ArrayValue { dims, elements: c })
+        Ok(ArrayValue {
+            dims,
+            lower,
+            elements: c,
+        })
     }
 }
 
@@ -1418,7 +1608,7 @@ const RANGE_UB_NULL: u8 = 0x40;
 
 /// A range: a flags byte, then the bounds it has, each length-prefixed. Children are
 /// lower, upper, lower_inclusive, upper_inclusive, empty; an unbounded side is NULL.
-fn append_range(children: &mut [Column], v: &[u8]) -> Result<(), String> {
+fn append_range(children: &mut [Column], v: &[u8]) -> Result<(), ValueError> {
     let mut c = Cursor::new(v);
     let flags = c.u8()?;
     let empty = flags & RANGE_EMPTY != 0;
@@ -1434,28 +1624,9 @@ fn append_range(children: &mut [Column], v: &[u8]) -> Result<(), String> {
     children[4].append(&[empty as u8])
 }
 
-fn infinite(what: &str, positive: bool) -> String {
-    format!(
-        "{what} {}infinity has no Arrow value; choose `infinity = \"null\"` or `\"clamp\"` for this column",
-        if positive { "" } else { "-" }
-    )
-}
-
-fn uuid_text(b: &[u8; 16]) -> String {
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
 /// inet and cidr as PostgreSQL prints them: inet shows its mask only when it is not the
 /// whole address; cidr always does. IPv6 follows PostgreSQL's (BIND's) formatting.
-fn inet_text(v: &[u8], cidr: bool) -> Result<String, String> {
+fn inet_text(v: &[u8], cidr: bool) -> Result<String, ValueError> {
     let mut c = Cursor::new(v);
     let family = c.u8()?;
     let bits = c.u8()?;
@@ -1469,10 +1640,10 @@ fn inet_text(v: &[u8], cidr: bool) -> Result<String, String> {
             32,
         ),
         (3, 16) => (ipv6_text(&fixed::<16>(addr)?), 128),
-        _ => return Err(format!("unknown address family {family} of {len} bytes")),
+        _ => return Err(ValueError::AddressFamily { family, len }),
     };
     if bits > max {
-        return Err(format!("a /{bits} mask"));
+        return Err(ValueError::Mask(bits));
     }
     Ok(if cidr || bits != max {
         format!("{text}/{bits}")
@@ -1549,9 +1720,9 @@ const NUMERIC_PINF: u16 = 0xD000;
 const NUMERIC_NINF: u16 = 0xF000;
 
 impl<'a> Numeric<'a> {
-    fn parse(v: &'a [u8]) -> Result<Numeric<'a>, String> {
+    fn parse(v: &'a [u8]) -> Result<Numeric<'a>, ValueError> {
         if v.len() < 8 {
-            return Err("numeric value too short".into());
+            return Err(ValueError::NumericShort);
         }
         let ndigits = u16::from_be_bytes([v[0], v[1]]) as usize;
         let weight = i16::from_be_bytes([v[2], v[3]]);
@@ -1559,19 +1730,19 @@ impl<'a> Numeric<'a> {
         let dscale = u16::from_be_bytes([v[6], v[7]]);
         let digits = &v[8..];
         if digits.len() != ndigits * 2 {
-            return Err("numeric digit count does not match its length".into());
+            return Err(ValueError::NumericDigitCount);
         }
         if digits
             .chunks(2)
             .any(|d| u16::from_be_bytes([d[0], d[1]]) > 9999)
         {
-            return Err("numeric digit out of range".into());
+            return Err(ValueError::NumericDigit);
         }
         if !matches!(
             sign,
             NUMERIC_POS | NUMERIC_NEG | NUMERIC_NAN | NUMERIC_PINF | NUMERIC_NINF
         ) {
-            return Err(format!("unknown numeric sign {sign:#x}"));
+            return Err(ValueError::NumericSign(sign));
         }
         Ok(Numeric {
             digits,
@@ -1599,11 +1770,13 @@ impl<'a> Numeric<'a> {
     }
 
     /// The value times 10^scale, exactly.
-    fn to_i128(&self, scale: u32) -> Result<i128, String> {
+    fn to_i128(&self, scale: u32) -> Result<i128, ValueError> {
         if let Some(s) = self.special() {
-            return Err(format!("{s} cannot be stored in a decimal column"));
+            return Err(ValueError::NumericSpecial { special: s });
         }
-        let overflow = || format!("{} does not fit a 128-bit decimal", self.to_text());
+        let overflow = || ValueError::DecimalOverflow {
+            text: self.to_text(),
+        };
         // The last digit's power of ten in the scaled value (it counts 10000^(weight -
         // ndigits + 1)).
         let exp10 = 4 * (self.weight as i64 - self.ndigits() as i64 + 1) + scale as i64;
@@ -1614,10 +1787,10 @@ impl<'a> Numeric<'a> {
             let digits = (0..self.ndigits()).fold(0u64, |a, k| a * 10_000 + self.digit(k) as u64);
             let divisor = 10u64.pow((-exp10) as u32);
             if digits % divisor != 0 {
-                return Err(format!(
-                    "{} has more than {scale} decimal places",
-                    self.to_text()
-                ));
+                return Err(ValueError::DecimalPlaces {
+                    text: self.to_text(),
+                    scale,
+                });
             }
             let value = (digits / divisor) as i128;
             return Ok(if self.sign == NUMERIC_NEG {
@@ -1640,10 +1813,10 @@ impl<'a> Numeric<'a> {
             } else {
                 let divisor = 10i128.pow((-exp10).min(4) as u32);
                 if digit % divisor != 0 {
-                    return Err(format!(
-                        "{} has more than {scale} decimal places",
-                        self.to_text()
-                    ));
+                    return Err(ValueError::DecimalPlaces {
+                        text: self.to_text(),
+                        scale,
+                    });
                 }
                 digit / divisor
             };
@@ -1721,6 +1894,7 @@ mod tests {
         assert!(
             n.to_i128(2)
                 .unwrap_err()
+                .to_string()
                 .contains("more than 2 decimal places")
         );
 
@@ -1749,7 +1923,12 @@ mod tests {
         let n = Numeric::parse(&b).unwrap();
         assert_eq!(n.to_text(), "9999999999999999999999999999.9999999999");
         assert_eq!(n.to_i128(10).unwrap(), 10i128.pow(38) - 1);
-        assert!(n.to_i128(11).unwrap_err().contains("does not fit"));
+        assert!(
+            n.to_i128(11)
+                .unwrap_err()
+                .to_string()
+                .contains("does not fit")
+        );
         // A digit above 9999 is malformed.
         assert!(Numeric::parse(&numeric_bytes(0, NUMERIC_POS, 0, &[10000])).is_err());
     }
@@ -1957,9 +2136,14 @@ mod tests {
         rows[5] = vec![Some(vec![1, 2])];
         let mut bytes = stream(&rows);
         bytes.truncate(bytes.len() - 2); // no trailer
+        // The bad value is the sixth tuple's field: after the header and five tuples.
         let want = CopyError::Value {
-            column: 0,
-            message: "expected 4 bytes, got 2".into(),
+            column: "i".into(),
+            offset: Some(19 + 5 * (2 + 4 + 4) + 2),
+            problem: ValueError::Size {
+                expected: 4,
+                got: 2,
+            },
         };
         // One row short of a block: the push succeeds, taking the batch reports it.
         let last = bytes.len() - (2 + 4 + 4);
@@ -2064,7 +2248,7 @@ mod tests {
             dec.push(&stream(&rows)).unwrap();
             let err = dec.take_batch().unwrap_err();
             assert!(
-                matches!(&err, CopyError::Value { column: 0, message } if message.contains("UTF-8")),
+                matches!(&err, CopyError::Value { column, problem: ValueError::Utf8(_), .. } if column == "t"),
                 "{values:?}: {err:?}"
             );
             assert!(dec.push(&[0, 1]).is_err(), "nothing more is accepted");
@@ -2111,7 +2295,14 @@ mod tests {
             let mut dec = CopyDecoder::new(&kinds());
             let r = dec.push(&data[..cut]);
             assert!(
-                r.is_err() || dec.finish() == Err(CopyError::Truncated),
+                r.is_err()
+                    || matches!(
+                        dec.finish(),
+                        Err(CopyError::Malformed {
+                            problem: Malformed::Truncated,
+                            ..
+                        })
+                    ),
                 "cut at {cut}"
             );
         }
@@ -2128,8 +2319,12 @@ mod tests {
         assert_eq!(
             err,
             CopyError::Value {
-                column: 0,
-                message: "expected 4 bytes, got 2".into()
+                column: "i".into(),
+                offset: Some(19 + 2),
+                problem: ValueError::Size {
+                    expected: 4,
+                    got: 2
+                },
             }
         );
         let mut neg = stream(&[]);
@@ -2163,8 +2358,8 @@ mod tests {
     fn captured_kinds(infinity: InfinityMode) -> Vec<(String, PgKind)> {
         let int4_range = PgKind::Range(Box::new(PgKind::Int4));
         [
-            PgKind::Interval(IntervalMode::Struct),
-            PgKind::TimeTz(TimeTzMode::Struct),
+            PgKind::Interval(IntervalMode::Struct, InfinityMode::Error),
+            PgKind::TimeTz(TimeTzMode::Struct, InfinityMode::Error),
             PgKind::Inet { cidr: false },
             PgKind::Inet { cidr: false },
             PgKind::Inet { cidr: true },
@@ -2175,6 +2370,7 @@ mod tests {
             PgKind::Array {
                 element: Box::new(PgKind::Int4),
                 dims: 2,
+                bounds: ArrayBoundsMode::Error,
             },
             int4_range.clone(),
             PgKind::Multirange(Box::new(PgKind::Range(Box::new(PgKind::Date(
@@ -2243,7 +2439,8 @@ mod tests {
             .push(&hex(CAPTURED))
             .unwrap_err();
         assert!(
-            matches!(&err, CopyError::Value { column: 17, message } if message.contains("clamp")),
+            matches!(&err, CopyError::Value { column, problem: ValueError::Infinite { what: "date", positive: true }, .. } if column == "c17")
+                && err.to_string().contains("clamp"),
             "{err:?}"
         );
     }
@@ -2300,7 +2497,10 @@ mod tests {
         let err = CopyDecoder::new(&kinds)
             .push(&stream(&[vec![Some(vector), None]]))
             .unwrap_err();
-        assert!(matches!(err, CopyError::Value { column: 0, .. }), "{err:?}");
+        assert!(
+            matches!(&err, CopyError::Value { column, problem: ValueError::Count { count: 4, bytes: 16, .. }, .. } if column == "v"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -2310,6 +2510,7 @@ mod tests {
             PgKind::Array {
                 element: Box::new(PgKind::Int4),
                 dims: 1,
+                bounds: ArrayBoundsMode::Error,
             },
         )];
         let array = |ndim: i32, dims: &[i32], elements: &[i32]| {
@@ -2338,6 +2539,366 @@ mod tests {
         assert!(decode(array(7, &[1; 7], &[1])).is_err());
         // Elements left over after the shape.
         assert!(decode(array(1, &[1], &[1, 2])).is_err());
+    }
+
+    /// A tuple of `fields` (raw length words and bytes) after a valid header.
+    fn raw_tuple(fields: &[(i32, &[u8])]) -> Vec<u8> {
+        let mut v = stream(&[]);
+        v.truncate(19);
+        v.extend((fields.len() as i16).to_be_bytes());
+        for (len, bytes) in fields {
+            v.extend(len.to_be_bytes());
+            v.extend(*bytes);
+        }
+        v
+    }
+
+    /// Regression: -2 was the walk's mark for variable-width columns, so a field length
+    /// of -2 in a fixed-width column matched it and overflowed `at += width as usize`
+    /// (a panic in debug builds, a mis-walked tuple in release).
+    #[test]
+    fn field_length_minus_two_is_a_protocol_error_not_a_panic() {
+        let kinds = vec![
+            ("a".to_string(), PgKind::Int8),
+            ("b".to_string(), PgKind::Int4),
+            ("t".to_string(), PgKind::Text),
+        ];
+        for (at, column) in [(0, "a"), (1, "b"), (2, "t")] {
+            for bad in [-2, -3, -7, i32::MIN] {
+                let mut fields: Vec<(i32, &[u8])> = vec![(8, &[0; 8]), (4, &[0; 4]), (1, b"x")];
+                fields[at] = (bad, b"");
+                let data = raw_tuple(&fields);
+                // The length word's offset: header, field count, the fields before.
+                let offset = 19 + 2 + [0, 12, 20][at];
+                for size in [1, 3, data.len()] {
+                    let mut dec = CopyDecoder::new(&kinds);
+                    let err = data
+                        .chunks(size)
+                        .map(|chunk| dec.push(chunk))
+                        .find_map(Result::err)
+                        .expect("refused");
+                    assert_eq!(
+                        err,
+                        CopyError::Malformed {
+                            offset,
+                            column: Some(column.into()),
+                            problem: Malformed::NegativeLength(bad),
+                        },
+                        "{bad} in `{column}`, chunks of {size}"
+                    );
+                }
+            }
+        }
+        let err = CopyDecoder::new(&kinds)
+            .push(&raw_tuple(&[(-2, b""), (4, &[0; 4]), (-1, b"")]))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "malformed COPY stream at byte 21, column `a`: negative field length -2 (only -1, NULL, is allowed)"
+        );
+    }
+
+    #[test]
+    fn protocol_errors_say_where_they_are() {
+        // A bad field count in the third tuple, pushed a byte at a time.
+        let mut data = sample();
+        data.truncate(data.len() - 2);
+        let third = data.len();
+        data.extend(2i16.to_be_bytes());
+        let mut dec = CopyDecoder::new(&kinds());
+        let err = data
+            .chunks(1)
+            .map(|chunk| dec.push(chunk))
+            .find_map(Result::err)
+            .unwrap();
+        assert_eq!(
+            err,
+            CopyError::Malformed {
+                offset: third as u64,
+                column: None,
+                problem: Malformed::FieldCount {
+                    found: 2,
+                    expected: 3
+                },
+            }
+        );
+        // Data after the trailer, and a stream cut short.
+        let mut after = sample();
+        let end = after.len() as u64;
+        after.extend([0, 0]);
+        let err = CopyDecoder::new(&kinds()).push(&after).unwrap_err();
+        assert!(
+            matches!(err, CopyError::Malformed { offset, problem: Malformed::AfterTrailer, .. } if offset == end),
+            "{err:?}"
+        );
+        let cut = sample();
+        let mut dec = CopyDecoder::new(&kinds());
+        dec.push(&cut[..30]).unwrap();
+        assert!(matches!(
+            dec.finish(),
+            Err(CopyError::Malformed {
+                problem: Malformed::Truncated,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn header_flags_and_extension_are_checked() {
+        let header = |flags: u32, ext: &[u8]| {
+            let mut v = SIGNATURE.to_vec();
+            v.extend(flags.to_be_bytes());
+            v.extend((ext.len() as u32).to_be_bytes());
+            v.extend(ext);
+            v
+        };
+        let with_rows = |mut v: Vec<u8>| {
+            v.extend(&sample()[19..]);
+            v
+        };
+        let push = |v: &[u8]| CopyDecoder::new(&kinds()).push(v);
+        // Bit 16: every tuple would carry an OID the columns do not have.
+        assert_eq!(
+            push(&header(1 << 16, b"")).unwrap_err(),
+            CopyError::Malformed {
+                offset: 11,
+                column: None,
+                problem: Malformed::Oids
+            }
+        );
+        // Any other critical bit (16-31) is refused too.
+        for bit in [17, 24, 31] {
+            assert_eq!(
+                push(&header(1 << bit, b"")).unwrap_err(),
+                CopyError::Malformed {
+                    offset: 11,
+                    column: None,
+                    problem: Malformed::CriticalFlags(1 << bit)
+                }
+            );
+        }
+        // Bits 0-15 are backwards-compatible: ignored. An extension is skipped.
+        for v in [header(0xffff, b""), header(0, b"abcd"), header(3, &[0; 9])] {
+            let mut dec = CopyDecoder::new(&kinds());
+            dec.push(&with_rows(v)).unwrap();
+            dec.finish().unwrap();
+            check(&dec.take_batch().unwrap());
+        }
+        // An extension longer than 1 MiB is refused before it is waited for.
+        let mut long = SIGNATURE.to_vec();
+        long.extend(0u32.to_be_bytes());
+        long.extend((MAX_HEADER_EXTENSION + 1).to_be_bytes());
+        assert_eq!(
+            push(&long).unwrap_err(),
+            CopyError::Malformed {
+                offset: 15,
+                column: None,
+                problem: Malformed::ExtensionTooLong(MAX_HEADER_EXTENSION + 1)
+            }
+        );
+    }
+
+    /// PostgreSQL 17's infinite intervals, in its binary form (only 15 runs here):
+    /// every field at its largest value, or its smallest.
+    #[test]
+    fn infinite_intervals_follow_the_infinity_option() {
+        let interval = |micros: i64, days: i32, months: i32| {
+            let mut v = micros.to_be_bytes().to_vec();
+            v.extend(days.to_be_bytes());
+            v.extend(months.to_be_bytes());
+            v
+        };
+        let rows = vec![
+            vec![Some(interval(i64::MAX, i32::MAX, i32::MAX))],
+            vec![Some(interval(i64::MIN, i32::MIN, i32::MIN))],
+            vec![Some(interval(1, 2, 3))],
+        ];
+        let decode = |mode: IntervalMode, infinity: InfinityMode| {
+            let kinds = vec![("i".to_string(), PgKind::Interval(mode, infinity))];
+            let mut dec = CopyDecoder::new(&kinds);
+            dec.push(&stream(&rows))?;
+            dec.take_batch()
+        };
+        let shown = |batch: RecordBatch| -> Vec<String> {
+            (0..3)
+                .map(|r| arrow::util::display::array_value_to_string(batch.column(0), r).unwrap())
+                .collect()
+        };
+        for mode in [IntervalMode::Struct, IntervalMode::Duration] {
+            let err = decode(mode, InfinityMode::Error).unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    CopyError::Value {
+                        problem: ValueError::Infinite {
+                            what: "interval",
+                            positive: true
+                        },
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            let nulls = decode(mode, InfinityMode::Null).unwrap();
+            assert_eq!(nulls.column(0).null_count(), 2, "{mode:?}");
+        }
+        assert_eq!(
+            shown(decode(IntervalMode::Struct, InfinityMode::Null).unwrap())[2],
+            "{months: 3, days: 2, microseconds: 1}"
+        );
+        assert_eq!(
+            shown(decode(IntervalMode::Struct, InfinityMode::Clamp).unwrap()),
+            [
+                "{months: 2147483647, days: 2147483647, microseconds: 9223372036854775807}",
+                "{months: -2147483647, days: -2147483647, microseconds: -9223372036854775807}",
+                "{months: 3, days: 2, microseconds: 1}",
+            ]
+        );
+        let clamped = decode(IntervalMode::Duration, InfinityMode::Clamp).unwrap();
+        let micros = clamped
+            .column(0)
+            .as_primitive::<arrow::datatypes::DurationMicrosecondType>();
+        assert_eq!(
+            micros.values().to_vec(),
+            [i64::MAX, -i64::MAX, 1 + (3 * 30 + 2) * MICROS_PER_DAY]
+        );
+    }
+
+    #[test]
+    fn time_24_00_follows_the_infinity_option() {
+        let day = MICROS_PER_DAY.to_be_bytes().to_vec();
+        let noon = (MICROS_PER_DAY / 2).to_be_bytes().to_vec();
+        let tz = |t: &[u8], west: i32| [t, &west.to_be_bytes()[..]].concat();
+        let rows = vec![
+            vec![Some(day.clone()), Some(tz(&day, -7200)), Some(tz(&day, 0))],
+            vec![
+                Some(noon.clone()),
+                Some(tz(&noon, 0)),
+                Some(tz(&noon, 3600)),
+            ],
+        ];
+        let decode = |infinity: InfinityMode| {
+            let kinds = vec![
+                ("t".to_string(), PgKind::Time(infinity)),
+                (
+                    "s".to_string(),
+                    PgKind::TimeTz(TimeTzMode::Struct, infinity),
+                ),
+                ("u".to_string(), PgKind::TimeTz(TimeTzMode::Utc, infinity)),
+            ];
+            let mut dec = CopyDecoder::new(&kinds);
+            dec.push(&stream(&rows))?;
+            dec.take_batch()
+        };
+        let err = decode(InfinityMode::Error).unwrap_err();
+        assert_eq!(
+            err,
+            CopyError::Value {
+                column: "t".into(),
+                offset: Some(19 + 2),
+                problem: ValueError::EndOfDay
+            }
+        );
+        let shown = |batch: &RecordBatch, c: usize| -> Vec<String> {
+            (0..2)
+                .map(|r| arrow::util::display::array_value_to_string(batch.column(c), r).unwrap())
+                .collect()
+        };
+        let clamped = decode(InfinityMode::Clamp).unwrap();
+        assert_eq!(shown(&clamped, 0), ["23:59:59.999999", "12:00:00"]);
+        assert_eq!(
+            shown(&clamped, 1),
+            [
+                "{time: 23:59:59.999999, utc_offset: 7200}",
+                "{time: 12:00:00, utc_offset: 0}"
+            ]
+        );
+        // Moved to UTC, times wrap around midnight whatever the option: 24:00 UTC is
+        // 00:00, as 12:00 one hour west is 13:00.
+        assert_eq!(shown(&clamped, 2), ["00:00:00", "13:00:00"]);
+        let nulls = decode(InfinityMode::Null).unwrap();
+        assert_eq!(shown(&nulls, 0), ["", "12:00:00"]);
+        assert_eq!(
+            shown(&nulls, 1)[0],
+            "{time: , utc_offset: 7200}",
+            "the offset is kept"
+        );
+        // Past 24:00 is not a time at all. (Found by the stable fuzz driver: such a
+        // timetz overflowed the move to UTC.)
+        let late = (MICROS_PER_DAY + 1).to_be_bytes().to_vec();
+        let huge = 0x7fff_ffff_4743_bc00i64.to_be_bytes();
+        for (kind, value) in [
+            (PgKind::Time(InfinityMode::Clamp), late.clone()),
+            (
+                PgKind::TimeTz(TimeTzMode::Utc, InfinityMode::Clamp),
+                tz(&late, 0),
+            ),
+            (
+                PgKind::TimeTz(TimeTzMode::Utc, InfinityMode::Clamp),
+                tz(&huge, 18000),
+            ),
+            (
+                PgKind::TimeTz(TimeTzMode::Struct, InfinityMode::Clamp),
+                tz(&huge, 0),
+            ),
+        ] {
+            let err = CopyDecoder::new(&[("t".to_string(), kind)])
+                .push(&stream(&[vec![Some(value)]]))
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    CopyError::Value {
+                        problem: ValueError::OutOfRange("time"),
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn array_lower_bounds_are_an_error_unless_ignored() {
+        let array = |lower: i32| {
+            let mut v = Vec::new();
+            for word in [1, 0, 23, 3, lower] {
+                v.extend(word.to_be_bytes());
+            }
+            for e in [1i32, 2, 3] {
+                v.extend(4i32.to_be_bytes());
+                v.extend(e.to_be_bytes());
+            }
+            v
+        };
+        let decode = |bounds: ArrayBoundsMode, lower: i32| {
+            let kinds = vec![(
+                "a".to_string(),
+                PgKind::Array {
+                    element: Box::new(PgKind::Int4),
+                    dims: 1,
+                    bounds,
+                },
+            )];
+            let mut dec = CopyDecoder::new(&kinds);
+            dec.push(&stream(&[vec![Some(array(lower))]]))?;
+            dec.take_batch()
+        };
+        let shown = |b: RecordBatch| arrow::util::display::array_value_to_string(b.column(0), 0);
+        assert_eq!(
+            shown(decode(ArrayBoundsMode::Error, 1).unwrap()).unwrap(),
+            "[1, 2, 3]"
+        );
+        for lower in [0, -5, 2] {
+            let err = decode(ArrayBoundsMode::Error, lower).unwrap_err();
+            assert!(
+                matches!(&err, CopyError::Value { column, problem: ValueError::ArrayLowerBound { lower: l }, .. } if column == "a" && *l == lower),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("array_bounds"), "{err}");
+            let kept = decode(ArrayBoundsMode::Ignore, lower).unwrap();
+            assert_eq!(shown(kept).unwrap(), "[1, 2, 3]");
+        }
     }
 
     #[test]

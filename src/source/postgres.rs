@@ -462,14 +462,19 @@ impl PgShard {
             .map_err(classify)?;
         let mut copy = std::pin::pin!(copy);
         let mut rows = 0u64;
+        // Bad bytes are the data's fault, not the connection's: not retried.
         let decode_error = |e: CopyError| {
+            let message = e.to_string();
             self.error(match e {
-                CopyError::Value { column, message } => TaskErrorKind::Decode {
-                    column: kinds[column].0.clone(),
-                    message,
-                },
-                other => TaskErrorKind::ConnectionLost {
-                    message: other.to_string(),
+                CopyError::Value { column, .. } => TaskErrorKind::Decode { column, message },
+                CopyError::Malformed {
+                    offset,
+                    column,
+                    problem,
+                } => TaskErrorKind::Protocol {
+                    column,
+                    offset,
+                    problem,
                 },
             })
         };

@@ -1315,3 +1315,90 @@ async fn an_interrupt_while_shards_are_described_stops_the_run_at_once() {
     harness::assert_no_temporaries(job.dir.path());
     silent.abort();
 }
+
+/// Regression: `time '24:00'` (valid in PostgreSQL) overflowed Time64; now it is an error
+/// naming the column unless `infinity` says otherwise, like the other values Arrow cannot
+/// hold.
+#[tokio::test]
+async fn time_24_00_is_an_error_naming_the_column_unless_an_option_says_otherwise() {
+    let url = harness::database(
+        "types_time24",
+        "CREATE TABLE t (id int, at time, tz timetz);
+         INSERT INTO t VALUES (1, '24:00', '24:00+02'), (2, '12:30', '12:30+00');",
+    )
+    .await;
+    let sql = "SELECT id, at FROM t ORDER BY id";
+    let err = Job::new(sql, &[("s1", &url)]).run_err().await;
+    let msg = err.to_string();
+    assert!(
+        msg.contains("shard `s1`") && msg.contains("column `at`") && msg.contains("24:00:00"),
+        "{msg}"
+    );
+    assert_eq!(err.exit_code(), exit::DATA);
+
+    let micros = |batch: &arrow::array::RecordBatch, i: usize| -> Vec<Option<i64>> {
+        batch
+            .column(i)
+            .as_primitive::<arrow::datatypes::Time64MicrosecondType>()
+            .iter()
+            .collect()
+    };
+    let mut job = Job::new(sql, &[("s1", &url)]);
+    job.args
+        .column_types
+        .push(("at".into(), "infinity".into(), "clamp".into()));
+    let batch = concat(&job.run_ok().await);
+    assert_eq!(
+        micros(&batch, 1),
+        [Some(86_400_000_000 - 1), Some(45_000_000_000)]
+    );
+    let mut job = Job::new(sql, &[("s1", &url)]);
+    job.args
+        .type_options
+        .push(("infinity".into(), "null".into()));
+    assert_eq!(
+        micros(&concat(&job.run_ok().await), 1),
+        [None, Some(45_000_000_000)]
+    );
+    // timetz moved to UTC wraps around midnight whatever the option: 24:00+02 is 22:00 UTC.
+    let mut job = Job::new("SELECT id, tz FROM t ORDER BY id", &[("s1", &url)]);
+    job.args.type_options.push(("timetz".into(), "utc".into()));
+    assert_eq!(
+        micros(&concat(&job.run_ok().await), 1),
+        [Some(79_200_000_000), Some(45_000_000_000)]
+    );
+}
+
+/// Regression: an array's lower bound (`'[0:2]={1,2,3}'`) was dropped silently; a List
+/// has none, so it is an error naming the column unless `array_bounds = "ignore"`.
+#[tokio::test]
+async fn array_lower_bounds_are_an_error_unless_ignored() {
+    let url = harness::database(
+        "types_bounds",
+        "CREATE TABLE t (id int, a int4[]);
+         INSERT INTO t VALUES (1, '[0:2]={1,2,3}'), (2, '{4,5}');",
+    )
+    .await;
+    let sql = "SELECT id, a FROM t ORDER BY id";
+    let err = Job::new(sql, &[("s1", &url)]).run_err().await;
+    let msg = err.to_string();
+    assert!(
+        msg.contains("shard `s1`")
+            && msg.contains("column `a`")
+            && msg.contains("lower bound 0")
+            && msg.contains("array_bounds"),
+        "{msg}"
+    );
+    assert_eq!(err.exit_code(), exit::DATA);
+
+    let mut job = Job::new(sql, &[("s1", &url)]);
+    job.args
+        .column_types
+        .push(("a".into(), "array_bounds".into(), "ignore".into()));
+    let batch = concat(&job.run_ok().await);
+    let lists = batch.column(1).as_list::<i32>();
+    let values: Vec<Vec<i32>> = (0..2)
+        .map(|r| lists.value(r).as_primitive::<Int32Type>().values().to_vec())
+        .collect();
+    assert_eq!(values, [vec![1, 2, 3], vec![4, 5]]);
+}
