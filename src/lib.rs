@@ -9,7 +9,8 @@
 //!                                 cancels)  │
 //!                                           └─> merge (byte-budgeted channel, schema check,
 //!                                                      per-task row groups) ─> sink (Parquet:
-//!                                                      temp file, fsync, rename) ─> report
+//!                                                      temp file, fsync, rename; manifest
+//!                                                      last when split) ─> report
 //! ```
 //!
 //! - [`config`] resolves flags over the job file over defaults into a validated

@@ -72,6 +72,16 @@ fn bytes(n: u64) -> String {
     HumanBytes(n).to_string()
 }
 
+/// What the summary says of a file's unreferenced bytes (row groups of failed task
+/// attempts, left out of the footer): nothing when there are none.
+fn unreferenced(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(", {} unreferenced from failed attempts", bytes(n))
+    }
+}
+
 impl fmt::Display for RunReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let label = |t: &TaskReport| match &t.partition {
@@ -128,19 +138,23 @@ impl fmt::Display for RunReport {
         }
         let outcome = match &self.output {
             Some(o) if o.files.len() > 1 => format!(
-                "wrote {} files, {} .. {} ({} row groups, {})",
+                "wrote {} files, {} .. {} ({} row groups, {}{}){}",
                 o.files.len(),
                 o.files[0].display(),
                 o.files[o.files.len() - 1].display(),
                 o.row_groups,
                 bytes(o.bytes),
+                unreferenced(o.unreferenced_bytes),
+                manifest(o),
             ),
             Some(o) => format!(
-                "wrote {} ({} row group{}, {})",
+                "wrote {} ({} row group{}, {}{}){}",
                 o.path.display(),
                 o.row_groups,
                 if o.row_groups == 1 { "" } else { "s" },
                 bytes(o.bytes),
+                unreferenced(o.unreferenced_bytes),
+                manifest(o),
             ),
             None => "no output written".to_string(),
         };
@@ -151,6 +165,14 @@ impl fmt::Display for RunReport {
             thousands(self.rows()),
             self.elapsed.as_secs_f64()
         )
+    }
+}
+
+/// Where a split output's manifest is, for the summary.
+fn manifest(o: &OutputSummary) -> String {
+    match &o.manifest {
+        Some(m) => format!(", listed in {}", m.display()),
+        None => String::new(),
     }
 }
 
@@ -278,6 +300,11 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.50 KiB");
         assert_eq!(bytes(3 << 30), "3.00 GiB");
+        assert_eq!(unreferenced(0), "");
+        assert_eq!(
+            unreferenced(2048),
+            ", 2.00 KiB unreferenced from failed attempts"
+        );
     }
 
     /// A terminal that keeps what is drawn on it.
