@@ -9,7 +9,8 @@
 //!                                 cancels)  │
 //!                                           └─> merge (byte-budgeted channel, schema check,
 //!                                                      per-task row groups) ─> sink (Parquet:
-//!                                                      temp file, fsync, rename) ─> report
+//!                                                      temp file, fsync, rename; manifest
+//!                                                      last when split) ─> report
 //! ```
 //!
 //! - [`config`] resolves flags over the job file over defaults into a validated
@@ -75,7 +76,9 @@ pub async fn run(
 }
 
 /// Writes the JSON run report: the exit code, the error (if any) and every task's
-/// outcome. Written atomically, like the output.
+/// outcome. Written atomically like the output ([`sink::write_atomically`]: a locked
+/// temporary beside it, fsynced, renamed into place, the directory fsynced), creating
+/// its directory if needed.
 pub fn write_report(path: &std::path::Path, report: &RunReport, result: &Result<()>) -> Result<()> {
     let (code, error) = match result {
         Ok(()) => (error::exit::SUCCESS, None),
@@ -88,23 +91,7 @@ pub fn write_report(path: &std::path::Path, report: &RunReport, result: &Result<
         "run": report,
     });
     let text = serde_json::to_string_pretty(&json).expect("serialisable");
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let temp = dir.join(format!(
-        ".{}.tributary-{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    std::fs::write(&temp, text)
-        .and_then(|_| std::fs::rename(&temp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&temp);
-            Error::output(path, e)
-        })
+    sink::write_atomically(path, text.as_bytes())
 }
 
 /// Installs SIGINT and SIGTERM handlers now (call it inside the runtime, before any

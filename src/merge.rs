@@ -17,7 +17,9 @@
 //! When the output is split, a file is set aside at the job's row limit exactly (a batch
 //! that would pass it is cut, and every group in progress is flushed into the file), or
 //! once a closed row group takes it past the byte limit; the next group starts the next
-//! file.
+//! file. Rows are counted as the file will hold them: a failed attempt's row groups are
+//! left out of their file as soon as it fails, so the file being filled goes on to the
+//! limit with the rows that stay.
 //!
 //! Encoding and compressing is the most expensive stage of a run (docs/performance.md),
 //! so columns are encoded on several threads at once (the merger's own and
@@ -28,7 +30,7 @@
 //! rows and Arrow bytes given, not by what was encoded yet, so the file does not depend
 //! on the number of threads.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -229,7 +231,6 @@ struct Merger {
     encoders: HashMap<usize, Encoder>,
     /// Row groups written by each task, as (file, row group), to leave out if it fails.
     task_groups: HashMap<usize, Vec<(usize, usize)>>,
-    excluded: BTreeSet<(usize, usize)>,
     /// Files of a split output that are complete but for their footer.
     parts: Vec<ParquetSink>,
     pool: EncoderPool,
@@ -254,7 +255,6 @@ impl Merger {
             slots: None,
             encoders: HashMap::new(),
             task_groups: HashMap::new(),
-            excluded: BTreeSet::new(),
             parts: Vec::new(),
             pool: EncoderPool::new(settings.encoder_threads),
             dictionary: DictionaryProbe::default(),
@@ -312,8 +312,16 @@ impl Merger {
                 if let Some(encoder) = self.encoders.remove(&task) {
                     self.pool.abandon(&encoder.lanes);
                 }
-                if let Some(groups) = self.task_groups.remove(&task) {
-                    self.excluded.extend(groups);
+                // Its groups are left out of their files now, so that a split output
+                // fills the current file by the rows it will hold.
+                for (part, group) in self.task_groups.remove(&task).into_iter().flatten() {
+                    let sink = match self.parts.get_mut(part) {
+                        Some(sink) => Some(sink),
+                        None => self.sink.as_mut(),
+                    };
+                    if let Some(sink) = sink {
+                        sink.exclude(group);
+                    }
                 }
             }
             Event::Commit { metadata } => {
@@ -334,8 +342,7 @@ impl Merger {
                     self.settings.encoder_threads,
                 );
                 if self.settings.split.is_none() {
-                    let exclude = self.excluded_in(0);
-                    return sink.commit(metadata, &exclude).map(Some);
+                    return sink.commit(metadata).map(Some);
                 }
                 self.parts.push(sink);
                 return self.commit_split(metadata).map(Some);
@@ -346,21 +353,8 @@ impl Merger {
         Ok(None)
     }
 
-    /// The row groups of file `part` to leave out.
-    fn excluded_in(&self, part: usize) -> BTreeSet<usize> {
-        self.excluded
-            .iter()
-            .filter(|(p, _)| *p == part)
-            .map(|(_, g)| *g)
-            .collect()
-    }
-
     fn commit_split(&mut self, metadata: Vec<(String, String)>) -> Result<OutputSummary> {
-        let parts: Vec<_> = std::mem::take(&mut self.parts)
-            .into_iter()
-            .enumerate()
-            .map(|(i, sink)| (sink, self.excluded_in(i)))
-            .collect();
+        let parts = std::mem::take(&mut self.parts);
         commit_parts(&self.settings.output, parts, metadata)
     }
 

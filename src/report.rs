@@ -4,7 +4,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{
+    HumanBytes, HumanCount, HumanFloatCount, MultiProgress, ProgressBar, ProgressDrawTarget,
+    ProgressStyle,
+};
 
 use crate::plan::{Plan, Task};
 use crate::sink::OutputSummary;
@@ -59,30 +62,23 @@ impl RunReport {
     }
 }
 
+/// A count with thousands separators: `1,234,567`.
 fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    HumanCount(n).to_string()
 }
 
+/// A size in binary units: `512 B`, `1.50 KiB`.
 fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
+    HumanBytes(n).to_string()
+}
+
+/// What the summary says of a file's unreferenced bytes (row groups of failed task
+/// attempts, left out of the footer): nothing when there are none.
+fn unreferenced(n: u64) -> String {
+    if n == 0 {
+        String::new()
     } else {
-        format!("{value:.1} {}", UNITS[unit])
+        format!(", {} unreferenced from failed attempts", bytes(n))
     }
 }
 
@@ -142,19 +138,23 @@ impl fmt::Display for RunReport {
         }
         let outcome = match &self.output {
             Some(o) if o.files.len() > 1 => format!(
-                "wrote {} files, {} .. {} ({} row groups, {})",
+                "wrote {} files, {} .. {} ({} row groups, {}{}){}",
                 o.files.len(),
                 o.files[0].display(),
                 o.files[o.files.len() - 1].display(),
                 o.row_groups,
-                bytes(o.bytes)
+                bytes(o.bytes),
+                unreferenced(o.unreferenced_bytes),
+                manifest(o),
             ),
             Some(o) => format!(
-                "wrote {} ({} row group{}, {})",
+                "wrote {} ({} row group{}, {}{}){}",
                 o.path.display(),
                 o.row_groups,
                 if o.row_groups == 1 { "" } else { "s" },
-                bytes(o.bytes)
+                bytes(o.bytes),
+                unreferenced(o.unreferenced_bytes),
+                manifest(o),
             ),
             None => "no output written".to_string(),
         };
@@ -166,6 +166,30 @@ impl fmt::Display for RunReport {
             self.elapsed.as_secs_f64()
         )
     }
+}
+
+/// Where a split output's manifest is, for the summary.
+fn manifest(o: &OutputSummary) -> String {
+    match &o.manifest {
+        Some(m) => format!(", listed in {}", m.display()),
+        None => String::new(),
+    }
+}
+
+/// A progress bar's line: spinner, task, rows so far, rows per second, elapsed time,
+/// state. The rate is a whole number of rows: indicatif's `{per_sec:>14}` takes the
+/// width for a precision and printed fourteen decimals.
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{spinner} {prefix:<16} {human_pos:>12} rows  {rate:>12}  {elapsed:>4}  {msg}",
+    )
+    .expect("valid template")
+    .with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0}/s", HumanFloatCount(state.per_sec()));
+        },
+    )
 }
 
 /// Live progress, one line per task. On a terminal: bars redrawn in place; otherwise
@@ -184,10 +208,7 @@ impl Progress {
             };
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
-        let style = ProgressStyle::with_template(
-            "{spinner} {prefix:<16} {human_pos:>12} rows  {per_sec:>14}  {elapsed:>4}  {msg}",
-        )
-        .expect("valid template");
+        let style = bar_style();
         let bars = plan
             .tasks
             .iter()
@@ -270,12 +291,85 @@ fn label(task: &Task) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
 
     #[test]
     fn numbers_are_readable() {
         assert_eq!(thousands(0), "0");
         assert_eq!(thousands(1234567), "1,234,567");
         assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(1536), "1.50 KiB");
+        assert_eq!(bytes(3 << 30), "3.00 GiB");
+        assert_eq!(unreferenced(0), "");
+        assert_eq!(
+            unreferenced(2048),
+            ", 2.00 KiB unreferenced from failed attempts"
+        );
+    }
+
+    /// A terminal that keeps what is drawn on it.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(Arc<Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            120
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)?;
+            self.write_str("\n")
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_progress_rate_is_a_whole_number_of_rows() {
+        let screen = Screen::default();
+        let bar = ProgressBar::with_draw_target(
+            None,
+            ProgressDrawTarget::term_like(Box::new(screen.clone())),
+        )
+        .with_style(bar_style());
+        bar.set_prefix("s p1");
+        bar.inc(726_437);
+        std::thread::sleep(Duration::from_millis(20));
+        bar.inc(1);
+        bar.finish_with_message("done");
+        let drawn = screen.0.lock().unwrap().clone();
+        assert!(drawn.contains("726,438 rows"), "{drawn:?}");
+        // Every rate drawn, the last one's included.
+        let rates: Vec<&str> = drawn
+            .split_whitespace()
+            .filter(|w| w.ends_with("/s"))
+            .collect();
+        assert!(rates.len() >= 2, "{drawn:?}");
+        for rate in rates {
+            let digits = rate.trim_end_matches("/s");
+            assert!(
+                !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == ','),
+                "the rate is {rate:?} in {drawn:?}"
+            );
+        }
     }
 }

@@ -3,42 +3,70 @@
 //! then nothing exists at the target path and a file already there is untouched. Dropping
 //! an uncommitted [`ParquetSink`] or [`TempFile`] removes the temporary file.
 //!
+//! A temporary file is held under an exclusive advisory lock (`flock`) by the process
+//! writing it, for as long as it exists; a temporary of the same target whose lock can be
+//! taken belongs to no live run (a crash, a `kill -9`) and is removed by the next run.
+//! The lock, not a process id, decides, so runs in other PID namespaces (containers
+//! sharing a volume) and on systems without `/proc` are judged right.
+//!
 //! Row groups arrive already encoded (see `merge`): each holds the rows of one task, so a
 //! task that fails after some of its row groups were written can be left out at commit.
+//! Leaving them out costs nothing: the footer is written again listing only the kept row
+//! groups (with their page indexes), and the left-out groups' bytes stay in the file,
+//! unreferenced. Readers follow the footer's offsets, so such a file is valid Parquet to
+//! every reader; the summary reports the unreferenced bytes.
 //!
 //! A split output is several such files (`out-00000.parquet`, ...; see
-//! [`crate::config::part_path`]), all kept as temporaries until the commit, which closes
-//! every one before moving any into place.
+//! [`crate::config::part_path`]) and a manifest, `out.manifest.json` (see
+//! [`crate::config::manifest_path`]), which lists exactly this run's parts with their
+//! rows and bytes. The manifest is the commit point: the commit closes every part, removes
+//! the previous run's manifest, moves the parts into place, writes the new manifest
+//! atomically, and only then removes the previous run's parts numbered past this run's.
+//! Whatever a crash interrupts, a manifest that exists lists a complete output, and none
+//! exists while parts of two runs may lie side by side. Parts whose every row was left
+//! out are dropped, and the others numbered without gaps.
 
-use std::collections::BTreeSet;
 use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
 };
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Encoding, PageType, Type as PhysicalType};
-use parquet::file::metadata::{ColumnChunkMetaData, KeyValue};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::file::writer::SerializedFileWriter;
+use parquet::file::metadata::{
+    ColumnChunkMetaData, KeyValue, ParquetMetaData, ParquetMetaDataBuilder, ParquetMetaDataWriter,
+};
+use parquet::file::properties::{BloomFilterPosition, EnabledStatistics, WriterProperties};
+use parquet::file::writer::{SerializedFileWriter, TrackedWrite};
 
-use crate::config::RunOptions;
+use crate::config::{RunOptions, manifest_path, part_path};
 use crate::error::{Error, Result};
 
-/// A temporary file beside the output, removed on drop unless persisted.
+/// A temporary file beside its target, locked by this process for its whole life, and
+/// removed on drop unless persisted.
 #[derive(Debug)]
 pub struct TempFile {
+    /// Empty once the file was moved into place (nothing is left to remove).
     path: PathBuf,
     target: PathBuf,
-    file: Option<File>,
+    /// The handle holding the file's lock. Writers get duplicates of it
+    /// ([`TempFile::handle`]), which share the lock; it is released when the last of them
+    /// is closed, after the file was renamed or removed.
+    file: File,
 }
 
+/// Attempts at a fresh temporary name before giving up: a name is only taken twice by a
+/// clash of random numbers, or by another run removing our file before we locked it.
+const CREATE_ATTEMPTS: usize = 8;
+
 impl TempFile {
-    /// Creates `.NAME.tributary-PID-N.tmp` in the target's directory (creating the
-    /// directory if needed), so that the final rename stays on one file system.
+    /// Creates and locks `.NAME.tributary-PID-RANDOM.tmp` in the target's directory
+    /// (creating the directory if needed), so that the final rename stays on one file
+    /// system. Stale temporaries of the same target are removed first. The process id in
+    /// the name is only for people looking at the directory.
     pub fn create(target: &Path) -> Result<TempFile> {
         let dir = parent_dir(target);
         std::fs::create_dir_all(&dir).map_err(|e| Error::output(target, e))?;
@@ -47,25 +75,48 @@ impl TempFile {
             .file_name()
             .expect("validated by config")
             .to_string_lossy();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = dir.join(format!(
-            ".{name}.tributary-{}-{nanos}.tmp",
-            std::process::id()
-        ));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::output(target, e))?;
-        Ok(TempFile {
-            path,
-            target: target.to_owned(),
-            file: Some(file),
-        })
+        let mut last = None;
+        for _ in 0..CREATE_ATTEMPTS {
+            let path = dir.join(format!(
+                ".{name}.tributary-{}-{:016x}.tmp",
+                std::process::id(),
+                unique()
+            ));
+            let file = match std::fs::OpenOptions::new()
+                .write(true)
+                .read(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::output(target, e)),
+            };
+            // Between creating the file and locking it, another run may have found it
+            // unlocked, judged it stale and removed it (or locked it to do so): then the
+            // name is not ours any more, and we start again with another.
+            match file.try_lock() {
+                Ok(()) if same_file(&path, &file) => {
+                    return Ok(TempFile {
+                        path,
+                        target: target.to_owned(),
+                        file,
+                    });
+                }
+                Ok(()) => last = Some(std::io::Error::other("removed by another run")),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    last = Some(std::io::Error::other("locked by another run"))
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::output(target, e)),
+            }
+        }
+        Err(Error::output(
+            target,
+            format!(
+                "no temporary file could be made beside it: {}",
+                last.map(|e| e.to_string()).unwrap_or_default()
+            ),
+        ))
     }
 
     pub fn path(&self) -> &Path {
@@ -77,20 +128,29 @@ impl TempFile {
         &self.target
     }
 
-    fn take_file(&mut self) -> File {
-        self.file.take().expect("the file is taken once")
+    /// A second handle to the file for writing, sharing its lock.
+    fn handle(&self) -> std::io::Result<File> {
+        self.file.try_clone()
     }
 
     /// fsyncs the data, renames it over the target and fsyncs the directory.
-    fn persist(mut self) -> Result<()> {
+    pub fn persist(self) -> Result<()> {
+        let target = self.target.clone();
+        self.persist_as(&target)
+    }
+
+    /// Like [`TempFile::persist`], to another path in the same directory (a part of a
+    /// split output is numbered only once it is known which parts hold rows).
+    fn persist_as(mut self, target: &Path) -> Result<()> {
         let path = std::mem::take(&mut self.path);
-        let sync = File::open(&path).and_then(|f| f.sync_all());
-        let result = sync
-            .and_then(|_| std::fs::rename(&path, &self.target))
-            .and_then(|_| File::open(parent_dir(&self.target))?.sync_all());
+        let result = self
+            .file
+            .sync_all()
+            .and_then(|_| std::fs::rename(&path, target))
+            .and_then(|_| sync_dir(target));
         if let Err(e) = result {
             let _ = std::fs::remove_file(&path);
-            return Err(Error::output(&self.target, e));
+            return Err(Error::output(target, e));
         }
         Ok(())
     }
@@ -98,10 +158,48 @@ impl TempFile {
 
 impl Drop for TempFile {
     fn drop(&mut self) {
+        // Removed while still locked, so that no other run takes the name for a stale one.
         if !self.path.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Writes `contents` to `target` atomically: into a locked temporary beside it, fsynced,
+/// renamed into place, and the directory fsynced. Used for the JSON report and the
+/// manifest of a split output.
+pub fn write_atomically(target: &Path, contents: &[u8]) -> Result<()> {
+    let temp = TempFile::create(target)?;
+    (&temp.file)
+        .write_all(contents)
+        .map_err(|e| Error::output(target, e))?;
+    temp.persist()
+}
+
+/// A number for a temporary's name that no other run picks: std's hasher keys are
+/// random per process and differ from one `RandomState` to the next.
+fn unique() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}
+
+/// Whether `path` still names the file open as `file`.
+fn same_file(path: &Path, file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+fn sync_dir(target: &Path) -> std::io::Result<()> {
+    File::open(parent_dir(target))?.sync_all()
 }
 
 fn parent_dir(target: &Path) -> PathBuf {
@@ -111,8 +209,11 @@ fn parent_dir(target: &Path) -> PathBuf {
     }
 }
 
-/// Removes temporaries of earlier runs for the same target whose process is gone
-/// (a crash or `kill -9` leaves them behind).
+/// Removes temporaries of earlier runs for the same target that no live run holds: a
+/// temporary whose lock can be taken was left by a run that is gone (a crash or
+/// `kill -9` leaves them behind). A live run's temporary is locked, whatever PID
+/// namespace or machine sharing the directory it runs in (on file systems where `flock`
+/// works across clients; NFS emulates it with byte-range locks).
 fn remove_stale_temporaries(target: &Path) {
     let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return;
@@ -123,14 +224,14 @@ fn remove_stale_temporaries(target: &Path) {
     };
     for entry in entries.flatten() {
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = file_name.strip_prefix(&prefix) else {
+        if !file_name.starts_with(&prefix) || !file_name.ends_with(".tmp") {
+            continue;
+        }
+        let Ok(file) = File::open(entry.path()) else {
             continue;
         };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        let alive = Path::new(&format!("/proc/{pid}")).exists();
-        if !alive && file_name.ends_with(".tmp") {
+        if file.try_lock().is_ok() {
+            // Removed while we hold the lock; it is released when `file` is closed.
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -143,9 +244,37 @@ pub struct OutputSummary {
     pub path: PathBuf,
     /// Every file written, in order (one unless the output is split).
     pub files: Vec<PathBuf>,
+    /// The manifest listing the files of a split output; `None` for one file.
+    pub manifest: Option<PathBuf>,
     pub rows: u64,
     pub row_groups: usize,
+    /// The files' size on disk.
     pub bytes: u64,
+    /// Bytes of row groups left out (written by task attempts that failed), which stay in
+    /// the files unreferenced by their footers; included in `bytes`.
+    pub unreferenced_bytes: u64,
+}
+
+/// One file of a split output, as its manifest lists it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ManifestPart {
+    /// The file's name, beside the manifest.
+    pub file: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// The manifest of a split output (`OUT.manifest.json`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    /// The manifest's format version: 1.
+    pub version: u32,
+    /// The tributary version that wrote it.
+    pub writer: String,
+    /// Rows in all parts together.
+    pub rows: u64,
+    /// Every part of this run, in order; nothing else beside it belongs to the output.
+    pub parts: Vec<ManifestPart>,
 }
 
 /// A column chunk whose dictionary grows past this many bytes continues with plain
@@ -310,6 +439,10 @@ pub fn writer_properties(options: &RunOptions) -> WriterProperties {
         .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT)
         .set_statistics_enabled(statistics)
         .set_offset_index_disabled(!options.page_index)
+        // Bloom filters (none are enabled today) then lie beside their row group, inside
+        // the bytes a commit keeps, rather than after the last group, where a commit that
+        // leaves groups out writes the footer again.
+        .set_bloom_filter_position(BloomFilterPosition::AfterRowGroup)
         .set_created_by(format!("tributary version {}", env!("CARGO_PKG_VERSION")))
         .build()
 }
@@ -408,16 +541,14 @@ pub struct ParquetSink {
     schema: SchemaRef,
     props: WriterProperties,
     row_group_rows: Vec<u64>,
+    /// Row groups to leave out at commit (written by task attempts that failed).
+    excluded: Vec<bool>,
 }
 
 impl ParquetSink {
-    pub fn new(
-        mut temp: TempFile,
-        schema: SchemaRef,
-        props: WriterProperties,
-    ) -> Result<ParquetSink> {
+    pub fn new(temp: TempFile, schema: SchemaRef, props: WriterProperties) -> Result<ParquetSink> {
         let target = temp.target.clone();
-        let file = temp.take_file();
+        let file = temp.handle().map_err(|e| Error::output(&target, e))?;
         let writeback = Writeback::start(&file);
         let (writer, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props.clone()))
             .and_then(|w| w.into_serialized_writer())
@@ -430,6 +561,7 @@ impl ParquetSink {
             schema,
             props,
             row_group_rows: Vec::new(),
+            excluded: Vec::new(),
         })
     }
 
@@ -442,9 +574,22 @@ impl ParquetSink {
         self.temp.target.clone()
     }
 
-    /// Rows in the row groups appended so far.
+    /// Rows in the row groups appended so far and not left out: the rows the file will
+    /// hold (a split output fills a file by these).
     pub fn rows(&self) -> u64 {
-        self.row_group_rows.iter().sum()
+        self.row_group_rows
+            .iter()
+            .zip(&self.excluded)
+            .filter(|(_, excluded)| !**excluded)
+            .map(|(rows, _)| rows)
+            .sum()
+    }
+
+    /// Leaves row group `index` out of the file (its task's attempt failed).
+    pub fn exclude(&mut self, index: usize) {
+        if let Some(excluded) = self.excluded.get_mut(index) {
+            *excluded = true;
+        }
     }
 
     /// Bytes written to the file so far.
@@ -509,65 +654,177 @@ impl ParquetSink {
         group.close().map_err(err)?;
         self.writeback.written(self.writer.bytes_written());
         self.row_group_rows.push(rows);
+        self.excluded.push(false);
         Ok(self.row_group_rows.len() - 1)
     }
 
-    /// Writes the footer with `metadata`, leaves out the row groups in `exclude`, and
-    /// moves the file into place.
-    pub fn commit(
-        self,
-        metadata: Vec<(String, String)>,
-        exclude: &BTreeSet<usize>,
-    ) -> Result<OutputSummary> {
-        let closed = self.close(&metadata, exclude)?;
+    /// Writes the footer with `metadata`, leaving out the excluded row groups, and moves
+    /// the file into place.
+    pub fn commit(self, metadata: Vec<(String, String)>) -> Result<OutputSummary> {
+        let closed = self.close(&metadata)?;
         let target = closed.temp.target.clone();
+        let (rows, row_groups, unreferenced_bytes) =
+            (closed.rows, closed.row_groups, closed.unreferenced_bytes);
         closed.temp.persist()?;
         let bytes = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
         Ok(OutputSummary {
             files: vec![target.clone()],
             path: target,
-            rows: closed.rows,
-            row_groups: closed.row_groups,
+            manifest: None,
+            rows,
+            row_groups,
             bytes,
+            unreferenced_bytes,
         })
     }
 
-    /// Writes the footer with `metadata` and leaves out the row groups in `exclude`; the
-    /// file stays a temporary.
-    fn close(mut self, metadata: &[(String, String)], exclude: &BTreeSet<usize>) -> Result<Closed> {
+    /// Writes the footer with `metadata`, leaving out the excluded row groups; the file
+    /// stays a temporary.
+    ///
+    /// With row groups to leave out, the complete footer is written first (the writer
+    /// gives its page indexes only then), and the file is cut back to the end of the last
+    /// row group and given a footer that lists only the kept ones, with their column and
+    /// offset indexes written again. Nothing is re-encoded: a retried task costs its own
+    /// rows only, as dead bytes in the file.
+    fn close(mut self, metadata: &[(String, String)]) -> Result<Closed> {
         let target = self.temp.target.clone();
         let err = |e: parquet::errors::ParquetError| Error::output(&target, e);
         for (key, value) in metadata {
             self.writer
                 .append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
         }
-        self.writer.close().map_err(err)?;
+        // The end of the last row group (and of its bloom filters, written after it).
+        let data_end = self.writer.bytes_written() as u64;
+        let row_groups = self.excluded.iter().filter(|e| !**e).count();
+        let rows = self.rows();
+        let written = self.writer.close().map_err(err)?;
         self.writeback
             .finish()
             .map_err(|e| Error::output(&target, e))?;
-        let mut rows: u64 = self.row_group_rows.iter().sum();
-        let mut row_groups = self.row_group_rows.len();
-        let temp = if exclude.is_empty() {
-            self.temp
-        } else {
-            let keep: Vec<usize> = (0..self.row_group_rows.len())
-                .filter(|i| !exclude.contains(i))
-                .collect();
-            rows = keep.iter().map(|i| self.row_group_rows[*i]).sum();
-            row_groups = keep.len();
-            rewrite_without(
-                &self.temp,
-                keep,
-                self.schema.clone(),
-                self.props.clone(),
-                metadata,
-            )?
-        };
+        let unreferenced_bytes = written
+            .row_groups()
+            .iter()
+            .zip(&self.excluded)
+            .filter(|(_, excluded)| **excluded)
+            .map(|(group, _)| group.compressed_size() as u64)
+            .sum();
+        if self.excluded.contains(&true) {
+            let kept = without_row_groups(written, &self.excluded).map_err(err)?;
+            rewrite_footer(&self.temp.file, data_end, &kept).map_err(err)?;
+        }
         Ok(Closed {
-            temp,
+            temp: self.temp,
             rows,
             row_groups,
+            unreferenced_bytes,
         })
+    }
+}
+
+/// The file's metadata without the row groups marked in `excluded`: their column and
+/// offset indexes go with them, the kept groups are numbered again, and the index
+/// locations of the first footer are forgotten (the new footer writes its own).
+fn without_row_groups(
+    metadata: ParquetMetaData,
+    excluded: &[bool],
+) -> parquet::errors::Result<ParquetMetaData> {
+    let mut builder = ParquetMetaDataBuilder::new_from_metadata(metadata);
+    let keep = |i: &usize| !excluded.get(*i).copied().unwrap_or(false);
+    let mut row_groups = Vec::new();
+    for (i, group) in builder.take_row_groups().into_iter().enumerate() {
+        if !keep(&i) {
+            continue;
+        }
+        let ordinal = row_groups.len() as i16;
+        let mut group = group.into_builder();
+        let columns = group
+            .take_columns()
+            .into_iter()
+            .map(|column| {
+                column
+                    .into_builder()
+                    .set_column_index_offset(None)
+                    .set_column_index_length(None)
+                    .set_offset_index_offset(None)
+                    .set_offset_index_length(None)
+                    .build()
+            })
+            .collect::<parquet::errors::Result<Vec<_>>>()?;
+        row_groups.push(
+            group
+                .set_column_metadata(columns)
+                .set_ordinal(ordinal)
+                .build()?,
+        );
+    }
+    fn filter<T>(all: Vec<T>, keep: impl Fn(&usize) -> bool) -> Vec<T> {
+        all.into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep(i))
+            .map(|(_, v)| v)
+            .collect()
+    }
+    let column_index = builder.take_column_index().map(|all| filter(all, keep));
+    let offset_index = builder.take_offset_index().map(|all| filter(all, keep));
+    Ok(builder
+        .set_row_groups(row_groups)
+        .set_column_index(column_index)
+        .set_offset_index(offset_index)
+        .build())
+}
+
+/// Cuts `file` back to `data_end` and writes `metadata` there as its footer (page
+/// indexes, file metadata, length, magic). The offsets the footer records are the
+/// file's: the footer is encoded by a writer that counts the `data_end` bytes before it
+/// without keeping them.
+fn rewrite_footer(
+    file: &File,
+    data_end: u64,
+    metadata: &ParquetMetaData,
+) -> parquet::errors::Result<()> {
+    let mut footer = Vec::new();
+    {
+        let mut tracked = TrackedWrite::new(SkipFirst {
+            skip: data_end,
+            inner: &mut footer,
+        });
+        // Large writes pass the writer's buffer straight to `SkipFirst`, which drops
+        // them: counting a file of gigabytes takes a few thousand calls and no copying.
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = data_end;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            tracked.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+        // Dropping the writer flushes its buffer into `footer` (a Vec: cannot fail).
+        ParquetMetaDataWriter::new_with_tracked(tracked, metadata).finish()?;
+    }
+    file.set_len(data_end)?;
+    let mut out = file;
+    out.seek(SeekFrom::Start(data_end))?;
+    out.write_all(&footer)?;
+    Ok(())
+}
+
+/// A writer that drops its first `skip` bytes and passes the rest on.
+struct SkipFirst<W> {
+    skip: u64,
+    inner: W,
+}
+
+impl<W: Write> Write for SkipFirst<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.skip > 0 {
+            let n = buf.len().min(self.skip.min(usize::MAX as u64) as usize);
+            self.skip -= n as u64;
+            return Ok(n);
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -647,41 +904,80 @@ struct Closed {
     temp: TempFile,
     rows: u64,
     row_groups: usize,
+    unreferenced_bytes: u64,
 }
 
-/// Commits a split output: closes every part (each with `metadata`, without the row
-/// groups its `exclude` names), and only then moves them all into place. Files of an
-/// earlier run of the same output with higher numbers are removed, so that
-/// `out-*.parquet` is exactly this run's output. If a move fails, the parts already
-/// moved are removed again.
+/// Commits a split output (see the module doc): closes every part (each with
+/// `metadata`, without its excluded row groups); drops the parts left without rows
+/// (keeping one, so that the schema is still written); removes the previous manifest;
+/// moves the parts into place, numbered from 0; writes the manifest, the commit point;
+/// then removes the previous run's parts numbered past this run's. If a move fails, the
+/// parts already moved are removed again and no manifest is left.
 pub fn commit_parts(
     output: &Path,
-    parts: Vec<(ParquetSink, BTreeSet<usize>)>,
+    parts: Vec<ParquetSink>,
     metadata: Vec<(String, String)>,
 ) -> Result<OutputSummary> {
     let mut closed = Vec::with_capacity(parts.len());
-    for (sink, exclude) in parts {
-        closed.push(sink.close(&metadata, &exclude)?);
+    for sink in parts {
+        closed.push(sink.close(&metadata)?);
+    }
+    let (mut kept, empty): (Vec<Closed>, Vec<Closed>) =
+        closed.into_iter().partition(|part| part.rows > 0);
+    if kept.is_empty() {
+        kept.extend(empty.into_iter().next());
+    }
+    let manifest = manifest_path(output);
+    match std::fs::remove_file(&manifest) {
+        Ok(()) => sync_dir(&manifest).map_err(|e| Error::output(&manifest, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::output(&manifest, e)),
     }
     let mut summary = OutputSummary {
         path: output.to_owned(),
         files: Vec::new(),
+        manifest: Some(manifest.clone()),
         rows: 0,
         row_groups: 0,
         bytes: 0,
+        unreferenced_bytes: 0,
     };
-    for part in closed {
-        let target = part.temp.target.clone();
-        if let Err(e) = part.temp.persist() {
+    let mut listed = Vec::with_capacity(kept.len());
+    for (i, part) in kept.into_iter().enumerate() {
+        let target = part_path(output, i);
+        if let Err(e) = part.temp.persist_as(&target) {
             for done in &summary.files {
                 let _ = std::fs::remove_file(done);
             }
             return Err(e);
         }
+        let bytes = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
         summary.rows += part.rows;
         summary.row_groups += part.row_groups;
-        summary.bytes += std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+        summary.bytes += bytes;
+        summary.unreferenced_bytes += part.unreferenced_bytes;
+        listed.push(ManifestPart {
+            file: target
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            rows: part.rows,
+            bytes,
+        });
         summary.files.push(target);
+    }
+    let text = serde_json::to_vec_pretty(&Manifest {
+        version: 1,
+        writer: format!("tributary {}", env!("CARGO_PKG_VERSION")),
+        rows: summary.rows,
+        parts: listed,
+    })
+    .expect("serialisable");
+    if let Err(e) = write_atomically(&manifest, &text) {
+        for done in &summary.files {
+            let _ = std::fs::remove_file(done);
+        }
+        return Err(e);
     }
     if let Some(first) = summary.files.first() {
         summary.path = first.clone();
@@ -695,7 +991,7 @@ fn remove_stale_parts(output: &Path, from: usize) {
     let Ok(entries) = std::fs::read_dir(parent_dir(output)) else {
         return;
     };
-    let first = crate::config::part_path(output, 0);
+    let first = part_path(output, 0);
     let Some(first) = first.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return;
     };
@@ -724,36 +1020,6 @@ fn remove_stale_parts(output: &Path, from: usize) {
 /// Length of `.EXT` in the output's name (0 without an extension).
 fn ext_len(output: &Path) -> usize {
     output.extension().map_or(0, |e| e.len() + 1)
-}
-
-/// Copies the row groups in `keep` into a new temporary file. Only used when tasks failed
-/// under `--allow-partial` after writing rows: the common path never rewrites.
-fn rewrite_without(
-    source: &TempFile,
-    keep: Vec<usize>,
-    schema: SchemaRef,
-    props: WriterProperties,
-    metadata: &[(String, String)],
-) -> Result<TempFile> {
-    let target = &source.target;
-    let err = |e: parquet::errors::ParquetError| Error::output(target, e);
-    let mut out = TempFile::create(target)?;
-    let file = File::open(source.path()).map_err(|e| Error::output(target, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(err)?
-        .with_row_groups(keep)
-        .build()
-        .map_err(err)?;
-    let mut writer = ArrowWriter::try_new(out.take_file(), schema, Some(props)).map_err(err)?;
-    for batch in reader {
-        let batch = batch.map_err(|e| Error::output(target, e))?;
-        writer.write(&batch).map_err(err)?;
-    }
-    for (key, value) in metadata {
-        writer.append_key_value_metadata(KeyValue::new(key.clone(), value.clone()));
-    }
-    writer.close().map_err(err)?;
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -869,6 +1135,78 @@ mod tests {
                 trial_in: DICTIONARY_RETRY - 1
             }
         );
+    }
+
+    /// Writes three row groups of ids 0..30 with `props`, then leaves out the middle one
+    /// by rewriting the footer; returns the ids read back.
+    fn without_the_middle_group(props: WriterProperties) -> Vec<i64> {
+        use arrow::array::{Array, Int64Array, RecordBatch};
+        use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+        use parquet::file::metadata::PageIndexPolicy;
+        let schema = std::sync::Arc::new(Schema::new(vec![arrow::datatypes::Field::new(
+            "id",
+            DataType::Int64,
+            false,
+        )]));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.parquet");
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let mut writer =
+            ArrowWriter::try_new(file.try_clone().unwrap(), schema.clone(), Some(props)).unwrap();
+        for group in 0..3i64 {
+            let ids = Int64Array::from_iter_values(group * 10..group * 10 + 10);
+            let batch = RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(ids)]);
+            writer.write(&batch.unwrap()).unwrap();
+            writer.flush().unwrap();
+        }
+        let data_end = writer.bytes_written() as u64;
+        let metadata = writer.close().unwrap();
+        let kept = without_row_groups(metadata, &[false, true, false]).unwrap();
+        rewrite_footer(&file, data_end, &kept).unwrap();
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            File::open(&path).unwrap(),
+            options,
+        )
+        .unwrap();
+        assert_eq!(reader.metadata().num_row_groups(), 2);
+        assert_eq!(reader.metadata().file_metadata().num_rows(), 20);
+        let mut ids = Vec::new();
+        for batch in reader.build().unwrap() {
+            let batch = batch.unwrap();
+            let column = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            assert_eq!(column.null_count(), 0);
+            ids.extend(column.values().iter().copied());
+        }
+        ids
+    }
+
+    #[test]
+    fn a_row_group_is_left_out_by_rewriting_only_the_footer() {
+        let expected: Vec<i64> = (0..10).chain(20..30).collect();
+        for page_index in [true, false] {
+            for statistics in [EnabledStatistics::Page, EnabledStatistics::None] {
+                let props = WriterProperties::builder()
+                    .set_offset_index_disabled(!page_index)
+                    .set_statistics_enabled(statistics)
+                    .build();
+                assert_eq!(
+                    without_the_middle_group(props),
+                    expected,
+                    "page index {page_index}, statistics {statistics:?}"
+                );
+            }
+        }
     }
 
     /// A handle whose `sync_data` fails (`fdatasync` on a pipe is EINVAL), so that a

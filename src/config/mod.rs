@@ -173,6 +173,17 @@ pub fn part_path(output: &Path, index: usize) -> PathBuf {
     output.with_file_name(name)
 }
 
+/// The manifest of a split output, beside its parts: `out.parquet` ->
+/// `out.manifest.json`. It lists exactly the parts of the run that wrote it and is written
+/// last (see `sink::commit_parts`); its name matches no `out-*.parquet` glob.
+pub fn manifest_path(output: &Path) -> PathBuf {
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    output.with_file_name(format!("{stem}.manifest.json"))
+}
+
 /// The job file's `[partition]` table.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -3,6 +3,7 @@
 //! code, that no output (or temporary) is left, and that no statement of ours is left
 //! running on the server.
 
+use std::fs::File;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -568,4 +569,116 @@ async fn waiting_for_a_slow_shard_to_be_described_does_not_count_against_the_oth
     let ids = i64_column(&batch, "id");
     assert_eq!(ids.len(), 300_000);
     assert_eq!(ids.iter().flatten().sum::<i64>(), 300_000 * 300_001 / 2);
+}
+
+#[tokio::test]
+async fn a_retried_task_is_left_out_by_the_footer_without_rewriting_the_file() {
+    let url = harness::database("fault_footer", ROWS).await;
+    let db = harness::db("fault_footer");
+    // Small batches and row groups, so that the attempt that is cut has surely written
+    // row groups of its own.
+    let run = |shard: String| async move {
+        let mut job = Job::new("SELECT id, pad FROM t", &[("s", &shard)]);
+        job.args.row_group_size = Some(1000);
+        let mut config = tributary::JobConfig::resolve(job.args.clone()).unwrap();
+        config.options.batch_size = 500;
+        let (report, result) = tributary::run(&config, false, std::future::pending()).await;
+        result.unwrap_or_else(|e| panic!("{e}\n{report}"));
+        (job, report)
+    };
+    let (clean, _) = run(url.clone()).await;
+    let expected = concat(&harness::read_parquet(&clean.output()));
+    // The first connection (the first attempt's stream) is cut after 4 MB, about 27,000
+    // rows: what was in flight when it closed may be lost, but most has been decoded and
+    // written by then. The retry's connection goes through.
+    let proxy = Proxy::start(|n| {
+        if n == 0 {
+            Fault::CutAfter(4_000_000)
+        } else {
+            Fault::Pass
+        }
+    })
+    .await;
+    let (job, report) = run(proxy.url(&db)).await;
+    assert_eq!(report.tasks[0].attempts, 2, "{report}");
+    let path = job.output();
+    assert_eq!(
+        concat(&harness::read_parquet(&path)),
+        expected,
+        "the output differs from the fault-free run"
+    );
+    // Not rewritten: the cut attempt's row groups are still at the head of the file, and
+    // the first kept one starts right after them.
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new_with_options(
+            File::open(&path).unwrap(),
+            parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+                .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required),
+        )
+        .unwrap();
+    let meta = reader.metadata().clone();
+    assert_eq!(meta.num_row_groups(), 60);
+    assert_eq!(meta.file_metadata().num_rows(), 60_000);
+    let (start, _) = meta.row_group(0).column(0).byte_range();
+    assert!(
+        start > 4,
+        "the file was rewritten: its first row group starts at {start}"
+    );
+    let output = report.output.clone().unwrap();
+    assert!(
+        output.unreferenced_bytes > 0,
+        "the cut attempt wrote no row group: {report}"
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("unreferenced from failed attempts"),
+        "{report}"
+    );
+    assert_eq!(output.bytes, std::fs::metadata(&path).unwrap().len());
+    assert_eq!(
+        start,
+        4 + output.unreferenced_bytes,
+        "the first kept row group's offset"
+    );
+    // The page indexes are the kept groups': every page lies in its column chunk.
+    let offsets = meta.offset_index().expect("an offset index");
+    let columns = meta.column_index().expect("a column index");
+    assert_eq!((offsets.len(), columns.len()), (60, 60));
+    for (g, group) in meta.row_groups().iter().enumerate() {
+        for (c, column) in group.columns().iter().enumerate() {
+            let (start, len) = column.byte_range();
+            for page in offsets[g][c].page_locations() {
+                let at = page.offset as u64;
+                assert!(
+                    at >= start && at + page.compressed_page_size as u64 <= start + len,
+                    "row group {g} column {c}: a page at {at} outside {start}..{}",
+                    start + len
+                );
+            }
+            assert_eq!(offsets[g][c].page_locations()[0].first_row_index, 0);
+        }
+    }
+    let rows: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 60_000, "read with the page index");
+
+    // Other readers follow the footer too.
+    let script = "import sys, duckdb, pyarrow.parquet as pq\n\
+                  t = pq.read_table(sys.argv[1])\n\
+                  print(t.num_rows, sum(t.column('id').to_pylist()))\n\
+                  print(*duckdb.connect().execute(\"SELECT count(*), sum(id) FROM read_parquet(?)\", [sys.argv[1]]).fetchone())\n";
+    let out = Command::new(crate::readers::python())
+        .args(["-c", script])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "60000 1800030000\n60000 1800030000\n"
+    );
 }

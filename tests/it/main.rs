@@ -6,6 +6,7 @@ mod cli;
 mod demo;
 mod faults;
 mod harness;
+mod output;
 mod params;
 mod partitions;
 mod postgres;
