@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{RunArgs, parse_duration};
+use crate::config::RunArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,7 +32,14 @@ pub enum Command {
     /// Run a query on every shard and write the merged result as one Parquet file.
     Run(RunCommand),
     /// Print the tasks a run would execute, with the exact SQL each sends, without running them.
-    Plan(RunCommand),
+    ///
+    /// To show real partition bounds and row estimates, plan connects to the shards and
+    /// runs, inside READ ONLY transactions: the partition probes a run would (SELECT
+    /// min(key), max(key) over the query for range partitions, the table's size and an
+    /// EXPLAIN for page partitions, after exporting a snapshot) and an EXPLAIN of each
+    /// PostgreSQL task. No result row is fetched and nothing is written. With --offline
+    /// it connects to nothing and shows probed bounds as decided at run time.
+    Plan(PlanCommand),
     /// Create SQLite shards with generated orders and run a sharded aggregate over them.
     Demo(DemoCommand),
 }
@@ -50,7 +57,8 @@ pub struct RunCommand {
     #[arg(long, value_name = "SHARDS.toml")]
     pub shards: Option<PathBuf>,
 
-    /// The Parquet file to write (atomically: it appears only when the run succeeds).
+    /// The Parquet file to write (atomically: it appears only when the run succeeds);
+    /// optional for `plan`.
     #[arg(short, long, value_name = "OUT.parquet")]
     pub output: Option<PathBuf>,
 
@@ -159,6 +167,17 @@ pub struct RunCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct PlanCommand {
+    #[command(flatten)]
+    pub run: RunCommand,
+
+    /// Connect to no shard: no probes, no estimates; partitions whose bounds a probe
+    /// decides are shown as split at run time.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct DemoCommand {
     /// Where to create the shards and the output.
     #[arg(long, value_name = "DIR", default_value = "tributary-demo")]
@@ -169,34 +188,54 @@ pub struct DemoCommand {
     pub orders: usize,
 }
 
-fn parse_param(s: &str) -> Result<(String, String), String> {
+/// A flag value clap could not accept; clap prints it after the flag's name.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArgError {
+    #[error("`{0}` is not NAME=VALUE")]
+    NotNameValue(String),
+    #[error("`{0}` is not a parameter name (letters, digits and _)")]
+    BadParamName(String),
+    #[error("`{0}` is not KEY=VALUE (e.g. numeric=float64)")]
+    NotKeyValue(String),
+    #[error("`{0}` is not COLUMN:KEY=VALUE (e.g. amount:numeric=float64)")]
+    NotColumnType(String),
+    #[error("`{0}` is not on or off")]
+    NotOnOff(String),
+    #[error("invalid duration `{value}`; try 30s, 5m or 1h")]
+    Duration {
+        value: String,
+        #[source]
+        source: humantime::DurationError,
+    },
+}
+
+fn parse_param(s: &str) -> Result<(String, String), ArgError> {
     let (name, value) = s
         .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+        .ok_or_else(|| ArgError::NotNameValue(s.to_string()))?;
     let valid = name
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
-        return Err(format!(
-            "`{name}` is not a parameter name (letters, digits and _)"
-        ));
+        return Err(ArgError::BadParamName(name.to_string()));
     }
     Ok((name.to_string(), value.to_string()))
 }
 
-fn parse_type_option(s: &str) -> Result<(String, String), String> {
+fn parse_type_option(s: &str) -> Result<(String, String), ArgError> {
     let (key, value) = s
         .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not KEY=VALUE (e.g. numeric=float64)"))?;
+        .ok_or_else(|| ArgError::NotKeyValue(s.to_string()))?;
     Ok((key.trim().to_string(), value.trim().to_string()))
 }
 
 /// `COLUMN:KEY=VALUE`; the column is everything before the last `:` left of the `=`, so
 /// column names may hold colons.
-fn parse_column_type(s: &str) -> Result<(String, String, String), String> {
-    let bad = || format!("`{s}` is not COLUMN:KEY=VALUE (e.g. amount:numeric=float64)");
+fn parse_column_type(s: &str) -> Result<(String, String, String), ArgError> {
+    let bad = || ArgError::NotColumnType(s.to_string());
     let (left, value) = s.split_once('=').ok_or_else(bad)?;
     let (column, key) = left.rsplit_once(':').ok_or_else(bad)?;
     if column.is_empty() {
@@ -209,16 +248,20 @@ fn parse_column_type(s: &str) -> Result<(String, String, String), String> {
     ))
 }
 
-fn on_off(s: &str) -> Result<bool, String> {
+fn on_off(s: &str) -> Result<bool, ArgError> {
     match s.trim().to_ascii_lowercase().as_str() {
         "on" | "true" | "yes" => Ok(true),
         "off" | "false" | "no" => Ok(false),
-        _ => Err(format!("`{s}` is not on or off")),
+        _ => Err(ArgError::NotOnOff(s.to_string())),
     }
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
-    parse_duration(s)
+/// A human duration (`30s`, `5m`, `1h30m`), as the job file takes them.
+fn duration(s: &str) -> Result<Duration, ArgError> {
+    humantime::parse_duration(s.trim()).map_err(|source| ArgError::Duration {
+        value: s.to_string(),
+        source,
+    })
 }
 
 impl From<RunCommand> for RunArgs {
@@ -253,5 +296,36 @@ impl From<RunCommand> for RunArgs {
             max_file_rows: c.max_file_rows,
             max_file_size: c.max_file_size,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn flag_values_fail_with_typed_errors() {
+        assert!(matches!(parse_param("x"), Err(ArgError::NotNameValue(v)) if v == "x"));
+        assert!(matches!(parse_param("1x=2"), Err(ArgError::BadParamName(n)) if n == "1x"));
+        assert_eq!(parse_param("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert!(matches!(
+            parse_type_option("numeric"),
+            Err(ArgError::NotKeyValue(_))
+        ));
+        assert!(matches!(
+            parse_column_type(":numeric=text"),
+            Err(ArgError::NotColumnType(_))
+        ));
+        assert_eq!(
+            parse_column_type("a:b:numeric=text").unwrap(),
+            ("a:b".into(), "numeric".into(), "text".into())
+        );
+        assert!(matches!(on_off("maybe"), Err(ArgError::NotOnOff(_))));
+        let e = duration("soon").unwrap_err();
+        assert!(e.to_string().contains("`soon`"), "{e}");
+        assert!(e.source().is_some(), "the parser's own error is kept");
+        assert_eq!(duration("1m30s").unwrap(), Duration::from_secs(90));
     }
 }

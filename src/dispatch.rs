@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -50,6 +50,49 @@ impl Prepared {
         drop(self.lost);
         for session in self.sessions {
             session.close().await;
+        }
+    }
+}
+
+/// How `tributary plan` learns what it prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PlanMode {
+    /// Connect to the shards and run what a run runs before its tasks: the partition
+    /// probes (a range key's `min`/`max` over the query, a page-partitioned table's size
+    /// and an `EXPLAIN` of its first piece, after exporting the snapshot the partitions
+    /// would read), then an `EXPLAIN` of each PostgreSQL task for its row estimate. All
+    /// inside READ ONLY transactions, ended without a change; no row of the result is
+    /// fetched. The partitions' bounds are the ones a run at that moment would use.
+    Probe,
+    /// Connect to nothing: the tasks that need no probe, and for the others each shard's
+    /// query and how the run will split it.
+    Offline,
+}
+
+/// The text `tributary plan` prints: what a run of `config` would execute, with the
+/// exact SQL of every task, preceded by a line saying what was run to learn it.
+pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
+    match mode {
+        PlanMode::Offline => {
+            let plan = plan::offline(config);
+            Ok(format!(
+                "-- planned offline: no shard was connected to\n{}",
+                plan.describe(None)
+            ))
+        }
+        PlanMode::Probe => {
+            let prepared = prepare(config).await?;
+            let estimates = prepared.estimates().await;
+            let text = prepared.plan.describe(Some(&estimates));
+            prepared.close().await;
+            let probed = match &config.options.partition {
+                Some(_) => "the partition probes and the row estimates' EXPLAINs",
+                None => "the row estimates' EXPLAINs",
+            };
+            Ok(format!(
+                "-- planned by running {probed} on the shards, in READ ONLY transactions (no result row fetched; --offline connects to nothing)\n{text}"
+            ))
         }
     }
 }
@@ -218,6 +261,13 @@ pub async fn execute(
         .collect();
     let mut set = JoinSet::new();
     let mut counters = Vec::with_capacity(plan.tasks.len());
+    // Which tasks have imported their shard's snapshot (see `lost` below).
+    let imported: Vec<Arc<AtomicBool>> = plan
+        .tasks
+        .iter()
+        .map(|_| Arc::new(AtomicBool::new(false)))
+        .collect();
+    let mut finished = vec![false; plan.tasks.len()];
     for task in &plan.tasks {
         let rows = Arc::new(AtomicU64::new(0));
         counters.push(rows.clone());
@@ -234,6 +284,7 @@ pub async fn execute(
                 count(n);
             }),
             cancels: cancels.clone(),
+            snapshot_imported: imported[task.id].clone(),
         };
         let retry = Retry {
             attempts: config.options.retries,
@@ -323,6 +374,7 @@ pub async fn execute(
                     Err(e) => std::panic::resume_unwind(e.into_panic()),
                 };
                 remaining[task.shard] -= 1;
+                finished[task.id] = true;
                 if remaining[task.shard] == 0 {
                     pools[task.shard].close();
                 }
@@ -357,6 +409,21 @@ pub async fn execute(
                 }
             }
             Some(shard) = lost.recv() => {
+                // A transaction that imported the snapshot keeps it when the exporting
+                // session ends: the shard fails only if a task has yet to import it (a
+                // retry of a task that had imported it imports it again, and then fails
+                // with the same error on its own).
+                let waiting = plan.tasks.iter().any(|t| {
+                    t.shard_name == shard
+                        && !finished[t.id]
+                        && !imported[t.id].load(Ordering::Relaxed)
+                });
+                if !waiting {
+                    tracing::debug!(
+                        "shard {shard}: the snapshot session ended after every partition had imported the snapshot"
+                    );
+                    continue;
+                }
                 if failure.is_none() {
                     failure = Some(TaskError::new(shard, TaskErrorKind::SnapshotLost {
                         message: "the session that exported the shard's snapshot ended; \

@@ -63,18 +63,22 @@ async fn run(cli: Cli) -> i32 {
             }
         }
         Command::Plan(args) => {
-            let config = match JobConfig::resolve(RunArgs::from(args)) {
+            let mode = if args.offline {
+                tributary::dispatch::PlanMode::Offline
+            } else {
+                tributary::dispatch::PlanMode::Probe
+            };
+            let config = match JobConfig::resolve_for_plan(RunArgs::from(args.run)) {
                 Ok(c) => c,
                 Err(e) => return fail(&e),
             };
-            let prepared = match tributary::dispatch::prepare(&config).await {
-                Ok(p) => p,
-                Err(e) => return fail(&e),
-            };
-            let estimates = prepared.estimates().await;
-            print!("{}", prepared.plan.describe(Some(&estimates)));
-            prepared.close().await;
-            exit::SUCCESS
+            match tributary::dispatch::plan(&config, mode).await {
+                Ok(text) => {
+                    print!("{text}");
+                    exit::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
         }
         Command::Demo(args) => {
             match tributary::demo::run(&args.dir, args.orders, interactive, interrupt).await {

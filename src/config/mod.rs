@@ -272,6 +272,17 @@ impl JobConfig {
     /// Merges flags over the job file over defaults, reads the query and the shards, and
     /// checks the parameters. No connection is opened.
     pub fn resolve(args: RunArgs) -> Result<JobConfig> {
+        JobConfig::resolve_with(args, true)
+    }
+
+    /// [`JobConfig::resolve`] for `tributary plan`, which writes nothing: the output may
+    /// be missing, and the config then holds an empty `output` path, which a plan never
+    /// reads (a run given such a config fails to create its output file).
+    pub fn resolve_for_plan(args: RunArgs) -> Result<JobConfig> {
+        JobConfig::resolve_with(args, false)
+    }
+
+    fn resolve_with(args: RunArgs, needs_output: bool) -> Result<JobConfig> {
         let (job, job_dir) = match &args.job {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -312,17 +323,22 @@ impl JobConfig {
             }
         };
 
-        let output = args
+        let output = match args
             .output
             .clone()
             .or_else(|| job.output.as_deref().map(in_job))
-            .ok_or_else(|| {
-                Error::config(
+        {
+            Some(output) => output,
+            None if !needs_output => PathBuf::new(),
+            None => {
+                return Err(Error::config(
                     job_path.clone(),
                     "no output: pass -o OUT.parquet or set `output` in the job file",
-                )
-            })?;
-        if output.file_name().is_none() || output.is_dir() {
+                ));
+            }
+        };
+        let given = !output.as_os_str().is_empty();
+        if given && (output.file_name().is_none() || output.is_dir()) {
             return Err(Error::config(
                 None,
                 format!("output {} must name a file", output.display()),
@@ -452,7 +468,7 @@ impl JobConfig {
                 .map_err(|m| Error::config(job_path.clone(), m))?;
             if matches!(spec, PartitionSpec::Pages { .. }) {
                 crate::plan::partition::check_pages_query(&query_text)
-                    .map_err(|m| Error::config(Some(query_path.clone()), m))?;
+                    .map_err(|e| Error::config(Some(query_path.clone()), e.to_string()))?;
             }
         }
         if let Some(col) = &options.shard_column

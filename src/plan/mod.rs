@@ -65,6 +65,19 @@ pub struct Plan {
     pub failed: Vec<TaskError>,
     /// The snapshot each shard's partitions read, by shard name.
     pub snapshots: BTreeMap<String, String>,
+    /// Shards whose split depends on what a probe finds, planned without one
+    /// ([`offline`]): their tasks are known only at run time.
+    pub deferred: Vec<Deferred>,
+}
+
+/// A shard planned without probing it: how its query will be split, and the query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deferred {
+    pub shard_name: String,
+    /// The whole query as the shard receives it, before the split.
+    pub query: TaskQuery,
+    /// What the run probes to split it, in words.
+    pub split: String,
 }
 
 /// The plan of an unpartitioned job: one task per shard.
@@ -118,6 +131,63 @@ pub fn plan(config: &JobConfig, layouts: Vec<Result<Option<ShardLayout>, TaskErr
         tasks,
         failed,
         snapshots,
+        deferred: Vec::new(),
+    }
+}
+
+/// The plan as far as it can be known without connecting to any shard: every task of an
+/// unpartitioned job, or of partitions that need no probe (given range bounds, hash
+/// buckets, predicates); for probed ranges and page ranges, each shard's query and how
+/// the run will split it ([`Plan::deferred`]).
+pub fn offline(config: &JobConfig) -> Plan {
+    let Some(spec) = &config.options.partition else {
+        return unpartitioned(config);
+    };
+    if let Some(pieces) = partition::pieces_without_probe(spec) {
+        let layouts = config
+            .shards
+            .iter()
+            .map(|_| {
+                Ok(Some(ShardLayout {
+                    pieces: pieces.clone(),
+                    snapshot: None,
+                }))
+            })
+            .collect();
+        return plan(config, layouts);
+    }
+    let split = match spec {
+        PartitionSpec::Range {
+            column, partitions, ..
+        } => {
+            let c = partition::quote_ident(column);
+            format!(
+                "{partitions} ranges of `{column}` and one for NULL keys, between the bounds probed at run time (SELECT min({c}), max({c}) over the query)"
+            )
+        }
+        PartitionSpec::Pages { table, split } => {
+            let size = match split {
+                partition::PageSplit::Tasks(n) => format!("{n} ranges"),
+                partition::PageSplit::PerTask(n) => format!("ranges of {n} pages"),
+            };
+            format!(
+                "{size} of table `{table}`'s heap pages, from its size at run time (pg_relation_size), each read through a TID range scan"
+            )
+        }
+        // Split without a probe above.
+        PartitionSpec::Hash { .. } | PartitionSpec::Predicates(_) => String::new(),
+    };
+    Plan {
+        tasks: Vec::new(),
+        failed: Vec::new(),
+        snapshots: BTreeMap::new(),
+        deferred: (0..config.shards.len())
+            .map(|i| Deferred {
+                shard_name: config.shards[i].name.clone(),
+                query: base_query(config, i),
+                split: split.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -185,26 +255,39 @@ impl Plan {
                 let _ = write!(out, ", estimated {rows:.0} rows");
             }
             let _ = writeln!(out, ":");
-            match &task.query {
-                TaskQuery::Postgres { sql } => {
-                    let _ = writeln!(
-                        out,
-                        "  COPY (\n    {}\n  ) TO STDOUT (FORMAT binary)",
-                        sql.trim().replace('\n', "\n    ")
-                    );
-                }
-                TaskQuery::Sqlite { sql, binds } => {
-                    let _ = writeln!(out, "  {}", sql.trim().replace('\n', "\n  "));
-                    for (i, b) in binds.iter().enumerate() {
-                        let _ = writeln!(out, "  ?{} = {b:?}", i + 1);
-                    }
-                }
-            }
+            write_query(&mut out, &task.query);
+        }
+        for d in &self.deferred {
+            let _ = writeln!(
+                out,
+                "shard `{}`, split at run time into {}; the query before the split:",
+                d.shard_name, d.split
+            );
+            write_query(&mut out, &d.query);
         }
         for e in &self.failed {
             let _ = writeln!(out, "shard `{}` cannot be planned: {}", e.shard, e.kind);
         }
         out
+    }
+}
+
+/// A task's statement, indented under its heading.
+fn write_query(out: &mut String, query: &TaskQuery) {
+    match query {
+        TaskQuery::Postgres { sql } => {
+            let _ = writeln!(
+                out,
+                "  COPY (\n    {}\n  ) TO STDOUT (FORMAT binary)",
+                sql.trim().replace('\n', "\n    ")
+            );
+        }
+        TaskQuery::Sqlite { sql, binds } => {
+            let _ = writeln!(out, "  {}", sql.trim().replace('\n', "\n  "));
+            for (i, b) in binds.iter().enumerate() {
+                let _ = writeln!(out, "  ?{} = {b:?}", i + 1);
+            }
+        }
     }
 }
 

@@ -203,16 +203,44 @@ pub fn strip_leading_with(sql: &str) -> Option<&str> {
         .then_some(after)
 }
 
+/// A query that page partitions cannot split.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PagesQueryError {
+    /// The table's shadowing CTE would be seen inside a recursive WITH.
+    #[error(
+        "page partitions cannot be used with WITH RECURSIVE queries; use range or hash partitions"
+    )]
+    Recursive,
+}
+
 /// Page partitions shadow the table with a CTE, which a recursive WITH would see inside
 /// itself: such queries are refused.
-pub fn check_pages_query(sql: &str) -> Result<(), String> {
+pub fn check_pages_query(sql: &str) -> Result<(), PagesQueryError> {
     if let Some(rest) = strip_leading_with(sql) {
         let next = skip_blanks(rest);
         if next.len() >= 9 && next[..9].eq_ignore_ascii_case("recursive") {
-            return Err("page partitions cannot be used with WITH RECURSIVE queries; use range or hash partitions".into());
+            return Err(PagesQueryError::Recursive);
         }
     }
     Ok(())
+}
+
+/// The pieces of `spec` when no database has to be asked: given range bounds, hash
+/// buckets, the user's predicates. `None` for probed range bounds and page ranges.
+pub fn pieces_without_probe(spec: &PartitionSpec) -> Option<Vec<Piece>> {
+    match spec {
+        PartitionSpec::Range {
+            bounds: Some(b),
+            partitions,
+            ..
+        } => Some(range_pieces(Some(*b), *partitions)),
+        PartitionSpec::Range { bounds: None, .. } | PartitionSpec::Pages { .. } => None,
+        PartitionSpec::Hash { partitions, .. } => Some(hash_pieces(*partitions)),
+        PartitionSpec::Predicates(list) => {
+            Some(list.iter().cloned().map(Piece::Predicate).collect())
+        }
+    }
 }
 
 fn skip_blanks(mut s: &str) -> &str {

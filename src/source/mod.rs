@@ -9,6 +9,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod tls;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,6 +40,11 @@ pub struct TaskContext {
     /// Called with the number of rows in each batch sent.
     pub on_rows: Box<dyn Fn(u64) + Send + Sync>,
     pub cancels: Cancels,
+    /// Set once the task's transaction has imported its shard's exported snapshot: from
+    /// then on the session that exported it may end without harm to this task (the
+    /// scheduler fails a shard for a lost snapshot only while a task still has to import
+    /// it).
+    pub snapshot_imported: Arc<AtomicBool>,
 }
 
 /// Decoded bytes after which a batch is sent even if it has fewer rows than `batch_size`
@@ -215,14 +221,23 @@ impl ShardPool {
     }
 }
 
+/// A result that names a column twice.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the result has two columns named `{name}`; give one an alias")]
+pub struct DuplicateColumn {
+    pub name: String,
+}
+
 /// Refuses results that name a column twice: Parquet readers cannot tell them apart.
-pub fn check_unique_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+pub fn check_unique_names<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<(), DuplicateColumn> {
     let mut seen = std::collections::HashSet::new();
     for name in names {
         if !seen.insert(name) {
-            return Err(format!(
-                "the result has two columns named `{name}`; give one an alias"
-            ));
+            return Err(DuplicateColumn {
+                name: name.to_string(),
+            });
         }
     }
     Ok(())

@@ -93,8 +93,11 @@ pub async fn prepare(
     classify: impl Fn(tokio_postgres::Error) -> TaskErrorKind,
 ) -> Result<Columns, TaskErrorKind> {
     let columns = describe(client, sql, rules).await.map_err(classify)?;
-    check_unique_names(columns.kinds.iter().map(|(n, _)| n.as_str()))
-        .map_err(|message| TaskErrorKind::Schema { message })?;
+    check_unique_names(columns.kinds.iter().map(|(n, _)| n.as_str())).map_err(|e| {
+        TaskErrorKind::Schema {
+            message: e.to_string(),
+        }
+    })?;
     check_server(client, &columns).await?;
     for column in rules.columns.keys() {
         if !columns.kinds.iter().any(|(name, _)| name == column) {

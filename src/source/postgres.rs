@@ -1,6 +1,14 @@
 //! PostgreSQL: pooled connections (deadpool), each task in a READ ONLY transaction with a
 //! server-side `statement_timeout` backing the client's deadline, rows read with
 //! `COPY (query) TO STDOUT (FORMAT binary)` and decoded straight into Arrow builders.
+//!
+//! Every statement that carries the user's SQL (a task's COPY, the describe's prepare, a
+//! range probe, an `EXPLAIN` for an estimate or a page check) runs inside a READ ONLY
+//! transaction that first sets [`TRANSACTION_SETTINGS`]: a query that would write (a
+//! `nextval`, a function that inserts, a data-modifying CTE, even one the planner folds
+//! while only explaining) is refused by the server before it writes anything. Outside a
+//! task such a transaction is rolled back ([`ReadOnly`]), so the pooled connection goes
+//! back clean.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +37,37 @@ const SERVER_TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
 /// closed anyway.
 const DISCARD_WAIT: Duration = Duration::from_secs(1);
 
+/// Set first in every transaction tributary opens. The query lexer (`crate::sql`) finds
+/// parameters and renders their values as literals the way the SQL standard reads
+/// strings, where a backslash is an ordinary character; a server, database or role with
+/// `standard_conforming_strings = off` would read `'C:\'` as an unfinished string and
+/// shift what is a parameter and what is text. `SET LOCAL` lasts until the transaction
+/// ends, and every statement carrying the user's SQL is sent after it.
+const TRANSACTION_SETTINGS: &str = "SET LOCAL standard_conforming_strings = on";
+
+/// The first PostgreSQL release with TID range scans (`server_version_num`). Before it,
+/// a `ctid >= .. AND ctid < ..` restriction is a filter over a scan of the whole table.
+const TID_RANGE_SCAN_SINCE: i32 = 140_000;
+
+/// How a server reads one page range of a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageRangeScan {
+    /// A Tid Range Scan reads only the range's pages (PostgreSQL 14 and later).
+    TidRange,
+    /// Every piece would scan the whole table and filter on `ctid`: N pieces read the
+    /// table N times, so page partitions are refused on such a server.
+    WholeTable,
+}
+
+/// How a server of version `server_version_num` (e.g. 150004) reads a page range.
+pub fn page_range_scan(server_version_num: i32) -> PageRangeScan {
+    if server_version_num >= TID_RANGE_SCAN_SINCE {
+        PageRangeScan::TidRange
+    } else {
+        PageRangeScan::WholeTable
+    }
+}
+
 pub struct PgShard {
     name: String,
     target: String,
@@ -43,10 +82,21 @@ pub struct PgShard {
     types: Arc<TypeRules>,
 }
 
-/// A client for probes: borrowed from the snapshot session, or taken from the pool.
+/// A client for probes: borrowed from the snapshot session (whose transaction is READ
+/// ONLY and stays open for the partitions), or a pooled connection in a READ ONLY
+/// transaction of its own.
 enum ProbeClient<'a> {
     Session(&'a tokio_postgres::Client),
-    Pooled(Box<Object>),
+    Pooled(Box<ReadOnly>),
+}
+
+impl ProbeClient<'_> {
+    /// Ends the probe's own transaction, if it has one.
+    async fn end(self) {
+        if let ProbeClient::Pooled(tx) = self {
+            (*tx).end().await;
+        }
+    }
 }
 
 impl std::ops::Deref for ProbeClient<'_> {
@@ -55,7 +105,58 @@ impl std::ops::Deref for ProbeClient<'_> {
     fn deref(&self) -> &tokio_postgres::Client {
         match self {
             ProbeClient::Session(c) => c,
-            ProbeClient::Pooled(o) => o,
+            ProbeClient::Pooled(tx) => tx,
+        }
+    }
+}
+
+/// A pooled connection inside a READ ONLY transaction (with [`TRANSACTION_SETTINGS`]),
+/// for the statements outside a task that carry the user's SQL: describe, probes,
+/// estimates. [`ReadOnly::end`] rolls the transaction back and returns the connection to
+/// the pool. Dropped without `end` (an error on the way, a deadline dropping the future),
+/// the connection is taken out of the pool and its statement cancelled: the pool's fast
+/// recycling would otherwise hand out a connection still in the transaction, or busy.
+#[must_use = "end() rolls back and returns the connection; dropping it discards it"]
+struct ReadOnly {
+    object: Option<Object>,
+    tls: tls::Connector,
+}
+
+impl ReadOnly {
+    /// Rolls back and returns the connection to the pool (or discards it if the rollback
+    /// fails).
+    async fn end(mut self) {
+        let Some(object) = self.object.take() else {
+            return;
+        };
+        if object.batch_execute("ROLLBACK").await.is_err() {
+            drop(Object::take(object));
+        }
+    }
+}
+
+impl std::ops::Deref for ReadOnly {
+    type Target = tokio_postgres::Client;
+
+    fn deref(&self) -> &tokio_postgres::Client {
+        self.object.as_ref().expect("present until end or drop")
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let Some(object) = self.object.take() else {
+            return;
+        };
+        // Out of the pool for good; the server rolls back when the connection closes.
+        let client = Object::take(object);
+        let token = client.cancel_token();
+        let tls = self.tls.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(DISCARD_WAIT, token.cancel_query(tls)).await;
+                drop(client);
+            });
         }
     }
 }
@@ -145,10 +246,24 @@ impl PgShard {
     /// The result's columns as this shard types them, without running the query: lets
     /// the merger unify types across shards before the first row is written.
     pub async fn describe(&self, sql: &str) -> Result<Columns, TaskError> {
-        let client = self.connection().await?;
-        pgcolumns::describe(&client, sql, &self.types)
-            .await
-            .map_err(|e| self.error(classify(&e, None)))
+        let tx = self.read_only().await?;
+        let columns = pgcolumns::describe(&tx, sql, &self.types).await;
+        tx.end().await;
+        columns.map_err(|e| self.error(classify(&e, None)))
+    }
+
+    /// A pooled connection in a new READ ONLY transaction.
+    async fn read_only(&self) -> Result<ReadOnly, TaskError> {
+        let tx = ReadOnly {
+            object: Some(self.connection().await?),
+            tls: self.tls.clone(),
+        };
+        tx.batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {TRANSACTION_SETTINGS}"
+        ))
+        .await
+        .map_err(|e| self.error(classify(&e, None)))?;
+        Ok(tx)
     }
 
     async fn connection(&self) -> Result<Object, TaskError> {
@@ -201,10 +316,10 @@ impl PgShard {
         });
         let fail = |e: tokio_postgres::Error| self.error(classify(&e, None));
         client
-            .batch_execute(
+            .batch_execute(&format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-                 SET LOCAL idle_in_transaction_session_timeout = 0",
-            )
+                     SET LOCAL idle_in_transaction_session_timeout = 0; {TRANSACTION_SETTINGS}"
+            ))
             .await
             .map_err(fail)?;
         let id: String = client
@@ -216,14 +331,15 @@ impl PgShard {
     }
 
     /// Where probes run: on the snapshot session when there is one (so they see what the
-    /// partitions will read), else on a pooled connection.
+    /// partitions will read), else on a pooled connection in a READ ONLY transaction.
+    /// Either way the user's SQL cannot write.
     async fn probe_client<'a>(
         &self,
         session: Option<&'a SnapshotSession>,
     ) -> Result<ProbeClient<'a>, TaskError> {
         Ok(match session {
             Some(s) => ProbeClient::Session(s.client()),
-            None => ProbeClient::Pooled(Box::new(self.connection().await?)),
+            None => ProbeClient::Pooled(Box::new(self.read_only().await?)),
         })
     }
 
@@ -235,8 +351,19 @@ impl PgShard {
         sql: &str,
         column: &str,
     ) -> Result<Option<(KeyValue, KeyValue)>, TaskError> {
-        use tokio_postgres::types::Type;
         let client = self.probe_client(session).await?;
+        let bounds = self.probe_range_on(&client, sql, column).await;
+        client.end().await;
+        bounds
+    }
+
+    async fn probe_range_on(
+        &self,
+        client: &tokio_postgres::Client,
+        sql: &str,
+        column: &str,
+    ) -> Result<Option<(KeyValue, KeyValue)>, TaskError> {
+        use tokio_postgres::types::Type;
         let fail = |e: tokio_postgres::Error| self.error(classify(&e, None));
         let c = quote_ident(column);
         let probe = format!("SELECT min({c}), max({c}) FROM (\n{sql}\n) AS tributary_probe");
@@ -309,13 +436,24 @@ impl PgShard {
         let row = client
             .query_one(
                 "SELECT (pg_relation_size(c.oid) / current_setting('block_size')::int)::bigint, \
-                        n.nspname, c.relname \
+                        n.nspname, c.relname, \
+                        current_setting('server_version_num')::int, current_setting('server_version') \
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE c.oid = $1::text::regclass",
                 &[&table],
             )
-            .await
-            .map_err(|e| self.error(classify(&e, None)))?;
+            .await;
+        client.end().await;
+        let row = row.map_err(|e| self.error(classify(&e, None)))?;
+        let version_num: i32 = row.get(3);
+        if page_range_scan(version_num) == PageRangeScan::WholeTable {
+            let version: String = row.get(4);
+            return Err(self.error(TaskErrorKind::Partition {
+                message: format!(
+                    "page partitions need PostgreSQL 14 or later (TID range scans); this shard runs {version}, where every piece would read the whole table: use range or hash partitions"
+                ),
+            }));
+        }
         Ok(PageTable {
             given: table.to_string(),
             pages: row.get::<_, i64>(0).max(0) as u64,
@@ -340,8 +478,9 @@ impl PgShard {
         let client = self.probe_client(session).await?;
         let row = client
             .query_one(&format!("EXPLAIN (FORMAT JSON, VERBOSE) {sql}"), &[])
-            .await
-            .map_err(|e| self.error(classify(&e, None)))?;
+            .await;
+        client.end().await;
+        let row = row.map_err(|e| self.error(classify(&e, None)))?;
         let plan: serde_json::Value = row.get(0);
         let mut scans = Vec::new();
         let mut shared = false;
@@ -349,9 +488,9 @@ impl PgShard {
         walk_plan(&plan[0]["Plan"], &mut |node| {
             let text = |key: &str| node[key].as_str().unwrap_or_default();
             if text("Relation Name") == table.name && text("Schema") == table.schema {
-                let ranged =
-                    text("Node Type").starts_with("Tid") || text("Filter").contains("ctid >= '(");
-                scans.push(ranged);
+                // Only a Tid Range Scan reads just the range's pages; a ctid filter over
+                // another scan reads the whole table for every piece.
+                scans.push(text("Node Type") == "Tid Range Scan");
             }
             if text("Node Type") == "CTE Scan" && text("CTE Name") == shadow {
                 shared = true;
@@ -361,7 +500,7 @@ impl PgShard {
         let message = match scans.as_slice() {
             [true] if !shared => return Ok(()),
             [] | [false] => format!(
-                "page partitions need the query to read table `{given}` by that name, unqualified: its plan does not read it through the page range (a view or a schema-qualified name is not restricted)"
+                "page partitions need the query to read table `{given}` by that name, unqualified, through a TID range scan: its plan does not read it through the page range (a view or a schema-qualified name is not restricted; with enable_tidscan off every piece would read the whole table)"
             ),
             _ => format!(
                 "page partitions need the query to read table `{given}` once: it reads it more than once (a self-join would only pair rows of the same page range)"
@@ -371,12 +510,15 @@ impl PgShard {
     }
 
     /// PostgreSQL's estimate of the rows `sql` returns (`EXPLAIN`: nothing is read).
+    /// In a READ ONLY transaction all the same: planning evaluates immutable functions
+    /// with constant arguments, which may be user functions that write.
     pub async fn estimate(&self, sql: &str) -> Result<f64, TaskError> {
-        let client = self.connection().await?;
-        let row = client
+        let tx = self.read_only().await?;
+        let row = tx
             .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &[])
-            .await
-            .map_err(|e| self.error(classify(&e, None)))?;
+            .await;
+        tx.end().await;
+        let row = row.map_err(|e| self.error(classify(&e, None)))?;
         let plan: serde_json::Value = row.get(0);
         Ok(plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(f64::NAN))
     }
@@ -425,6 +567,8 @@ impl PgShard {
                 id.replace('\'', "''")
             ));
         }
+        setup.push_str("; ");
+        setup.push_str(TRANSACTION_SETTINGS);
         if let Some(deadline) = ctx.deadline {
             let ms = (deadline + ctx.server_slack + SERVER_TIMEOUT_MARGIN).as_millis();
             setup.push_str(&format!("; SET LOCAL statement_timeout = {ms}"));
@@ -441,6 +585,11 @@ impl PgShard {
         });
         if let Some(pid) = pid {
             let _ = conn.pid.set(pid);
+        }
+        if snapshot.is_some() {
+            // From here on this transaction keeps the snapshot whatever becomes of the
+            // session that exported it.
+            ctx.snapshot_imported.store(true, Ordering::Relaxed);
         }
 
         let columns = within(
@@ -819,6 +968,15 @@ mod tests {
             Some((i, i + 1))
         });
         Box::pin(numbers.chain(stream::pending()))
+    }
+
+    #[test]
+    fn page_ranges_are_scanned_as_ranges_from_postgresql_14() {
+        assert_eq!(page_range_scan(90_624), PageRangeScan::WholeTable);
+        assert_eq!(page_range_scan(130_016), PageRangeScan::WholeTable);
+        assert_eq!(page_range_scan(140_000), PageRangeScan::TidRange);
+        assert_eq!(page_range_scan(150_004), PageRangeScan::TidRange);
+        assert_eq!(page_range_scan(180_000), PageRangeScan::TidRange);
     }
 
     #[tokio::test]

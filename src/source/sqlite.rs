@@ -184,8 +184,11 @@ impl SqliteShard {
                 )
             })
             .collect();
-        check_unique_names(columns.iter().map(|(n, _)| n.as_str()))
-            .map_err(|message| self.error(TaskErrorKind::Schema { message }))?;
+        check_unique_names(columns.iter().map(|(n, _)| n.as_str())).map_err(|e| {
+            self.error(TaskErrorKind::Schema {
+                message: e.to_string(),
+            })
+        })?;
         let mut batcher = Batcher::new(columns);
         ctx.sender.schema(batcher.schema());
 

@@ -252,3 +252,119 @@ async fn a_password_given_any_way_appears_in_no_output() {
         }
     }
 }
+
+#[test]
+fn plan_needs_no_output_and_offline_connects_to_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: only a plan that connects to nothing succeeds.
+    harness::write_job(
+        dir.path(),
+        "SELECT id, k FROM t",
+        "postgres://u@127.0.0.1:9/x",
+    );
+    let plan = |extra: &[&str]| {
+        let mut args = vec!["plan", "q.sql", "--shards", "s.toml"];
+        args.extend_from_slice(extra);
+        harness::bin()
+            .current_dir(dir.path())
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    // Probed range bounds: shown as decided at run time, with the query.
+    let out = plan(&["--offline", "--partition-on", "k", "--partitions", "4"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("no shard was connected to"), "{stdout}");
+    assert!(
+        stdout.contains("shard `a`, split at run time into 4 ranges of `k`")
+            && stdout.contains("SELECT min(\"k\"), max(\"k\")")
+            && stdout.contains("SELECT id, k FROM t"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("task "), "{stdout}");
+    // Hash buckets need no probe: every task with its SQL.
+    let out = plan(&["--offline", "--job", "j.toml"]);
+    assert!(!out.status.success(), "no job file: a config error");
+    std::fs::write(
+        dir.path().join("j.toml"),
+        "query = \"q.sql\"\nshards = \"s.toml\"\n[partition]\nkind = \"hash\"\ncolumn = \"k\"\npartitions = 2\n",
+    )
+    .unwrap();
+    let out = harness::bin()
+        .current_dir(dir.path())
+        .args(["plan", "--offline", "--job", "j.toml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches("task ").count(), 3, "{stdout}");
+    assert!(stdout.contains("hashtext(\"k\"::text) % 2"), "{stdout}");
+    // `run` still needs its output.
+    let out = harness::bin()
+        .current_dir(dir.path())
+        .args(["run", "q.sql", "--shards", "s.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(tributary::error::exit::CONFIG));
+}
+
+#[test]
+fn plan_help_says_what_plan_runs_on_the_shards() {
+    let out = tributary(&["plan", "--help"]);
+    // Words as clap wraps them: one space between each.
+    let help = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(out.status.success());
+    assert!(
+        help.contains("READ ONLY") && help.contains("min(key)") && help.contains("--offline"),
+        "{help}"
+    );
+}
+
+#[tokio::test]
+async fn plan_without_output_probes_and_says_so() {
+    let url = harness::database(
+        "cli_plan_probe",
+        "CREATE TABLE t (id bigint, k int); INSERT INTO t SELECT g, g FROM generate_series(1, 100) g; ANALYZE t;",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    harness::write_job(dir.path(), "SELECT id, k FROM t", &url);
+    let out = harness::bin()
+        .current_dir(dir.path())
+        .args([
+            "plan",
+            "q.sql",
+            "--shards",
+            "s.toml",
+            "--partition-on",
+            "k",
+            "--partitions",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("-- planned by running the partition probes"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("READ ONLY"), "{stdout}");
+    assert!(stdout.contains("\"k\" >= 51"), "real bounds: {stdout}");
+}

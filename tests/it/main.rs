@@ -12,6 +12,7 @@ mod partitions;
 mod postgres;
 mod proxy;
 mod readers;
+mod readonly;
 mod sqlite;
 mod tls;
 mod types;

@@ -428,3 +428,84 @@ async fn partitions_read_at_once_without_a_pool_size() {
     let got = rows(&concat(&harness::read_parquet(&job.output())));
     assert_eq!(got, whole(&url, "SELECT id, k, label FROM t").await);
 }
+
+#[tokio::test]
+async fn losing_the_snapshot_session_after_every_partition_imported_it_is_harmless() {
+    let url = harness::database(
+        "part_lost_late",
+        "CREATE TABLE t (id bigint, k int); INSERT INTO t SELECT g, g FROM generate_series(1, 1000) g;",
+    )
+    .await;
+    let db = harness::db("part_lost_late");
+    // Every partition runs at once and sleeps inside its COPY: the session is killed
+    // once all of them are streaming, i.e. have imported the snapshot.
+    let sql = "SELECT id, k FROM t CROSS JOIN (SELECT pg_sleep(1.5)) AS slow";
+    let mut job = Job::new(sql, &[("s", &url)]);
+    job.args.partition_on = Some("k".into());
+    job.args.partitions = Some(3);
+    job.args.concurrency = Some(8);
+    job.args.pool_size = Some(4);
+    let killer = tokio::spawn(async move {
+        let admin = harness::connect("postgres").await;
+        for _ in 0..200 {
+            let copying: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                     AND application_name = 'tributary' AND state = 'active' AND query LIKE 'COPY%'",
+                    &[&db],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            // Three ranges and the NULL piece.
+            if copying == 4 {
+                return admin
+                    .execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'tributary snapshot'",
+                        &[&db],
+                    )
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        0
+    });
+    let batch = concat(&job.run_ok().await);
+    assert_eq!(
+        killer.await.unwrap(),
+        1,
+        "the snapshot session should have been killed while the partitions read"
+    );
+    let mut ids: Vec<i64> = i64_column(&batch, "id").into_iter().flatten().collect();
+    ids.sort();
+    assert_eq!(ids, (1..=1000).collect::<Vec<i64>>());
+}
+
+#[tokio::test]
+async fn page_partitions_need_a_tid_range_scan_not_a_ctid_filter() {
+    let name = harness::db("part_pages_tidscan");
+    let url = harness::database(
+        "part_pages_tidscan",
+        &format!("{SETUP} ALTER DATABASE {name} SET enable_tidscan = off;"),
+    )
+    .await;
+    // Without TID scans the range is a filter over a scan of the whole table: every
+    // piece would read all of it.
+    let mut job = Job::new("SELECT id, k, label FROM t", &[("s", &url)]);
+    job.args.pool_size = Some(2);
+    let mut config = tributary::JobConfig::resolve(job.args.clone()).unwrap();
+    config.options.partition = Some(PartitionSpec::Pages {
+        table: "t".into(),
+        split: PageSplit::Tasks(4),
+    });
+    let (report, result) = tributary::run(&config, false, std::future::pending()).await;
+    let err = result.expect_err("a ctid filter is not a page range scan");
+    let message = err.to_string();
+    assert!(
+        message.contains("shard `s`") && message.contains("TID range scan"),
+        "{message}\n{report}"
+    );
+    assert_eq!(err.exit_code(), exit::DATA);
+    assert!(!job.output().exists());
+}
