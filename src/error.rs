@@ -56,6 +56,12 @@ pub enum Error {
         detail: String,
     },
 
+    /// `--shard-column` names a column a shard's result already has: found when the
+    /// shard's columns reach the merger, so it is not a [`Error::Config`] of the job's
+    /// files, though it is the job's to fix (and exits as one).
+    #[error("--shard-column `{column}`: shard `{shard}` already returns a column of that name")]
+    ShardColumnTaken { column: String, shard: String },
+
     /// `--allow-partial`: the output was written without the rows of the failed tasks.
     #[error("{failed} of {total} tasks failed; the output holds the rows of the others")]
     Partial { failed: usize, total: usize },
@@ -90,6 +96,7 @@ impl Error {
             Error::Config { .. } => exit::CONFIG,
             Error::Task(e) => e.exit_code(),
             Error::SchemaMismatch { .. } => exit::DATA,
+            Error::ShardColumnTaken { .. } => exit::CONFIG,
             Error::Output { .. } => exit::OUTPUT,
             Error::Partial { .. } => exit::PARTIAL,
             Error::Interrupted { signal } if *signal == "SIGTERM" => exit::TERMINATED,

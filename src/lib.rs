@@ -21,8 +21,11 @@
 //! - [`source`] reads a shard: PostgreSQL through binary COPY, SQLite through sqlx.
 //! - [`types`] is the source-type -> Arrow-type table, exact by default, with the lossy
 //!   renderings users may choose as typed options (user documentation: docs/types.md).
-//! - [`merge`] and [`sink`] fan the batches into one atomically written Parquet file.
-//! - [`report`] shows progress and the run's summary; [`error`] maps failures to exit codes.
+//! - [`merge`] checks the batches against one common schema and cuts them into row
+//!   groups encoded on several threads; [`sink`] (the [`sink::Sink`] seam: one local
+//!   Parquet file or a split set of them today) writes them atomically.
+//! - [`report`] shows progress and the run's summary, writes the JSON report and builds
+//!   the Parquet metadata of what ran; [`error`] maps failures to exit codes.
 
 pub mod cli;
 pub mod config;
@@ -43,7 +46,7 @@ use std::sync::Arc;
 
 pub use config::{JobConfig, RunArgs};
 pub use error::{Error, Result};
-pub use report::RunReport;
+pub use report::{RunReport, write_report};
 
 /// Plans and runs a job. `interactive` shows live progress bars (for a terminal).
 /// `interrupt` resolves with a signal's name when the run should stop.
@@ -73,25 +76,6 @@ pub async fn run(
     };
     let progress = Arc::new(report::Progress::new(&prepared.plan, interactive));
     dispatch::execute(config, prepared, progress, interrupt).await
-}
-
-/// Writes the JSON run report: the exit code, the error (if any) and every task's
-/// outcome. Written atomically like the output ([`sink::write_atomically`]: a locked
-/// temporary beside it, fsynced, renamed into place, the directory fsynced), creating
-/// its directory if needed.
-pub fn write_report(path: &std::path::Path, report: &RunReport, result: &Result<()>) -> Result<()> {
-    let (code, error) = match result {
-        Ok(()) => (error::exit::SUCCESS, None),
-        Err(e) => (e.exit_code(), Some(e.to_string())),
-    };
-    let json = serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "exit_code": code,
-        "error": error,
-        "run": report,
-    });
-    let text = serde_json::to_string_pretty(&json).expect("serialisable");
-    sink::write_atomically(path, text.as_bytes())
 }
 
 /// Installs SIGINT and SIGTERM handlers now (call it inside the runtime, before any

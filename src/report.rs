@@ -1,5 +1,6 @@
 //! What the user sees: live progress on stderr (bars on a terminal, log lines otherwise)
-//! and the summary of a run: every task's rows, duration and outcome.
+//! and the summary of a run: every task's rows, duration and outcome; and what a run
+//! records of itself: the JSON report and the Parquet key-value metadata.
 
 use std::fmt;
 use std::time::Duration;
@@ -9,8 +10,10 @@ use indicatif::{
     ProgressStyle,
 };
 
+use crate::config::JobConfig;
+use crate::error::{self, Result as RunResult};
 use crate::plan::{Plan, Task};
-use crate::sink::OutputSummary;
+use crate::sink::{self, OutputSummary};
 
 /// How a task ended.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -60,6 +63,80 @@ impl RunReport {
             .map(|t| t.rows)
             .sum()
     }
+}
+
+/// The Parquet key-value metadata: what was read, from where, with which parameters,
+/// and how each task went.
+pub fn file_metadata(
+    config: &JobConfig,
+    plan: &Plan,
+    reports: &[TaskReport],
+) -> Vec<(String, String)> {
+    let shards: Vec<&str> = config.shards.iter().map(|s| s.name.as_str()).collect();
+    let params: std::collections::BTreeMap<&str, &crate::sql::ParamValue> =
+        config.params.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let manifest: Vec<serde_json::Value> = plan
+        .tasks
+        .iter()
+        .zip(reports)
+        .map(|(t, r)| {
+            serde_json::json!({
+                "shard": t.shard_name,
+                "partition": t.partition,
+                "rows": r.rows,
+                "seconds": r.duration.as_secs_f64(),
+                "attempts": r.attempts,
+                "outcome": r.outcome,
+            })
+        })
+        .collect();
+    vec![
+        ("tributary.version".into(), env!("CARGO_PKG_VERSION").into()),
+        (
+            "tributary.snapshots".into(),
+            serde_json::to_string(&plan.snapshots).expect("serialisable"),
+        ),
+        ("tributary.query".into(), config.query_text.clone()),
+        (
+            "tributary.query_path".into(),
+            config.query_path.display().to_string(),
+        ),
+        (
+            "tributary.params".into(),
+            serde_json::to_string(&params).expect("serialisable"),
+        ),
+        (
+            "tributary.shards".into(),
+            serde_json::to_string(&shards).expect("serialisable"),
+        ),
+        (
+            "tributary.tasks".into(),
+            serde_json::Value::Array(manifest).to_string(),
+        ),
+    ]
+}
+
+/// Writes the JSON run report: the exit code, the error (if any) and every task's
+/// outcome. Written atomically like the output ([`sink::write_atomically`]: a locked
+/// temporary beside it, fsynced, renamed into place, the directory fsynced), creating
+/// its directory if needed.
+pub fn write_report(
+    path: &std::path::Path,
+    report: &RunReport,
+    result: &RunResult<()>,
+) -> RunResult<()> {
+    let (code, error) = match result {
+        Ok(()) => (error::exit::SUCCESS, None),
+        Err(e) => (e.exit_code(), Some(e.to_string())),
+    };
+    let json = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "exit_code": code,
+        "error": error,
+        "run": report,
+    });
+    let text = serde_json::to_string_pretty(&json).expect("serialisable");
+    sink::write_atomically(path, text.as_bytes())
 }
 
 /// A count with thousands separators: `1,234,567`.

@@ -1,0 +1,585 @@
+//! The scheduler: runs every task of a plan concurrently, bounded by the global
+//! `--concurrency` and by each shard's pool, each under its deadline. Tasks stream into
+//! the merger; the first failure (unless `--allow-partial`) or an interrupt stops the
+//! others, cancels their statements on the servers and removes the temporary output.
+//!
+//! [`execute`] runs in named steps: the sink is opened (before any query), the merger
+//! started on it, the shards described (`describe`) while the tasks start
+//! (`task`), the tasks' ends and the other events driven until every task is over,
+//! and then the output committed, with the Parquet metadata of what ran, or dropped.
+
+mod describe;
+mod task;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::config::JobConfig;
+use crate::error::{Error, TaskError, TaskErrorKind};
+use crate::merge::{self, Event, MergeHandle, MergeSettings};
+use crate::plan::{self, Plan};
+use crate::report::{self, Outcome, Progress, RunReport, TaskReport};
+use crate::sink::{self, OutputSummary};
+use crate::source::{Cancels, ShardPool, SnapshotSession, TaskContext};
+use describe::{Gate, describe, describe_limit};
+use task::{Retry, TaskEnd, TaskRun};
+
+/// How long the run waits for server-side cancels to be acknowledged before it returns.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+/// A planned job, with what it holds open: the shards' pools and the sessions keeping
+/// their exported snapshots alive.
+pub struct Prepared {
+    pub plan: Plan,
+    pools: Vec<Arc<ShardPool>>,
+    sessions: Vec<SnapshotSession>,
+    /// Receives a shard's name when its snapshot session ends.
+    lost: mpsc::UnboundedReceiver<String>,
+}
+
+impl Prepared {
+    /// PostgreSQL's row estimate for each task (`None` where there is none).
+    pub async fn estimates(&self) -> Vec<Option<f64>> {
+        let mut out = Vec::with_capacity(self.plan.tasks.len());
+        for task in &self.plan.tasks {
+            out.push(self.pools[task.shard].estimate(&task.query).await);
+        }
+        out
+    }
+
+    /// Ends the snapshot sessions.
+    pub async fn close(self) {
+        drop(self.lost);
+        for session in self.sessions {
+            session.close().await;
+        }
+    }
+}
+
+/// How `tributary plan` learns what it prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PlanMode {
+    /// Connect to the shards and run what a run runs before its tasks: the partition
+    /// probes (a range key's `min`/`max` over the query, a page-partitioned table's size
+    /// and an `EXPLAIN` of its first piece, after exporting the snapshot the partitions
+    /// would read), then an `EXPLAIN` of each PostgreSQL task for its row estimate. All
+    /// inside READ ONLY transactions, ended without a change; no row of the result is
+    /// fetched. The partitions' bounds are the ones a run at that moment would use.
+    Probe,
+    /// Connect to nothing: the tasks that need no probe, and for the others each shard's
+    /// query and how the run will split it.
+    Offline,
+}
+
+/// The text `tributary plan` prints: what a run of `config` would execute, with the
+/// exact SQL of every task, preceded by a line saying what was run to learn it.
+pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
+    match mode {
+        PlanMode::Offline => {
+            let plan = plan::offline(config);
+            Ok(format!(
+                "-- planned offline: no shard was connected to\n{}",
+                plan.describe(None)
+            ))
+        }
+        PlanMode::Probe => {
+            let prepared = prepare(config).await?;
+            let estimates = prepared.estimates().await;
+            let text = prepared.plan.describe(Some(&estimates));
+            prepared.close().await;
+            let probed = match &config.options.partition {
+                Some(_) => "the partition probes and the row estimates' EXPLAINs",
+                None => "the row estimates' EXPLAINs",
+            };
+            Ok(format!(
+                "-- planned by running {probed} on the shards, in READ ONLY transactions (no result row fetched; --offline connects to nothing)\n{text}"
+            ))
+        }
+    }
+}
+
+/// Opens the shards' pools and, when the job is partitioned, probes every shard (at most
+/// `--concurrency` at once) for how to split its query, exporting a snapshot first where
+/// consistency is on. A shard whose probe fails is listed in [`Plan::failed`].
+pub async fn prepare(config: &JobConfig) -> Result<Prepared, Error> {
+    let mut pools = Vec::with_capacity(config.shards.len());
+    for shard in &config.shards {
+        let pool = ShardPool::open(shard, config.pool_size(shard), &config.options)?;
+        pools.push(Arc::new(pool));
+    }
+    let (lost_tx, lost) = mpsc::unbounded_channel();
+    let Some(spec) = &config.options.partition else {
+        return Ok(Prepared {
+            plan: plan::unpartitioned(config),
+            pools,
+            sessions: Vec::new(),
+            lost,
+        });
+    };
+    let limit = Arc::new(Semaphore::new(config.options.concurrency));
+    let probes = pools.iter().enumerate().map(|(i, pool)| {
+        let base = plan::base_query(config, i);
+        let limit = limit.clone();
+        let lost_tx = lost_tx.clone();
+        async move {
+            let _slot = limit.acquire().await.expect("never closed");
+            pool.layout(spec, &base, config.options.consistent, &lost_tx)
+                .await
+        }
+    });
+    let results = futures_util::future::join_all(probes).await;
+    let mut sessions = Vec::new();
+    let layouts = results
+        .into_iter()
+        .map(|r| {
+            r.map(|(layout, session)| {
+                sessions.extend(session);
+                Some(layout)
+            })
+        })
+        .collect();
+    Ok(Prepared {
+        plan: plan::plan(config, layouts),
+        pools,
+        sessions,
+        lost,
+    })
+}
+
+/// The merger's result: the output's summary once committed, `None` when it ended
+/// without output.
+type MergerHandle = tokio::task::JoinHandle<crate::Result<Option<OutputSummary>>>;
+
+/// Runs the plan and writes the output. Always returns the report of what ran; the
+/// result says whether the run succeeded. `interrupt` resolves (to the signal's name)
+/// when the user asks to stop.
+pub async fn execute(
+    config: &JobConfig,
+    prepared: Prepared,
+    progress: Arc<Progress>,
+    interrupt: impl Future<Output = &'static str>,
+) -> (RunReport, Result<(), Error>) {
+    let Prepared {
+        mut plan,
+        pools,
+        sessions,
+        lost,
+    } = prepared;
+    // Shards whose probe failed are reported like failed tasks.
+    let mut unplanned = std::mem::take(&mut plan.failed);
+    let plan = &plan;
+    let reports = RunReports::new(config, plan, &unplanned);
+    if !unplanned.is_empty() && !config.options.allow_partial {
+        close(sessions).await;
+        let first = unplanned.swap_remove(0);
+        return (reports.finish(None), Err(first.into()));
+    }
+    // The output's directory is checked (and its temporary file made) before any query
+    // runs.
+    let sink = match sink::open(config) {
+        Ok(sink) => sink,
+        Err(e) => {
+            close(sessions).await;
+            return (reports.finish(None), Err(e));
+        }
+    };
+    let (merge, merger) = merge::start(
+        sink,
+        MergeSettings {
+            task_shards: plan.tasks.iter().map(|t| t.shard_name.clone()).collect(),
+            shard_column: config.options.shard_column.clone(),
+            row_group_size: config.options.row_group_size,
+            encoder_threads: config.options.encoder_threads,
+        },
+    );
+    let global = Arc::new(Semaphore::new(config.options.concurrency));
+    // Each shard's tasks start once the shard is described, not once every shard is: a
+    // slow or distant shard's describe no longer holds back the others' queries. The
+    // merger keeps their batches until the last describe is in (`Event::Describing`).
+    let (gates, opened): (Vec<_>, Vec<_>) = (0..pools.len())
+        .map(|_| watch::channel(Gate::Closed))
+        .unzip();
+    // When the last describe was over: deadlines count from then (see `task::deadline`).
+    let (all_described, described_at) = watch::channel(None);
+    merge.send(Event::Describing);
+    // Boxed, to be dropped with its handle before the merger is awaited.
+    let describing = Box::pin(describe(
+        &pools,
+        plan,
+        merge.clone(),
+        &global,
+        &gates,
+        &all_described,
+        &config.options,
+    ));
+    let cancels = Cancels::default();
+    let tasks = start_tasks(
+        config,
+        plan,
+        &pools,
+        &merge,
+        &progress,
+        &cancels,
+        global.clone(),
+        &opened,
+        &described_at,
+    );
+    let mut run = Driver {
+        config,
+        plan,
+        pools: &pools,
+        progress: &progress,
+        merge,
+        merger,
+        tasks,
+        reports,
+        failure: None,
+        failed: unplanned.len(),
+        merger_stopped: false,
+    };
+    let mut lost = lost;
+    run.drive(describing, described_at, &mut lost, interrupt)
+        .await;
+    cancels.wait(CANCEL_WAIT).await;
+    drop(lost);
+    close(sessions).await;
+    run.finish().await
+}
+
+/// Ends the snapshot sessions.
+async fn close(sessions: Vec<SnapshotSession>) {
+    for s in sessions {
+        s.close().await;
+    }
+}
+
+/// The tasks started, and what they share with the run's event loop.
+struct Tasks {
+    set: JoinSet<TaskEnd>,
+    /// Rows each task has sent so far: its report's count if it fails.
+    counters: Vec<Arc<AtomicU64>>,
+    /// Which tasks have imported their shard's snapshot (see [`Driver::snapshot_lost`]).
+    imported: Vec<Arc<AtomicBool>>,
+    /// Which tasks are over.
+    finished: Vec<bool>,
+    /// Tasks not over yet, by shard: a shard's pool closes with its last task.
+    remaining: Vec<usize>,
+}
+
+/// Spawns every task of the plan (each waits for its shard's describe, then for its
+/// slots; see [`TaskRun`]).
+#[allow(clippy::too_many_arguments)]
+fn start_tasks(
+    config: &JobConfig,
+    plan: &Plan,
+    pools: &[Arc<ShardPool>],
+    merge: &MergeHandle,
+    progress: &Arc<Progress>,
+    cancels: &Cancels,
+    global: Arc<Semaphore>,
+    opened: &[watch::Receiver<Gate>],
+    described_at: &watch::Receiver<Option<Instant>>,
+) -> Tasks {
+    // What a task that starts before every shard is described adds to its server-side
+    // timeout (see `TaskContext::server_slack`).
+    let slack = describe_limit(&config.options);
+    let per_shard: Vec<Arc<Semaphore>> = pools
+        .iter()
+        .map(|p| Arc::new(Semaphore::new(p.size())))
+        .collect();
+    let mut tasks = Tasks {
+        set: JoinSet::new(),
+        counters: Vec::with_capacity(plan.tasks.len()),
+        imported: plan
+            .tasks
+            .iter()
+            .map(|_| Arc::new(AtomicBool::new(false)))
+            .collect(),
+        finished: vec![false; plan.tasks.len()],
+        remaining: vec![0; pools.len()],
+    };
+    for task in &plan.tasks {
+        tasks.remaining[task.shard] += 1;
+        let rows = Arc::new(AtomicU64::new(0));
+        tasks.counters.push(rows.clone());
+        let count = progress.counter(task);
+        let counted = rows.clone();
+        let ctx = TaskContext {
+            sender: merge.sender(task.id),
+            batch_size: config.options.batch_size,
+            deadline: config.options.query_timeout,
+            server_slack: Duration::ZERO,
+            stall: config.options.stall_timeout,
+            on_rows: Box::new(move |n| {
+                counted.fetch_add(n, Ordering::Relaxed);
+                count(n);
+            }),
+            cancels: cancels.clone(),
+            snapshot_imported: tasks.imported[task.id].clone(),
+        };
+        let run = TaskRun {
+            task: task.clone(),
+            pool: pools[task.shard].clone(),
+            ctx,
+            retry: Retry {
+                attempts: config.options.retries,
+                within: config.options.retry_for,
+            },
+            shard_slots: per_shard[task.shard].clone(),
+            global: global.clone(),
+            progress: progress.clone(),
+            opened: opened[task.shard].clone(),
+            described_at: described_at.clone(),
+            slack,
+            rows,
+        };
+        tasks.set.spawn(run.run());
+    }
+    tasks
+}
+
+/// The run's state while its tasks go on: what the event loop reacts to and decides.
+struct Driver<'a> {
+    config: &'a JobConfig,
+    plan: &'a Plan,
+    pools: &'a [Arc<ShardPool>],
+    progress: &'a Progress,
+    merge: MergeHandle,
+    merger: MergerHandle,
+    tasks: Tasks,
+    reports: RunReports,
+    /// The run's failure: the first task's (unless `--allow-partial`), the merger's, a
+    /// lost snapshot or an interrupt.
+    failure: Option<Error>,
+    /// Failed tasks and unplanned shards, for `--allow-partial`.
+    failed: usize,
+    /// Set when the merger stopped before the commit: it does so only on an error, which
+    /// then becomes the run's failure.
+    merger_stopped: bool,
+}
+
+impl Driver<'_> {
+    /// Reacts to the run's events until every task is over or the run stops: tasks
+    /// ending, the merger stopping early, a shard's snapshot session ending, an
+    /// interrupt. The describe step runs beside them.
+    async fn drive(
+        &mut self,
+        mut describing: std::pin::Pin<Box<impl Future<Output = ()>>>,
+        described_at: watch::Receiver<Option<Instant>>,
+        lost: &mut mpsc::UnboundedReceiver<String>,
+        interrupt: impl Future<Output = &'static str>,
+    ) {
+        let mut interrupt = std::pin::pin!(interrupt);
+        loop {
+            tokio::select! {
+                // Done once `described_at` is set, which is the describe step's last act.
+                _ = &mut describing, if described_at.borrow().is_none() => {}
+                joined = self.tasks.set.join_next() => {
+                    let Some(joined) = joined else { break };
+                    match joined {
+                        Ok(end) => self.task_ended(end),
+                        Err(e) if e.is_cancelled() => continue,
+                        Err(e) => std::panic::resume_unwind(e.into_panic()),
+                    }
+                }
+                result = &mut self.merger, if !self.merger_stopped => {
+                    // The merger stops early only on an error (a schema mismatch, a write failure).
+                    self.merger_stopped = true;
+                    if let Err(e) = result.expect("the merger does not panic") {
+                        self.failure.get_or_insert(e);
+                        self.tasks.set.abort_all();
+                    }
+                }
+                Some(shard) = lost.recv() => self.snapshot_lost(shard),
+                signal = &mut interrupt => {
+                    self.failure = Some(Error::Interrupted { signal });
+                    self.tasks.set.abort_all();
+                    while self.tasks.set.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+        if self.failure.is_none() && described_at.borrow().is_none() {
+            // Every task has run, so every shard's describe is over; what is left is
+            // handing the schemas to the merger.
+            describing.as_mut().await;
+        }
+    }
+
+    /// Records a task's end in its report and tells the merger.
+    fn task_ended(&mut self, end: TaskEnd) {
+        let TaskEnd {
+            task,
+            duration,
+            attempts,
+            result,
+        } = end;
+        self.tasks.remaining[task.shard] -= 1;
+        self.tasks.finished[task.id] = true;
+        if self.tasks.remaining[task.shard] == 0 {
+            self.pools[task.shard].close();
+        }
+        let r = &mut self.reports.tasks[task.id];
+        r.duration = duration;
+        r.attempts = attempts;
+        r.rows = self.tasks.counters[task.id].load(Ordering::Relaxed);
+        match result {
+            Ok(rows) => {
+                r.rows = rows;
+                r.outcome = Outcome::Ok;
+                self.merge.send(Event::Done { task: task.id });
+            }
+            Err(e) => {
+                r.outcome = Outcome::Failed(e.kind.to_string());
+                self.merge.send(Event::Failed { task: task.id });
+                self.failed += 1;
+                if !self.config.options.allow_partial && self.failure.is_none() {
+                    self.failure = Some(e.into());
+                    self.tasks.set.abort_all();
+                }
+            }
+        }
+        self.progress.finished(&task, r);
+    }
+
+    /// A shard's snapshot session ended.
+    fn snapshot_lost(&mut self, shard: String) {
+        // A transaction that imported the snapshot keeps it when the exporting
+        // session ends: the shard fails only if a task has yet to import it (a
+        // retry of a task that had imported it imports it again, and then fails
+        // with the same error on its own).
+        let waiting = self.plan.tasks.iter().any(|t| {
+            t.shard_name == shard
+                && !self.tasks.finished[t.id]
+                && !self.tasks.imported[t.id].load(Ordering::Relaxed)
+        });
+        if !waiting {
+            tracing::debug!(
+                "shard {shard}: the snapshot session ended after every partition had imported the snapshot"
+            );
+            return;
+        }
+        if self.failure.is_none() {
+            self.failure = Some(
+                TaskError::new(
+                    shard,
+                    TaskErrorKind::SnapshotLost {
+                        message: "the session that exported the shard's snapshot ended; \
+                                  partitions that had not started could not read the same state"
+                            .into(),
+                    },
+                )
+                .into(),
+            );
+        }
+        self.tasks.set.abort_all();
+    }
+
+    /// Commits the output when the run succeeded (or, with `--allow-partial`, some
+    /// tasks did), or lets the merger drop it; returns the report and the run's result.
+    async fn finish(self) -> (RunReport, Result<(), Error>) {
+        let Driver {
+            config,
+            plan,
+            progress,
+            merge,
+            merger,
+            reports,
+            failure,
+            failed,
+            merger_stopped,
+            ..
+        } = self;
+        if let Some(error) = failure {
+            drop(merge);
+            if !merger_stopped {
+                let _ = merger.await;
+            }
+            progress.clear();
+            return (reports.finish(None), Err(error));
+        }
+        merge.send(Event::Commit {
+            metadata: report::file_metadata(config, plan, &reports.tasks),
+        });
+        drop(merge);
+        let result = if merger_stopped {
+            Ok(None)
+        } else {
+            merger.await.expect("the merger does not panic")
+        };
+        progress.clear();
+        match result {
+            Ok(output) => {
+                let total = reports.tasks.len();
+                let failed = failed.min(total);
+                let outcome = if failed > 0 {
+                    Err(Error::Partial { failed, total })
+                } else {
+                    Ok(())
+                };
+                (reports.finish(output), outcome)
+            }
+            Err(e) => (reports.finish(None), Err(e)),
+        }
+    }
+}
+
+/// The reports of a run in progress: one per task (cancelled until it ends), then one
+/// per shard that could not be planned.
+struct RunReports {
+    started: Instant,
+    tasks: Vec<TaskReport>,
+    snapshots: std::collections::BTreeMap<String, String>,
+    consistent: bool,
+}
+
+impl RunReports {
+    fn new(config: &JobConfig, plan: &Plan, unplanned: &[TaskError]) -> RunReports {
+        let mut tasks: Vec<TaskReport> = plan
+            .tasks
+            .iter()
+            .map(|t| TaskReport {
+                task: t.id,
+                shard: t.shard_name.clone(),
+                partition: t.partition.clone(),
+                rows: 0,
+                duration: Duration::ZERO,
+                attempts: 0,
+                outcome: Outcome::Cancelled,
+            })
+            .collect();
+        for e in unplanned {
+            tasks.push(TaskReport {
+                task: tasks.len(),
+                shard: e.shard.clone(),
+                partition: Some("planning".into()),
+                rows: 0,
+                duration: Duration::ZERO,
+                attempts: 1,
+                outcome: Outcome::Failed(e.kind.to_string()),
+            });
+        }
+        RunReports {
+            started: Instant::now(),
+            tasks,
+            snapshots: plan.snapshots.clone(),
+            consistent: config.options.partition.is_none() || config.options.consistent,
+        }
+    }
+
+    fn finish(self, output: Option<OutputSummary>) -> RunReport {
+        RunReport {
+            tasks: self.tasks,
+            output,
+            elapsed: self.started.elapsed(),
+            snapshots: self.snapshots,
+            consistent: self.consistent,
+        }
+    }
+}
