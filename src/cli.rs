@@ -124,6 +124,26 @@ pub struct RunCommand {
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub stall_timeout: Option<Duration>,
 
+    /// Combine the shards' results as one database holding all their rows would answer
+    /// (`on`: aggregates, GROUP BY, DISTINCT, ORDER BY and LIMIT are split into each
+    /// shard's part and a final step), or keep each shard's rows (`off`) [default: on].
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    pub combine: Option<bool>,
+
+    /// The final step yourself: SQL over a table named `shards` holding every shard's
+    /// rows (with the --shard-column), run by Apache DataFusion.
+    #[arg(long, value_name = "SQL", conflicts_with = "merge_file")]
+    pub merge: Option<String>,
+
+    /// --merge, with the SQL read from a file.
+    #[arg(long, value_name = "FILE")]
+    pub merge_file: Option<PathBuf>,
+
+    /// Memory the final step may hold before its sorts and aggregations spill to disk
+    /// (e.g. 256MB, 2GiB) [default: 512MiB].
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+
     /// Write a JSON report of the run (every task's outcome, the output, the exit code).
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
@@ -295,6 +315,10 @@ impl From<RunCommand> for RunArgs {
             page_index: c.page_index,
             max_file_rows: c.max_file_rows,
             max_file_size: c.max_file_size,
+            combine: c.combine,
+            merge: c.merge,
+            merge_file: c.merge_file,
+            memory_limit: c.memory_limit,
         }
     }
 }

@@ -70,6 +70,15 @@ pub enum Error {
     #[error("cannot write {}: {message}", path.display())]
     Output { path: PathBuf, message: String },
 
+    /// The query cannot be split across shards; found before any connection.
+    #[error(transparent)]
+    Combine(#[from] crate::combine::CombineError),
+
+    /// The final step over the shards' results failed (a value that does not fit its
+    /// column, a merge SQL error).
+    #[error("the final step over the shards' results failed: {message}\n  its SQL: {sql}")]
+    FinalStep { sql: String, message: String },
+
     /// The run was interrupted by a signal; running statements were cancelled.
     #[error("interrupted by {signal}; running queries were cancelled and no output was written")]
     Interrupted { signal: &'static str },
@@ -98,6 +107,8 @@ impl Error {
             Error::SchemaMismatch { .. } => exit::DATA,
             Error::ShardColumnTaken { .. } => exit::CONFIG,
             Error::Output { .. } => exit::OUTPUT,
+            Error::Combine(_) => exit::CONFIG,
+            Error::FinalStep { .. } => exit::DATA,
             Error::Partial { .. } => exit::PARTIAL,
             Error::Interrupted { signal } if *signal == "SIGTERM" => exit::TERMINATED,
             Error::Interrupted { .. } => exit::INTERRUPTED,

@@ -28,6 +28,7 @@
 //!   the Parquet metadata of what ran; [`error`] maps failures to exit codes.
 
 pub mod cli;
+pub mod combine;
 pub mod config;
 pub mod decode;
 pub mod demo;

@@ -85,6 +85,15 @@ pub struct RunArgs {
     pub max_file_rows: Option<u64>,
     /// Start a new output file past this many bytes (`512MB`, `2GiB`, or a number).
     pub max_file_size: Option<String>,
+    /// `--combine on|off`: split the query across shards when it needs it (on, the
+    /// default), or concatenate the shards' rows.
+    pub combine: Option<bool>,
+    /// `--merge SQL`: the final step over the table `shards`.
+    pub merge: Option<String>,
+    /// `--merge-file FILE`: the final step's SQL, from a file.
+    pub merge_file: Option<PathBuf>,
+    /// `--memory-limit SIZE`: what the final step holds before it spills to disk.
+    pub memory_limit: Option<String>,
 }
 
 /// A validated job: everything the planner and the run need.
@@ -99,6 +108,23 @@ pub struct JobConfig {
     pub shards: Vec<ShardConfig>,
     pub output: PathBuf,
     pub options: RunOptions,
+    /// How the shards' results are combined.
+    pub combine: Combine,
+}
+
+/// How a job combines the shards' results.
+#[derive(Debug, Clone)]
+pub enum Combine {
+    /// The shards' rows, concatenated: the query needs no combining, or `--combine off`.
+    Off,
+    /// The query split by tributary: the shards run `rows` under the split's partial
+    /// step, the final step combines.
+    Split {
+        split: Arc<crate::combine::Split>,
+        rows: SqlTemplate,
+    },
+    /// The user's final step (`--merge`) over the shards' whole results.
+    Merge(String),
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +173,8 @@ pub struct RunOptions {
     pub page_index: bool,
     /// Splitting the output into several files; `None` writes one file.
     pub split: Option<Split>,
+    /// What the final step across shards holds in memory before it spills to disk.
+    pub memory_limit: u64,
 }
 
 /// When to start the next output file. The files are named `STEM-00000.EXT`,
@@ -231,6 +259,11 @@ struct JobFile {
     page_index: Option<bool>,
     max_file_rows: Option<u64>,
     max_file_size: Option<toml::Value>,
+    /// `false`: the shards' rows, concatenated.
+    combine: Option<bool>,
+    /// The final step's SQL over `shards`.
+    merge: Option<String>,
+    memory_limit: Option<toml::Value>,
 }
 
 impl JobConfig {
@@ -462,7 +495,25 @@ impl JobConfig {
             statistics,
             page_index: args.page_index.or(job.page_index).unwrap_or(true),
             split,
+            memory_limit: match (&args.memory_limit, &job.memory_limit) {
+                (Some(s), _) => parse_size(s).map_err(|m| Error::config(None, format!("--memory-limit: {m}")))?,
+                (None, Some(toml::Value::Integer(n))) if *n > 0 => *n as u64,
+                (None, Some(toml::Value::String(s))) => {
+                    parse_size(s).map_err(|m| job_err(format!("memory_limit: {m}")))?
+                }
+                (None, Some(other)) => {
+                    return Err(job_err(format!(
+                        "memory_limit: `{other}` is not a size such as \"512MB\""
+                    )));
+                }
+                (None, None) => crate::combine::engine::DEFAULT_MEMORY_LIMIT,
+            },
         };
+        let combine = resolve_combine(&args, &job, &query_text, &params, &shards, &options)
+            .map_err(|e| match e {
+                Error::Combine(c) => Error::config(Some(query_path.clone()), c.to_string()),
+                other => other,
+            })?;
         if let Some(spec) = &options.partition {
             check_partition_sources(spec, &shards)
                 .map_err(|m| Error::config(job_path.clone(), m))?;
@@ -484,7 +535,63 @@ impl JobConfig {
             shards,
             output,
             options,
+            combine,
         })
+    }
+}
+
+/// How the job combines: `--merge` (or `--merge-file`, or the job's `merge`) over
+/// `--combine` over the job's `combine` over the default, which splits the query when
+/// it needs it.
+fn resolve_combine(
+    args: &RunArgs,
+    job: &JobFile,
+    query_text: &str,
+    params: &Params,
+    shards: &[ShardConfig],
+    options: &RunOptions,
+) -> Result<Combine> {
+    let merge = match (&args.merge, &args.merge_file, &job.merge) {
+        (Some(_), Some(_), _) => {
+            return Err(Error::config(None, "give --merge or --merge-file, not both"));
+        }
+        (Some(sql), None, _) => Some(sql.clone()),
+        (None, Some(path), _) => Some(std::fs::read_to_string(path).map_err(|e| {
+            Error::config(Some(path.clone()), format!("cannot read: {e}"))
+        })?),
+        (None, None, merge) => merge.clone(),
+    };
+    if let Some(sql) = merge {
+        if sql.trim().is_empty() {
+            return Err(Error::config(None, "--merge: the merge SQL is empty"));
+        }
+        return Ok(Combine::Merge(sql));
+    }
+    if !args.combine.or(job.combine).unwrap_or(true) {
+        return Ok(Combine::Off);
+    }
+    let all_sqlite = shards
+        .iter()
+        .all(|s| matches!(s.source, SourceConfig::Sqlite(_)));
+    match crate::combine::rewrite(query_text, params, all_sqlite)? {
+        crate::combine::Rewrite::Stream => Ok(Combine::Off),
+        crate::combine::Rewrite::Combine(split) => {
+            if let Some(column) = &options.shard_column {
+                return Err(Error::config(
+                    None,
+                    format!(
+                        "--shard-column `{column}`: the query's rows are combined across shards, so no row has one shard; use --combine off for each shard's rows, or --merge with the shard column"
+                    ),
+                ));
+            }
+            let rows = SqlTemplate::parse(&split.rows).map_err(|e| {
+                Error::config(None, format!("the split query is invalid ({e}): {}", split.rows))
+            })?;
+            Ok(Combine::Split {
+                split: Arc::new(split),
+                rows,
+            })
+        }
     }
 }
 

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::combine::engine::FinalStep;
+use crate::combine::{InputType, InputTypes};
 use crate::config::JobConfig;
 use crate::error::{Error, TaskError, TaskErrorKind};
 use crate::merge::{self, Event, MergeHandle, MergeSettings};
@@ -114,9 +116,15 @@ pub async fn prepare(config: &JobConfig) -> Result<Prepared, Error> {
         pools.push(Arc::new(pool));
     }
     let (lost_tx, lost) = mpsc::unbounded_channel();
+    let (types, undescribed) = input_types(config, &pools).await;
+    plan::check_split(config, &types)?;
     let Some(spec) = &config.options.partition else {
+        let layouts = undescribed
+            .into_iter()
+            .map(|e| e.map_or(Ok(None), Err))
+            .collect();
         return Ok(Prepared {
-            plan: plan::unpartitioned(config),
+            plan: plan::plan(config, layouts, &types),
             pools,
             sessions: Vec::new(),
             lost,
@@ -137,19 +145,62 @@ pub async fn prepare(config: &JobConfig) -> Result<Prepared, Error> {
     let mut sessions = Vec::new();
     let layouts = results
         .into_iter()
-        .map(|r| {
-            r.map(|(layout, session)| {
+        .zip(undescribed)
+        .map(|(r, undescribed)| match undescribed {
+            Some(e) => Err(e),
+            None => r.map(|(layout, session)| {
                 sessions.extend(session);
                 Some(layout)
-            })
+            }),
         })
         .collect();
     Ok(Prepared {
-        plan: plan::plan(config, layouts),
+        plan: plan::plan(config, layouts, &types),
         pools,
         sessions,
         lost,
     })
+}
+
+/// For a split query, the types of its row query's columns as the PostgreSQL shards
+/// describe them (each shard's, widened to hold all), which decide the partial
+/// aggregates' casts; and, by shard, the describe's error where it failed.
+async fn input_types(
+    config: &JobConfig,
+    pools: &[Arc<ShardPool>],
+) -> (InputTypes, Vec<Option<crate::error::TaskError>>) {
+    let mut types = InputTypes::new();
+    let mut errors = vec![None; pools.len()];
+    if !matches!(config.combine, crate::config::Combine::Split { .. }) {
+        return (types, errors);
+    }
+    let limit = Arc::new(Semaphore::new(config.options.concurrency));
+    let described = futures_util::future::join_all(pools.iter().enumerate().map(|(i, pool)| {
+        let query = plan::base_query(config, i);
+        let limit = limit.clone();
+        async move {
+            let _slot = limit.acquire().await.expect("never closed");
+            pool.column_kinds(&query).await
+        }
+    }))
+    .await;
+    for (i, result) in described.into_iter().enumerate() {
+        match result {
+            None => {}
+            Some(Err(e)) => errors[i] = Some(e),
+            Some(Ok(kinds)) => {
+                for (name, kind) in kinds {
+                    let ty = InputType::of(&kind);
+                    let merged = match types.get(&name) {
+                        Some(t) => t.unify(ty),
+                        None => ty,
+                    };
+                    types.insert(name, merged);
+                }
+            }
+        }
+    }
+    (types, errors)
 }
 
 /// The merger's result: the output's summary once committed, `None` when it ended
@@ -196,6 +247,14 @@ pub async fn execute(
             shard_column: config.options.shard_column.clone(),
             row_group_size: config.options.row_group_size,
             encoder_threads: config.options.encoder_threads,
+            final_step: plan.final_step.as_ref().map(|f| FinalStep {
+                sql: f.sql.clone(),
+                names: f.names.clone(),
+                hidden: f.hidden.clone(),
+                memory_limit: config.options.memory_limit,
+                avg_scales: f.avg_scales.clone(),
+                strategy: f.why.clone(),
+            }),
         },
     );
     let global = Arc::new(Semaphore::new(config.options.concurrency));

@@ -42,7 +42,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use crate::error::Result;
+use crate::combine::engine::{FinalStep, Spool};
+use crate::error::{Error, Result};
 use crate::sink::{OutputSummary, RowGroupId, Sink};
 use encoder::EncoderPool;
 use row_groups::GroupInProgress;
@@ -168,6 +169,9 @@ pub struct MergeSettings {
     pub row_group_size: usize,
     /// Threads encoding one batch's columns at once (1: the merger's thread alone).
     pub encoder_threads: usize,
+    /// The final step across shards: the tasks' rows are spooled, and what the step
+    /// returns is the output (see `combine`).
+    pub final_step: Option<FinalStep>,
 }
 
 /// Starts the merger on a blocking thread, writing to `sink`. It commits when it
@@ -196,6 +200,8 @@ struct Merger {
     written: HashMap<usize, Vec<RowGroupId>>,
     pool: EncoderPool,
     timings: Timings,
+    /// The tasks' rows when a final step runs over them.
+    spool: Option<Spool>,
 }
 
 /// Where the merger's time went; logged at debug level (`-v`) when it ends. Waiting is
@@ -222,11 +228,15 @@ impl Merger {
             written: HashMap::new(),
             pool: EncoderPool::new(settings.encoder_threads),
             timings: Timings::default(),
+            spool: None,
             settings,
         }
     }
 
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) -> Result<Option<OutputSummary>> {
+        if self.settings.final_step.is_some() {
+            self.spool = Some(Spool::new()?);
+        }
         // Events that came between Describing and Described.
         let mut held: Option<VecDeque<Event>> = None;
         loop {
@@ -271,10 +281,19 @@ impl Merger {
                 permit,
             } => {
                 self.observe(task, &batch.schema())?;
-                self.encode(task, batch, &Arc::new(permit))?;
+                match &mut self.spool {
+                    Some(spool) => spool.write(task, &batch)?,
+                    None => self.encode(task, batch, &Arc::new(permit))?,
+                }
             }
-            Event::Done { task } => self.flush(task)?,
-            Event::Failed { task } => self.discard(task),
+            Event::Done { task } => match &mut self.spool {
+                Some(spool) => spool.finish(task)?,
+                None => self.flush(task)?,
+            },
+            Event::Failed { task } => match &mut self.spool {
+                Some(spool) => spool.discard(task),
+                None => self.discard(task),
+            },
             Event::Commit { metadata } => return Ok(Next::Commit(metadata)),
             // The hold around the describe step is `run`'s.
             Event::Describing | Event::Described { .. } => {}
@@ -301,8 +320,47 @@ impl Merger {
         }
     }
 
+    /// Runs the final step over the spooled rows, if there is one, encoding what it
+    /// returns as the output's only task.
+    fn run_final_step(&mut self, metadata: &mut Vec<(String, String)>) -> Result<()> {
+        let (Some(spool), Some(step)) = (self.spool.take(), self.settings.final_step.clone())
+        else {
+            return Ok(());
+        };
+        let schema = self.schema.output();
+        let shards = self.settings.task_shards.clone();
+        let with_shard = self.settings.shard_column.is_some();
+        let conform_to = schema.clone();
+        let conform = Arc::new(move |task: usize, batch: RecordBatch| {
+            let shard = with_shard.then(|| shards[task].as_str());
+            schema::conform(batch, &conform_to, shard)
+                .map_err(|e| Error::output("spool", e))
+        });
+        // The output is the final step's: one task of its own, no shard column.
+        self.settings.shard_column = None;
+        self.settings.task_shards = vec!["(final step)".into()];
+        self.schema = CommonSchema::new(None);
+        let hold: encoder::Hold = Arc::new(
+            Arc::new(Semaphore::new(1))
+                .try_acquire_owned()
+                .expect("a fresh semaphore has a permit"),
+        );
+        let mut first = true;
+        spool.run(&step, schema, conform, |batch| {
+            if first {
+                self.schema.observe("(final step)", &batch.schema(), false)?;
+                first = false;
+            }
+            self.encode(0, batch, &hold)
+        })?;
+        metadata.push(("tributary.combine".into(), step.strategy.clone()));
+        metadata.push(("tributary.final_sql".into(), step.sql.clone()));
+        Ok(())
+    }
+
     /// Flushes every group in progress and commits the sink.
-    fn commit(mut self, metadata: Vec<(String, String)>) -> Result<OutputSummary> {
+    fn commit(mut self, mut metadata: Vec<(String, String)>) -> Result<OutputSummary> {
+        self.run_final_step(&mut metadata)?;
         self.flush_all()?;
         if self.sink.schema().is_none() {
             // No row was written: the file still holds the columns.

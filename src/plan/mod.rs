@@ -9,7 +9,8 @@ pub mod partition;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::config::{JobConfig, SourceConfig};
+use crate::combine::{self, Dialect, InputTypes};
+use crate::config::{Combine, JobConfig, SourceConfig};
 use crate::error::TaskError;
 use crate::sql::ParamValue;
 
@@ -68,6 +69,44 @@ pub struct Plan {
     /// Shards whose split depends on what a probe finds, planned without one
     /// ([`offline`]): their tasks are known only at run time.
     pub deferred: Vec<Deferred>,
+    /// The final step across shards, when the job has one.
+    pub final_step: Option<FinalPlan>,
+}
+
+/// The final step over every task's result (`combine`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinalPlan {
+    /// Why the query is combined, and how.
+    pub why: String,
+    /// Its SQL over the table `shards`.
+    pub sql: String,
+    /// The output's column names when the SQL's are internal.
+    pub names: Option<Vec<String>>,
+    /// Columns of `shards` left out of the output.
+    pub hidden: Vec<String>,
+    pub avg_scales: Vec<i8>,
+}
+
+impl FinalPlan {
+    fn of(config: &JobConfig, types: &InputTypes) -> Option<FinalPlan> {
+        match &config.combine {
+            Combine::Off => None,
+            Combine::Merge(sql) => Some(FinalPlan {
+                why: "--merge: the given SQL over the table `shards`, the union of every shard's rows".into(),
+                sql: sql.clone(),
+                names: None,
+                hidden: Vec::new(),
+                avg_scales: Vec::new(),
+            }),
+            Combine::Split { split, .. } => Some(FinalPlan {
+                why: split.why.clone(),
+                sql: combine::final_sql(split, types),
+                names: split.output_names(),
+                hidden: split.finish.hidden.clone(),
+                avg_scales: combine::avg_scales(split, types),
+            }),
+        }
+    }
 }
 
 /// A shard planned without probing it: how its query will be split, and the query.
@@ -81,13 +120,56 @@ pub struct Deferred {
 }
 
 /// The plan of an unpartitioned job: one task per shard.
-pub fn unpartitioned(config: &JobConfig) -> Plan {
-    plan(config, config.shards.iter().map(|_| Ok(None)).collect())
+pub fn unpartitioned(config: &JobConfig, types: &InputTypes) -> Plan {
+    plan(config, config.shards.iter().map(|_| Ok(None)).collect(), types)
+}
+
+/// The SQL dialect of shard `index`.
+pub fn dialect(config: &JobConfig, index: usize) -> Dialect {
+    match &config.shards[index].source {
+        SourceConfig::Postgres(_) => Dialect::Postgres,
+        SourceConfig::Sqlite(_) => Dialect::Sqlite,
+    }
+}
+
+/// Checks that every shard can run its part of a split query with the columns' `types`
+/// (an unbounded numeric cannot be summed exactly; SQLite has no bit_and).
+pub fn check_split(config: &JobConfig, types: &InputTypes) -> Result<(), combine::CombineError> {
+    if let Combine::Split { split, .. } = &config.combine {
+        for (i, shard) in config.shards.iter().enumerate() {
+            combine::shard_sql(split, "", dialect(config, i), types, &shard.name)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a task of shard `index` sends: `rows` (the row query, or the whole query when
+/// the job has no split, restricted to the task's partition) under the split's partial
+/// step.
+fn shard_query(config: &JobConfig, index: usize, rows: TaskQuery, types: &InputTypes) -> TaskQuery {
+    let Combine::Split { split, .. } = &config.combine else {
+        return rows;
+    };
+    let wrap = |sql: &str| {
+        combine::shard_sql(split, sql, dialect(config, index), types, &config.shards[index].name)
+            .expect("checked by check_split before planning")
+    };
+    match rows {
+        TaskQuery::Postgres { sql } => TaskQuery::Postgres { sql: wrap(&sql) },
+        TaskQuery::Sqlite { sql, binds } => TaskQuery::Sqlite {
+            sql: wrap(&sql),
+            binds,
+        },
+    }
 }
 
 /// Plans a job from what each shard's probe found (`Ok(None)`: run the shard whole).
 /// Parameters were checked when the config was resolved.
-pub fn plan(config: &JobConfig, layouts: Vec<Result<Option<ShardLayout>, TaskError>>) -> Plan {
+pub fn plan(
+    config: &JobConfig,
+    layouts: Vec<Result<Option<ShardLayout>, TaskError>>,
+    types: &InputTypes,
+) -> Plan {
     let mut tasks = Vec::new();
     let mut failed = Vec::new();
     let mut snapshots = BTreeMap::new();
@@ -99,7 +181,7 @@ pub fn plan(config: &JobConfig, layouts: Vec<Result<Option<ShardLayout>, TaskErr
                 shard: index,
                 shard_name: shard.name.clone(),
                 partition,
-                query,
+                query: shard_query(config, index, query, types),
                 snapshot,
             })
         };
@@ -132,6 +214,7 @@ pub fn plan(config: &JobConfig, layouts: Vec<Result<Option<ShardLayout>, TaskErr
         failed,
         snapshots,
         deferred: Vec::new(),
+        final_step: FinalPlan::of(config, types),
     }
 }
 
@@ -140,8 +223,9 @@ pub fn plan(config: &JobConfig, layouts: Vec<Result<Option<ShardLayout>, TaskErr
 /// buckets, predicates); for probed ranges and page ranges, each shard's query and how
 /// the run will split it ([`Plan::deferred`]).
 pub fn offline(config: &JobConfig) -> Plan {
+    let types = InputTypes::new();
     let Some(spec) = &config.options.partition else {
-        return unpartitioned(config);
+        return unpartitioned(config, &types);
     };
     if let Some(pieces) = partition::pieces_without_probe(spec) {
         let layouts = config
@@ -154,7 +238,7 @@ pub fn offline(config: &JobConfig) -> Plan {
                 }))
             })
             .collect();
-        return plan(config, layouts);
+        return plan(config, layouts, &types);
     }
     let split = match spec {
         PartitionSpec::Range {
@@ -184,21 +268,27 @@ pub fn offline(config: &JobConfig) -> Plan {
         deferred: (0..config.shards.len())
             .map(|i| Deferred {
                 shard_name: config.shards[i].name.clone(),
-                query: base_query(config, i),
+                query: shard_query(config, i, base_query(config, i), &types),
                 split: split.clone(),
             })
             .collect(),
+        final_step: FinalPlan::of(config, &types),
     }
 }
 
-/// The whole query as shard `index` receives it.
+/// The whole query as shard `index` receives it, before partitions; for a split query,
+/// its row query (which partitions restrict, and the partial step reads).
 pub fn base_query(config: &JobConfig, index: usize) -> TaskQuery {
+    let query = match &config.combine {
+        Combine::Split { rows, .. } => rows,
+        _ => &config.query,
+    };
     match &config.shards[index].source {
         SourceConfig::Postgres(_) => TaskQuery::Postgres {
-            sql: config.query.render_pg_literals(&config.params),
+            sql: query.render_pg_literals(&config.params),
         },
         SourceConfig::Sqlite(_) => {
-            let (sql, binds) = config.query.render_numbered(&config.params);
+            let (sql, binds) = query.render_numbered(&config.params);
             TaskQuery::Sqlite {
                 sql,
                 binds: binds.into_iter().cloned().collect(),
@@ -268,6 +358,13 @@ impl Plan {
         for e in &self.failed {
             let _ = writeln!(out, "shard `{}` cannot be planned: {}", e.shard, e.kind);
         }
+        if let Some(step) = &self.final_step {
+            let _ = writeln!(
+                out,
+                "final step ({}), over the table `shards` holding every task's rows:\n  {}",
+                step.why, step.sql
+            );
+        }
         out
     }
 }
@@ -323,7 +420,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let plan = unpartitioned(&config);
+        let plan = unpartitioned(&config, &InputTypes::new());
         assert_eq!(plan.tasks.len(), 2);
         assert_eq!(
             plan.tasks[0].query,

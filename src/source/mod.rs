@@ -130,6 +130,20 @@ impl ShardPool {
         }
     }
 
+    /// The source types of the query's columns, where the source can tell them without
+    /// running it (PostgreSQL).
+    pub async fn column_kinds(
+        &self,
+        query: &TaskQuery,
+    ) -> Option<Result<Vec<(String, crate::types::PgKind)>, TaskError>> {
+        match (self, query) {
+            (ShardPool::Postgres(p), TaskQuery::Postgres { sql }) => {
+                Some(p.describe(sql).await.map(|c| c.kinds))
+            }
+            _ => None,
+        }
+    }
+
     /// Runs one task; returns the rows it sent.
     pub async fn run(
         &self,

@@ -1,0 +1,275 @@
+//! The final step: the shards' partial results, spooled to disk as they arrive, read
+//! back as the table `shards` of a DataFusion session that runs the final SQL under a
+//! memory limit, spilling its sorts and aggregations to disk past it.
+//!
+//! Each task attempt spools to its own files: an attempt that fails is dropped with its
+//! files, so a retried task's rows count once. Each finished task is one partition of
+//! `shards`, read back lazily, so the spool's size does not bound the run's memory.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures_util::StreamExt;
+
+use crate::error::{Error, Result};
+
+/// The default of `--memory-limit`: what the final step's sorts and aggregations may
+/// hold before they spill.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 512 << 20;
+
+/// What the merger needs to run the final step.
+#[derive(Debug, Clone)]
+pub struct FinalStep {
+    pub sql: String,
+    /// The output's column names, by position (the final SQL names them
+    /// `tributary_o{i}`); `None`: the final step's own names.
+    pub names: Option<Vec<String>>,
+    /// Columns the final step returns only to sort by, left out of the output.
+    pub hidden: Vec<String>,
+    pub memory_limit: u64,
+    /// The average scales the SQL calls (`udf`).
+    pub avg_scales: Vec<i8>,
+    /// What the output's metadata records of the step.
+    pub strategy: String,
+}
+
+/// One task attempt's spool files, each holding batches of one schema.
+#[derive(Default)]
+struct TaskSpool {
+    files: Vec<PathBuf>,
+    writer: Option<(SchemaRef, StreamWriter<BufWriter<File>>)>,
+}
+
+/// The partial results of every task, on disk.
+pub struct Spool {
+    dir: tempfile::TempDir,
+    open: HashMap<usize, TaskSpool>,
+    /// Finished tasks' files, by task.
+    done: Vec<(usize, Vec<PathBuf>)>,
+    next: usize,
+}
+
+impl Spool {
+    /// A spool in the system's temporary directory (`TMPDIR`).
+    pub fn new() -> Result<Spool> {
+        let dir = tempfile::Builder::new()
+            .prefix("tributary-spool-")
+            .tempdir()
+            .map_err(|e| Error::output(std::env::temp_dir(), format!("cannot create the spool directory: {e}")))?;
+        Ok(Spool {
+            dir,
+            open: HashMap::new(),
+            done: Vec::new(),
+            next: 0,
+        })
+    }
+
+    fn io(&self, e: impl std::fmt::Display) -> Error {
+        Error::output(self.dir.path(), format!("spooling partial results: {e}"))
+    }
+
+    /// Appends a batch of a task's current attempt.
+    pub fn write(&mut self, task: usize, batch: &RecordBatch) -> Result<()> {
+        let spool = self.open.entry(task).or_default();
+        if spool
+            .writer
+            .as_ref()
+            .is_some_and(|(schema, _)| schema.as_ref() != batch.schema().as_ref())
+        {
+            // A source typing by values may type a column only in a later batch.
+            let (_, mut w) = spool.writer.take().expect("checked");
+            w.finish().map_err(|e| Error::output("spool", e))?;
+        }
+        if spool.writer.is_none() {
+            let path = self.dir.path().join(format!("{task}-{}.arrow", self.next));
+            self.next += 1;
+            let file = File::create(&path).map_err(|e| Error::output(&path, e))?;
+            let writer = StreamWriter::try_new(BufWriter::new(file), &batch.schema())
+                .map_err(|e| Error::output(&path, e))?;
+            let spool = self.open.get_mut(&task).expect("inserted");
+            spool.files.push(path);
+            spool.writer = Some((batch.schema(), writer));
+        }
+        let spool = self.open.get_mut(&task).expect("inserted");
+        let result = spool.writer.as_mut().expect("opened").1.write(batch);
+        result.map_err(|e| self.io(e))
+    }
+
+    /// The task's attempt failed: its rows are dropped.
+    pub fn discard(&mut self, task: usize) {
+        if let Some(spool) = self.open.remove(&task) {
+            drop(spool.writer);
+            for f in spool.files {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+
+    /// The task finished: its rows count.
+    pub fn finish(&mut self, task: usize) -> Result<()> {
+        if let Some(mut spool) = self.open.remove(&task) {
+            if let Some((_, mut w)) = spool.writer.take() {
+                w.finish().map_err(|e| self.io(e))?;
+            }
+            self.done.push((task, spool.files));
+        }
+        Ok(())
+    }
+
+    /// Runs the final step over the finished tasks' rows, each conformed to `schema` by
+    /// `conform` (given the task), handing every output batch to `each`, the first one
+    /// empty (the output's columns).
+    pub fn run(
+        self,
+        step: &FinalStep,
+        schema: SchemaRef,
+        conform: Arc<dyn Fn(usize, RecordBatch) -> Result<RecordBatch> + Send + Sync>,
+        mut each: impl FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        let failed = |e: DataFusionError| Error::FinalStep {
+            sql: step.sql.clone(),
+            message: e.to_string(),
+        };
+        let handle = tokio::runtime::Handle::current();
+        let mut partitions: Vec<Arc<dyn PartitionStream>> = self
+            .done
+            .iter()
+            .map(|(task, files)| {
+                Arc::new(SpoolPartition {
+                    schema: schema.clone(),
+                    task: *task,
+                    files: files.clone(),
+                    conform: conform.clone(),
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        if partitions.is_empty() {
+            partitions.push(Arc::new(SpoolPartition {
+                schema: schema.clone(),
+                task: 0,
+                files: Vec::new(),
+                conform: conform.clone(),
+            }));
+        }
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(step.memory_limit as usize)))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default()
+                    .with_mode(DiskManagerMode::Directories(vec![self.dir.path().to_path_buf()])),
+            )
+            .build_arc()
+            .map_err(failed)?;
+        let config = SessionConfig::new().with_information_schema(false);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for f in super::udf::functions(&step.avg_scales) {
+            ctx.register_udf(f);
+        }
+        let table = StreamingTable::try_new(schema.clone(), partitions).map_err(failed)?;
+        ctx.register_table("shards", Arc::new(table)).map_err(failed)?;
+        let mut stream = handle
+            .block_on(async {
+                let frame = ctx.sql(&step.sql).await?;
+                frame.execute_stream().await
+            })
+            .map_err(failed)?;
+        // The output's columns, even when no row comes.
+        each(output(step, RecordBatch::new_empty(stream.schema()))?)?;
+        while let Some(batch) = handle.block_on(stream.next()) {
+            let batch = batch.map_err(failed)?;
+            each(output(step, batch)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// A final batch in the output's columns: hidden sort keys dropped, columns renamed.
+fn output(step: &FinalStep, batch: RecordBatch) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| !step.hidden.contains(schema.field(i).name()))
+        .collect();
+    let batch = batch
+        .project(&keep)
+        .map_err(|e| Error::FinalStep {
+            sql: step.sql.clone(),
+            message: e.to_string(),
+        })?;
+    let Some(names) = &step.names else {
+        return Ok(batch);
+    };
+    let fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(names)
+        .map(|(f, name)| f.as_ref().clone().with_name(name))
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), batch.columns().to_vec()).map_err(|e| {
+        Error::FinalStep {
+            sql: step.sql.clone(),
+            message: e.to_string(),
+        }
+    })
+}
+
+/// One finished task's spooled rows: one partition of `shards`.
+struct SpoolPartition {
+    schema: SchemaRef,
+    task: usize,
+    files: Vec<PathBuf>,
+    conform: Arc<dyn Fn(usize, RecordBatch) -> Result<RecordBatch> + Send + Sync>,
+}
+
+impl std::fmt::Debug for SpoolPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SpoolPartition(task {}, {} files)", self.task, self.files.len())
+    }
+}
+
+impl PartitionStream for SpoolPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let task = self.task;
+        let conform = self.conform.clone();
+        let readers = self.files.clone().into_iter().map(move |path| {
+            let file = File::open(&path).map_err(|e| DataFusionError::External(Box::new(e)))?;
+            StreamReader::try_new(BufReader::new(file), None).map_err(DataFusionError::from)
+        });
+        let batches = readers.flat_map(move |reader| {
+            let conform = conform.clone();
+            let it: Box<dyn Iterator<Item = datafusion::error::Result<RecordBatch>> + Send> =
+                match reader {
+                    Ok(reader) => Box::new(reader.map(move |b| {
+                        let b = b.map_err(DataFusionError::from)?;
+                        conform(task, b).map_err(|e| DataFusionError::External(Box::new(e)))
+                    })),
+                    Err(e) => Box::new(std::iter::once(Err(e))),
+                };
+            it
+        });
+        Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            futures_util::stream::iter(batches),
+        ))
+    }
+}

@@ -1,0 +1,446 @@
+//! Combining across shards: what one database holding every shard's rows would answer.
+//!
+//! A query is split ([`rewrite`]) into the SQL every shard runs and a final step over all
+//! their results; or the user gives the final step (`--merge`), or asks for the shards'
+//! rows as they are (`--combine off`). The shard SQL depends on the types of the columns
+//! it aggregates (a decimal's sum is cast so that every shard returns one exact type), so
+//! it is completed once the shards are described ([`InputType`], [`shard_sql`],
+//! [`final_sql`]). The final step runs in DataFusion over the shards' partial results,
+//! spooled to disk as they arrive, under a memory limit ([`engine`]).
+
+pub mod engine;
+mod rewrite;
+mod udf;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+pub use rewrite::{
+    Combined, FinalExpr, FinalFn, Finish, Partial, PartialExpr, PartialFn, Rewrite, SortKey,
+    Split, Strategy, rewrite,
+};
+
+use crate::types::PgKind;
+
+/// Why a query cannot be combined. Raised before any connection is opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CombineError {
+    #[error(
+        "the query could not be parsed to split it across shards: {0}\n  use --combine off for the shards' rows as they are, or --merge 'SQL' to combine them yourself"
+    )]
+    Parse(String),
+    #[error(
+        "{construct} cannot be split across shards ({reason})\n  use --merge 'SQL' to combine the shards' rows yourself (a table named `shards`), or --combine off for each shard's rows"
+    )]
+    Refused { construct: String, reason: String },
+    #[error(
+        "`{0}` is neither a GROUP BY key nor inside an aggregate tributary can split\n  use --merge 'SQL' to combine the shards' rows yourself, or --combine off for each shard's rows"
+    )]
+    NotGrouped(String),
+    #[error("missing value for parameter :{0}")]
+    Param(String),
+    #[error(
+        "{aggregate} over `{column}`, an unbounded numeric on shard `{shard}`, cannot be combined exactly: give it a precision and scale (CAST({column} AS numeric(18, 2))) or read numerics as decimals (--type numeric=decimal(P,S))"
+    )]
+    Unbounded {
+        aggregate: &'static str,
+        column: String,
+        shard: String,
+    },
+    #[error("{aggregate} is not available on SQLite shard `{shard}`")]
+    Sqlite {
+        aggregate: &'static str,
+        shard: String,
+    },
+}
+
+impl CombineError {
+    fn refused(construct: impl Into<String>, reason: impl Into<String>) -> CombineError {
+        CombineError::Refused {
+            construct: construct.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// How the run combines the shards' results.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum CombineMode {
+    /// Split the query when it needs it (the default).
+    #[default]
+    Auto,
+    /// Concatenate the shards' rows.
+    Off,
+    /// The user's final step over `shards`.
+    Merge(String),
+}
+
+/// What an aggregate's input is, as far as its result type goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputType {
+    /// int2, int4: sums are int8.
+    SmallInt,
+    /// int8: sums are decimal(38, 0).
+    BigInt,
+    Decimal { precision: u8, scale: i8 },
+    /// An unbounded numeric, read as exact text.
+    UnboundedNumeric,
+    Float,
+    /// Anything else (or a source that types by values, SQLite).
+    Other,
+}
+
+impl InputType {
+    pub fn of(kind: &PgKind) -> InputType {
+        match kind {
+            PgKind::Int2 | PgKind::Int4 => InputType::SmallInt,
+            PgKind::Int8 => InputType::BigInt,
+            PgKind::Decimal {
+                precision, scale, ..
+            } => InputType::Decimal {
+                precision: *precision,
+                scale: *scale,
+            },
+            PgKind::NumericText => InputType::UnboundedNumeric,
+            PgKind::Float4 | PgKind::Float8 | PgKind::NumericFloat => InputType::Float,
+            _ => InputType::Other,
+        }
+    }
+
+    /// The wider of two shards' types for one column.
+    pub fn unify(self, other: InputType) -> InputType {
+        use InputType::*;
+        match (self, other) {
+            (a, b) if a == b => a,
+            (
+                Decimal {
+                    precision: p1,
+                    scale: s1,
+                },
+                Decimal {
+                    precision: p2,
+                    scale: s2,
+                },
+            ) => {
+                let scale = s1.max(s2);
+                let int = (p1 as i16 - s1 as i16).max(p2 as i16 - s2 as i16);
+                Decimal {
+                    precision: (int + scale as i16).min(38) as u8,
+                    scale,
+                }
+            }
+            (SmallInt, BigInt) | (BigInt, SmallInt) => BigInt,
+            (UnboundedNumeric, _) | (_, UnboundedNumeric) => UnboundedNumeric,
+            (Float, _) | (_, Float) => Float,
+            _ => Other,
+        }
+    }
+}
+
+/// The row query columns' input types, by name; a column missing is [`InputType::Other`].
+pub type InputTypes = BTreeMap<String, InputType>;
+
+/// The SQL dialect of a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// The scale of `avg` over integers.
+pub const AVG_INT_SCALE: i8 = 6;
+
+fn input(types: &InputTypes, column: Option<&String>) -> InputType {
+    column
+        .and_then(|c| types.get(c))
+        .copied()
+        .unwrap_or(InputType::Other)
+}
+
+/// The SQL a shard runs: the partial step over `rows` (the row query, already restricted
+/// to the task's partition and rendered for the shard).
+pub fn shard_sql(
+    split: &Split,
+    rows: &str,
+    dialect: Dialect,
+    types: &InputTypes,
+    shard: &str,
+) -> Result<String, CombineError> {
+    let partial = &split.partial;
+    let columns = match &partial.columns {
+        None => "*".to_string(),
+        Some(columns) => {
+            let mut out = Vec::with_capacity(columns.len());
+            for c in columns {
+                let sql = match &c.expr {
+                    PartialExpr::Column(name) => name.clone(),
+                    PartialExpr::Aggregate { func, arg, filter } => {
+                        partial_sql(*func, arg.as_ref(), filter.as_ref(), dialect, types, shard)?
+                    }
+                };
+                out.push(format!("{sql} AS {}", c.name));
+            }
+            out.join(", ")
+        }
+    };
+    let mut sql = format!("SELECT {columns} FROM (\n{rows}\n) AS tributary_rows");
+    if !partial.group_by.is_empty() {
+        let _ = write!(sql, " GROUP BY {}", partial.group_by.join(", "));
+    }
+    if !partial.order_by.is_empty() {
+        let keys: Vec<String> = partial.order_by.iter().map(SortKey::sql).collect();
+        let _ = write!(sql, " ORDER BY {}", keys.join(", "));
+    }
+    if let Some(n) = partial.limit {
+        let _ = write!(sql, " LIMIT {n}");
+    }
+    Ok(sql)
+}
+
+fn partial_sql(
+    func: PartialFn,
+    arg: Option<&String>,
+    filter: Option<&String>,
+    dialect: Dialect,
+    types: &InputTypes,
+    shard: &str,
+) -> Result<String, CombineError> {
+    let a = arg.map(String::as_str).unwrap_or("*");
+    let ty = input(types, arg);
+    let unbounded = |aggregate| CombineError::Unbounded {
+        aggregate,
+        column: arg.cloned().unwrap_or_default(),
+        shard: shard.to_string(),
+    };
+    let sqlite = dialect == Dialect::Sqlite;
+    let call = match func {
+        PartialFn::Count => format!("count({a})"),
+        PartialFn::Sum => match ty {
+            InputType::BigInt => format!("CAST(sum({a}) AS numeric(38, 0))"),
+            InputType::Decimal { scale, .. } => format!("CAST(sum({a}) AS numeric(38, {scale}))"),
+            InputType::UnboundedNumeric => return Err(unbounded("sum")),
+            _ => format!("sum({a})"),
+        },
+        PartialFn::SumSquares => match ty {
+            InputType::SmallInt | InputType::BigInt => {
+                format!("CAST(sum(CAST({a} AS numeric) * {a}) AS numeric(38, 0))")
+            }
+            InputType::Decimal { scale, .. } => format!(
+                "CAST(sum(CAST({a} AS numeric) * {a}) AS numeric(38, {}))",
+                (scale as i16 * 2).min(38)
+            ),
+            InputType::UnboundedNumeric => return Err(unbounded("a variance")),
+            InputType::Float | InputType::Other if sqlite => {
+                format!("sum(CAST({a} AS REAL) * {a})")
+            }
+            _ => format!("sum({a} * {a})"),
+        },
+        PartialFn::Min | PartialFn::Max => {
+            let f = if func == PartialFn::Min { "min" } else { "max" };
+            match ty {
+                InputType::Decimal { precision, scale } => {
+                    format!("CAST({f}({a}) AS numeric({precision}, {scale}))")
+                }
+                InputType::UnboundedNumeric => return Err(unbounded(f)),
+                _ => format!("{f}({a})"),
+            }
+        }
+        PartialFn::BoolAnd if sqlite => format!("min({a})"),
+        PartialFn::BoolOr if sqlite => format!("max({a})"),
+        PartialFn::BoolAnd => format!("bool_and({a})"),
+        PartialFn::BoolOr => format!("bool_or({a})"),
+        PartialFn::BitAnd | PartialFn::BitOr | PartialFn::BitXor if sqlite => {
+            return Err(CombineError::Sqlite {
+                aggregate: "bit_and, bit_or and bit_xor",
+                shard: shard.to_string(),
+            });
+        }
+        PartialFn::BitAnd => format!("bit_and({a})"),
+        PartialFn::BitOr => format!("bit_or({a})"),
+        PartialFn::BitXor => format!("bit_xor({a})"),
+    };
+    Ok(match filter {
+        Some(f) => format!("{call} FILTER (WHERE {f})"),
+        None => call,
+    })
+}
+
+/// The final step's SQL over `shards`; its output columns are named `tributary_o{i}`
+/// (renamed to the query's names afterwards, see [`Split::output_names`]).
+pub fn final_sql(split: &Split, types: &InputTypes) -> String {
+    let finish = &split.finish;
+    let mut sql = String::from("SELECT ");
+    if finish.distinct {
+        sql.push_str("DISTINCT ");
+    }
+    match &finish.columns {
+        None => sql.push('*'),
+        Some(columns) => {
+            let items: Vec<String> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{} AS tributary_o{i}", fill(&c.expr, types)))
+                .collect();
+            sql.push_str(&items.join(", "));
+        }
+    }
+    sql.push_str(" FROM shards");
+    if !finish.group_by.is_empty() {
+        let _ = write!(sql, " GROUP BY {}", finish.group_by.join(", "));
+    }
+    if let Some(having) = &finish.having {
+        let _ = write!(sql, " HAVING {}", fill(having, types));
+    }
+    if !finish.order_by.is_empty() {
+        let keys: Vec<String> = finish
+            .order_by
+            .iter()
+            .map(|(expr, key)| {
+                SortKey {
+                    expr: fill(expr, types),
+                    ..key.clone()
+                }
+                .sql()
+            })
+            .collect();
+        let _ = write!(sql, " ORDER BY {}", keys.join(", "));
+    }
+    if let Some(limit) = &finish.limit {
+        let _ = write!(sql, " LIMIT {limit}");
+    }
+    if let Some(offset) = &finish.offset {
+        let _ = write!(sql, " OFFSET {offset}");
+    }
+    sql
+}
+
+impl Split {
+    /// The output's column names, in order, when the final step renames its columns;
+    /// `None` when it keeps the shards' names.
+    pub fn output_names(&self) -> Option<Vec<String>> {
+        self.finish
+            .columns
+            .as_ref()
+            .map(|c| c.iter().map(|c| c.name.clone()).collect())
+    }
+}
+
+/// A final expression with each aggregate's combination filled in.
+fn fill(expr: &FinalExpr, types: &InputTypes) -> String {
+    let mut sql = expr.template.clone();
+    for (i, combined) in expr.aggregates.iter().enumerate() {
+        sql = sql.replace(&format!("{{agg:{i}}}"), &combine_sql(combined, types));
+    }
+    sql
+}
+
+/// One aggregate combined from its partials, in the type the rules of docs/combine.md
+/// give it.
+fn combine_sql(c: &Combined, types: &InputTypes) -> String {
+    let ty = input(types, c.arg.as_ref());
+    let p = |i: usize| c.partials[i].as_str();
+    let filter = c
+        .filter
+        .as_ref()
+        .map(|f| format!(" FILTER (WHERE {f})"))
+        .unwrap_or_default();
+    match c.func {
+        FinalFn::Count => format!("CAST(sum({}) AS BIGINT)", p(0)),
+        FinalFn::Sum => sum_type(ty, format!("sum({})", p(0))),
+        FinalFn::Min => format!("min({})", p(0)),
+        FinalFn::Max => format!("max({})", p(0)),
+        FinalFn::BoolAnd => format!("bool_and(CAST({} AS BOOLEAN))", p(0)),
+        FinalFn::BoolOr => format!("bool_or(CAST({} AS BOOLEAN))", p(0)),
+        FinalFn::BitAnd => format!("bit_and({})", p(0)),
+        FinalFn::BitOr => format!("bit_or({})", p(0)),
+        FinalFn::BitXor => format!("bit_xor({})", p(0)),
+        FinalFn::Avg => avg(ty, format!("sum({})", p(0)), format!("sum({})", p(1))),
+        FinalFn::Variance { sample, root } => format!(
+            "{}(CAST(sum({}) AS BIGINT), sum({}), sum({}))",
+            udf::variance_name(sample, root),
+            p(0),
+            p(1),
+            p(2)
+        ),
+        FinalFn::CountDistinct => format!("count(DISTINCT {}){filter}", p(0)),
+        FinalFn::SumDistinct => sum_type(ty, format!("sum(DISTINCT {}){filter}", p(0))),
+        FinalFn::AvgDistinct => avg(
+            ty,
+            format!("sum(DISTINCT {}){filter}", p(0)),
+            format!("count(DISTINCT {}){filter}", p(0)),
+        ),
+    }
+}
+
+/// A sum in its result type: int8 for int2/int4, decimal(38, 0) for int8,
+/// decimal(min(38, p + 10), s) for decimal(p, s).
+fn sum_type(ty: InputType, sum: String) -> String {
+    match ty {
+        InputType::BigInt => format!("CAST({sum} AS DECIMAL(38, 0))"),
+        InputType::Decimal { precision, scale } => format!(
+            "CAST({sum} AS DECIMAL({}, {scale}))",
+            (precision as u16 + 10).min(38)
+        ),
+        InputType::SmallInt => format!("CAST({sum} AS BIGINT)"),
+        _ => sum,
+    }
+}
+
+/// An average from a sum and a count: decimal(min(38, p + 4), s + 4) for decimal(p, s),
+/// decimal(38, 6) for integers (rounded half away from zero, as PostgreSQL rounds), a
+/// float otherwise.
+fn avg(ty: InputType, sum: String, count: String) -> String {
+    match ty {
+        InputType::SmallInt | InputType::BigInt => format!(
+            "{}({sum}, CAST({count} AS BIGINT))",
+            udf::avg_name(AVG_INT_SCALE)
+        ),
+        InputType::Decimal { precision, scale } => {
+            let out = (scale as i16 + 4).min(38) as i8;
+            format!(
+                "CAST({}({sum}, CAST({count} AS BIGINT)) AS DECIMAL({}, {out}))",
+                udf::avg_name(out),
+                (precision as u16 + 4).min(38)
+            )
+        }
+        _ => format!("CAST({sum} AS DOUBLE) / CAST(NULLIF({count}, 0) AS DOUBLE)"),
+    }
+}
+
+/// The scales of averages the final step may need (one function each, see `udf`).
+pub fn avg_scales(split: &Split, types: &InputTypes) -> Vec<i8> {
+    let mut scales = vec![AVG_INT_SCALE];
+    let mut visit = |e: &FinalExpr| {
+        for c in &e.aggregates {
+            if let InputType::Decimal { scale, .. } = input(types, c.arg.as_ref()) {
+                scales.push((scale as i16 + 4).min(38) as i8);
+            }
+        }
+    };
+    if let Some(columns) = &split.finish.columns {
+        columns.iter().for_each(|c| visit(&c.expr));
+    }
+    if let Some(h) = &split.finish.having {
+        visit(h);
+    }
+    split.finish.order_by.iter().for_each(|(e, _)| visit(e));
+    scales.sort();
+    scales.dedup();
+    scales
+}
+
+/// The row query columns whose types the split depends on (aggregates' arguments).
+pub fn typed_columns(split: &Split) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(columns) = &split.partial.columns {
+        for c in columns {
+            if let PartialExpr::Aggregate { arg: Some(a), .. } = &c.expr {
+                out.push(a.clone());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
