@@ -10,6 +10,7 @@
 
 mod compare;
 mod fixture;
+mod random;
 
 use std::path::PathBuf;
 
