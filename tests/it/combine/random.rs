@@ -383,7 +383,11 @@ async fn random_aggregates_equal_one_database() {
         started.elapsed().as_secs_f64()
     );
     if !failures.is_empty() {
-        let queries: Vec<&str> = failures.iter().filter_map(|f| f.lines().next()).collect();
+        // Each report opens with the query and the shards it ran over.
+        let queries: Vec<String> = failures
+            .iter()
+            .map(|f| f.lines().take(2).collect::<Vec<_>>().join("\n"))
+            .collect();
         panic!(
             "TRIBUTARY_TEST_SEED={seed}: {} of {total} random queries differ from one database holding every row.\n\
              Failing queries:\n{}\n\nThe first {} in full:\n\n{}",
