@@ -57,6 +57,21 @@ pub async fn database(name: &str, setup: &str) -> String {
     format!("{}/{name}", pg_base())
 }
 
+/// Creates the SQLite file `name` in `dir` with the `sqlite3` command-line tool, runs
+/// `sql` in it and returns its URL.
+pub fn sqlite_db(dir: &Path, name: &str, sql: &str) -> String {
+    let path = dir.join(name);
+    let status = std::process::Command::new("sqlite3")
+        .arg(&path)
+        .arg(sql)
+        .status()
+        .expect(
+            "the sqlite3 command-line tool is needed to build fixtures (apt-get install sqlite3)",
+        );
+    assert!(status.success(), "sqlite3 failed on {}", path.display());
+    format!("sqlite://{}", path.display())
+}
+
 /// A job's files in a temporary directory.
 pub struct Job {
     pub dir: tempfile::TempDir,

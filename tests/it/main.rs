@@ -3,6 +3,7 @@
 //! the Parquet back to compare with what the database itself returns.
 
 mod cli;
+mod combine;
 mod demo;
 mod faults;
 mod harness;

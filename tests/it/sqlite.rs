@@ -4,20 +4,7 @@ use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Float64Type, TimeUnit};
 use tributary::error::exit;
 
-use crate::harness::{self, Job, concat, i64_column, str_column};
-
-fn sqlite_db(dir: &std::path::Path, name: &str, sql: &str) -> String {
-    let path = dir.join(name);
-    let status = std::process::Command::new("sqlite3")
-        .arg(&path)
-        .arg(sql)
-        .status()
-        .expect(
-            "the sqlite3 command-line tool is needed to build fixtures (apt-get install sqlite3)",
-        );
-    assert!(status.success());
-    format!("sqlite://{}", path.display())
-}
+use crate::harness::{self, Job, concat, i64_column, sqlite_db, str_column};
 
 #[tokio::test]
 async fn declared_types_then_values_decide_column_types() {
