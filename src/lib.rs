@@ -15,7 +15,8 @@
 //!
 //! - [`config`] resolves flags over the job file over defaults into a validated
 //!   [`config::JobConfig`]; secrets never print.
-//! - [`sql`] finds `:name` parameters and renders them as bound values or quoted literals.
+//! - [`sql`] finds `:name` parameters and renders them as bound values or quoted literals;
+//!   it also writes the SQL that splits and probes a query (quoted names, key literals).
 //! - [`plan`] turns a job into tasks (one per shard), each with its exact SQL.
 //! - [`dispatch`] runs the tasks under global and per-shard limits and deadlines.
 //! - [`source`] reads a shard: PostgreSQL through binary COPY, SQLite through sqlx.

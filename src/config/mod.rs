@@ -13,8 +13,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::EnabledStatistics;
 
 use crate::error::{Error, Result};
-use crate::plan::partition::{KeyValue, PageSplit, PartitionSpec};
-use crate::sql::{ParamValue, Params, SqlTemplate};
+use crate::plan::partition::{PageSplit, PartitionSpec};
+use crate::sql::{KeyValue, ParamValue, Params, SqlTemplate};
 use crate::types::{TypeOverrides, TypeRules};
 
 pub use shards::{ShardConfig, SourceConfig};

@@ -160,7 +160,7 @@ pub fn offline(config: &JobConfig) -> Plan {
         PartitionSpec::Range {
             column, partitions, ..
         } => {
-            let c = partition::quote_ident(column);
+            let c = crate::sql::quote_ident(column);
             format!(
                 "{partitions} ranges of `{column}` and one for NULL keys, between the bounds probed at run time (SELECT min({c}), max({c}) over the query)"
             )
@@ -219,7 +219,7 @@ pub(crate) fn restrict(sql: &str, spec: &PartitionSpec, piece: &Piece) -> String
                 "{name} AS (SELECT * FROM {table} WHERE {})",
                 piece.predicate("")
             );
-            match partition::strip_leading_with(sql) {
+            match crate::sql::text::strip_leading_with(sql) {
                 Some(rest) => format!("WITH {cte},\n{rest}"),
                 None => format!("WITH {cte}\n{sql}"),
             }

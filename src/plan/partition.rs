@@ -13,6 +13,9 @@
 
 use std::fmt;
 
+use crate::sql::text::{starts_recursive, strip_leading_with};
+use crate::sql::{KeyValue, quote_ident};
+
 /// How the user asked to split the query.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PartitionSpec {
@@ -40,60 +43,6 @@ pub enum PageSplit {
     PerTask(u64),
     /// This many ranges of equal size (fewer for a table of fewer pages).
     Tasks(usize),
-}
-
-/// A range key's value, in the unit the arithmetic uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyValue {
-    Int(i64),
-    /// Days since 1970-01-01.
-    Date(i32),
-    /// Microseconds since 1970-01-01; `utc` for timestamptz.
-    Timestamp {
-        micros: i64,
-        utc: bool,
-    },
-}
-
-impl KeyValue {
-    fn as_i64(self) -> i64 {
-        match self {
-            KeyValue::Int(i) => i,
-            KeyValue::Date(d) => d as i64,
-            KeyValue::Timestamp { micros, .. } => micros,
-        }
-    }
-
-    fn with(self, v: i64) -> KeyValue {
-        match self {
-            KeyValue::Int(_) => KeyValue::Int(v),
-            KeyValue::Date(_) => KeyValue::Date(v as i32),
-            KeyValue::Timestamp { utc, .. } => KeyValue::Timestamp { micros: v, utc },
-        }
-    }
-
-    /// The SQL literal: a number, or a quoted text literal that the comparison coerces
-    /// to the key's type.
-    pub fn literal(self) -> String {
-        match self {
-            KeyValue::Int(i) if i < 0 => format!("({i})"),
-            KeyValue::Int(i) => i.to_string(),
-            KeyValue::Date(d) => {
-                let date = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")
-                    + chrono::Duration::days(d as i64);
-                format!("'{}'", date.format("%Y-%m-%d"))
-            }
-            KeyValue::Timestamp { micros, utc } => {
-                let t = chrono::DateTime::from_timestamp_micros(micros).expect("in range");
-                let text = t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f");
-                if utc {
-                    format!("'{text}+00'")
-                } else {
-                    format!("'{text}'")
-                }
-            }
-        }
-    }
 }
 
 /// One partition, as data.
@@ -193,16 +142,6 @@ impl fmt::Display for Piece {
     }
 }
 
-/// For a query starting with `WITH` (after blanks and comments), the text after that
-/// keyword; `None` otherwise.
-pub fn strip_leading_with(sql: &str) -> Option<&str> {
-    let rest = skip_blanks(sql);
-    let head = rest.get(..4)?;
-    let after = rest.get(4..)?;
-    (head.eq_ignore_ascii_case("with") && after.starts_with(|c: char| c.is_whitespace()))
-        .then_some(after)
-}
-
 /// A query that page partitions cannot split.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -217,11 +156,8 @@ pub enum PagesQueryError {
 /// Page partitions shadow the table with a CTE, which a recursive WITH would see inside
 /// itself: such queries are refused.
 pub fn check_pages_query(sql: &str) -> Result<(), PagesQueryError> {
-    if let Some(rest) = strip_leading_with(sql) {
-        let next = skip_blanks(rest);
-        if next.len() >= 9 && next[..9].eq_ignore_ascii_case("recursive") {
-            return Err(PagesQueryError::Recursive);
-        }
+    if strip_leading_with(sql).is_some_and(starts_recursive) {
+        return Err(PagesQueryError::Recursive);
     }
     Ok(())
 }
@@ -241,24 +177,6 @@ pub fn pieces_without_probe(spec: &PartitionSpec) -> Option<Vec<Piece>> {
             Some(list.iter().cloned().map(Piece::Predicate).collect())
         }
     }
-}
-
-fn skip_blanks(mut s: &str) -> &str {
-    loop {
-        let t = s.trim_start();
-        if let Some(rest) = t.strip_prefix("--") {
-            s = rest.split_once('\n').map_or("", |(_, r)| r);
-        } else if let Some(rest) = t.strip_prefix("/*") {
-            s = rest.split_once("*/").map_or("", |(_, r)| r);
-        } else {
-            return t;
-        }
-    }
-}
-
-/// A quoted identifier: the column is named exactly as the query's result names it.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Range pieces over `[min, max]` (or `None` for an empty result): `n` ranges as even as
@@ -490,19 +408,8 @@ mod tests {
     }
 
     #[test]
-    fn leading_with_is_found_past_comments() {
-        assert_eq!(
-            strip_leading_with("-- c\n /* d */ WITH x AS (SELECT 1) SELECT * FROM x"),
-            Some(" x AS (SELECT 1) SELECT * FROM x")
-        );
-        assert_eq!(strip_leading_with("SELECT 1"), None);
-        assert_eq!(strip_leading_with("WITHOUT"), None);
+    fn recursive_queries_cannot_be_split_into_pages() {
         assert!(check_pages_query("with recursive r AS (SELECT 1) SELECT * FROM r").is_err());
         assert!(check_pages_query("with r AS (SELECT 1) SELECT * FROM r").is_ok());
-    }
-
-    #[test]
-    fn identifiers_are_quoted() {
-        assert_eq!(quote_ident("Order\"Id"), "\"Order\"\"Id\"");
     }
 }

@@ -11,6 +11,7 @@ use tokio_postgres::types::Kind;
 
 use crate::error::TaskErrorKind;
 use crate::source::check_unique_names;
+use crate::sql::quote_ident;
 use crate::types::{ColumnPlan, MAX_ARRAY_DIMS, PgKind, TextReason, TypeRules};
 
 /// A result's columns, ready to read.
@@ -189,11 +190,6 @@ fn plan_columns(sql: &str, plans: Vec<(String, ColumnPlan)>) -> Columns {
         copy_sql,
         no_mapping,
     }
-}
-
-/// A quoted SQL identifier.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]

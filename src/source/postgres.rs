@@ -23,7 +23,8 @@ use tokio_postgres::CancelToken;
 use crate::config::shards::PgSource;
 use crate::decode::pgcopy::{CopyDecoder, CopyError};
 use crate::error::{TaskError, TaskErrorKind};
-use crate::plan::partition::{KeyValue, quote_ident, shadowed_name};
+use crate::plan::partition::shadowed_name;
+use crate::sql::{KeyValue, quote_ident};
 use crate::types::TypeRules;
 
 use super::pgcolumns::{self, Columns};

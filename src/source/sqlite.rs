@@ -20,8 +20,7 @@ use sqlx::{Column, Executor, Row, SqlSafeStr, Sqlite, SqlitePool, TypeInfo, Valu
 
 use crate::config::shards::SqliteSource;
 use crate::error::{TaskError, TaskErrorKind};
-use crate::plan::partition::{KeyValue, quote_ident};
-use crate::sql::ParamValue;
+use crate::sql::{KeyValue, ParamValue, quote_ident};
 use crate::types::SqliteKind;
 
 use super::{TaskContext, check_unique_names};

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use tributary::error::{Error, TaskErrorKind, exit};
-use tributary::plan::partition::{KeyValue, PageSplit, PartitionSpec};
+use tributary::plan::partition::{PageSplit, PartitionSpec};
+use tributary::sql::KeyValue;
 
 use crate::harness::{self, Job, concat, i64_column, str_column};
 
