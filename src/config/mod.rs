@@ -2,6 +2,7 @@
 //! [`JobConfig`]. Precedence: command-line flags, then the job file, then defaults.
 //! Everything after this module consumes `JobConfig`; nothing below sees clap types.
 
+pub mod partition;
 mod pgpass;
 pub mod shards;
 
@@ -13,18 +14,15 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::EnabledStatistics;
 
 use crate::error::{Error, Result};
-use crate::plan::partition::{PageSplit, PartitionSpec};
-use crate::sql::{KeyValue, ParamValue, Params, SqlTemplate};
+use crate::sql::{ParamValue, Params, SqlTemplate};
 use crate::types::{TypeOverrides, TypeRules};
 
+pub use partition::{PageSplit, PartitionSpec};
 pub use shards::{ShardConfig, SourceConfig};
 
 /// Fewest connections per shard when the pool size is not set: enough to overlap a query
 /// with the next (and the describe step with the first query), light on the server.
 pub const DEFAULT_POOL_SIZE: usize = 2;
-/// Heap pages per task of a `pages` partition that sets neither `partitions` nor
-/// `pages_per_task` (8 MB of table each).
-pub const DEFAULT_PAGES_PER_TASK: u64 = 1000;
 /// Default number of tasks running at once across all shards.
 pub const DEFAULT_CONCURRENCY: usize = 16;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -184,21 +182,6 @@ pub fn manifest_path(output: &Path) -> PathBuf {
     output.with_file_name(format!("{stem}.manifest.json"))
 }
 
-/// The job file's `[partition]` table.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PartitionFile {
-    /// `range` (default), `hash`, `predicates` or `pages`.
-    kind: Option<String>,
-    column: Option<String>,
-    partitions: Option<usize>,
-    lower: Option<toml::Value>,
-    upper: Option<toml::Value>,
-    predicates: Option<Vec<String>>,
-    table: Option<String>,
-    pages_per_task: Option<u64>,
-}
-
 /// The job file's keys. Paths in it are relative to the file.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -216,7 +199,7 @@ struct JobFile {
     compression: Option<String>,
     row_group_size: Option<usize>,
     allow_partial: Option<bool>,
-    partition: Option<PartitionFile>,
+    partition: Option<partition::PartitionFile>,
     /// `false` turns off snapshot consistency across partitions.
     snapshot: Option<bool>,
     retries: Option<u32>,
@@ -443,7 +426,7 @@ impl JobConfig {
             batch_size: DEFAULT_BATCH_SIZE,
             encoder_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             allow_partial: args.allow_partial || job.allow_partial.unwrap_or(false),
-            partition: partition_spec(&args, job.partition.as_ref())
+            partition: partition::partition_spec(&args, job.partition.as_ref())
                 .map_err(|m| Error::config(job_path.clone(), m))?,
             consistent: !args.no_snapshot && job.snapshot.unwrap_or(true),
             retries: args.retries.or(job.retries).unwrap_or(DEFAULT_RETRIES),
@@ -464,10 +447,10 @@ impl JobConfig {
             split,
         };
         if let Some(spec) = &options.partition {
-            check_partition_sources(spec, &shards)
+            partition::check_partition_sources(spec, &shards)
                 .map_err(|m| Error::config(job_path.clone(), m))?;
             if matches!(spec, PartitionSpec::Pages { .. }) {
-                crate::plan::partition::check_pages_query(&query_text)
+                partition::check_pages_query(&query_text)
                     .map_err(|e| Error::config(Some(query_path.clone()), e.to_string()))?;
             }
         }
@@ -485,163 +468,6 @@ impl JobConfig {
             output,
             options,
         })
-    }
-}
-
-/// The partitioning asked for: `--partition-on`/`--partitions` over the job file's
-/// `[partition]` table.
-fn partition_spec(
-    args: &RunArgs,
-    file: Option<&PartitionFile>,
-) -> std::result::Result<Option<PartitionSpec>, String> {
-    let count = |n: Option<usize>| -> std::result::Result<usize, String> {
-        match n {
-            Some(0) => Err("partitions must be at least 1".into()),
-            Some(n) => Ok(n),
-            None => Err(
-                "give the number of partitions (--partitions N, or `partitions` in [partition])"
-                    .into(),
-            ),
-        }
-    };
-    if let Some(column) = &args.partition_on {
-        let n = args.partitions.or(file.and_then(|f| f.partitions));
-        return Ok(Some(PartitionSpec::Range {
-            column: column.clone(),
-            partitions: count(n)?,
-            bounds: None,
-        }));
-    }
-    let Some(file) = file else {
-        if args.partitions.is_some() {
-            return Err("--partitions needs --partition-on COLUMN".into());
-        }
-        return Ok(None);
-    };
-    let partitions = args.partitions.or(file.partitions);
-    let column = || {
-        file.column
-            .clone()
-            .ok_or_else(|| "[partition] needs `column`".to_string())
-    };
-    let spec = match file.kind.as_deref().unwrap_or("range") {
-        "range" => {
-            let bounds = match (&file.lower, &file.upper) {
-                (None, None) => None,
-                (Some(lo), Some(hi)) => Some((key_value(lo)?, key_value(hi)?)),
-                _ => return Err("[partition] needs both `lower` and `upper`, or neither".into()),
-            };
-            if let Some((lo, hi)) = bounds
-                && std::mem::discriminant(&lo) != std::mem::discriminant(&hi)
-            {
-                return Err(
-                    "`lower` and `upper` must be of one kind (integers, dates or timestamps)"
-                        .into(),
-                );
-            }
-            PartitionSpec::Range {
-                column: column()?,
-                partitions: count(partitions)?,
-                bounds,
-            }
-        }
-        "hash" => PartitionSpec::Hash {
-            column: column()?,
-            partitions: count(partitions)?,
-        },
-        "predicates" => {
-            let list = file.predicates.clone().unwrap_or_default();
-            if list.is_empty() {
-                return Err(
-                    "[partition] of kind `predicates` needs a non-empty `predicates` list".into(),
-                );
-            }
-            PartitionSpec::Predicates(list)
-        }
-        "pages" => {
-            // --partitions on the command line overrides either key of the file.
-            let split = match (args.partitions, file.partitions, file.pages_per_task) {
-                (Some(n), _, _) | (None, Some(n), None) => PageSplit::Tasks(count(Some(n))?),
-                (None, Some(_), Some(_)) => {
-                    return Err("[partition] of kind `pages` takes `partitions` or \
-                                `pages_per_task`, not both"
-                        .into());
-                }
-                (None, None, per_task) => PageSplit::PerTask(
-                    per_task
-                        .filter(|n| *n > 0)
-                        .unwrap_or(DEFAULT_PAGES_PER_TASK),
-                ),
-            };
-            PartitionSpec::Pages {
-                table: file
-                    .table
-                    .clone()
-                    .ok_or("[partition] of kind `pages` needs `table`")?,
-                split,
-            }
-        }
-        other => {
-            return Err(format!(
-                "unknown partition kind `{other}`: use range, hash, predicates or pages"
-            ));
-        }
-    };
-    Ok(Some(spec))
-}
-
-/// A `lower`/`upper` bound: an integer, a date or a date-time.
-fn key_value(v: &toml::Value) -> std::result::Result<KeyValue, String> {
-    match v {
-        toml::Value::Integer(i) => Ok(KeyValue::Int(*i)),
-        toml::Value::Datetime(d) => {
-            let text = d.to_string();
-            if d.time.is_none() {
-                let date = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
-                    .map_err(|e| e.to_string())?;
-                let days =
-                    (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days();
-                return Ok(KeyValue::Date(days as i32));
-            }
-            if d.offset.is_some() {
-                let t = chrono::DateTime::parse_from_rfc3339(&text).map_err(|e| e.to_string())?;
-                return Ok(KeyValue::Timestamp {
-                    micros: t.timestamp_micros(),
-                    utc: true,
-                });
-            }
-            let t = chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f")
-                .map_err(|e| e.to_string())?;
-            Ok(KeyValue::Timestamp {
-                micros: t.and_utc().timestamp_micros(),
-                utc: false,
-            })
-        }
-        other => Err(format!(
-            "a bound must be an integer, a date or a date-time, not {other}"
-        )),
-    }
-}
-
-/// Hash and page partitions use PostgreSQL functions and system columns.
-fn check_partition_sources(
-    spec: &PartitionSpec,
-    shards: &[ShardConfig],
-) -> std::result::Result<(), String> {
-    let kind = match spec {
-        PartitionSpec::Hash { .. } => "hash",
-        PartitionSpec::Pages { .. } => "pages",
-        _ => return Ok(()),
-    };
-    match shards
-        .iter()
-        .find(|s| !matches!(s.source, SourceConfig::Postgres(_)))
-    {
-        Some(s) => Err(format!(
-            "{kind} partitions need PostgreSQL; shard `{}` is not",
-            s.name
-        )),
-        None => Ok(()),
     }
 }
 
@@ -929,88 +755,6 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(msg.contains("job.toml") && msg.contains("qeury"), "{msg}");
-    }
-
-    #[test]
-    fn partition_flags_and_job_tables() {
-        let args = RunArgs {
-            partition_on: Some("id".into()),
-            partitions: Some(4),
-            ..Default::default()
-        };
-        assert_eq!(
-            partition_spec(&args, None).unwrap(),
-            Some(PartitionSpec::Range {
-                column: "id".into(),
-                partitions: 4,
-                bounds: None
-            })
-        );
-        let err = partition_spec(
-            &RunArgs {
-                partitions: Some(4),
-                ..Default::default()
-            },
-            None,
-        )
-        .unwrap_err();
-        assert!(err.contains("--partition-on"), "{err}");
-        let file: PartitionFile = toml::from_str(
-            "column = \"day\"\npartitions = 3\nlower = 2024-01-01\nupper = 2024-12-31\n",
-        )
-        .unwrap();
-        match partition_spec(&RunArgs::default(), Some(&file)).unwrap() {
-            Some(PartitionSpec::Range {
-                bounds: Some((KeyValue::Date(lo), KeyValue::Date(hi))),
-                ..
-            }) => {
-                assert_eq!((lo, hi), (19_723, 20_088))
-            }
-            other => panic!("{other:?}"),
-        }
-        let file: PartitionFile =
-            toml::from_str("kind = \"pages\"\ntable = \"lineitem\"\n").unwrap();
-        assert_eq!(
-            partition_spec(&RunArgs::default(), Some(&file)).unwrap(),
-            Some(PartitionSpec::Pages {
-                table: "lineitem".into(),
-                split: PageSplit::PerTask(DEFAULT_PAGES_PER_TASK)
-            })
-        );
-        let file: PartitionFile =
-            toml::from_str("kind = \"pages\"\ntable = \"t\"\npartitions = 4\n").unwrap();
-        let tasks = |args: &RunArgs, file: &PartitionFile| match partition_spec(args, Some(file)) {
-            Ok(Some(PartitionSpec::Pages { split, .. })) => split,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(tasks(&RunArgs::default(), &file), PageSplit::Tasks(4));
-        let cli = RunArgs {
-            partitions: Some(6),
-            ..Default::default()
-        };
-        let file: PartitionFile =
-            toml::from_str("kind = \"pages\"\ntable = \"t\"\npages_per_task = 50\n").unwrap();
-        assert_eq!(tasks(&RunArgs::default(), &file), PageSplit::PerTask(50));
-        assert_eq!(
-            tasks(&cli, &file),
-            PageSplit::Tasks(6),
-            "the flag overrides the file"
-        );
-        let file: PartitionFile = toml::from_str(
-            "kind = \"pages\"\ntable = \"t\"\npartitions = 4\npages_per_task = 50\n",
-        )
-        .unwrap();
-        assert!(
-            partition_spec(&RunArgs::default(), Some(&file))
-                .unwrap_err()
-                .contains("not both")
-        );
-        let file: PartitionFile = toml::from_str("kind = \"hash\"\npartitions = 2\n").unwrap();
-        assert!(
-            partition_spec(&RunArgs::default(), Some(&file))
-                .unwrap_err()
-                .contains("column")
-        );
     }
 
     #[test]

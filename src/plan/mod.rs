@@ -9,11 +9,11 @@ pub mod partition;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::config::{JobConfig, SourceConfig};
+use crate::config::{JobConfig, PageSplit, PartitionSpec, SourceConfig};
 use crate::error::TaskError;
 use crate::sql::ParamValue;
 
-use partition::{PartitionSpec, Piece};
+use partition::Piece;
 
 /// What one task sends to its source.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,8 +167,8 @@ pub fn offline(config: &JobConfig) -> Plan {
         }
         PartitionSpec::Pages { table, split } => {
             let size = match split {
-                partition::PageSplit::Tasks(n) => format!("{n} ranges"),
-                partition::PageSplit::PerTask(n) => format!("ranges of {n} pages"),
+                PageSplit::Tasks(n) => format!("{n} ranges"),
+                PageSplit::PerTask(n) => format!("ranges of {n} pages"),
             };
             format!(
                 "{size} of table `{table}`'s heap pages, from its size at run time (pg_relation_size), each read through a TID range scan"

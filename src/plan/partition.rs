@@ -13,37 +13,8 @@
 
 use std::fmt;
 
-use crate::sql::text::{starts_recursive, strip_leading_with};
+use crate::config::{PageSplit, PartitionSpec};
 use crate::sql::{KeyValue, quote_ident};
-
-/// How the user asked to split the query.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PartitionSpec {
-    Range {
-        column: String,
-        partitions: usize,
-        /// Bounds given by the user instead of probed (lower, upper), as literals.
-        bounds: Option<(KeyValue, KeyValue)>,
-    },
-    Hash {
-        column: String,
-        partitions: usize,
-    },
-    Predicates(Vec<String>),
-    Pages {
-        table: String,
-        split: PageSplit,
-    },
-}
-
-/// How a page-partitioned table is cut.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PageSplit {
-    /// Ranges of this many heap pages (the last one open-ended).
-    PerTask(u64),
-    /// This many ranges of equal size (fewer for a table of fewer pages).
-    Tasks(usize),
-}
 
 /// One partition, as data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,26 +111,6 @@ impl fmt::Display for Piece {
             Piece::All => f.write_str("all"),
         }
     }
-}
-
-/// A query that page partitions cannot split.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PagesQueryError {
-    /// The table's shadowing CTE would be seen inside a recursive WITH.
-    #[error(
-        "page partitions cannot be used with WITH RECURSIVE queries; use range or hash partitions"
-    )]
-    Recursive,
-}
-
-/// Page partitions shadow the table with a CTE, which a recursive WITH would see inside
-/// itself: such queries are refused.
-pub fn check_pages_query(sql: &str) -> Result<(), PagesQueryError> {
-    if strip_leading_with(sql).is_some_and(starts_recursive) {
-        return Err(PagesQueryError::Recursive);
-    }
-    Ok(())
 }
 
 /// The pieces of `spec` when no database has to be asked: given range bounds, hash
@@ -405,11 +356,5 @@ mod tests {
             }]
         );
         assert_eq!(page_pieces(10, PageSplit::PerTask(0)).len(), 10);
-    }
-
-    #[test]
-    fn recursive_queries_cannot_be_split_into_pages() {
-        assert!(check_pages_query("with recursive r AS (SELECT 1) SELECT * FROM r").is_err());
-        assert!(check_pages_query("with r AS (SELECT 1) SELECT * FROM r").is_ok());
     }
 }

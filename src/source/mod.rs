@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 
-use crate::config::{RunOptions, ShardConfig, SourceConfig};
+use crate::config::{PartitionSpec, RunOptions, ShardConfig, SourceConfig};
 use crate::error::{TaskError, TaskErrorKind};
 use crate::merge::BatchSender;
-use crate::plan::partition::{self, PartitionSpec, Piece};
+use crate::plan::partition::{self, Piece};
 use crate::plan::{ShardLayout, TaskQuery};
 
 pub use postgres::SnapshotSession;

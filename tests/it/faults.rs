@@ -153,7 +153,7 @@ async fn a_connection_limit_below_the_pool_is_waited_out() {
     job.args.no_snapshot = true;
     job.args.retries = Some(8);
     let mut config = tributary::JobConfig::resolve(job.args.clone()).unwrap();
-    config.options.partition = Some(tributary::plan::partition::PartitionSpec::Predicates(vec![
+    config.options.partition = Some(tributary::config::PartitionSpec::Predicates(vec![
         "id <= 30".into(),
         "id > 30 AND id <= 60".into(),
         "id > 60".into(),
@@ -189,7 +189,7 @@ async fn after_a_timeout_the_next_task_starts_at_once_within_the_pool() {
     job.args.allow_partial = true;
     job.args.no_snapshot = true;
     let mut config = tributary::JobConfig::resolve(job.args.clone()).unwrap();
-    config.options.partition = Some(tributary::plan::partition::PartitionSpec::Predicates(vec![
+    config.options.partition = Some(tributary::config::PartitionSpec::Predicates(vec![
         "id = 1".into(),
         "id > 1".into(),
     ]));

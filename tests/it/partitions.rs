@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
+use tributary::config::{PageSplit, PartitionSpec};
 use tributary::error::{Error, TaskErrorKind, exit};
-use tributary::plan::partition::{PageSplit, PartitionSpec};
 use tributary::sql::KeyValue;
 
 use crate::harness::{self, Job, concat, i64_column, str_column};

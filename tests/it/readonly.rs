@@ -4,8 +4,8 @@
 //! describe, estimate, page check, task), and a server set to non-standard strings cannot
 //! shift what is a parameter. Checked on the server afterwards, not on our own report.
 
+use tributary::config::{PageSplit, PartitionSpec};
 use tributary::dispatch::PlanMode;
-use tributary::plan::partition::{PageSplit, PartitionSpec};
 use tributary::{JobConfig, RunArgs};
 
 use crate::harness::{self, Job, concat, i64_column, str_column};
