@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::config::JobConfig;
+use crate::config::{JobConfig, PartitionSpec};
 use crate::error::{Error, TaskError, TaskErrorKind};
 use crate::merge::{self, Event, MergeHandle, MergeSettings};
-use crate::plan::{self, Plan};
+use crate::plan::{self, Plan, ShardLayout, TaskQuery};
 use crate::report::{self, Outcome, Progress, RunReport, TaskReport};
 use crate::sink::{self, OutputSummary};
 use crate::source::{Cancels, ShardPool, SnapshotSession, TaskContext};
@@ -129,8 +129,7 @@ pub async fn prepare(config: &JobConfig) -> Result<Prepared, Error> {
         let lost_tx = lost_tx.clone();
         async move {
             let _slot = limit.acquire().await.expect("never closed");
-            pool.layout(spec, &base, config.options.consistent, &lost_tx)
-                .await
+            shard_layout(pool, spec, &base, config.options.consistent, &lost_tx).await
         }
     });
     let results = futures_util::future::join_all(probes).await;
@@ -150,6 +149,32 @@ pub async fn prepare(config: &JobConfig) -> Result<Prepared, Error> {
         sessions,
         lost,
     })
+}
+
+/// Learns how to split one shard's query: with `consistent`, first exports the snapshot
+/// all its partitions will read (and probes inside it). The snapshot session is returned
+/// to be held until the run ends; when its connection ends, the shard's name is sent on
+/// `lost`.
+async fn shard_layout(
+    pool: &ShardPool,
+    spec: &PartitionSpec,
+    base: &TaskQuery,
+    consistent: bool,
+    lost: &mpsc::UnboundedSender<String>,
+) -> Result<(ShardLayout, Option<SnapshotSession>), TaskError> {
+    let session = match consistent {
+        true => pool.export_snapshot(lost).await?,
+        false => None,
+    };
+    let partitions = plan::split_shard(spec, base, &pool.probe(session.as_ref())).await?;
+    let snapshot = session.as_ref().map(|s| s.id.clone());
+    Ok((
+        ShardLayout {
+            partitions,
+            snapshot,
+        },
+        session,
+    ))
 }
 
 /// The merger's result: the output's summary once committed, `None` when it ended

@@ -23,7 +23,6 @@ use tokio_postgres::CancelToken;
 use crate::config::shards::PgSource;
 use crate::decode::pgcopy::{CopyDecoder, CopyError};
 use crate::error::{TaskError, TaskErrorKind};
-use crate::plan::partition::shadowed_name;
 use crate::sql::{KeyValue, quote_ident};
 use crate::types::TypeRules;
 
@@ -463,9 +462,9 @@ impl PgShard {
         })
     }
 
-    /// Checks that `sql`, a query restricted to one page range of `table`, reads `table`
-    /// exactly once and only through that range. The restriction shadows the table's
-    /// name, so a query that reaches the table otherwise (schema-qualified, through a
+    /// Checks that `sql`, a query restricted to one page range of `table` by a common
+    /// table expression named `shadow`, reads `table` exactly once and only through that
+    /// range. The restriction shadows the table's name, so a query that reaches the table otherwise (schema-qualified, through a
     /// view, under another name) would read all of it in every piece, and one that reads
     /// it twice (a self-join) would pair rows of the same range only: either would be a
     /// wrong result, not an error, so the plan is looked at first (`EXPLAIN`: nothing is
@@ -475,6 +474,7 @@ impl PgShard {
         session: Option<&SnapshotSession>,
         sql: &str,
         table: &PageTable,
+        shadow: &str,
     ) -> Result<(), TaskError> {
         let client = self.probe_client(session).await?;
         let row = client
@@ -485,7 +485,6 @@ impl PgShard {
         let plan: serde_json::Value = row.get(0);
         let mut scans = Vec::new();
         let mut shared = false;
-        let shadow = shadowed_name(&table.given);
         walk_plan(&plan[0]["Plan"], &mut |node| {
             let text = |key: &str| node[key].as_str().unwrap_or_default();
             if text("Relation Name") == table.name && text("Schema") == table.schema {
