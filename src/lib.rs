@@ -58,11 +58,11 @@ pub async fn run(
 ) -> (RunReport, Result<()>) {
     let started = std::time::Instant::now();
     let mut interrupt = std::pin::pin!(interrupt);
-    let prepared = tokio::select! {
-        prepared = dispatch::prepare(config) => prepared,
+    let planned = tokio::select! {
+        planned = dispatch::open_and_plan(config) => planned,
         signal = &mut interrupt => Err(Error::Interrupted { signal }),
     };
-    let prepared = match prepared {
+    let planned = match planned {
         Ok(p) => p,
         Err(e) => {
             let report = RunReport {
@@ -75,8 +75,8 @@ pub async fn run(
             return (report, Err(e));
         }
     };
-    let progress = Arc::new(report::Progress::new(&prepared.plan, interactive));
-    dispatch::execute(config, prepared, progress, interrupt).await
+    let progress = Arc::new(report::Progress::new(&planned.plan, interactive));
+    dispatch::execute(config, planned, progress, interrupt).await
 }
 
 /// Installs SIGINT and SIGTERM handlers now (call it inside the runtime, before any

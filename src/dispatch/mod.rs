@@ -34,7 +34,7 @@ const CANCEL_WAIT: Duration = Duration::from_secs(5);
 
 /// A planned job, with what it holds open: the shards' pools and the sessions keeping
 /// their exported snapshots alive.
-pub struct Prepared {
+pub struct OpenPlan {
     pub plan: Plan,
     pools: Vec<Arc<ShardPool>>,
     sessions: Vec<SnapshotSession>,
@@ -42,7 +42,7 @@ pub struct Prepared {
     lost: mpsc::UnboundedReceiver<String>,
 }
 
-impl Prepared {
+impl OpenPlan {
     /// PostgreSQL's row estimate for each task (`None` where there is none).
     pub async fn estimates(&self) -> Vec<Option<f64>> {
         let mut out = Vec::with_capacity(self.plan.tasks.len());
@@ -89,10 +89,10 @@ pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
             ))
         }
         PlanMode::Probe => {
-            let prepared = prepare(config).await?;
-            let estimates = prepared.estimates().await;
-            let text = prepared.plan.describe(Some(&estimates));
-            prepared.close().await;
+            let planned = open_and_plan(config).await?;
+            let estimates = planned.estimates().await;
+            let text = planned.plan.describe(Some(&estimates));
+            planned.close().await;
             let probed = match &config.options.partition {
                 Some(_) => "the partition probes and the row estimates' EXPLAINs",
                 None => "the row estimates' EXPLAINs",
@@ -107,7 +107,7 @@ pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
 /// Opens the shards' pools and, when the job is partitioned, probes every shard (at most
 /// `--concurrency` at once) for how to split its query, exporting a snapshot first where
 /// consistency is on. A shard whose probe fails is listed in [`Plan::failed`].
-pub async fn prepare(config: &JobConfig) -> Result<Prepared, Error> {
+pub async fn open_and_plan(config: &JobConfig) -> Result<OpenPlan, Error> {
     let mut pools = Vec::with_capacity(config.shards.len());
     for shard in &config.shards {
         let pool = ShardPool::open(shard, config.pool_size(shard), &config.options)?;
@@ -115,7 +115,7 @@ pub async fn prepare(config: &JobConfig) -> Result<Prepared, Error> {
     }
     let (lost_tx, lost) = mpsc::unbounded_channel();
     let Some(spec) = &config.options.partition else {
-        return Ok(Prepared {
+        return Ok(OpenPlan {
             plan: plan::unpartitioned(config),
             pools,
             sessions: Vec::new(),
@@ -143,7 +143,7 @@ pub async fn prepare(config: &JobConfig) -> Result<Prepared, Error> {
             })
         })
         .collect();
-    Ok(Prepared {
+    Ok(OpenPlan {
         plan: plan::plan(config, layouts),
         pools,
         sessions,
@@ -186,16 +186,16 @@ type MergerHandle = tokio::task::JoinHandle<crate::Result<Option<OutputSummary>>
 /// when the user asks to stop.
 pub async fn execute(
     config: &JobConfig,
-    prepared: Prepared,
+    planned: OpenPlan,
     progress: Arc<Progress>,
     interrupt: impl Future<Output = &'static str>,
 ) -> (RunReport, Result<(), Error>) {
-    let Prepared {
+    let OpenPlan {
         mut plan,
         pools,
         sessions,
         lost,
-    } = prepared;
+    } = planned;
     // Shards whose probe failed are reported like failed tasks.
     let mut unplanned = std::mem::take(&mut plan.failed);
     let plan = &plan;

@@ -86,7 +86,7 @@ async fn declared_dims(
 /// what the table assumes of the server), with warnings for columns read as text for
 /// want of a mapping and for type options naming no column. `classify` turns a server
 /// error into the task's error.
-pub async fn prepare(
+pub async fn describe_for_task(
     client: &Client,
     sql: &str,
     rules: &TypeRules,

@@ -594,7 +594,7 @@ impl PgShard {
 
         let columns = within(
             ctx.stall,
-            pgcolumns::prepare(client, sql, &self.types, &self.name, |e| {
+            pgcolumns::describe_for_task(client, sql, &self.types, &self.name, |e| {
                 self::classify(&e, ctx.deadline)
             }),
         )
