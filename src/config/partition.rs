@@ -55,22 +55,47 @@ pub(super) struct PartitionFile {
     pages_per_task: Option<u64>,
 }
 
+/// Partition settings that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PartitionSettingError {
+    #[error("partitions must be at least 1")]
+    ZeroPartitions,
+    #[error("give the number of partitions (--partitions N, or `partitions` in [partition])")]
+    NoCount,
+    #[error("--partitions needs --partition-on COLUMN")]
+    CountWithoutColumn,
+    #[error("[partition] needs `column`")]
+    NoColumn,
+    #[error("[partition] needs both `lower` and `upper`, or neither")]
+    OneBound,
+    #[error("`lower` and `upper` must be of one kind (integers, dates or timestamps)")]
+    MixedBounds,
+    /// A bound that reads as a date or date-time in TOML but not in chrono.
+    #[error("{0}")]
+    BadBound(chrono::ParseError),
+    /// A bound of another TOML kind (shown as TOML writes it).
+    #[error("a bound must be an integer, a date or a date-time, not {0}")]
+    NotABound(String),
+    #[error("[partition] of kind `predicates` needs a non-empty `predicates` list")]
+    NoPredicates,
+    #[error("[partition] of kind `pages` takes `partitions` or `pages_per_task`, not both")]
+    PagesTwice,
+    #[error("[partition] of kind `pages` needs `table`")]
+    NoTable,
+    #[error("unknown partition kind `{0}`: use range, hash, predicates or pages")]
+    UnknownKind(String),
+    /// Hash and page partitions use PostgreSQL functions and system columns.
+    #[error("{kind} partitions need PostgreSQL; shard `{shard}` is not")]
+    NeedsPostgres { kind: &'static str, shard: String },
+}
+
 /// The partitioning asked for: `--partition-on`/`--partitions` over the job file's
 /// `[partition]` table.
 pub(super) fn partition_spec(
     args: &RunArgs,
     file: Option<&PartitionFile>,
-) -> std::result::Result<Option<PartitionSpec>, String> {
-    let count = |n: Option<usize>| -> std::result::Result<usize, String> {
-        match n {
-            Some(0) => Err("partitions must be at least 1".into()),
-            Some(n) => Ok(n),
-            None => Err(
-                "give the number of partitions (--partitions N, or `partitions` in [partition])"
-                    .into(),
-            ),
-        }
-    };
+) -> Result<Option<PartitionSpec>, PartitionSettingError> {
     if let Some(column) = &args.partition_on {
         let n = args.partitions.or(file.and_then(|f| f.partitions));
         return Ok(Some(PartitionSpec::Range {
@@ -81,37 +106,18 @@ pub(super) fn partition_spec(
     }
     let Some(file) = file else {
         if args.partitions.is_some() {
-            return Err("--partitions needs --partition-on COLUMN".into());
+            return Err(PartitionSettingError::CountWithoutColumn);
         }
         return Ok(None);
     };
     let partitions = args.partitions.or(file.partitions);
-    let column = || {
-        file.column
-            .clone()
-            .ok_or_else(|| "[partition] needs `column`".to_string())
-    };
+    let column = || file.column.clone().ok_or(PartitionSettingError::NoColumn);
     let spec = match file.kind.as_deref().unwrap_or("range") {
-        "range" => {
-            let bounds = match (&file.lower, &file.upper) {
-                (None, None) => None,
-                (Some(lo), Some(hi)) => Some((key_value(lo)?, key_value(hi)?)),
-                _ => return Err("[partition] needs both `lower` and `upper`, or neither".into()),
-            };
-            if let Some((lo, hi)) = bounds
-                && std::mem::discriminant(&lo) != std::mem::discriminant(&hi)
-            {
-                return Err(
-                    "`lower` and `upper` must be of one kind (integers, dates or timestamps)"
-                        .into(),
-                );
-            }
-            PartitionSpec::Range {
-                column: column()?,
-                partitions: count(partitions)?,
-                bounds,
-            }
-        }
+        "range" => PartitionSpec::Range {
+            bounds: bounds(file)?,
+            column: column()?,
+            partitions: count(partitions)?,
+        },
         "hash" => PartitionSpec::Hash {
             column: column()?,
             partitions: count(partitions)?,
@@ -119,74 +125,88 @@ pub(super) fn partition_spec(
         "predicates" => {
             let list = file.predicates.clone().unwrap_or_default();
             if list.is_empty() {
-                return Err(
-                    "[partition] of kind `predicates` needs a non-empty `predicates` list".into(),
-                );
+                return Err(PartitionSettingError::NoPredicates);
             }
             PartitionSpec::Predicates(list)
         }
-        "pages" => {
-            // --partitions on the command line overrides either key of the file.
-            let split = match (args.partitions, file.partitions, file.pages_per_task) {
-                (Some(n), _, _) | (None, Some(n), None) => PageSplit::Tasks(count(Some(n))?),
-                (None, Some(_), Some(_)) => {
-                    return Err("[partition] of kind `pages` takes `partitions` or \
-                                `pages_per_task`, not both"
-                        .into());
-                }
-                (None, None, per_task) => PageSplit::PerTask(
-                    per_task
-                        .filter(|n| *n > 0)
-                        .unwrap_or(DEFAULT_PAGES_PER_TASK),
-                ),
-            };
-            PartitionSpec::Pages {
-                table: file
-                    .table
-                    .clone()
-                    .ok_or("[partition] of kind `pages` needs `table`")?,
-                split,
-            }
-        }
-        other => {
-            return Err(format!(
-                "unknown partition kind `{other}`: use range, hash, predicates or pages"
-            ));
-        }
+        "pages" => PartitionSpec::Pages {
+            split: page_split(args, file)?,
+            table: file.table.clone().ok_or(PartitionSettingError::NoTable)?,
+        },
+        other => return Err(PartitionSettingError::UnknownKind(other.to_string())),
     };
     Ok(Some(spec))
 }
 
+/// The number of partitions asked for.
+fn count(n: Option<usize>) -> Result<usize, PartitionSettingError> {
+    match n {
+        Some(0) => Err(PartitionSettingError::ZeroPartitions),
+        Some(n) => Ok(n),
+        None => Err(PartitionSettingError::NoCount),
+    }
+}
+
+/// The bounds of a range partition given in the job file, if any.
+fn bounds(file: &PartitionFile) -> Result<Option<(KeyValue, KeyValue)>, PartitionSettingError> {
+    let bounds = match (&file.lower, &file.upper) {
+        (None, None) => None,
+        (Some(lo), Some(hi)) => Some((key_value(lo)?, key_value(hi)?)),
+        _ => return Err(PartitionSettingError::OneBound),
+    };
+    if let Some((lo, hi)) = bounds
+        && std::mem::discriminant(&lo) != std::mem::discriminant(&hi)
+    {
+        return Err(PartitionSettingError::MixedBounds);
+    }
+    Ok(bounds)
+}
+
+/// How a page-partitioned table is cut: `--partitions` on the command line overrides
+/// either key of the file.
+fn page_split(args: &RunArgs, file: &PartitionFile) -> Result<PageSplit, PartitionSettingError> {
+    Ok(
+        match (args.partitions, file.partitions, file.pages_per_task) {
+            (Some(n), _, _) | (None, Some(n), None) => PageSplit::Tasks(count(Some(n))?),
+            (None, Some(_), Some(_)) => return Err(PartitionSettingError::PagesTwice),
+            (None, None, per_task) => PageSplit::PerTask(
+                per_task
+                    .filter(|n| *n > 0)
+                    .unwrap_or(DEFAULT_PAGES_PER_TASK),
+            ),
+        },
+    )
+}
+
 /// A `lower`/`upper` bound: an integer, a date or a date-time.
-fn key_value(v: &toml::Value) -> std::result::Result<KeyValue, String> {
+fn key_value(v: &toml::Value) -> Result<KeyValue, PartitionSettingError> {
+    use PartitionSettingError::BadBound;
     match v {
         toml::Value::Integer(i) => Ok(KeyValue::Int(*i)),
         toml::Value::Datetime(d) => {
             let text = d.to_string();
             if d.time.is_none() {
-                let date = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
-                    .map_err(|e| e.to_string())?;
+                let date =
+                    chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(BadBound)?;
                 let days =
                     (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days();
                 return Ok(KeyValue::Date(days as i32));
             }
             if d.offset.is_some() {
-                let t = chrono::DateTime::parse_from_rfc3339(&text).map_err(|e| e.to_string())?;
+                let t = chrono::DateTime::parse_from_rfc3339(&text).map_err(BadBound)?;
                 return Ok(KeyValue::Timestamp {
                     micros: t.timestamp_micros(),
                     utc: true,
                 });
             }
             let t = chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f")
-                .map_err(|e| e.to_string())?;
+                .map_err(BadBound)?;
             Ok(KeyValue::Timestamp {
                 micros: t.and_utc().timestamp_micros(),
                 utc: false,
             })
         }
-        other => Err(format!(
-            "a bound must be an integer, a date or a date-time, not {other}"
-        )),
+        other => Err(PartitionSettingError::NotABound(other.to_string())),
     }
 }
 
@@ -194,7 +214,7 @@ fn key_value(v: &toml::Value) -> std::result::Result<KeyValue, String> {
 pub(super) fn check_partition_sources(
     spec: &PartitionSpec,
     shards: &[ShardConfig],
-) -> std::result::Result<(), String> {
+) -> Result<(), PartitionSettingError> {
     let kind = match spec {
         PartitionSpec::Hash { .. } => "hash",
         PartitionSpec::Pages { .. } => "pages",
@@ -204,10 +224,10 @@ pub(super) fn check_partition_sources(
         .iter()
         .find(|s| !matches!(s.source, SourceConfig::Postgres(_)))
     {
-        Some(s) => Err(format!(
-            "{kind} partitions need PostgreSQL; shard `{}` is not",
-            s.name
-        )),
+        Some(s) => Err(PartitionSettingError::NeedsPostgres {
+            kind,
+            shard: s.name.clone(),
+        }),
         None => Ok(()),
     }
 }
@@ -258,7 +278,8 @@ mod tests {
             },
             None,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("--partition-on"), "{err}");
         let file: PartitionFile = toml::from_str(
             "column = \"day\"\npartitions = 3\nlower = 2024-01-01\nupper = 2024-12-31\n",
@@ -308,12 +329,14 @@ mod tests {
         assert!(
             partition_spec(&RunArgs::default(), Some(&file))
                 .unwrap_err()
+                .to_string()
                 .contains("not both")
         );
         let file: PartitionFile = toml::from_str("kind = \"hash\"\npartitions = 2\n").unwrap();
         assert!(
             partition_spec(&RunArgs::default(), Some(&file))
                 .unwrap_err()
+                .to_string()
                 .contains("column")
         );
     }
