@@ -6,26 +6,17 @@ use std::collections::BTreeMap;
 use arrow::array::AsArray;
 use arrow::datatypes::Float64Type;
 
-use crate::harness::{concat, i64_column, read_parquet, str_column};
+use crate::harness::{i64_column, read_batch, sqlite_query, str_column, succeeded, tributary};
 
 #[tokio::test]
 async fn demo_writes_the_monthly_revenue_of_every_region() {
     let dir = tempfile::tempdir().unwrap();
-    let status = crate::harness::bin()
-        .args(["demo", "--orders", "5000", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&status.stdout);
-    assert!(
-        status.status.success(),
-        "demo failed: {}\n{stdout}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    let dir_arg = dir.path().display().to_string();
+    let stdout = succeeded(&tributary(&["demo", "--orders", "5000", "--dir", &dir_arg]));
     let output = dir.path().join("monthly_revenue.parquet");
     assert!(stdout.contains(&output.display().to_string()), "{stdout}");
 
-    let batch = concat(&read_parquet(&output));
+    let batch = read_batch(&output);
     let shards = str_column(&batch, "shard");
     let months = str_column(&batch, "month");
     let orders = i64_column(&batch, "orders");
@@ -43,12 +34,11 @@ async fn demo_writes_the_monthly_revenue_of_every_region() {
     // SQLite's own answer, shard by shard.
     let mut expected = BTreeMap::new();
     for region in tributary::demo::REGIONS {
-        let out = std::process::Command::new("sqlite3")
-            .arg(dir.path().join(format!("{region}.db")))
-            .arg("SELECT strftime('%Y-%m', ordered_at), count(*), printf('%.2f', round(sum(quantity * unit_price), 2)) FROM orders GROUP BY 1")
-            .output()
-            .expect("sqlite3 is needed (apt-get install sqlite3)");
-        for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let out = sqlite_query(
+            &dir.path().join(format!("{region}.db")),
+            "SELECT strftime('%Y-%m', ordered_at), count(*), printf('%.2f', round(sum(quantity * unit_price), 2)) FROM orders GROUP BY 1",
+        );
+        for line in out.lines() {
             let f: Vec<&str> = line.split('|').collect();
             expected.insert(
                 (region.to_string(), f[0].to_string()),

@@ -6,23 +6,10 @@ use tributary::error::exit;
 
 use crate::harness::{self, Job, concat, i64_column, str_column};
 
-fn sqlite_db(dir: &std::path::Path, name: &str, sql: &str) -> String {
-    let path = dir.join(name);
-    let status = std::process::Command::new("sqlite3")
-        .arg(&path)
-        .arg(sql)
-        .status()
-        .expect(
-            "the sqlite3 command-line tool is needed to build fixtures (apt-get install sqlite3)",
-        );
-    assert!(status.success());
-    format!("sqlite://{}", path.display())
-}
-
 #[tokio::test]
 async fn declared_types_then_values_decide_column_types() {
     let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_db(
+    let url = harness::sqlite_shard(
         dir.path(),
         "a.db",
         "CREATE TABLE t (id INTEGER, name TEXT, price REAL, day DATE, at DATETIME, ok BOOLEAN, raw BLOB, n NUMERIC);
@@ -68,7 +55,7 @@ async fn declared_types_then_values_decide_column_types() {
 #[tokio::test]
 async fn a_value_that_does_not_fit_its_declared_type_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_db(
+    let url = harness::sqlite_shard(
         dir.path(),
         "a.db",
         "CREATE TABLE t (qty INTEGER); INSERT INTO t VALUES (1), ('lots');",
@@ -87,7 +74,7 @@ async fn a_value_that_does_not_fit_its_declared_type_is_named() {
 #[tokio::test]
 async fn parameters_are_bound_not_spliced() {
     let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_db(
+    let url = harness::sqlite_shard(
         dir.path(),
         "a.db",
         "CREATE TABLE t (name TEXT); INSERT INTO t VALUES ('x'), ('it''s; DROP TABLE t; --');",
@@ -121,7 +108,7 @@ async fn a_missing_sqlite_file_is_an_unavailable_shard() {
 #[tokio::test]
 async fn sqlite_and_postgres_shards_merge_into_one_file() {
     let dir = tempfile::tempdir().unwrap();
-    let lite = sqlite_db(
+    let lite = harness::sqlite_shard(
         dir.path(),
         "a.db",
         "CREATE TABLE t (id INTEGER, name TEXT); INSERT INTO t VALUES (1, 'lite');",
