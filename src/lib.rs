@@ -17,7 +17,9 @@
 //!   [`config::JobConfig`]; secrets never print.
 //! - [`sql`] finds `:name` parameters and renders them as bound values or quoted literals;
 //!   it also writes the SQL that splits and probes a query (quoted names, key literals).
-//! - [`plan`] turns a job into tasks (one per shard), each with its exact SQL.
+//! - [`plan`] turns a job into tasks (one per shard, or per partition of a shard), each
+//!   with its exact SQL; what a partitioned shard's split depends on, it asks through
+//!   [`plan::ShardProbe`], which [`source`] implements.
 //! - [`dispatch`] runs the tasks under global and per-shard limits and deadlines.
 //! - [`source`] reads a shard: PostgreSQL through binary COPY, SQLite through sqlx.
 //! - [`types`] is the source-type -> Arrow-type table, exact by default, with the lossy

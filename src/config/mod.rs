@@ -1,6 +1,11 @@
 //! Resolves what the user typed, the job file and the defaults into one validated
 //! [`JobConfig`]. Precedence: command-line flags, then the job file, then defaults.
 //! Everything after this module consumes `JobConfig`; nothing below sees clap types.
+//!
+//! By concern: the job file (`job_file`), the shards file ([`shards`], with `pgpass`),
+//! setting values such as sizes and durations ([`values`]), the partition settings
+//! ([`partition`]), the type options (`type_options`), the output's file names
+//! (`output`), and the one step that resolves them all in order (`resolve`).
 
 mod job_file;
 mod output;
