@@ -17,11 +17,12 @@ use arrow::datatypes::{FieldRef, Fields, Int32Type};
 
 use super::ValueError;
 use super::block::{BLOCK_ROWS, Width};
-use super::cursor::{Cursor, fixed, utf8};
-use super::nested::{ArrayValue, append_block, append_range};
-use super::numeric::{Numeric, decimal};
+use super::cursor::utf8;
+use super::nested::{append_hstore, append_list, append_struct};
+use super::numeric::{decimal, money, numeric_float, numeric_text};
 use super::scalar::{
-    MICROS_PER_DAY, date, inet_text, infinite_interval, interval_parts, time, timestamp, versioned,
+    bit_text, boolean, char_text, date, duration, inet_text, macaddr_text, number, time, timestamp,
+    timetz_utc, uuid, versioned,
 };
 use crate::types::{
     ArrayBoundsMode, InfinityMode, IntervalMode, MONEY_SCALE, PgKind, TimeTzMode, UuidMode,
@@ -309,291 +310,77 @@ impl Column {
         }
     }
 
-    /// Appends one value in its type's binary send format.
+    /// Appends one value in its type's binary send format, decoded by its type's
+    /// decoder, as [`Column::append_values`] does a block at a time.
     pub(super) fn append(&mut self, v: &[u8]) -> Result<(), ValueError> {
         match self {
-            Column::Bool(b) => b.append_value(fixed::<1>(v)?[0] != 0),
-            Column::Int16(b) => b.append_value(i16::from_be_bytes(fixed(v)?)),
-            Column::Int32(b) => b.append_value(i32::from_be_bytes(fixed(v)?)),
-            Column::Int64(b) => b.append_value(i64::from_be_bytes(fixed(v)?)),
-            Column::UInt32(b) => b.append_value(u32::from_be_bytes(fixed(v)?)),
-            Column::UInt64(b) => b.append_value(u64::from_be_bytes(fixed(v)?)),
-            Column::Float32(b) => b.append_value(f32::from_be_bytes(fixed(v)?)),
-            Column::Float64(b) => b.append_value(f64::from_be_bytes(fixed(v)?)),
+            Column::Bool(b) => b.append_value(boolean(v)?),
+            Column::Int16(b) => b.append_option(number(v)?),
+            Column::Int32(b) => b.append_option(number(v)?),
+            Column::Int64(b) => b.append_option(number(v)?),
+            Column::UInt32(b) => b.append_option(number(v)?),
+            Column::UInt64(b) => b.append_option(number(v)?),
+            Column::Float32(b) => b.append_option(number(v)?),
+            Column::Float64(b) => b.append_option(number(v)?),
             Column::Decimal {
                 builder,
                 precision,
                 scale,
                 infinity,
             } => builder.append_option(decimal(v, *precision, *scale, *infinity)?),
-            Column::NumericText(b) => b.append_value(Numeric::parse(v)?.to_text()),
-            Column::NumericFloat(b) => {
-                let text = Numeric::parse(v)?.to_text();
-                let f = match text.as_str() {
-                    "Infinity" => f64::INFINITY,
-                    "-Infinity" => f64::NEG_INFINITY,
-                    t => t
-                        .parse::<f64>()
-                        .map_err(|source| ValueError::NumericFloat {
-                            text: t.to_string(),
-                            source,
-                        })?,
-                };
-                b.append_value(f)
-            }
-            Column::Money(b) => b.append_value(i64::from_be_bytes(fixed(v)?) as i128),
-            Column::Text(b) => b.append_value(v),
+            Column::NumericText(b) => b.append_value(numeric_text(v)?),
+            Column::NumericFloat(b) => b.append_option(numeric_float(v)?),
+            Column::Money(b) => b.append_option(money(v)?),
+            Column::Text(b) | Column::Bytes(b) => b.append_value(v),
             Column::Jsonb(b) | Column::VersionedText(b) => b.append_value(versioned(v)?),
-            Column::Char(b) => {
-                // "char" is one byte, not necessarily UTF-8 on its own.
-                let byte = fixed::<1>(v)?[0];
-                if byte == 0 {
-                    b.append_value("")
-                } else if byte.is_ascii() {
-                    b.append_value((byte as char).to_string())
-                } else {
-                    b.append_value(format!("\\{byte:03o}"))
-                }
-            }
+            Column::Char(b) => b.append_value(char_text(v)?),
             Column::Dictionary(b) => {
                 // The only error is running out of Int32 keys.
                 b.append(utf8(v)?).map_err(|_| ValueError::DictionaryFull)?;
             }
-            Column::Bytes(b) => b.append_value(v),
             Column::Date(b, infinity) => b.append_option(date(v, *infinity)?),
             Column::Time(b, infinity) => b.append_option(time(v, *infinity)?),
-            Column::TimeTzUtc(b) => {
-                let mut c = Cursor::new(v);
-                let micros = i64::from_be_bytes(fixed(c.take(8)?)?);
-                let west = c.i32()? as i64;
-                c.end()?;
-                // A time of day runs to 24:00:00; past it, `micros` would be no time at
-                // all, and could overflow the sum below.
-                if !(0..=MICROS_PER_DAY).contains(&micros) {
-                    return Err(ValueError::OutOfRange("time"));
-                }
-                // The zone is stored in seconds west of UTC: UTC = local + west. Moved to
-                // UTC, a time wraps around midnight (24:00 UTC is 00:00).
-                b.append_value((micros + west * 1_000_000).rem_euclid(MICROS_PER_DAY))
-            }
+            Column::TimeTzUtc(b) => b.append_option(timetz_utc(v)?),
             Column::Timestamp(b, infinity) => b.append_option(timestamp(v, *infinity)?),
-            Column::Duration(b, mode) => {
-                let (micros, days, months) = interval_parts(v)?;
-                if let Some(special) = infinite_interval(micros, days, months, *mode) {
-                    let clamped = special?.map(|(micros, ..)| micros);
-                    b.append_option(clamped);
-                    return Ok(());
-                }
-                let (days, months) = (days as i64, months as i64);
-                let total = (months * 30 + days)
-                    .checked_mul(MICROS_PER_DAY)
-                    .and_then(|d| d.checked_add(micros))
-                    .ok_or(ValueError::DurationOverflow)?;
-                b.append_value(total)
-            }
+            Column::Duration(b, infinity) => b.append_option(duration(v, *infinity)?),
             Column::Uuid(b) => {
-                let v = fixed::<16>(v)?;
+                let bytes = *uuid(v)?.as_bytes();
                 // The builder's only error is a value of another size than its 16.
-                b.append_value(v).map_err(|_| ValueError::Size {
+                b.append_value(bytes).map_err(|_| ValueError::Size {
                     expected: 16,
-                    got: v.len(),
+                    got: bytes.len(),
                 })?
             }
-            Column::UuidText(b) => {
-                let uuid = uuid::Uuid::from_bytes(fixed::<16>(v)?);
-                b.append_value(
-                    uuid.hyphenated()
-                        .encode_lower(&mut uuid::Uuid::encode_buffer()),
-                )
-            }
+            Column::UuidText(b) => b.append_value(
+                uuid(v)?
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            ),
             Column::Inet(b, cidr) => b.append_value(inet_text(v, *cidr)?),
-            Column::MacAddr(b) => {
-                if v.len() != 6 && v.len() != 8 {
-                    return Err(ValueError::MacAddr(v.len()));
-                }
-                let parts: Vec<String> = v.iter().map(|x| format!("{x:02x}")).collect();
-                b.append_value(parts.join(":"))
-            }
-            Column::Bit(b) => {
-                let mut c = Cursor::new(v);
-                let bits = c.i32()?;
-                let bytes = c.take(c.remaining())?;
-                if bits < 0 || bytes.len() != (bits as usize).div_ceil(8) {
-                    return Err(ValueError::BitString {
-                        bits,
-                        bytes: bytes.len(),
-                    });
-                }
-                let text: String = (0..bits as usize)
-                    .map(|i| {
-                        if bytes[i / 8] & (0x80 >> (i % 8)) != 0 {
-                            '1'
-                        } else {
-                            '0'
-                        }
-                    })
-                    .collect();
-                b.append_value(text)
-            }
-            Column::Hstore(b) => {
-                let mut c = Cursor::new(v);
-                let count = c.i32()?;
-                // Each pair takes at least 8 bytes: refuse counts the value cannot hold.
-                if count < 0 || count as usize > c.remaining() / 8 {
-                    return Err(ValueError::Count {
-                        what: "hstore pairs",
-                        count: count.into(),
-                        bytes: v.len(),
-                    });
-                }
-                for _ in 0..count {
-                    let key = c.field()?.ok_or(ValueError::NullInside("hstore key"))?;
-                    b.keys().append_value(utf8(key)?);
-                    match c.field()? {
-                        Some(value) => b.values().append_value(utf8(value)?),
-                        None => b.values().append_null(),
-                    }
-                }
-                c.end()?;
-                // Keys and values were appended in pairs: the builder cannot refuse.
-                b.append(true).expect("keys and values stay aligned");
-            }
+            Column::MacAddr(b) => b.append_value(macaddr_text(v)?),
+            Column::Bit(b) => b.append_value(bit_text(v)?),
+            Column::Hstore(b) => append_hstore(b, v)?,
             Column::List {
                 kind,
                 offsets,
                 nulls,
                 child,
                 ..
-            } => {
-                let added = match *kind {
-                    ListKind::Vector => {
-                        let mut c = Cursor::new(v);
-                        let dim = c.u16()? as usize;
-                        let _unused = c.u16()?;
-                        if c.remaining() != dim * 4 {
-                            return Err(ValueError::Count {
-                                what: "a vector of dimension",
-                                count: dim as i64,
-                                bytes: v.len(),
-                            });
-                        }
-                        for _ in 0..dim {
-                            child.append(c.take(4)?)?;
-                        }
-                        dim
-                    }
-                    ListKind::Multirange => {
-                        let mut c = Cursor::new(v);
-                        let count = c.i32()?;
-                        if count < 0 || count as usize > c.remaining() / 5 {
-                            return Err(ValueError::Count {
-                                what: "a multirange of ranges",
-                                count: count.into(),
-                                bytes: v.len(),
-                            });
-                        }
-                        for _ in 0..count {
-                            let range = c
-                                .field()?
-                                .ok_or(ValueError::NullInside("range in a multirange"))?;
-                            child.append(range)?;
-                        }
-                        c.end()?;
-                        count as usize
-                    }
-                    ListKind::Array { dims, bounds, .. } => {
-                        let array = ArrayValue::parse(v)?;
-                        if bounds == ArrayBoundsMode::Error
-                            && let Some(&lower) = array.lower.iter().find(|&&l| l != 1)
-                        {
-                            return Err(ValueError::ArrayLowerBound { lower });
-                        }
-                        if array.dims.is_empty() {
-                            0 // '{}' has no dimensions: an empty list at any depth.
-                        } else if array.dims.len() != dims as usize {
-                            return Err(ValueError::ArrayDims {
-                                found: array.dims.len(),
-                                declared: dims,
-                            });
-                        } else {
-                            let mut elements = array.elements;
-                            append_block(child, &array.dims[1..], array.dims[0], &mut elements)?;
-                            elements.end()?;
-                            array.dims[0]
-                        }
-                    }
-                };
-                let last = *offsets.last().expect("offsets start with 0");
-                let next = i32::try_from(added)
-                    .ok()
-                    .and_then(|n| last.checked_add(n))
-                    .ok_or(ValueError::ListTooLong)?;
-                offsets.push(next);
-                nulls.append_non_null();
-            }
+            } => append_list(*kind, offsets, nulls, child, v)?,
             Column::Struct {
                 kind,
                 nulls,
                 children,
                 ..
-            } => {
-                match kind {
-                    StructKind::TimeTz => {
-                        let mut c = Cursor::new(v);
-                        children[0].append(c.take(8)?)?;
-                        let west = c.i32()?;
-                        let east = west.checked_neg().ok_or(ValueError::ZoneOffset(west))?;
-                        children[1].append(&east.to_be_bytes())?;
-                        c.end()?;
-                    }
-                    StructKind::Interval(mode) => {
-                        let (micros, days, months) = interval_parts(v)?;
-                        let (micros, days, months) =
-                            match infinite_interval(micros, days, months, *mode) {
-                                None => (micros, days, months),
-                                Some(special) => match special? {
-                                    Some(clamped) => clamped,
-                                    None => {
-                                        nulls.append_null();
-                                        children.iter_mut().for_each(Column::append_null);
-                                        return Ok(());
-                                    }
-                                },
-                            };
-                        children[0].append(&months.to_be_bytes())?;
-                        children[1].append(&days.to_be_bytes())?;
-                        children[2].append(&micros.to_be_bytes())?;
-                    }
-                    StructKind::Point => {
-                        let v = fixed::<16>(v)?;
-                        children[0].append(&v[0..8])?;
-                        children[1].append(&v[8..16])?;
-                    }
-                    StructKind::Range => append_range(children, v)?,
-                    StructKind::Composite => {
-                        let mut c = Cursor::new(v);
-                        let count = c.i32()?;
-                        if count < 0 || count as usize != children.len() {
-                            return Err(ValueError::CompositeFields {
-                                found: count,
-                                expected: children.len(),
-                            });
-                        }
-                        for child in children.iter_mut() {
-                            let _oid = c.take(4)?;
-                            child.append_opt(c.field()?)?;
-                        }
-                        c.end()?;
-                    }
-                }
-                nulls.append_non_null();
-            }
+            } => append_struct(*kind, nulls, children, v)?,
         }
         Ok(())
     }
 
-    /// Appends a block's values of this column (`None` for NULL). The commonest kinds
-    /// are converted in a loop of their own; the others go through [`Column::append`].
+    /// Appends a block's values of this column (`None` for NULL). Primitive columns are
+    /// filled a block at a time ([`each`]), and text and bytes in a loop of their own;
+    /// the others go through [`Column::append`]. Each type's decoder is the one
+    /// [`Column::append`] calls.
     pub(super) fn append_values<'a>(
         &mut self,
         values: impl Iterator<Item = Option<&'a [u8]>>,
@@ -603,27 +390,19 @@ impl Column {
             Column::Bool(b) => {
                 for v in values {
                     match v {
-                        Some(v) => b.append_value(fixed::<1>(v)?[0] != 0),
+                        Some(v) => b.append_value(boolean(v)?),
                         None => b.append_null(),
                     }
                 }
                 Ok(())
             }
-            Column::Int16(b) => each(b, scratch, values, |v| {
-                Ok(Some(i16::from_be_bytes(fixed(v)?)))
-            }),
-            Column::Int32(b) => each(b, scratch, values, |v| {
-                Ok(Some(i32::from_be_bytes(fixed(v)?)))
-            }),
-            Column::Int64(b) => each(b, scratch, values, |v| {
-                Ok(Some(i64::from_be_bytes(fixed(v)?)))
-            }),
-            Column::Float32(b) => each(b, scratch, values, |v| {
-                Ok(Some(f32::from_be_bytes(fixed(v)?)))
-            }),
-            Column::Float64(b) => each(b, scratch, values, |v| {
-                Ok(Some(f64::from_be_bytes(fixed(v)?)))
-            }),
+            Column::Int16(b) => each(b, scratch, values, number),
+            Column::Int32(b) => each(b, scratch, values, number),
+            Column::Int64(b) => each(b, scratch, values, number),
+            Column::UInt32(b) => each(b, scratch, values, number),
+            Column::UInt64(b) => each(b, scratch, values, number),
+            Column::Float32(b) => each(b, scratch, values, number),
+            Column::Float64(b) => each(b, scratch, values, number),
             Column::Decimal {
                 builder,
                 precision,
@@ -632,9 +411,13 @@ impl Column {
             } => each(builder, scratch, values, |v| {
                 decimal(v, *precision, *scale, *infinity)
             }),
+            Column::NumericFloat(b) => each(b, scratch, values, numeric_float),
+            Column::Money(b) => each(b, scratch, values, money),
             Column::Date(b, infinity) => each(b, scratch, values, |v| date(v, *infinity)),
             Column::Time(b, infinity) => each(b, scratch, values, |v| time(v, *infinity)),
+            Column::TimeTzUtc(b) => each(b, scratch, values, timetz_utc),
             Column::Timestamp(b, infinity) => each(b, scratch, values, |v| timestamp(v, *infinity)),
+            Column::Duration(b, infinity) => each(b, scratch, values, |v| duration(v, *infinity)),
             Column::Text(b) | Column::Bytes(b) => {
                 for v in values {
                     match v {

@@ -1,8 +1,10 @@
 //! numeric from its binary form: as a Decimal128 of the column's precision and scale
 //! (with the one fast path for the common small values), as its exact text, or as a
-//! float64. [`Numeric`] is the general reader every path but the fast one goes through.
+//! float64; and money, a decimal of fixed scale. [`Numeric`] is the general reader every
+//! path but the fast one goes through.
 
 use super::ValueError;
+use super::scalar::number;
 use crate::types::InfinityMode;
 
 /// 10^p for every Decimal128 precision (a numeric(p,s) value stays under it): a table,
@@ -105,6 +107,33 @@ pub(super) fn any_decimal(
         });
     }
     Ok(Some(value))
+}
+
+/// A numeric value as its exact decimal text (NaN and ±Infinity as PostgreSQL prints them).
+pub(super) fn numeric_text(v: &[u8]) -> Result<String, ValueError> {
+    Ok(Numeric::parse(v)?.to_text())
+}
+
+/// A numeric value rounded to the nearest float64 (NaN and ±Infinity kept).
+pub(super) fn numeric_float(v: &[u8]) -> Result<Option<f64>, ValueError> {
+    let text = numeric_text(v)?;
+    let f = match text.as_str() {
+        "Infinity" => f64::INFINITY,
+        "-Infinity" => f64::NEG_INFINITY,
+        t => t
+            .parse::<f64>()
+            .map_err(|source| ValueError::NumericFloat {
+                text: t.to_string(),
+                source,
+            })?,
+    };
+    Ok(Some(f))
+}
+
+/// money: int8 minor units, the value of a decimal of scale `MONEY_SCALE`.
+#[inline]
+pub(super) fn money(v: &[u8]) -> Result<Option<i128>, ValueError> {
+    Ok(number::<i64>(v)?.map(i128::from))
 }
 
 /// PostgreSQL's binary numeric: base-10000 digits with a weight (the exponent of the

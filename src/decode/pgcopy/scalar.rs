@@ -1,6 +1,8 @@
-//! The decoders of scalar types from their binary send format: dates and times (with
-//! PostgreSQL's epoch and infinities), network addresses, and the text-like types that
-//! carry a format version.
+//! The decoders of scalar types from their binary send format, one function per type:
+//! numbers and booleans, dates and times (with PostgreSQL's epoch and infinities), uuids,
+//! network addresses, bit strings, and the text-like types that carry a format version.
+//! A decoder returns `Ok(None)` for a value its column reads as NULL (an infinity, by the
+//! column's choice).
 
 use super::ValueError;
 use super::cursor::{Cursor, fixed, utf8};
@@ -12,6 +14,49 @@ pub(super) const PG_EPOCH_DAYS: i32 = 10_957;
 /// Microseconds from 1970-01-01 to 2000-01-01.
 pub(super) const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 pub(super) const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// A number sent as its big-endian bytes: int2, int4, int8, oid, xid8, float4, float8.
+#[inline]
+pub(super) fn number<T: BigEndian>(v: &[u8]) -> Result<Option<T>, ValueError> {
+    T::from_be(v).map(Some)
+}
+
+/// The types [`number`] reads: each from exactly its size in bytes.
+pub(super) trait BigEndian: Sized {
+    fn from_be(v: &[u8]) -> Result<Self, ValueError>;
+}
+
+macro_rules! big_endian {
+    ($($t:ty),+) => {$(
+        impl BigEndian for $t {
+            #[inline]
+            fn from_be(v: &[u8]) -> Result<$t, ValueError> {
+                Ok(<$t>::from_be_bytes(fixed(v)?))
+            }
+        }
+    )+};
+}
+
+big_endian!(i16, i32, i64, u32, u64, f32, f64);
+
+/// bool: one byte, true unless 0.
+#[inline]
+pub(super) fn boolean(v: &[u8]) -> Result<bool, ValueError> {
+    Ok(fixed::<1>(v)?[0] != 0)
+}
+
+/// "char": one byte, not necessarily UTF-8 on its own, as PostgreSQL prints it (a
+/// non-ASCII byte as an octal escape).
+pub(super) fn char_text(v: &[u8]) -> Result<String, ValueError> {
+    let byte = fixed::<1>(v)?[0];
+    Ok(if byte == 0 {
+        String::new()
+    } else if byte.is_ascii() {
+        (byte as char).to_string()
+    } else {
+        format!("\\{byte:03o}")
+    })
+}
 
 /// A text value after its one-byte format version (jsonb, ltree, jsonpath: version 1).
 pub(super) fn versioned(v: &[u8]) -> Result<&str, ValueError> {
@@ -61,8 +106,51 @@ pub(super) fn time(v: &[u8], mode: InfinityMode) -> Result<Option<i64>, ValueErr
     }
 }
 
+/// timetz moved to UTC, as a time of day in microseconds; the offset is dropped.
+pub(super) fn timetz_utc(v: &[u8]) -> Result<Option<i64>, ValueError> {
+    let mut c = Cursor::new(v);
+    let micros = i64::from_be_bytes(fixed(c.take(8)?)?);
+    let west = c.i32()? as i64;
+    c.end()?;
+    // A time of day runs to 24:00:00; past it, `micros` would be no time at all, and
+    // could overflow the sum below.
+    if !(0..=MICROS_PER_DAY).contains(&micros) {
+        return Err(ValueError::OutOfRange("time"));
+    }
+    // The zone is stored in seconds west of UTC: UTC = local + west. Moved to UTC, a time
+    // wraps around midnight (24:00 UTC is 00:00).
+    Ok(Some((micros + west * 1_000_000).rem_euclid(MICROS_PER_DAY)))
+}
+
+/// An interval as (microseconds, days, months): `None` for an infinity read as NULL.
+pub(super) fn interval(
+    v: &[u8],
+    mode: InfinityMode,
+) -> Result<Option<(i64, i32, i32)>, ValueError> {
+    let (micros, days, months) = interval_parts(v)?;
+    match infinite_interval(micros, days, months, mode) {
+        Some(special) => special,
+        None => Ok(Some((micros, days, months))),
+    }
+}
+
+/// An interval as a duration in microseconds, a month counted as 30 days: `None` for an
+/// infinity read as NULL. A clamped infinity is ±i64::MAX microseconds.
+pub(super) fn duration(v: &[u8], mode: InfinityMode) -> Result<Option<i64>, ValueError> {
+    let (micros, days, months) = interval_parts(v)?;
+    if let Some(special) = infinite_interval(micros, days, months, mode) {
+        return special.map(|clamped| clamped.map(|(micros, ..)| micros));
+    }
+    let (days, months) = (days as i64, months as i64);
+    (months * 30 + days)
+        .checked_mul(MICROS_PER_DAY)
+        .and_then(|d| d.checked_add(micros))
+        .map(Some)
+        .ok_or(ValueError::DurationOverflow)
+}
+
 /// An interval's send format: microseconds (8 bytes), days (4), months (4).
-pub(super) fn interval_parts(v: &[u8]) -> Result<(i64, i32, i32), ValueError> {
+fn interval_parts(v: &[u8]) -> Result<(i64, i32, i32), ValueError> {
     let v = fixed::<16>(v)?;
     Ok((
         i64::from_be_bytes(v[0..8].try_into().expect("8 bytes")),
@@ -75,7 +163,7 @@ pub(super) fn interval_parts(v: &[u8]) -> Result<(i64, i32, i32), ValueError> {
 /// as `mode` reads them: clamped, each field is at its largest value or that negated,
 /// like dates and timestamps; `None` for a finite interval.
 #[allow(clippy::type_complexity)]
-pub(super) fn infinite_interval(
+fn infinite_interval(
     micros: i64,
     days: i32,
     months: i32,
@@ -99,7 +187,7 @@ pub(super) fn infinite_interval(
 
 /// PostgreSQL's `infinity` and `-infinity` (the type's largest and smallest value) as
 /// `mode` reads them; `None` for a finite value.
-pub(super) fn infinity<T>(
+fn infinity<T>(
     value: T,
     max: T,
     min: T,
@@ -118,6 +206,11 @@ where
         InfinityMode::Null => Ok(None),
         InfinityMode::Clamp => Ok(Some(if positive { max } else { -max })),
     })
+}
+
+/// uuid: its 16 bytes.
+pub(super) fn uuid(v: &[u8]) -> Result<uuid::Uuid, ValueError> {
+    Ok(uuid::Uuid::from_bytes(fixed(v)?))
 }
 
 /// inet and cidr as PostgreSQL prints them: inet shows its mask only when it is not the
@@ -191,4 +284,36 @@ pub(super) fn ipv6_text(b: &[u8; 16]) -> String {
         out.push(':');
     }
     out
+}
+
+/// macaddr (6 bytes) and macaddr8 (8 bytes) as PostgreSQL prints them.
+pub(super) fn macaddr_text(v: &[u8]) -> Result<String, ValueError> {
+    if v.len() != 6 && v.len() != 8 {
+        return Err(ValueError::MacAddr(v.len()));
+    }
+    let parts: Vec<String> = v.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(parts.join(":"))
+}
+
+/// bit and varbit: the bit count, then the bits, first in the high bit of the first byte;
+/// as a string of 0 and 1.
+pub(super) fn bit_text(v: &[u8]) -> Result<String, ValueError> {
+    let mut c = Cursor::new(v);
+    let bits = c.i32()?;
+    let bytes = c.take(c.remaining())?;
+    if bits < 0 || bytes.len() != (bits as usize).div_ceil(8) {
+        return Err(ValueError::BitString {
+            bits,
+            bytes: bytes.len(),
+        });
+    }
+    Ok((0..bits as usize)
+        .map(|i| {
+            if bytes[i / 8] & (0x80 >> (i % 8)) != 0 {
+                '1'
+            } else {
+                '0'
+            }
+        })
+        .collect())
 }
