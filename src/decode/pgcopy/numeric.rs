@@ -202,7 +202,8 @@ impl<'a> Numeric<'a> {
         }
     }
 
-    /// The value times 10^scale, exactly.
+    /// The value times 10^scale, exactly, a digit at a time. Decimal columns call it only
+    /// for what [`small_decimal`], the one fast path, leaves: wide values and errors.
     pub(super) fn to_i128(&self, scale: u32) -> Result<i128, ValueError> {
         if let Some(s) = self.special() {
             return Err(ValueError::NumericSpecial { special: s });
@@ -210,28 +211,6 @@ impl<'a> Numeric<'a> {
         let overflow = || ValueError::DecimalOverflow {
             text: self.to_text(),
         };
-        // The last digit's power of ten in the scaled value (it counts 10000^(weight -
-        // ndigits + 1)).
-        let exp10 = 4 * (self.weight as i64 - self.ndigits() as i64 + 1) + scale as i64;
-        if self.ndigits() <= 4 && (-19..0).contains(&exp10) {
-            // Up to 16 decimal digits with fractional digits to drop (the common
-            // numeric(p,s) case): u64 arithmetic, since i128 division was a visible share
-            // of decoding in the profile.
-            let digits = (0..self.ndigits()).fold(0u64, |a, k| a * 10_000 + self.digit(k) as u64);
-            let divisor = 10u64.pow((-exp10) as u32);
-            if digits % divisor != 0 {
-                return Err(ValueError::DecimalPlaces {
-                    text: self.to_text(),
-                    scale,
-                });
-            }
-            let value = (digits / divisor) as i128;
-            return Ok(if self.sign == NUMERIC_NEG {
-                -value
-            } else {
-                value
-            });
-        }
         let mut acc: i128 = 0;
         for k in 0..self.ndigits() {
             let digit = self.digit(k) as i128;
