@@ -68,6 +68,7 @@ pub(super) fn versioned(v: &[u8]) -> Result<&str, ValueError> {
 }
 
 /// A date as days since 1970-01-01: `None` for an infinity read as NULL.
+#[inline]
 pub(super) fn date(v: &[u8], mode: InfinityMode) -> Result<Option<i32>, ValueError> {
     let days = i32::from_be_bytes(fixed(v)?);
     if let Some(special) = infinity(days, i32::MAX, i32::MIN, "date", mode) {
@@ -79,6 +80,7 @@ pub(super) fn date(v: &[u8], mode: InfinityMode) -> Result<Option<i32>, ValueErr
 }
 
 /// A timestamp as microseconds since 1970-01-01: `None` for an infinity read as NULL.
+#[inline]
 pub(super) fn timestamp(v: &[u8], mode: InfinityMode) -> Result<Option<i64>, ValueError> {
     let micros = i64::from_be_bytes(fixed(v)?);
     if let Some(special) = infinity(micros, i64::MAX, i64::MIN, "timestamp", mode) {
@@ -93,6 +95,7 @@ pub(super) fn timestamp(v: &[u8], mode: InfinityMode) -> Result<Option<i64>, Val
 /// A time of day in microseconds. PostgreSQL's `time` runs to 24:00:00 inclusive, one
 /// past Arrow's Time64 (which ends at 23:59:59.999999): `mode` decides what becomes of
 /// it, as of the other values Arrow cannot hold.
+#[inline]
 pub(super) fn time(v: &[u8], mode: InfinityMode) -> Result<Option<i64>, ValueError> {
     let micros = i64::from_be_bytes(fixed(v)?);
     match micros {
@@ -187,6 +190,7 @@ fn infinite_interval(
 
 /// PostgreSQL's `infinity` and `-infinity` (the type's largest and smallest value) as
 /// `mode` reads them; `None` for a finite value.
+#[inline]
 fn infinity<T>(
     value: T,
     max: T,
