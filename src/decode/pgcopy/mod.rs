@@ -8,11 +8,11 @@
 //! the rest arrives. Malformed input is an error, never a panic, and nothing is allocated
 //! from a length the input claims before the bytes are actually there.
 //!
-//! Complete tuples are first gathered into a block of [`BLOCK_ROWS`](block::BLOCK_ROWS), then decoded column
-//! by column: one loop per column over the block's values, with the column's kind decided
-//! once per block rather than once per value, while the block is still in cache. A value
-//! that cannot be decoded is reported by the call that completes its block: a `push`
-//! that fills the block or reaches the trailer, or `take_batch`.
+//! Complete tuples are first gathered into a block of [`BLOCK_ROWS`](block::BLOCK_ROWS),
+//! then decoded column by column: one loop per column over the block's values, with the
+//! column's kind decided once per block rather than once per value, while the block is
+//! still in cache. A value that cannot be decoded is reported by the call that completes
+//! its block: a `push` that fills the block or reaches the trailer, or `take_batch`.
 //!
 //! This module holds the decoder's public face, [`CopyDecoder`]: what it buffers and
 //! what it hands out. The work is split by concern:
