@@ -15,8 +15,11 @@
 //!
 //! - [`config`] resolves flags over the job file over defaults into a validated
 //!   [`config::JobConfig`]; secrets never print.
-//! - [`sql`] finds `:name` parameters and renders them as bound values or quoted literals.
-//! - [`plan`] turns a job into tasks (one per shard), each with its exact SQL.
+//! - [`sql`] finds `:name` parameters and renders them as bound values or quoted literals;
+//!   it also writes the SQL that splits and probes a query (quoted names, key literals).
+//! - [`plan`] turns a job into tasks (one per shard, or per partition of a shard), each
+//!   with its exact SQL; what a partitioned shard's split depends on, it asks through
+//!   [`plan::ShardProbe`], which [`source`] implements.
 //! - [`dispatch`] runs the tasks under global and per-shard limits and deadlines.
 //! - [`source`] reads a shard: PostgreSQL through binary COPY, SQLite through sqlx.
 //! - [`types`] is the source-type -> Arrow-type table, exact by default, with the lossy
@@ -58,11 +61,11 @@ pub async fn run(
 ) -> (RunReport, Result<()>) {
     let started = std::time::Instant::now();
     let mut interrupt = std::pin::pin!(interrupt);
-    let prepared = tokio::select! {
-        prepared = dispatch::prepare(config) => prepared,
+    let planned = tokio::select! {
+        planned = dispatch::open_and_plan(config) => planned,
         signal = &mut interrupt => Err(Error::Interrupted { signal }),
     };
-    let prepared = match prepared {
+    let planned = match planned {
         Ok(p) => p,
         Err(e) => {
             let report = RunReport {
@@ -75,8 +78,8 @@ pub async fn run(
             return (report, Err(e));
         }
     };
-    let progress = Arc::new(report::Progress::new(&prepared.plan, interactive));
-    dispatch::execute(config, prepared, progress, interrupt).await
+    let progress = Arc::new(report::Progress::new(&planned.plan, interactive));
+    dispatch::execute(config, planned, progress, interrupt).await
 }
 
 /// Installs SIGINT and SIGTERM handlers now (call it inside the runtime, before any

@@ -1,30 +1,41 @@
 //! Resolves what the user typed, the job file and the defaults into one validated
 //! [`JobConfig`]. Precedence: command-line flags, then the job file, then defaults.
 //! Everything after this module consumes `JobConfig`; nothing below sees clap types.
+//!
+//! By concern: the job file (`job_file`), the shards file ([`shards`], with `pgpass`),
+//! setting values such as sizes and durations ([`values`]), the partition settings
+//! ([`partition`]), the type options (`type_options`), the output's file names
+//! (`output`), and the one step that resolves them all in order (`resolve`).
 
+mod job_file;
+mod output;
+pub mod partition;
 mod pgpass;
+mod resolve;
 pub mod shards;
+mod type_options;
+pub mod values;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::Compression;
 use parquet::file::properties::EnabledStatistics;
 
-use crate::error::{Error, Result};
-use crate::plan::partition::{KeyValue, PageSplit, PartitionSpec};
-use crate::sql::{ParamValue, Params, SqlTemplate};
-use crate::types::{TypeOverrides, TypeRules};
+use crate::error::Result;
+use crate::sql::{Params, SqlTemplate};
+use crate::types::TypeRules;
 
+pub use output::{Split, manifest_path, part_path};
+pub use partition::{PageSplit, PartitionSettingError, PartitionSpec};
 pub use shards::{ShardConfig, SourceConfig};
+pub use type_options::TypeOptionsError;
+pub use values::SettingError;
 
 /// Fewest connections per shard when the pool size is not set: enough to overlap a query
 /// with the next (and the describe step with the first query), light on the server.
 pub const DEFAULT_POOL_SIZE: usize = 2;
-/// Heap pages per task of a `pages` partition that sets neither `partitions` nor
-/// `pages_per_task` (8 MB of table each).
-pub const DEFAULT_PAGES_PER_TASK: u64 = 1000;
 /// Default number of tasks running at once across all shards.
 pub const DEFAULT_CONCURRENCY: usize = 16;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -177,95 +188,6 @@ pub struct RunOptions {
     pub memory_limit: u64,
 }
 
-/// When to start the next output file. The files are named `STEM-00000.EXT`,
-/// `STEM-00001.EXT`, ... after the output path `STEM.EXT` (see [`part_path`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Split {
-    /// Past this many rows in a file (checked when a row group is closed).
-    pub max_rows: Option<u64>,
-    /// Past this many bytes written to a file (checked when a row group is closed).
-    pub max_bytes: Option<u64>,
-}
-
-/// The path of output file `index` when the output is split: `out.parquet` ->
-/// `out-00000.parquet`, `out-00001.parquet`, ...
-pub fn part_path(output: &Path, index: usize) -> PathBuf {
-    let stem = output
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name = match output.extension() {
-        Some(ext) => format!("{stem}-{index:05}.{}", ext.to_string_lossy()),
-        None => format!("{stem}-{index:05}"),
-    };
-    output.with_file_name(name)
-}
-
-/// The manifest of a split output, beside its parts: `out.parquet` ->
-/// `out.manifest.json`. It lists exactly the parts of the run that wrote it and is written
-/// last (see `sink::commit_parts`); its name matches no `out-*.parquet` glob.
-pub fn manifest_path(output: &Path) -> PathBuf {
-    let stem = output
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    output.with_file_name(format!("{stem}.manifest.json"))
-}
-
-/// The job file's `[partition]` table.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PartitionFile {
-    /// `range` (default), `hash`, `predicates` or `pages`.
-    kind: Option<String>,
-    column: Option<String>,
-    partitions: Option<usize>,
-    lower: Option<toml::Value>,
-    upper: Option<toml::Value>,
-    predicates: Option<Vec<String>>,
-    table: Option<String>,
-    pages_per_task: Option<u64>,
-}
-
-/// The job file's keys. Paths in it are relative to the file.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JobFile {
-    query: Option<PathBuf>,
-    shards: Option<toml::Value>,
-    output: Option<PathBuf>,
-    #[serde(default)]
-    params: toml::Table,
-    concurrency: Option<usize>,
-    pool_size: Option<usize>,
-    query_timeout: Option<String>,
-    connect_timeout: Option<String>,
-    shard_column: Option<String>,
-    compression: Option<String>,
-    row_group_size: Option<usize>,
-    allow_partial: Option<bool>,
-    partition: Option<PartitionFile>,
-    /// `false` turns off snapshot consistency across partitions.
-    snapshot: Option<bool>,
-    retries: Option<u32>,
-    retry_for: Option<String>,
-    stall_timeout: Option<String>,
-    report: Option<PathBuf>,
-    types: Option<toml::Table>,
-    dictionary: Option<bool>,
-    #[serde(alias = "text_encoding")]
-    encoding: Option<String>,
-    statistics: Option<String>,
-    page_index: Option<bool>,
-    max_file_rows: Option<u64>,
-    max_file_size: Option<toml::Value>,
-    /// `false`: the shards' rows, concatenated.
-    combine: Option<bool>,
-    /// The final step's SQL over `shards`.
-    merge: Option<String>,
-    memory_limit: Option<toml::Value>,
-}
-
 impl JobConfig {
     /// The connections `shard`'s pool may hold: the size the shard's entry or the job
     /// sets; else, for a partitioned job, as many as the partitions asked for (so that
@@ -286,7 +208,7 @@ impl JobConfig {
             Some(PartitionSpec::Predicates(list)) => list.len(),
             Some(PartitionSpec::Pages { split, .. }) => match split {
                 PageSplit::Tasks(n) => *n,
-                // Pieces of a fixed size: as many as the share allows.
+                // Ranges of a fixed size: as many as the share allows.
                 PageSplit::PerTask(_) => usize::MAX,
             },
         };
@@ -305,615 +227,23 @@ impl JobConfig {
     /// Merges flags over the job file over defaults, reads the query and the shards, and
     /// checks the parameters. No connection is opened.
     pub fn resolve(args: RunArgs) -> Result<JobConfig> {
-        JobConfig::resolve_with(args, true)
+        resolve::resolve(args, true)
     }
 
     /// [`JobConfig::resolve`] for `tributary plan`, which writes nothing: the output may
     /// be missing, and the config then holds an empty `output` path, which a plan never
     /// reads (a run given such a config fails to create its output file).
     pub fn resolve_for_plan(args: RunArgs) -> Result<JobConfig> {
-        JobConfig::resolve_with(args, false)
-    }
-
-    fn resolve_with(args: RunArgs, needs_output: bool) -> Result<JobConfig> {
-        let (job, job_dir) = match &args.job {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| Error::config(Some(path.clone()), format!("cannot read: {e}")))?;
-                let job: JobFile = toml::from_str(&text).map_err(|e| {
-                    Error::config(Some(path.clone()), format!("invalid job file: {e}"))
-                })?;
-                (job, path.parent().unwrap_or(Path::new(".")).to_owned())
-            }
-            None => (JobFile::default(), PathBuf::from(".")),
-        };
-        let job_path = args.job.clone();
-        let in_job = |p: &Path| job_dir.join(p);
-        let job_err = |m: String| Error::config(job_path.clone(), m);
-
-        let query_path = args
-            .query
-            .clone()
-            .or_else(|| job.query.as_deref().map(in_job))
-            .ok_or_else(|| {
-                Error::config(None, "no query: give QUERY.sql or a job file with `query`")
-            })?;
-        let query_text = std::fs::read_to_string(&query_path)
-            .map_err(|e| Error::config(Some(query_path.clone()), format!("cannot read: {e}")))?;
-        let query = SqlTemplate::parse(&query_text)
-            .map_err(|e| Error::config(Some(query_path.clone()), e.to_string()))?;
-
-        let shards = match (&args.shards, &job.shards) {
-            (Some(path), _) => shards::load(path)?,
-            (None, Some(toml::Value::String(path))) => shards::load(&in_job(Path::new(path)))?,
-            (None, Some(table)) => shards::parse_table(table, &job_dir)
-                .map_err(|e| job_err(crate::error::chain(&e)))?,
-            (None, None) => {
-                return Err(Error::config(
-                    job_path.clone(),
-                    "no shards: pass --shards SHARDS.toml or set `shards` in the job file",
-                ));
-            }
-        };
-
-        let output = match args
-            .output
-            .clone()
-            .or_else(|| job.output.as_deref().map(in_job))
-        {
-            Some(output) => output,
-            None if !needs_output => PathBuf::new(),
-            None => {
-                return Err(Error::config(
-                    job_path.clone(),
-                    "no output: pass -o OUT.parquet or set `output` in the job file",
-                ));
-            }
-        };
-        let given = !output.as_os_str().is_empty();
-        if given && (output.file_name().is_none() || output.is_dir()) {
-            return Err(Error::config(
-                None,
-                format!("output {} must name a file", output.display()),
-            ));
-        }
-
-        let mut params = Params::new();
-        for (name, value) in &job.params {
-            params.insert(
-                name.clone(),
-                toml_param(value).map_err(|m| job_err(format!("params.{name}: {m}")))?,
-            );
-        }
-        for (name, value) in &args.params {
-            params.insert(name.clone(), ParamValue::Text(value.clone()));
-        }
-        query
-            .check_params(&params)
-            .map_err(|e| Error::config(Some(query_path.clone()), e.to_string()))?;
-
-        let duration = |flag: Option<Duration>,
-                        file: &Option<String>,
-                        key: &str|
-         -> Result<Option<Duration>> {
-            match (flag, file) {
-                (Some(d), _) => Ok(Some(d)),
-                (None, Some(s)) => parse_duration(s)
-                    .map(Some)
-                    .map_err(|m| job_err(format!("{key}: {m}"))),
-                (None, None) => Ok(None),
-            }
-        };
-        let compression = match args.compression.as_ref().or(job.compression.as_ref()) {
-            Some(s) => parse_compression(s).map_err(|m| Error::config(job_path.clone(), m))?,
-            None => default_zstd(),
-        };
-        let types =
-            resolve_types(&job.types, &args).map_err(|m| Error::config(job_path.clone(), m))?;
-        let delta = choice(
-            "encoding",
-            args.encoding.as_ref().or(job.encoding.as_ref()),
-            &[("delta", true), ("plain", false)],
-        )
-        .map_err(job_err)?;
-        let statistics = choice(
-            "statistics",
-            args.statistics.as_ref().or(job.statistics.as_ref()),
-            &[
-                ("page", EnabledStatistics::Page),
-                ("none", EnabledStatistics::None),
-                ("chunk", EnabledStatistics::Chunk),
-            ],
-        )
-        .map_err(job_err)?;
-        let max_bytes = match (&args.max_file_size, &job.max_file_size) {
-            (Some(s), _) => Some(parse_size(s).map_err(|m| Error::config(None, m))?),
-            (None, Some(toml::Value::Integer(n))) if *n > 0 => Some(*n as u64),
-            (None, Some(toml::Value::String(s))) => Some(parse_size(s).map_err(&job_err)?),
-            (None, Some(other)) => {
-                return Err(job_err(format!(
-                    "max_file_size: `{other}` is not a size such as \"512MB\""
-                )));
-            }
-            (None, None) => None,
-        };
-        let max_rows = args.max_file_rows.or(job.max_file_rows);
-        if max_rows == Some(0) || max_bytes == Some(0) {
-            return Err(Error::config(
-                None,
-                "max_file_rows and max_file_size must be at least 1",
-            ));
-        }
-        let split = (max_rows.is_some() || max_bytes.is_some()).then_some(Split {
-            max_rows,
-            max_bytes,
-        });
-        let options = RunOptions {
-            concurrency: positive(
-                args.concurrency.or(job.concurrency),
-                DEFAULT_CONCURRENCY,
-                "concurrency",
-            )?,
-            pool_size: args
-                .pool_size
-                .or(job.pool_size)
-                .map(|n| positive(Some(n), n, "pool_size"))
-                .transpose()?,
-            query_timeout: duration(args.query_timeout, &job.query_timeout, "query_timeout")?,
-            connect_timeout: duration(
-                args.connect_timeout,
-                &job.connect_timeout,
-                "connect_timeout",
-            )?
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            shard_column: args.shard_column.clone().or(job.shard_column.clone()),
-            compression,
-            row_group_size: positive(
-                args.row_group_size.or(job.row_group_size),
-                DEFAULT_ROW_GROUP_SIZE,
-                "row_group_size",
-            )?,
-            batch_size: DEFAULT_BATCH_SIZE,
-            encoder_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            allow_partial: args.allow_partial || job.allow_partial.unwrap_or(false),
-            partition: partition_spec(&args, job.partition.as_ref())
-                .map_err(|m| Error::config(job_path.clone(), m))?,
-            consistent: !args.no_snapshot && job.snapshot.unwrap_or(true),
-            retries: args.retries.or(job.retries).unwrap_or(DEFAULT_RETRIES),
-            retry_for: duration(args.retry_for, &job.retry_for, "retry_for")?
-                .unwrap_or(DEFAULT_RETRY_FOR),
-            stall_timeout: duration(args.stall_timeout, &job.stall_timeout, "stall_timeout")?
-                .or(Some(DEFAULT_STALL_TIMEOUT))
-                .filter(|d| !d.is_zero()),
-            report: args
-                .report
-                .clone()
-                .or_else(|| job.report.as_deref().map(in_job)),
-            types: Arc::new(types),
-            dictionary: args.dictionary.or(job.dictionary).unwrap_or(true),
-            delta,
-            statistics,
-            page_index: args.page_index.or(job.page_index).unwrap_or(true),
-            split,
-            memory_limit: match (&args.memory_limit, &job.memory_limit) {
-                (Some(s), _) => parse_size(s).map_err(|m| Error::config(None, format!("--memory-limit: {m}")))?,
-                (None, Some(toml::Value::Integer(n))) if *n > 0 => *n as u64,
-                (None, Some(toml::Value::String(s))) => {
-                    parse_size(s).map_err(|m| job_err(format!("memory_limit: {m}")))?
-                }
-                (None, Some(other)) => {
-                    return Err(job_err(format!(
-                        "memory_limit: `{other}` is not a size such as \"512MB\""
-                    )));
-                }
-                (None, None) => crate::combine::engine::DEFAULT_MEMORY_LIMIT,
-            },
-        };
-        let combine = resolve_combine(&args, &job, &query_text, &params, &shards, &options)
-            .map_err(|e| match e {
-                Error::Combine(c) => Error::config(Some(query_path.clone()), c.to_string()),
-                other => other,
-            })?;
-        if let Some(spec) = &options.partition {
-            check_partition_sources(spec, &shards)
-                .map_err(|m| Error::config(job_path.clone(), m))?;
-            if matches!(spec, PartitionSpec::Pages { .. }) {
-                crate::plan::partition::check_pages_query(&query_text)
-                    .map_err(|e| Error::config(Some(query_path.clone()), e.to_string()))?;
-            }
-        }
-        if let Some(col) = &options.shard_column
-            && col.trim().is_empty()
-        {
-            return Err(Error::config(None, "--shard-column needs a column name"));
-        }
-        Ok(JobConfig {
-            query_path,
-            query_text,
-            query,
-            params,
-            shards,
-            output,
-            options,
-            combine,
-        })
-    }
-}
-
-/// How the job combines: `--merge` (or `--merge-file`, or the job's `merge`) over
-/// `--combine` over the job's `combine` over the default, which splits the query when
-/// it needs it.
-fn resolve_combine(
-    args: &RunArgs,
-    job: &JobFile,
-    query_text: &str,
-    params: &Params,
-    shards: &[ShardConfig],
-    options: &RunOptions,
-) -> Result<Combine> {
-    let merge = match (&args.merge, &args.merge_file, &job.merge) {
-        (Some(_), Some(_), _) => {
-            return Err(Error::config(None, "give --merge or --merge-file, not both"));
-        }
-        (Some(sql), None, _) => Some(sql.clone()),
-        (None, Some(path), _) => Some(std::fs::read_to_string(path).map_err(|e| {
-            Error::config(Some(path.clone()), format!("cannot read: {e}"))
-        })?),
-        (None, None, merge) => merge.clone(),
-    };
-    if let Some(sql) = merge {
-        if sql.trim().is_empty() {
-            return Err(Error::config(None, "--merge: the merge SQL is empty"));
-        }
-        return Ok(Combine::Merge(sql));
-    }
-    if !args.combine.or(job.combine).unwrap_or(true) {
-        return Ok(Combine::Off);
-    }
-    let all_sqlite = shards
-        .iter()
-        .all(|s| matches!(s.source, SourceConfig::Sqlite(_)));
-    match crate::combine::rewrite(query_text, params, all_sqlite)? {
-        crate::combine::Rewrite::Stream => Ok(Combine::Off),
-        crate::combine::Rewrite::Combine(split) => {
-            if let Some(column) = &options.shard_column {
-                return Err(Error::config(
-                    None,
-                    format!(
-                        "--shard-column `{column}`: the query's rows are combined across shards, so no row has one shard; use --combine off for each shard's rows, or --merge with the shard column"
-                    ),
-                ));
-            }
-            let rows = SqlTemplate::parse(&split.rows).map_err(|e| {
-                Error::config(None, format!("the split query is invalid ({e}): {}", split.rows))
-            })?;
-            Ok(Combine::Split {
-                split: Arc::new(split),
-                rows,
-            })
-        }
-    }
-}
-
-/// The partitioning asked for: `--partition-on`/`--partitions` over the job file's
-/// `[partition]` table.
-fn partition_spec(
-    args: &RunArgs,
-    file: Option<&PartitionFile>,
-) -> std::result::Result<Option<PartitionSpec>, String> {
-    let count = |n: Option<usize>| -> std::result::Result<usize, String> {
-        match n {
-            Some(0) => Err("partitions must be at least 1".into()),
-            Some(n) => Ok(n),
-            None => Err(
-                "give the number of partitions (--partitions N, or `partitions` in [partition])"
-                    .into(),
-            ),
-        }
-    };
-    if let Some(column) = &args.partition_on {
-        let n = args.partitions.or(file.and_then(|f| f.partitions));
-        return Ok(Some(PartitionSpec::Range {
-            column: column.clone(),
-            partitions: count(n)?,
-            bounds: None,
-        }));
-    }
-    let Some(file) = file else {
-        if args.partitions.is_some() {
-            return Err("--partitions needs --partition-on COLUMN".into());
-        }
-        return Ok(None);
-    };
-    let partitions = args.partitions.or(file.partitions);
-    let column = || {
-        file.column
-            .clone()
-            .ok_or_else(|| "[partition] needs `column`".to_string())
-    };
-    let spec = match file.kind.as_deref().unwrap_or("range") {
-        "range" => {
-            let bounds = match (&file.lower, &file.upper) {
-                (None, None) => None,
-                (Some(lo), Some(hi)) => Some((key_value(lo)?, key_value(hi)?)),
-                _ => return Err("[partition] needs both `lower` and `upper`, or neither".into()),
-            };
-            if let Some((lo, hi)) = bounds
-                && std::mem::discriminant(&lo) != std::mem::discriminant(&hi)
-            {
-                return Err(
-                    "`lower` and `upper` must be of one kind (integers, dates or timestamps)"
-                        .into(),
-                );
-            }
-            PartitionSpec::Range {
-                column: column()?,
-                partitions: count(partitions)?,
-                bounds,
-            }
-        }
-        "hash" => PartitionSpec::Hash {
-            column: column()?,
-            partitions: count(partitions)?,
-        },
-        "predicates" => {
-            let list = file.predicates.clone().unwrap_or_default();
-            if list.is_empty() {
-                return Err(
-                    "[partition] of kind `predicates` needs a non-empty `predicates` list".into(),
-                );
-            }
-            PartitionSpec::Predicates(list)
-        }
-        "pages" => {
-            // --partitions on the command line overrides either key of the file.
-            let split = match (args.partitions, file.partitions, file.pages_per_task) {
-                (Some(n), _, _) | (None, Some(n), None) => PageSplit::Tasks(count(Some(n))?),
-                (None, Some(_), Some(_)) => {
-                    return Err("[partition] of kind `pages` takes `partitions` or \
-                                `pages_per_task`, not both"
-                        .into());
-                }
-                (None, None, per_task) => PageSplit::PerTask(
-                    per_task
-                        .filter(|n| *n > 0)
-                        .unwrap_or(DEFAULT_PAGES_PER_TASK),
-                ),
-            };
-            PartitionSpec::Pages {
-                table: file
-                    .table
-                    .clone()
-                    .ok_or("[partition] of kind `pages` needs `table`")?,
-                split,
-            }
-        }
-        other => {
-            return Err(format!(
-                "unknown partition kind `{other}`: use range, hash, predicates or pages"
-            ));
-        }
-    };
-    Ok(Some(spec))
-}
-
-/// A `lower`/`upper` bound: an integer, a date or a date-time.
-fn key_value(v: &toml::Value) -> std::result::Result<KeyValue, String> {
-    match v {
-        toml::Value::Integer(i) => Ok(KeyValue::Int(*i)),
-        toml::Value::Datetime(d) => {
-            let text = d.to_string();
-            if d.time.is_none() {
-                let date = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
-                    .map_err(|e| e.to_string())?;
-                let days =
-                    (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days();
-                return Ok(KeyValue::Date(days as i32));
-            }
-            if d.offset.is_some() {
-                let t = chrono::DateTime::parse_from_rfc3339(&text).map_err(|e| e.to_string())?;
-                return Ok(KeyValue::Timestamp {
-                    micros: t.timestamp_micros(),
-                    utc: true,
-                });
-            }
-            let t = chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f")
-                .map_err(|e| e.to_string())?;
-            Ok(KeyValue::Timestamp {
-                micros: t.and_utc().timestamp_micros(),
-                utc: false,
-            })
-        }
-        other => Err(format!(
-            "a bound must be an integer, a date or a date-time, not {other}"
-        )),
-    }
-}
-
-/// Hash and page partitions use PostgreSQL functions and system columns.
-fn check_partition_sources(
-    spec: &PartitionSpec,
-    shards: &[ShardConfig],
-) -> std::result::Result<(), String> {
-    let kind = match spec {
-        PartitionSpec::Hash { .. } => "hash",
-        PartitionSpec::Pages { .. } => "pages",
-        _ => return Ok(()),
-    };
-    match shards
-        .iter()
-        .find(|s| !matches!(s.source, SourceConfig::Postgres(_)))
-    {
-        Some(s) => Err(format!(
-            "{kind} partitions need PostgreSQL; shard `{}` is not",
-            s.name
-        )),
-        None => Ok(()),
-    }
-}
-
-/// The type options: the job file's `[types]` table (global keys, and a `columns` table
-/// of per-column tables), then `--type` and `--column-type` flags over it, key by key.
-fn resolve_types(
-    table: &Option<toml::Table>,
-    args: &RunArgs,
-) -> std::result::Result<TypeRules, String> {
-    let mut rules = TypeRules::default();
-    let text = |v: &toml::Value| match v {
-        toml::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    for (key, value) in table.iter().flatten() {
-        if key == "columns" {
-            let columns = value
-                .as_table()
-                .ok_or("types.columns must be a table of column names")?;
-            for (column, options) in columns {
-                let options = options.as_table().ok_or_else(|| {
-                    format!("types.columns.{column} must be a table of type options")
-                })?;
-                let entry = rules.columns.entry(column.clone()).or_default();
-                for (key, value) in options {
-                    entry
-                        .set(key, &text(value))
-                        .map_err(|e| format!("types.columns.{column}.{e}"))?;
-                }
-            }
-        } else {
-            rules
-                .global
-                .set(key, &text(value))
-                .map_err(|e| format!("types.{e}"))?;
-        }
-    }
-    let mut flags = TypeOverrides::default();
-    for (key, value) in &args.type_options {
-        flags.set(key, value).map_err(|e| format!("--type {e}"))?;
-    }
-    rules.global.overlay(&flags);
-    for (column, key, value) in &args.column_types {
-        let mut flag = TypeOverrides::default();
-        flag.set(key, value)
-            .map_err(|e| format!("--column-type {column}:{e}"))?;
-        rules
-            .columns
-            .entry(column.clone())
-            .or_default()
-            .overlay(&flag);
-    }
-    Ok(rules)
-}
-
-/// A size in bytes: `1048576`, `512MB`, `512MiB`, `2G`, `2GiB` (KB/MB/GB are powers of 1000).
-pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid size `{s}`; try 512MB or 1GiB"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        _ => return Err(format!("invalid size `{s}`; try 512MB or 1GiB")),
-    };
-    number
-        .checked_mul(factor)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("invalid size `{s}`"))
-}
-
-fn positive(value: Option<usize>, default: usize, name: &str) -> Result<usize> {
-    match value {
-        Some(0) => Err(Error::config(None, format!("{name} must be at least 1"))),
-        Some(n) => Ok(n),
-        None => Ok(default),
-    }
-}
-
-fn toml_param(value: &toml::Value) -> std::result::Result<ParamValue, String> {
-    Ok(match value {
-        toml::Value::String(s) => ParamValue::Text(s.clone()),
-        toml::Value::Integer(i) => ParamValue::Int(*i),
-        toml::Value::Float(f) => ParamValue::Float(*f),
-        toml::Value::Boolean(b) => ParamValue::Bool(*b),
-        toml::Value::Datetime(d) => ParamValue::Text(d.to_string()),
-        _ => return Err("must be a string, number, boolean or date".into()),
-    })
-}
-
-/// The value of a setting that names one of `options` (case-insensitive); the first
-/// option when the setting is absent.
-fn choice<T: Copy>(
-    key: &str,
-    value: Option<&String>,
-    options: &[(&str, T)],
-) -> std::result::Result<T, String> {
-    let Some(value) = value else {
-        return Ok(options[0].1);
-    };
-    let wanted = value.trim().to_ascii_lowercase();
-    options
-        .iter()
-        .find(|(name, _)| *name == wanted)
-        .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            let names: Vec<&str> = options.iter().map(|(name, _)| *name).collect();
-            format!("{key}: `{value}` is not one of {}", names.join(", "))
-        })
-}
-
-/// A human duration: `30s`, `5m`, `1h30m`, `250ms`.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("invalid duration `{s}` ({e}); try 30s, 5m or 1h"))
-}
-
-/// zstd's level when none is given: zstd's fastest regular level, as the parquet crate and
-/// Arrow C++ default to. With text columns in DELTA_LENGTH_BYTE_ARRAY (see `sink`) it
-/// writes the lineitem benchmark smaller than pg2parquet does at level 3, for about 15%
-/// less CPU than level 3 (docs/performance.md).
-pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
-
-fn default_zstd() -> Compression {
-    Compression::ZSTD(ZstdLevel::try_new(DEFAULT_ZSTD_LEVEL).expect("a valid zstd level"))
-}
-
-/// `zstd`, `zstd:9`, `snappy`, `lz4`, `none`.
-pub fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
-    let lower = s.trim().to_ascii_lowercase();
-    let (name, level) = match lower.split_once([':', '(']) {
-        Some((n, l)) => (n, Some(l.trim_end_matches(')'))),
-        None => (lower.as_str(), None),
-    };
-    let level: Option<i32> = level
-        .map(|l| {
-            l.parse()
-                .map_err(|_| format!("invalid compression level in `{s}`"))
-        })
-        .transpose()?;
-    match (name, level) {
-        ("zstd", None) => Ok(default_zstd()),
-        ("zstd", Some(l)) => ZstdLevel::try_new(l)
-            .map(Compression::ZSTD)
-            .map_err(|_| format!("zstd level must be from 1 to 22, not {l}")),
-        ("snappy", None) => Ok(Compression::SNAPPY),
-        ("lz4", None) => Ok(Compression::LZ4_RAW),
-        ("none" | "uncompressed", None) => Ok(Compression::UNCOMPRESSED),
-        _ => Err(format!(
-            "unknown compression `{s}`: use zstd, zstd:LEVEL, snappy, lz4 or none"
-        )),
+        resolve::resolve(args, false)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::sql::ParamValue;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
@@ -1039,106 +369,6 @@ mod tests {
     }
 
     #[test]
-    fn partition_flags_and_job_tables() {
-        let args = RunArgs {
-            partition_on: Some("id".into()),
-            partitions: Some(4),
-            ..Default::default()
-        };
-        assert_eq!(
-            partition_spec(&args, None).unwrap(),
-            Some(PartitionSpec::Range {
-                column: "id".into(),
-                partitions: 4,
-                bounds: None
-            })
-        );
-        let err = partition_spec(
-            &RunArgs {
-                partitions: Some(4),
-                ..Default::default()
-            },
-            None,
-        )
-        .unwrap_err();
-        assert!(err.contains("--partition-on"), "{err}");
-        let file: PartitionFile = toml::from_str(
-            "column = \"day\"\npartitions = 3\nlower = 2024-01-01\nupper = 2024-12-31\n",
-        )
-        .unwrap();
-        match partition_spec(&RunArgs::default(), Some(&file)).unwrap() {
-            Some(PartitionSpec::Range {
-                bounds: Some((KeyValue::Date(lo), KeyValue::Date(hi))),
-                ..
-            }) => {
-                assert_eq!((lo, hi), (19_723, 20_088))
-            }
-            other => panic!("{other:?}"),
-        }
-        let file: PartitionFile =
-            toml::from_str("kind = \"pages\"\ntable = \"lineitem\"\n").unwrap();
-        assert_eq!(
-            partition_spec(&RunArgs::default(), Some(&file)).unwrap(),
-            Some(PartitionSpec::Pages {
-                table: "lineitem".into(),
-                split: PageSplit::PerTask(DEFAULT_PAGES_PER_TASK)
-            })
-        );
-        let file: PartitionFile =
-            toml::from_str("kind = \"pages\"\ntable = \"t\"\npartitions = 4\n").unwrap();
-        let tasks = |args: &RunArgs, file: &PartitionFile| match partition_spec(args, Some(file)) {
-            Ok(Some(PartitionSpec::Pages { split, .. })) => split,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(tasks(&RunArgs::default(), &file), PageSplit::Tasks(4));
-        let cli = RunArgs {
-            partitions: Some(6),
-            ..Default::default()
-        };
-        let file: PartitionFile =
-            toml::from_str("kind = \"pages\"\ntable = \"t\"\npages_per_task = 50\n").unwrap();
-        assert_eq!(tasks(&RunArgs::default(), &file), PageSplit::PerTask(50));
-        assert_eq!(
-            tasks(&cli, &file),
-            PageSplit::Tasks(6),
-            "the flag overrides the file"
-        );
-        let file: PartitionFile = toml::from_str(
-            "kind = \"pages\"\ntable = \"t\"\npartitions = 4\npages_per_task = 50\n",
-        )
-        .unwrap();
-        assert!(
-            partition_spec(&RunArgs::default(), Some(&file))
-                .unwrap_err()
-                .contains("not both")
-        );
-        let file: PartitionFile = toml::from_str("kind = \"hash\"\npartitions = 2\n").unwrap();
-        assert!(
-            partition_spec(&RunArgs::default(), Some(&file))
-                .unwrap_err()
-                .contains("column")
-        );
-    }
-
-    #[test]
-    fn compression_names() {
-        assert_eq!(
-            parse_compression("zstd:9").unwrap(),
-            Compression::ZSTD(ZstdLevel::try_new(9).unwrap())
-        );
-        assert_eq!(
-            parse_compression("ZSTD(3)").unwrap(),
-            Compression::ZSTD(ZstdLevel::try_new(3).unwrap())
-        );
-        assert_eq!(
-            parse_compression("none").unwrap(),
-            Compression::UNCOMPRESSED
-        );
-        assert!(parse_compression("zstd:99").is_err());
-        assert!(parse_compression("gzip").is_err());
-    }
-
-    #[test]
     fn type_options_flags_over_job_file_key_by_key() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "q.sql", "SELECT 1");
@@ -1200,25 +430,5 @@ mod tests {
             err.contains("--column-type x:numeric") && err.contains("float64"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn sizes_and_part_names() {
-        assert_eq!(parse_size("512MB").unwrap(), 512_000_000);
-        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("0").is_err());
-        assert_eq!(
-            part_path(Path::new("/d/out.parquet"), 3),
-            Path::new("/d/out-00003.parquet")
-        );
-        assert_eq!(part_path(Path::new("out"), 0), Path::new("out-00000"));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert!(parse_duration("soon").unwrap_err().contains("soon"));
     }
 }

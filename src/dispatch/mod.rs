@@ -21,10 +21,10 @@ use tokio::task::JoinSet;
 
 use crate::combine::engine::FinalStep;
 use crate::combine::{InputType, InputTypes};
-use crate::config::JobConfig;
+use crate::config::{JobConfig, PartitionSpec};
 use crate::error::{Error, TaskError, TaskErrorKind};
 use crate::merge::{self, Event, MergeHandle, MergeSettings};
-use crate::plan::{self, Plan};
+use crate::plan::{self, Plan, ShardLayout, TaskQuery};
 use crate::report::{self, Outcome, Progress, RunReport, TaskReport};
 use crate::sink::{self, OutputSummary};
 use crate::source::{Cancels, ShardPool, SnapshotSession, TaskContext};
@@ -36,7 +36,7 @@ const CANCEL_WAIT: Duration = Duration::from_secs(5);
 
 /// A planned job, with what it holds open: the shards' pools and the sessions keeping
 /// their exported snapshots alive.
-pub struct Prepared {
+pub struct OpenPlan {
     pub plan: Plan,
     pools: Vec<Arc<ShardPool>>,
     sessions: Vec<SnapshotSession>,
@@ -44,7 +44,7 @@ pub struct Prepared {
     lost: mpsc::UnboundedReceiver<String>,
 }
 
-impl Prepared {
+impl OpenPlan {
     /// PostgreSQL's row estimate for each task (`None` where there is none).
     pub async fn estimates(&self) -> Vec<Option<f64>> {
         let mut out = Vec::with_capacity(self.plan.tasks.len());
@@ -91,10 +91,10 @@ pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
             ))
         }
         PlanMode::Probe => {
-            let prepared = prepare(config).await?;
-            let estimates = prepared.estimates().await;
-            let text = prepared.plan.describe(Some(&estimates));
-            prepared.close().await;
+            let planned = open_and_plan(config).await?;
+            let estimates = planned.estimates().await;
+            let text = planned.plan.describe(Some(&estimates));
+            planned.close().await;
             let probed = match &config.options.partition {
                 Some(_) => "the partition probes and the row estimates' EXPLAINs",
                 None => "the row estimates' EXPLAINs",
@@ -109,7 +109,7 @@ pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
 /// Opens the shards' pools and, when the job is partitioned, probes every shard (at most
 /// `--concurrency` at once) for how to split its query, exporting a snapshot first where
 /// consistency is on. A shard whose probe fails is listed in [`Plan::failed`].
-pub async fn prepare(config: &JobConfig) -> Result<Prepared, Error> {
+pub async fn open_and_plan(config: &JobConfig) -> Result<OpenPlan, Error> {
     let mut pools = Vec::with_capacity(config.shards.len());
     for shard in &config.shards {
         let pool = ShardPool::open(shard, config.pool_size(shard), &config.options)?;
@@ -123,7 +123,7 @@ pub async fn prepare(config: &JobConfig) -> Result<Prepared, Error> {
             .into_iter()
             .map(|e| e.map_or(Ok(None), Err))
             .collect();
-        return Ok(Prepared {
+        return Ok(OpenPlan {
             plan: plan::plan(config, layouts, &types),
             pools,
             sessions: Vec::new(),
@@ -137,8 +137,7 @@ pub async fn prepare(config: &JobConfig) -> Result<Prepared, Error> {
         let lost_tx = lost_tx.clone();
         async move {
             let _slot = limit.acquire().await.expect("never closed");
-            pool.layout(spec, &base, config.options.consistent, &lost_tx)
-                .await
+            shard_layout(pool, spec, &base, config.options.consistent, &lost_tx).await
         }
     });
     let results = futures_util::future::join_all(probes).await;
@@ -154,7 +153,7 @@ pub async fn prepare(config: &JobConfig) -> Result<Prepared, Error> {
             }),
         })
         .collect();
-    Ok(Prepared {
+    Ok(OpenPlan {
         plan: plan::plan(config, layouts, &types),
         pools,
         sessions,
@@ -203,6 +202,32 @@ async fn input_types(
     (types, errors)
 }
 
+/// Learns how to split one shard's query: with `consistent`, first exports the snapshot
+/// all its partitions will read (and probes inside it). The snapshot session is returned
+/// to be held until the run ends; when its connection ends, the shard's name is sent on
+/// `lost`.
+async fn shard_layout(
+    pool: &ShardPool,
+    spec: &PartitionSpec,
+    base: &TaskQuery,
+    consistent: bool,
+    lost: &mpsc::UnboundedSender<String>,
+) -> Result<(ShardLayout, Option<SnapshotSession>), TaskError> {
+    let session = match consistent {
+        true => pool.export_snapshot(lost).await?,
+        false => None,
+    };
+    let partitions = plan::split_shard(spec, base, &pool.probe(session.as_ref())).await?;
+    let snapshot = session.as_ref().map(|s| s.id.clone());
+    Ok((
+        ShardLayout {
+            partitions,
+            snapshot,
+        },
+        session,
+    ))
+}
+
 /// The merger's result: the output's summary once committed, `None` when it ended
 /// without output.
 type MergerHandle = tokio::task::JoinHandle<crate::Result<Option<OutputSummary>>>;
@@ -212,16 +237,16 @@ type MergerHandle = tokio::task::JoinHandle<crate::Result<Option<OutputSummary>>
 /// when the user asks to stop.
 pub async fn execute(
     config: &JobConfig,
-    prepared: Prepared,
+    planned: OpenPlan,
     progress: Arc<Progress>,
     interrupt: impl Future<Output = &'static str>,
 ) -> (RunReport, Result<(), Error>) {
-    let Prepared {
+    let OpenPlan {
         mut plan,
         pools,
         sessions,
         lost,
-    } = prepared;
+    } = planned;
     // Shards whose probe failed are reported like failed tasks.
     let mut unplanned = std::mem::take(&mut plan.failed);
     let plan = &plan;

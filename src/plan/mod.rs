@@ -2,19 +2,22 @@
 //! the exact SQL its source receives. Pure: what had to be learned from the databases
 //! (a partition key's bounds, a table's size, an exported snapshot) arrives as a
 //! [`ShardLayout`] per shard, so planning itself does no I/O and the plan can be printed
-//! (`tributary plan`) and tested without a database.
+//! (`tributary plan`) and tested without a database. The one step that asks a shard,
+//! [`split_shard`], does so through the [`ShardProbe`] its source implements.
 
 pub mod partition;
+mod probe;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::combine::{self, Dialect, InputTypes};
-use crate::config::{Combine, JobConfig, SourceConfig};
+use crate::config::{Combine, JobConfig, PageSplit, PartitionSpec, SourceConfig};
 use crate::error::TaskError;
 use crate::sql::ParamValue;
 
-use partition::{PartitionSpec, Piece};
+use partition::Partition;
+pub use probe::{ShardProbe, split_shard};
 
 /// What one task sends to its source.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,9 +55,9 @@ pub struct Task {
 /// What probing one shard found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardLayout {
-    /// The pieces the shard's query splits into.
-    pub pieces: Vec<Piece>,
-    /// The snapshot the pieces read, when consistency is on.
+    /// The partitions the shard's query splits into.
+    pub partitions: Vec<Partition>,
+    /// The snapshot the partitions read, when consistency is on.
     pub snapshot: Option<String>,
 }
 
@@ -175,12 +178,12 @@ pub fn plan(
     let mut snapshots = BTreeMap::new();
     for ((index, shard), layout) in config.shards.iter().enumerate().zip(layouts) {
         let base = base_query(config, index);
-        let mut push = |query: TaskQuery, partition: Option<String>, snapshot: Option<String>| {
+        let mut push = |query: TaskQuery, label: Option<String>, snapshot: Option<String>| {
             tasks.push(Task {
                 id: tasks.len(),
                 shard: index,
                 shard_name: shard.name.clone(),
-                partition,
+                partition: label,
                 query: shard_query(config, index, query, types),
                 snapshot,
             })
@@ -192,18 +195,10 @@ pub fn plan(
                 if let Some(id) = &layout.snapshot {
                     snapshots.insert(shard.name.clone(), id.clone());
                 }
-                let count = layout.pieces.len();
-                for (k, piece) in layout.pieces.iter().enumerate() {
-                    let query = match &base {
-                        TaskQuery::Postgres { sql } => TaskQuery::Postgres {
-                            sql: restrict(sql, spec, piece),
-                        },
-                        TaskQuery::Sqlite { sql, binds } => TaskQuery::Sqlite {
-                            sql: restrict(sql, spec, piece),
-                            binds: binds.clone(),
-                        },
-                    };
-                    let label = format!("{}/{count} {piece}", k + 1);
+                let count = layout.partitions.len();
+                for (k, partition) in layout.partitions.iter().enumerate() {
+                    let query = restrict_query(&base, spec, partition);
+                    let label = format!("{}/{count} {partition}", k + 1);
                     push(query, Some(label), layout.snapshot.clone());
                 }
             }
@@ -227,13 +222,13 @@ pub fn offline(config: &JobConfig) -> Plan {
     let Some(spec) = &config.options.partition else {
         return unpartitioned(config, &types);
     };
-    if let Some(pieces) = partition::pieces_without_probe(spec) {
+    if let Some(partitions) = partition::partitions_without_probe(spec) {
         let layouts = config
             .shards
             .iter()
             .map(|_| {
                 Ok(Some(ShardLayout {
-                    pieces: pieces.clone(),
+                    partitions: partitions.clone(),
                     snapshot: None,
                 }))
             })
@@ -244,15 +239,15 @@ pub fn offline(config: &JobConfig) -> Plan {
         PartitionSpec::Range {
             column, partitions, ..
         } => {
-            let c = partition::quote_ident(column);
+            let c = crate::sql::quote_ident(column);
             format!(
                 "{partitions} ranges of `{column}` and one for NULL keys, between the bounds probed at run time (SELECT min({c}), max({c}) over the query)"
             )
         }
         PartitionSpec::Pages { table, split } => {
             let size = match split {
-                partition::PageSplit::Tasks(n) => format!("{n} ranges"),
-                partition::PageSplit::PerTask(n) => format!("ranges of {n} pages"),
+                PageSplit::Tasks(n) => format!("{n} ranges"),
+                PageSplit::PerTask(n) => format!("ranges of {n} pages"),
             };
             format!(
                 "{size} of table `{table}`'s heap pages, from its size at run time (pg_relation_size), each read through a TID range scan"
@@ -297,19 +292,32 @@ pub fn base_query(config: &JobConfig, index: usize) -> TaskQuery {
     }
 }
 
-/// The query restricted to one piece: filtered on its result, or (for page ranges) with
-/// the table shadowed by a common table expression of the same name that reads only the
-/// piece's pages. A non-recursive CTE does not see its own name, so inside it the name
-/// still means the table.
-pub(crate) fn restrict(sql: &str, spec: &PartitionSpec, piece: &Piece) -> String {
-    match (spec, piece) {
+/// A task's query restricted to one partition (see [`restrict`]).
+fn restrict_query(base: &TaskQuery, spec: &PartitionSpec, partition: &Partition) -> TaskQuery {
+    match base {
+        TaskQuery::Postgres { sql } => TaskQuery::Postgres {
+            sql: restrict(sql, spec, partition),
+        },
+        TaskQuery::Sqlite { sql, binds } => TaskQuery::Sqlite {
+            sql: restrict(sql, spec, partition),
+            binds: binds.clone(),
+        },
+    }
+}
+
+/// The query restricted to one partition: filtered on its result, or (for page ranges)
+/// with the table shadowed by a common table expression of the same name that reads only
+/// the partition's pages. A non-recursive CTE does not see its own name, so inside it the
+/// name still means the table.
+fn restrict(sql: &str, spec: &PartitionSpec, partition: &Partition) -> String {
+    match (spec, partition) {
         (PartitionSpec::Pages { table, .. }, _) => {
             let name = partition::shadowed_name(table);
             let cte = format!(
                 "{name} AS (SELECT * FROM {table} WHERE {})",
-                piece.predicate("")
+                partition.predicate("")
             );
-            match partition::strip_leading_with(sql) {
+            match crate::sql::text::strip_leading_with(sql) {
                 Some(rest) => format!("WITH {cte},\n{rest}"),
                 None => format!("WITH {cte}\n{sql}"),
             }
@@ -317,13 +325,13 @@ pub(crate) fn restrict(sql: &str, spec: &PartitionSpec, piece: &Piece) -> String
         (PartitionSpec::Range { column, .. } | PartitionSpec::Hash { column, .. }, _) => {
             format!(
                 "SELECT * FROM (\n{sql}\n) AS tributary_partition WHERE {}",
-                piece.predicate(column)
+                partition.predicate(column)
             )
         }
         (PartitionSpec::Predicates(_), _) => {
             format!(
                 "SELECT * FROM (\n{sql}\n) AS tributary_partition WHERE {}",
-                piece.predicate("")
+                partition.predicate("")
             )
         }
     }

@@ -1,104 +1,24 @@
 //! Partitions within a shard: how one query is split into tasks whose results, together,
 //! hold every row of the unsplit query exactly once.
 //!
-//! Each kind is described here as data ([`Piece`]) with a membership rule that the tests
+//! Each kind is described here as data ([`Partition`]) with a membership rule that the tests
 //! check exhaustively, then rendered to a SQL predicate over the query's result:
 //!
 //! - **range** on an integer, date or timestamp key: `N` ranges between probed (or given)
 //!   bounds; the first range is open below and the last open above, so rows outside the
-//!   probed `[min, max]` are still read exactly once, and NULL keys get their own piece;
-//! - **hash**: `N` buckets of PostgreSQL's `hashtext(key::text)`, plus the NULL piece;
-//! - **predicates**: the user's own list, one piece each (exactly-once is the user's to keep);
+//!   probed `[min, max]` are still read exactly once, and NULL keys get their own partition;
+//! - **hash**: `N` buckets of PostgreSQL's `hashtext(key::text)`, plus the NULL partition;
+//! - **predicates**: the user's own list, one partition each (exactly-once is the user's to keep);
 //! - **pages**: ranges of the table's heap pages (`ctid`), the last one open above.
 
 use std::fmt;
 
-/// How the user asked to split the query.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PartitionSpec {
-    Range {
-        column: String,
-        partitions: usize,
-        /// Bounds given by the user instead of probed (lower, upper), as literals.
-        bounds: Option<(KeyValue, KeyValue)>,
-    },
-    Hash {
-        column: String,
-        partitions: usize,
-    },
-    Predicates(Vec<String>),
-    Pages {
-        table: String,
-        split: PageSplit,
-    },
-}
-
-/// How a page-partitioned table is cut.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PageSplit {
-    /// Ranges of this many heap pages (the last one open-ended).
-    PerTask(u64),
-    /// This many ranges of equal size (fewer for a table of fewer pages).
-    Tasks(usize),
-}
-
-/// A range key's value, in the unit the arithmetic uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyValue {
-    Int(i64),
-    /// Days since 1970-01-01.
-    Date(i32),
-    /// Microseconds since 1970-01-01; `utc` for timestamptz.
-    Timestamp {
-        micros: i64,
-        utc: bool,
-    },
-}
-
-impl KeyValue {
-    fn as_i64(self) -> i64 {
-        match self {
-            KeyValue::Int(i) => i,
-            KeyValue::Date(d) => d as i64,
-            KeyValue::Timestamp { micros, .. } => micros,
-        }
-    }
-
-    fn with(self, v: i64) -> KeyValue {
-        match self {
-            KeyValue::Int(_) => KeyValue::Int(v),
-            KeyValue::Date(_) => KeyValue::Date(v as i32),
-            KeyValue::Timestamp { utc, .. } => KeyValue::Timestamp { micros: v, utc },
-        }
-    }
-
-    /// The SQL literal: a number, or a quoted text literal that the comparison coerces
-    /// to the key's type.
-    pub fn literal(self) -> String {
-        match self {
-            KeyValue::Int(i) if i < 0 => format!("({i})"),
-            KeyValue::Int(i) => i.to_string(),
-            KeyValue::Date(d) => {
-                let date = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")
-                    + chrono::Duration::days(d as i64);
-                format!("'{}'", date.format("%Y-%m-%d"))
-            }
-            KeyValue::Timestamp { micros, utc } => {
-                let t = chrono::DateTime::from_timestamp_micros(micros).expect("in range");
-                let text = t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f");
-                if utc {
-                    format!("'{text}+00'")
-                } else {
-                    format!("'{text}'")
-                }
-            }
-        }
-    }
-}
+use crate::config::{PageSplit, PartitionSpec};
+use crate::sql::{KeyValue, quote_ident};
 
 /// One partition, as data.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Piece {
+pub enum Partition {
     /// `lo <= key < hi`; a missing bound is open.
     Range {
         lo: Option<KeyValue>,
@@ -116,13 +36,13 @@ pub enum Piece {
     All,
 }
 
-impl Piece {
-    /// Whether an integer-coded key belongs to this piece (for range and NULL pieces).
+impl Partition {
+    /// Whether an integer-coded key belongs to this partition (for range and NULL partitions).
     pub fn holds(&self, key: Option<i64>) -> bool {
         match (self, key) {
-            (Piece::Null, None) => true,
-            (Piece::All, _) => true,
-            (Piece::Range { lo, hi }, Some(k)) => {
+            (Partition::Null, None) => true,
+            (Partition::All, _) => true,
+            (Partition::Range { lo, hi }, Some(k)) => {
                 lo.is_none_or(|lo| lo.as_i64() <= k) && hi.is_none_or(|hi| k < hi.as_i64())
             }
             _ => false,
@@ -133,42 +53,42 @@ impl Piece {
     pub fn predicate(&self, column: &str) -> String {
         let c = quote_ident(column);
         match self {
-            Piece::Range { lo: None, hi: None } => format!("{c} IS NOT NULL"),
-            Piece::Range {
+            Partition::Range { lo: None, hi: None } => format!("{c} IS NOT NULL"),
+            Partition::Range {
                 lo: Some(lo),
                 hi: None,
             } => format!("{c} >= {}", lo.literal()),
-            Piece::Range {
+            Partition::Range {
                 lo: None,
                 hi: Some(hi),
             } => format!("{c} < {}", hi.literal()),
-            Piece::Range {
+            Partition::Range {
                 lo: Some(lo),
                 hi: Some(hi),
             } => {
                 format!("{c} >= {} AND {c} < {}", lo.literal(), hi.literal())
             }
-            Piece::Null => format!("{c} IS NULL"),
-            Piece::Hash { bucket, of } => {
+            Partition::Null => format!("{c} IS NULL"),
+            Partition::Hash { bucket, of } => {
                 format!("((hashtext({c}::text) % {of}) + {of}) % {of} = {bucket}")
             }
-            Piece::Predicate(p) => format!("({p})"),
-            Piece::Pages {
+            Partition::Predicate(p) => format!("({p})"),
+            Partition::Pages {
                 first,
                 end: Some(end),
             } => {
                 format!("ctid >= '({first},0)'::tid AND ctid < '({end},0)'::tid")
             }
-            Piece::Pages { first, end: None } => format!("ctid >= '({first},0)'::tid"),
-            Piece::All => "TRUE".into(),
+            Partition::Pages { first, end: None } => format!("ctid >= '({first},0)'::tid"),
+            Partition::All => "TRUE".into(),
         }
     }
 }
 
-impl fmt::Display for Piece {
+impl fmt::Display for Partition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Piece::Range { lo, hi } => write!(
+            Partition::Range { lo, hi } => write!(
                 f,
                 "[{}, {})",
                 lo.map_or("-∞".into(), |v| v
@@ -180,94 +100,43 @@ impl fmt::Display for Piece {
                     .trim_matches('\'')
                     .to_string())
             ),
-            Piece::Null => f.write_str("NULL"),
-            Piece::Hash { bucket, of } => write!(f, "hash {bucket}/{of}"),
-            Piece::Predicate(p) => write!(f, "where {p}"),
-            Piece::Pages {
+            Partition::Null => f.write_str("NULL"),
+            Partition::Hash { bucket, of } => write!(f, "hash {bucket}/{of}"),
+            Partition::Predicate(p) => write!(f, "where {p}"),
+            Partition::Pages {
                 first,
                 end: Some(end),
             } => write!(f, "pages [{first}, {end})"),
-            Piece::Pages { first, end: None } => write!(f, "pages [{first}, ∞)"),
-            Piece::All => f.write_str("all"),
+            Partition::Pages { first, end: None } => write!(f, "pages [{first}, ∞)"),
+            Partition::All => f.write_str("all"),
         }
     }
 }
 
-/// For a query starting with `WITH` (after blanks and comments), the text after that
-/// keyword; `None` otherwise.
-pub fn strip_leading_with(sql: &str) -> Option<&str> {
-    let rest = skip_blanks(sql);
-    let head = rest.get(..4)?;
-    let after = rest.get(4..)?;
-    (head.eq_ignore_ascii_case("with") && after.starts_with(|c: char| c.is_whitespace()))
-        .then_some(after)
-}
-
-/// A query that page partitions cannot split.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PagesQueryError {
-    /// The table's shadowing CTE would be seen inside a recursive WITH.
-    #[error(
-        "page partitions cannot be used with WITH RECURSIVE queries; use range or hash partitions"
-    )]
-    Recursive,
-}
-
-/// Page partitions shadow the table with a CTE, which a recursive WITH would see inside
-/// itself: such queries are refused.
-pub fn check_pages_query(sql: &str) -> Result<(), PagesQueryError> {
-    if let Some(rest) = strip_leading_with(sql) {
-        let next = skip_blanks(rest);
-        if next.len() >= 9 && next[..9].eq_ignore_ascii_case("recursive") {
-            return Err(PagesQueryError::Recursive);
-        }
-    }
-    Ok(())
-}
-
-/// The pieces of `spec` when no database has to be asked: given range bounds, hash
+/// The partitions of `spec` when no database has to be asked: given range bounds, hash
 /// buckets, the user's predicates. `None` for probed range bounds and page ranges.
-pub fn pieces_without_probe(spec: &PartitionSpec) -> Option<Vec<Piece>> {
+pub fn partitions_without_probe(spec: &PartitionSpec) -> Option<Vec<Partition>> {
     match spec {
         PartitionSpec::Range {
             bounds: Some(b),
             partitions,
             ..
-        } => Some(range_pieces(Some(*b), *partitions)),
+        } => Some(range_partitions(Some(*b), *partitions)),
         PartitionSpec::Range { bounds: None, .. } | PartitionSpec::Pages { .. } => None,
-        PartitionSpec::Hash { partitions, .. } => Some(hash_pieces(*partitions)),
+        PartitionSpec::Hash { partitions, .. } => Some(hash_partitions(*partitions)),
         PartitionSpec::Predicates(list) => {
-            Some(list.iter().cloned().map(Piece::Predicate).collect())
+            Some(list.iter().cloned().map(Partition::Predicate).collect())
         }
     }
 }
 
-fn skip_blanks(mut s: &str) -> &str {
-    loop {
-        let t = s.trim_start();
-        if let Some(rest) = t.strip_prefix("--") {
-            s = rest.split_once('\n').map_or("", |(_, r)| r);
-        } else if let Some(rest) = t.strip_prefix("/*") {
-            s = rest.split_once("*/").map_or("", |(_, r)| r);
-        } else {
-            return t;
-        }
-    }
-}
-
-/// A quoted identifier: the column is named exactly as the query's result names it.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Range pieces over `[min, max]` (or `None` for an empty result): `n` ranges as even as
+/// Range partitions over `[min, max]` (or `None` for an empty result): `n` ranges as even as
 /// integer arithmetic allows (fewer when there are fewer distinct keys), the first open
-/// below and the last open above, then the NULL piece.
-pub fn range_pieces(bounds: Option<(KeyValue, KeyValue)>, n: usize) -> Vec<Piece> {
+/// below and the last open above, then the NULL partition.
+pub fn range_partitions(bounds: Option<(KeyValue, KeyValue)>, n: usize) -> Vec<Partition> {
     let Some((min, max)) = bounds else {
-        // An empty result (or only NULLs): one piece reads whatever is there.
-        return vec![Piece::All];
+        // An empty result (or only NULLs): one partition reads whatever is there.
+        return vec![Partition::All];
     };
     let (lo, hi) = (min.as_i64() as i128, max.as_i64() as i128);
     let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
@@ -275,26 +144,28 @@ pub fn range_pieces(bounds: Option<(KeyValue, KeyValue)>, n: usize) -> Vec<Piece
     let n = (n.max(1) as i128).min(span);
     let mut cuts: Vec<i64> = (1..n).map(|k| (lo + k * span / n) as i64).collect();
     cuts.dedup();
-    let mut pieces = Vec::with_capacity(cuts.len() + 2);
+    let mut partitions = Vec::with_capacity(cuts.len() + 2);
     let mut prev = None;
     for cut in cuts {
-        pieces.push(Piece::Range {
+        partitions.push(Partition::Range {
             lo: prev,
             hi: Some(min.with(cut)),
         });
         prev = Some(min.with(cut));
     }
-    pieces.push(Piece::Range { lo: prev, hi: None });
-    pieces.push(Piece::Null);
-    pieces
+    partitions.push(Partition::Range { lo: prev, hi: None });
+    partitions.push(Partition::Null);
+    partitions
 }
 
-/// Hash buckets `0..n`, then the NULL piece (`hashtext(NULL)` is NULL, in no bucket).
-pub fn hash_pieces(n: usize) -> Vec<Piece> {
+/// Hash buckets `0..n`, then the NULL partition (`hashtext(NULL)` is NULL, in no bucket).
+pub fn hash_partitions(n: usize) -> Vec<Partition> {
     let n = n.max(1);
-    let mut pieces: Vec<Piece> = (0..n).map(|bucket| Piece::Hash { bucket, of: n }).collect();
-    pieces.push(Piece::Null);
-    pieces
+    let mut partitions: Vec<Partition> = (0..n)
+        .map(|bucket| Partition::Hash { bucket, of: n })
+        .collect();
+    partitions.push(Partition::Null);
+    partitions
 }
 
 /// The name a page range's CTE shadows: the table's name without its schema.
@@ -304,23 +175,23 @@ pub fn shadowed_name(table: &str) -> &str {
 
 /// Page ranges over a table of `pages` pages, cut as `split` says; the last range is open
 /// so that pages added after the count are still read.
-pub fn page_pieces(pages: u64, split: PageSplit) -> Vec<Piece> {
+pub fn page_partitions(pages: u64, split: PageSplit) -> Vec<Partition> {
     let per_task = match split {
         PageSplit::PerTask(n) => n,
         PageSplit::Tasks(n) => pages.div_ceil(n.max(1) as u64),
     }
     .max(1);
-    let mut pieces = Vec::new();
+    let mut partitions = Vec::new();
     let mut first = 0;
     while first + per_task < pages {
-        pieces.push(Piece::Pages {
+        partitions.push(Partition::Pages {
             first,
             end: Some(first + per_task),
         });
         first += per_task;
     }
-    pieces.push(Piece::Pages { first, end: None });
-    pieces
+    partitions.push(Partition::Pages { first, end: None });
+    partitions
 }
 
 #[cfg(test)]
@@ -328,9 +199,9 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    fn exactly_once(pieces: &[Piece], key: Option<i64>) {
-        let n = pieces.iter().filter(|p| p.holds(key)).count();
-        assert_eq!(n, 1, "key {key:?} is in {n} of {pieces:?}");
+    fn exactly_once(partitions: &[Partition], key: Option<i64>) {
+        let n = partitions.iter().filter(|p| p.holds(key)).count();
+        assert_eq!(n, 1, "key {key:?} is in {n} of {partitions:?}");
     }
 
     #[test]
@@ -352,8 +223,8 @@ mod tests {
             })
             .collect();
         for (min, max, n) in cases.into_iter().chain(random) {
-            let pieces = range_pieces(Some((KeyValue::Int(min), KeyValue::Int(max))), n);
-            assert!(pieces.len() <= n + 1);
+            let partitions = range_partitions(Some((KeyValue::Int(min), KeyValue::Int(max))), n);
+            assert!(partitions.len() <= n + 1);
             let probes = [
                 min,
                 max,
@@ -364,20 +235,20 @@ mod tests {
                 min / 2 + max / 2,
             ];
             for k in probes {
-                exactly_once(&pieces, Some(k));
+                exactly_once(&partitions, Some(k));
             }
             for _ in 0..50 {
-                exactly_once(&pieces, Some(rng.random_range(min..=max)));
+                exactly_once(&partitions, Some(rng.random_range(min..=max)));
             }
-            exactly_once(&pieces, None);
+            exactly_once(&partitions, None);
         }
     }
 
     #[test]
     fn ranges_are_even_and_skew_changes_nothing_but_sizes() {
-        let pieces = range_pieces(Some((KeyValue::Int(0), KeyValue::Int(99))), 4);
+        let partitions = range_partitions(Some((KeyValue::Int(0), KeyValue::Int(99))), 4);
         assert_eq!(
-            pieces[..4]
+            partitions[..4]
                 .iter()
                 .map(|p| p.predicate("id"))
                 .collect::<Vec<_>>(),
@@ -388,18 +259,18 @@ mod tests {
                 "\"id\" >= 75"
             ]
         );
-        assert_eq!(pieces[4], Piece::Null);
+        assert_eq!(partitions[4], Partition::Null);
     }
 
     #[test]
     fn an_empty_result_is_one_piece() {
-        assert_eq!(range_pieces(None, 8), [Piece::All]);
-        assert!(Piece::All.holds(None) && Piece::All.holds(Some(1)));
+        assert_eq!(range_partitions(None, 8), [Partition::All]);
+        assert!(Partition::All.holds(None) && Partition::All.holds(Some(1)));
     }
 
     #[test]
     fn dates_and_timestamps_render_as_literals() {
-        let d = range_pieces(Some((KeyValue::Date(19_723), KeyValue::Date(19_724))), 2);
+        let d = range_partitions(Some((KeyValue::Date(19_723), KeyValue::Date(19_724))), 2);
         assert_eq!(d[0].predicate("day"), "\"day\" < '2024-01-02'");
         let t = KeyValue::Timestamp {
             micros: 1_704_067_200_000_001,
@@ -418,22 +289,22 @@ mod tests {
     fn hash_buckets_cover_every_hash_once() {
         let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
         for n in 1..20usize {
-            let pieces = hash_pieces(n);
+            let partitions = hash_partitions(n);
             for h in (0..2000)
                 .map(|_| rng.random::<i32>())
                 .chain([i32::MIN, i32::MAX, 0, -1])
             {
                 // The SQL `((h % n) + n) % n` with PostgreSQL's truncating `%`, as Rust's.
                 let bucket = (((h as i64 % n as i64) + n as i64) % n as i64) as usize;
-                let hits = pieces
+                let hits = partitions
                     .iter()
-                    .filter(|p| matches!(p, Piece::Hash { bucket: b, .. } if *b == bucket))
+                    .filter(|p| matches!(p, Partition::Hash { bucket: b, .. } if *b == bucket))
                     .count();
                 assert_eq!(hits, 1);
             }
         }
         assert_eq!(
-            hash_pieces(3)[1].predicate("k"),
+            hash_partitions(3)[1].predicate("k"),
             "((hashtext(\"k\"::text) % 3) + 3) % 3 = 1"
         );
     }
@@ -441,12 +312,12 @@ mod tests {
     #[test]
     fn page_ranges_cover_every_page_once() {
         for (pages, per) in [(0, 10), (1, 10), (10, 10), (11, 10), (1000, 7), (5, 1)] {
-            let pieces = page_pieces(pages, PageSplit::PerTask(per));
+            let partitions = page_partitions(pages, PageSplit::PerTask(per));
             for page in 0..pages + 20 {
-                let hits = pieces
+                let hits = partitions
                     .iter()
                     .filter(|p| match p {
-                        Piece::Pages { first, end } => {
+                        Partition::Pages { first, end } => {
                             *first <= page && end.is_none_or(|e| page < e)
                         }
                         _ => false,
@@ -459,19 +330,19 @@ mod tests {
 
     #[test]
     fn a_page_split_into_n_tasks_gives_n_ranges_of_equal_size() {
-        let tasks = |pages, n| page_pieces(pages, PageSplit::Tasks(n));
-        let pieces = tasks(214_788, 4);
-        assert_eq!(pieces.len(), 4);
+        let tasks = |pages, n| page_partitions(pages, PageSplit::Tasks(n));
+        let partitions = tasks(214_788, 4);
+        assert_eq!(partitions.len(), 4);
         assert_eq!(
-            pieces[1],
-            Piece::Pages {
+            partitions[1],
+            Partition::Pages {
                 first: 53_697,
                 end: Some(107_394)
             }
         );
         assert_eq!(
-            pieces[3],
-            Piece::Pages {
+            partitions[3],
+            Partition::Pages {
                 first: 161_091,
                 end: None
             }
@@ -481,28 +352,11 @@ mod tests {
         assert_eq!(tasks(3, 8).len(), 3);
         assert_eq!(
             tasks(0, 4),
-            vec![Piece::Pages {
+            vec![Partition::Pages {
                 first: 0,
                 end: None
             }]
         );
-        assert_eq!(page_pieces(10, PageSplit::PerTask(0)).len(), 10);
-    }
-
-    #[test]
-    fn leading_with_is_found_past_comments() {
-        assert_eq!(
-            strip_leading_with("-- c\n /* d */ WITH x AS (SELECT 1) SELECT * FROM x"),
-            Some(" x AS (SELECT 1) SELECT * FROM x")
-        );
-        assert_eq!(strip_leading_with("SELECT 1"), None);
-        assert_eq!(strip_leading_with("WITHOUT"), None);
-        assert!(check_pages_query("with recursive r AS (SELECT 1) SELECT * FROM r").is_err());
-        assert!(check_pages_query("with r AS (SELECT 1) SELECT * FROM r").is_ok());
-    }
-
-    #[test]
-    fn identifiers_are_quoted() {
-        assert_eq!(quote_ident("Order\"Id"), "\"Order\"\"Id\"");
+        assert_eq!(page_partitions(10, PageSplit::PerTask(0)).len(), 10);
     }
 }

@@ -6,6 +6,7 @@
 pub mod coalesce;
 pub mod pgcolumns;
 pub mod postgres;
+mod probe;
 pub mod sqlite;
 pub mod tls;
 
@@ -16,12 +17,12 @@ use std::time::Duration;
 use arrow::datatypes::SchemaRef;
 
 use crate::config::{RunOptions, ShardConfig, SourceConfig};
-use crate::error::{TaskError, TaskErrorKind};
+use crate::error::TaskError;
 use crate::merge::BatchSender;
-use crate::plan::partition::{self, PartitionSpec, Piece};
-use crate::plan::{ShardLayout, TaskQuery};
+use crate::plan::TaskQuery;
 
 pub use postgres::SnapshotSession;
+pub use probe::Probe;
 
 /// What a running task needs besides its query.
 pub struct TaskContext {
@@ -164,66 +165,25 @@ impl ShardPool {
 }
 
 impl ShardPool {
-    /// Learns how to split the shard's query: on PostgreSQL with `consistent`, first
-    /// exports the snapshot all pieces will read (and probes inside it). The snapshot
-    /// session is returned to be held until the run ends; when its connection ends, the
-    /// shard's name is sent on `lost`.
-    pub async fn layout(
+    /// Exports the snapshot the shard's partitions will all read, on PostgreSQL (`None`
+    /// on SQLite, which has none to share). The session holding it is to be kept until
+    /// the run ends; when its connection ends, the shard's name is sent on `lost`.
+    pub async fn export_snapshot(
         &self,
-        spec: &PartitionSpec,
-        base: &TaskQuery,
-        consistent: bool,
         lost: &tokio::sync::mpsc::UnboundedSender<String>,
-    ) -> Result<(ShardLayout, Option<SnapshotSession>), TaskError> {
-        let session = match self {
-            ShardPool::Postgres(pg) if consistent => Some(pg.open_snapshot(lost.clone()).await?),
-            _ => None,
-        };
-        let pieces = match spec {
-            PartitionSpec::Range {
-                bounds: Some(b),
-                partitions,
-                ..
-            } => partition::range_pieces(Some(*b), *partitions),
-            PartitionSpec::Range {
-                column,
-                partitions,
-                bounds: None,
-            } => {
-                let bounds = match (self, base) {
-                    (ShardPool::Postgres(pg), TaskQuery::Postgres { sql }) => {
-                        pg.probe_range(session.as_ref(), sql, column).await?
-                    }
-                    (ShardPool::Sqlite(s), TaskQuery::Sqlite { sql, binds }) => {
-                        s.probe_range(sql, binds, column).await?
-                    }
-                    _ => unreachable!("the planner renders each query for its shard's kind"),
-                };
-                partition::range_pieces(bounds, *partitions)
-            }
-            PartitionSpec::Hash { partitions, .. } => partition::hash_pieces(*partitions),
-            PartitionSpec::Predicates(list) => list.iter().cloned().map(Piece::Predicate).collect(),
-            PartitionSpec::Pages { table, split } => match (self, base) {
-                (ShardPool::Postgres(pg), TaskQuery::Postgres { sql }) => {
-                    let table = pg.page_table(session.as_ref(), table).await?;
-                    let pieces = partition::page_pieces(table.pages, *split);
-                    let first = crate::plan::restrict(sql, spec, &pieces[0]);
-                    pg.check_page_scan(session.as_ref(), &first, &table).await?;
-                    pieces
-                }
-                (ShardPool::Sqlite(s), _) => {
-                    return Err(TaskError::new(
-                        s.name(),
-                        TaskErrorKind::Partition {
-                            message: "page partitions need PostgreSQL".into(),
-                        },
-                    ));
-                }
-                _ => unreachable!("the planner renders each query for its shard's kind"),
-            },
-        };
-        let snapshot = session.as_ref().map(|s| s.id.clone());
-        Ok((ShardLayout { pieces, snapshot }, session))
+    ) -> Result<Option<SnapshotSession>, TaskError> {
+        match self {
+            ShardPool::Postgres(pg) => Ok(Some(pg.open_snapshot(lost.clone()).await?)),
+            ShardPool::Sqlite(_) => Ok(None),
+        }
+    }
+
+    /// Answers planning's questions about this shard, on `session`'s snapshot when given.
+    pub fn probe<'a>(&'a self, session: Option<&'a SnapshotSession>) -> Probe<'a> {
+        Probe {
+            pool: self,
+            session,
+        }
     }
 
     /// The server's row estimate for a task's query, where the source has one.

@@ -11,6 +11,7 @@ use tokio_postgres::types::Kind;
 
 use crate::error::TaskErrorKind;
 use crate::source::check_unique_names;
+use crate::sql::quote_ident;
 use crate::types::{ColumnPlan, MAX_ARRAY_DIMS, PgKind, TextReason, TypeRules};
 
 /// A result's columns, ready to read.
@@ -85,7 +86,7 @@ async fn declared_dims(
 /// what the table assumes of the server), with warnings for columns read as text for
 /// want of a mapping and for type options naming no column. `classify` turns a server
 /// error into the task's error.
-pub async fn prepare(
+pub async fn describe_for_task(
     client: &Client,
     sql: &str,
     rules: &TypeRules,
@@ -189,11 +190,6 @@ fn plan_columns(sql: &str, plans: Vec<(String, ColumnPlan)>) -> Columns {
         copy_sql,
         no_mapping,
     }
-}
-
-/// A quoted SQL identifier.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]

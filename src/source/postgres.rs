@@ -23,7 +23,7 @@ use tokio_postgres::CancelToken;
 use crate::config::shards::PgSource;
 use crate::decode::pgcopy::{CopyDecoder, CopyError};
 use crate::error::{TaskError, TaskErrorKind};
-use crate::plan::partition::{KeyValue, quote_ident, shadowed_name};
+use crate::sql::{KeyValue, quote_ident};
 use crate::types::TypeRules;
 
 use super::pgcolumns::{self, Columns};
@@ -462,9 +462,9 @@ impl PgShard {
         })
     }
 
-    /// Checks that `sql`, a query restricted to one page range of `table`, reads `table`
-    /// exactly once and only through that range. The restriction shadows the table's
-    /// name, so a query that reaches the table otherwise (schema-qualified, through a
+    /// Checks that `sql`, a query restricted to one page range of `table` by a common
+    /// table expression named `shadow`, reads `table` exactly once and only through that
+    /// range. The restriction shadows the table's name, so a query that reaches the table otherwise (schema-qualified, through a
     /// view, under another name) would read all of it in every piece, and one that reads
     /// it twice (a self-join) would pair rows of the same range only: either would be a
     /// wrong result, not an error, so the plan is looked at first (`EXPLAIN`: nothing is
@@ -474,6 +474,7 @@ impl PgShard {
         session: Option<&SnapshotSession>,
         sql: &str,
         table: &PageTable,
+        shadow: &str,
     ) -> Result<(), TaskError> {
         let client = self.probe_client(session).await?;
         let row = client
@@ -484,7 +485,6 @@ impl PgShard {
         let plan: serde_json::Value = row.get(0);
         let mut scans = Vec::new();
         let mut shared = false;
-        let shadow = shadowed_name(&table.given);
         walk_plan(&plan[0]["Plan"], &mut |node| {
             let text = |key: &str| node[key].as_str().unwrap_or_default();
             if text("Relation Name") == table.name && text("Schema") == table.schema {
@@ -559,42 +559,12 @@ impl PgShard {
     ) -> Result<u64, TaskError> {
         let client = conn.client();
         let classify = |e: tokio_postgres::Error| self.error(classify(&e, ctx.deadline));
-        let mut setup = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-        if let Some(id) = snapshot {
-            // Must come before any query of the transaction.
-            setup.push_str(&format!(
-                "; SET TRANSACTION SNAPSHOT '{}'",
-                id.replace('\'', "''")
-            ));
-        }
-        setup.push_str("; ");
-        setup.push_str(TRANSACTION_SETTINGS);
-        if let Some(deadline) = ctx.deadline {
-            let ms = (deadline + ctx.server_slack + SERVER_TIMEOUT_MARGIN).as_millis();
-            setup.push_str(&format!("; SET LOCAL statement_timeout = {ms}"));
-        }
         let stalled = |after| self.error(TaskErrorKind::Stalled { after });
-        setup.push_str("; SELECT pg_backend_pid()");
-        let replies = within(ctx.stall, client.simple_query(&setup))
-            .await
-            .map_err(stalled)?
-            .map_err(classify)?;
-        let pid = replies.iter().find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|p| p.parse().ok()),
-            _ => None,
-        });
-        if let Some(pid) = pid {
-            let _ = conn.pid.set(pid);
-        }
-        if snapshot.is_some() {
-            // From here on this transaction keeps the snapshot whatever becomes of the
-            // session that exported it.
-            ctx.snapshot_imported.store(true, Ordering::Relaxed);
-        }
+        self.begin(conn, snapshot, ctx).await?;
 
         let columns = within(
             ctx.stall,
-            pgcolumns::prepare(client, sql, &self.types, &self.name, |e| {
+            pgcolumns::describe_for_task(client, sql, &self.types, &self.name, |e| {
                 self::classify(&e, ctx.deadline)
             }),
         )
@@ -609,26 +579,80 @@ impl PgShard {
             .await
             .map_err(stalled)?
             .map_err(classify)?;
-        let mut copy = std::pin::pin!(copy);
-        let mut rows = 0u64;
-        // Bad bytes are the data's fault, not the connection's: not retried.
-        let decode_error = |e: CopyError| {
-            let message = e.to_string();
-            self.error(match e {
-                CopyError::Value { column, .. } => TaskErrorKind::Decode { column, message },
-                CopyError::Malformed {
-                    offset,
-                    column,
-                    problem,
-                } => TaskErrorKind::Protocol {
-                    column,
-                    offset,
-                    problem,
-                },
-            })
-        };
         let started = Instant::now();
         let mut held_back = Duration::ZERO;
+        let rows = self
+            .copy_rows(std::pin::pin!(copy), &mut decoder, ctx, &mut held_back)
+            .await?;
+        within(ctx.stall, client.batch_execute("COMMIT"))
+            .await
+            .map_err(stalled)?
+            .map_err(classify)?;
+        tracing::debug!(
+            "{}: {rows} rows in {:.2?}, held back {:.2?} by the merger (channel budget spent)",
+            self.name,
+            started.elapsed(),
+            held_back
+        );
+        Ok(rows)
+    }
+
+    /// Opens a task's transaction on `conn`: READ ONLY, on `snapshot` when given, with
+    /// [`TRANSACTION_SETTINGS`] and the server-side `statement_timeout` behind the
+    /// task's deadline; notes the backend's process id in `conn`.
+    async fn begin(
+        &self,
+        conn: &Checkout,
+        snapshot: Option<&str>,
+        ctx: &TaskContext,
+    ) -> Result<(), TaskError> {
+        let mut setup = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+        if let Some(id) = snapshot {
+            // Must come before any query of the transaction.
+            setup.push_str(&format!(
+                "; SET TRANSACTION SNAPSHOT '{}'",
+                id.replace('\'', "''")
+            ));
+        }
+        setup.push_str("; ");
+        setup.push_str(TRANSACTION_SETTINGS);
+        if let Some(deadline) = ctx.deadline {
+            let ms = (deadline + ctx.server_slack + SERVER_TIMEOUT_MARGIN).as_millis();
+            setup.push_str(&format!("; SET LOCAL statement_timeout = {ms}"));
+        }
+        setup.push_str("; SELECT pg_backend_pid()");
+        let replies = within(ctx.stall, conn.client().simple_query(&setup))
+            .await
+            .map_err(|after| self.error(TaskErrorKind::Stalled { after }))?
+            .map_err(|e| self.error(classify(&e, ctx.deadline)))?;
+        let pid = replies.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|p| p.parse().ok()),
+            _ => None,
+        });
+        if let Some(pid) = pid {
+            let _ = conn.pid.set(pid);
+        }
+        if snapshot.is_some() {
+            // From here on this transaction keeps the snapshot whatever becomes of the
+            // session that exported it.
+            ctx.snapshot_imported.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Decodes the COPY stream into batches sent to the merger until it ends; returns
+    /// the rows sent, and adds to `held_back` the time the merger kept a batch waiting.
+    async fn copy_rows(
+        &self,
+        mut copy: std::pin::Pin<&mut tokio_postgres::CopyOutStream>,
+        decoder: &mut CopyDecoder,
+        ctx: &TaskContext,
+        held_back: &mut Duration,
+    ) -> Result<u64, TaskError> {
+        let classify = |e: tokio_postgres::Error| self.error(classify(&e, ctx.deadline));
+        let stalled = |after| self.error(TaskErrorKind::Stalled { after });
+        let decode_error = |e: CopyError| self.decode_error(e);
+        let mut rows = 0u64;
         // Stream bytes since the decoded size was last looked at: summing the builders'
         // sizes for every row (one CopyData message each) was a visible share of decoding.
         let mut unchecked = 0;
@@ -663,28 +687,32 @@ impl PgShard {
             });
             match watchdog.watch(&alive, drained).await.map_err(stalled)?? {
                 Drained::Batch => {
-                    rows += send(&mut decoder, ctx, &mut held_back)
-                        .await
-                        .map_err(decode_error)?;
+                    rows += send(decoder, ctx, held_back).await.map_err(decode_error)?;
                 }
                 Drained::End => break,
             }
         }
         decoder.finish().map_err(decode_error)?;
-        rows += send(&mut decoder, ctx, &mut held_back)
-            .await
-            .map_err(decode_error)?;
-        within(ctx.stall, client.batch_execute("COMMIT"))
-            .await
-            .map_err(stalled)?
-            .map_err(classify)?;
-        tracing::debug!(
-            "{}: {rows} rows in {:.2?}, held back {:.2?} by the merger (channel budget spent)",
-            self.name,
-            started.elapsed(),
-            held_back
-        );
+        rows += send(decoder, ctx, held_back).await.map_err(decode_error)?;
         Ok(rows)
+    }
+
+    /// A task's error for bytes the COPY decoder refused. Bad bytes are the data's
+    /// fault, not the connection's: not retried.
+    fn decode_error(&self, e: CopyError) -> TaskError {
+        let message = e.to_string();
+        self.error(match e {
+            CopyError::Value { column, .. } => TaskErrorKind::Decode { column, message },
+            CopyError::Malformed {
+                offset,
+                column,
+                problem,
+            } => TaskErrorKind::Protocol {
+                column,
+                offset,
+                problem,
+            },
+        })
     }
 }
 

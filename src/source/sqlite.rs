@@ -20,8 +20,7 @@ use sqlx::{Column, Executor, Row, SqlSafeStr, Sqlite, SqlitePool, TypeInfo, Valu
 
 use crate::config::shards::SqliteSource;
 use crate::error::{TaskError, TaskErrorKind};
-use crate::plan::partition::{KeyValue, quote_ident};
-use crate::sql::ParamValue;
+use crate::sql::{KeyValue, ParamValue, quote_ident};
 use crate::types::SqliteKind;
 
 use super::{TaskContext, check_unique_names};
@@ -147,6 +146,13 @@ impl SqliteShard {
         }
     }
 
+    fn decode_error(&self, e: ColumnError) -> TaskError {
+        self.error(TaskErrorKind::Decode {
+            column: e.column,
+            message: e.error.to_string(),
+        })
+    }
+
     fn server(&self, e: sqlx::Error) -> TaskError {
         let sqlstate = e
             .as_database_error()
@@ -199,9 +205,7 @@ impl SqliteShard {
         let mut rows = query.fetch(&mut **conn);
         let mut sent = 0u64;
         while let Some(row) = rows.try_next().await.map_err(|e| self.server(e))? {
-            batcher.push(&row).map_err(|(column, message)| {
-                self.error(TaskErrorKind::Decode { column, message })
-            })?;
+            batcher.push(&row).map_err(|e| self.decode_error(e))?;
             if batcher.ready(ctx.batch_size) {
                 sent += self.send(&mut batcher, ctx).await?;
             }
@@ -211,9 +215,7 @@ impl SqliteShard {
     }
 
     async fn send(&self, batcher: &mut Batcher, ctx: &TaskContext) -> Result<u64, TaskError> {
-        let batch = batcher
-            .take()
-            .map_err(|(column, message)| self.error(TaskErrorKind::Decode { column, message }))?;
+        let batch = batcher.take().map_err(|e| self.decode_error(e))?;
         let n = batch.num_rows() as u64;
         if n > 0 {
             ctx.sender.batch(batch).await;
@@ -273,13 +275,43 @@ impl Value {
     }
 }
 
-fn read(row: &SqliteRow, i: usize) -> Result<Value, String> {
-    let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
+/// Why a value could not be put in its column.
+#[derive(Debug, thiserror::Error)]
+enum ValueError {
+    #[error("{0}")]
+    Read(sqlx::Error),
+    /// The value's storage class does not fit the column's type.
+    #[error("the column is {typed} but holds the {class} value {shown}")]
+    Misfit {
+        /// How the column was typed: `declared Int64`, `typed Text by its first values`.
+        typed: String,
+        class: &'static str,
+        /// The value, cut short if long.
+        shown: String,
+    },
+    /// A value after the column's first batch fixed its type as NULL.
+    #[error(
+        "only NULLs in the first rows, then a {0} value; the column's type was already fixed as NULL"
+    )]
+    AfterNulls(&'static str),
+    #[error("{0}")]
+    Batch(arrow::error::ArrowError),
+}
+
+/// A value error in a column (`(batch)` when the batch as a whole failed).
+#[derive(Debug)]
+struct ColumnError {
+    column: String,
+    error: ValueError,
+}
+
+fn read(row: &SqliteRow, i: usize) -> Result<Value, ValueError> {
+    let raw = row.try_get_raw(i).map_err(ValueError::Read)?;
     if raw.is_null() {
         return Ok(Value::Null);
     }
     let class = raw.type_info().name().to_string();
-    let e = |e: sqlx::Error| e.to_string();
+    let e = ValueError::Read;
     Ok(match class.as_str() {
         "INTEGER" => Value::Int(row.try_get_unchecked::<i64, _>(i).map_err(e)?),
         "REAL" => Value::Real(row.try_get_unchecked::<f64, _>(i).map_err(e)?),
@@ -333,10 +365,18 @@ impl Batcher {
         self.values.first().map_or(0, Vec::len)
     }
 
-    fn push(&mut self, row: &SqliteRow) -> Result<(), (String, String)> {
-        for (i, column) in self.values.iter_mut().enumerate() {
-            let value = read(row, i).map_err(|m| (self.names[i].clone(), m))?;
-            column.push(value);
+    /// The error `error` in column `i`.
+    fn in_column(&self, i: usize, error: ValueError) -> ColumnError {
+        ColumnError {
+            column: self.names[i].clone(),
+            error,
+        }
+    }
+
+    fn push(&mut self, row: &SqliteRow) -> Result<(), ColumnError> {
+        for i in 0..self.values.len() {
+            let value = read(row, i).map_err(|e| self.in_column(i, e))?;
+            self.values[i].push(value);
         }
         Ok(())
     }
@@ -356,7 +396,7 @@ impl Batcher {
         !unresolved || rows >= MAX_HELD_ROWS
     }
 
-    fn take(&mut self) -> Result<RecordBatch, (String, String)> {
+    fn take(&mut self) -> Result<RecordBatch, ColumnError> {
         if !self.started {
             for (i, column) in self.values.iter().enumerate() {
                 if self.resolved[i].is_none() {
@@ -367,34 +407,31 @@ impl Batcher {
         self.started = true;
         let rows = self.rows();
         let mut arrays = Vec::with_capacity(self.values.len());
-        for (i, column) in self.values.iter_mut().enumerate() {
-            let values = std::mem::take(column);
+        for i in 0..self.values.len() {
+            let values = std::mem::take(&mut self.values[i]);
             let kind = match (self.resolved[i], self.kinds[i]) {
                 (Some(k), _) => k,
                 // Still untyped (only NULLs so far): a NULL column.
                 (None, _) => {
                     if let Some(v) = values.iter().find(|v| !matches!(v, Value::Null)) {
-                        return Err((
-                            self.names[i].clone(),
-                            format!(
-                                "only NULLs in the first rows, then a {} value; the column's type was already fixed as NULL",
-                                v.class()
-                            ),
-                        ));
+                        return Err(self.in_column(i, ValueError::AfterNulls(v.class())));
                     }
                     arrays.push(Arc::new(NullArray::new(rows)) as ArrayRef);
                     continue;
                 }
             };
             let declared = self.kinds[i] != SqliteKind::ByValue;
-            arrays.push(build(kind, values, declared).map_err(|m| (self.names[i].clone(), m))?);
+            arrays.push(build(kind, values, declared).map_err(|e| self.in_column(i, e))?);
         }
         RecordBatch::try_new_with_options(
             self.schema(),
             arrays,
             &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
         )
-        .map_err(|e| (String::from("(batch)"), e.to_string()))
+        .map_err(|e| ColumnError {
+            column: String::from("(batch)"),
+            error: ValueError::Batch(e),
+        })
     }
 }
 
@@ -413,7 +450,7 @@ fn by_values(values: &[Value]) -> Option<SqliteKind> {
     kind
 }
 
-fn misfit(v: &Value, kind: SqliteKind, declared: bool) -> String {
+fn misfit(v: &Value, kind: SqliteKind, declared: bool) -> ValueError {
     let shown = match v {
         Value::Text(t) if t.len() > 40 => format!(
             "'{}…'",
@@ -430,13 +467,14 @@ fn misfit(v: &Value, kind: SqliteKind, declared: bool) -> String {
     } else {
         format!("typed {kind:?} by its first values")
     };
-    format!(
-        "the column is {typed} but holds the {} value {shown}",
-        v.class()
-    )
+    ValueError::Misfit {
+        typed,
+        class: v.class(),
+        shown,
+    }
 }
 
-fn build(kind: SqliteKind, values: Vec<Value>, declared: bool) -> Result<ArrayRef, String> {
+fn build(kind: SqliteKind, values: Vec<Value>, declared: bool) -> Result<ArrayRef, ValueError> {
     let n = values.len();
     macro_rules! fill {
         ($builder:expr, $convert:expr) => {{
@@ -580,7 +618,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(
-            err,
+            err.to_string(),
             "the column is declared Int64 but holds the TEXT value 'abc'"
         );
     }

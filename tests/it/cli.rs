@@ -1,12 +1,6 @@
 //! The binary as scripts see it: exit codes, messages on stderr, no secrets anywhere.
 
-use std::process::Command;
-
-use crate::harness;
-
-fn tributary(args: &[&str]) -> std::process::Output {
-    harness::bin().args(args).output().unwrap()
-}
+use crate::harness::{self, job_args, stderr, succeeded, tributary, tributary_in, tributary_with};
 
 #[test]
 fn usage_errors_exit_2() {
@@ -17,19 +11,14 @@ fn usage_errors_exit_2() {
 #[test]
 fn a_missing_parameter_fails_before_connecting() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("q.sql"), "SELECT :day").unwrap();
     // The shard does not exist: reaching it would be a different error.
-    std::fs::write(
-        dir.path().join("s.toml"),
+    harness::write_query_and_shards(
+        dir.path(),
+        "SELECT :day",
         "[shards]\nx = \"postgres://u@127.0.0.1:1/d\"\n",
-    )
-    .unwrap();
-    let out = harness::bin()
-        .current_dir(dir.path())
-        .args(["run", "q.sql", "--shards", "s.toml", "-o", "o.parquet"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    );
+    let out = tributary_in(dir.path(), &job_args("run", &["-o", "o.parquet"]));
+    let stderr = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
         stderr.contains("q.sql") && stderr.contains(":day") && stderr.contains("--param day="),
@@ -41,34 +30,26 @@ fn a_missing_parameter_fails_before_connecting() {
 #[test]
 fn passwords_never_appear_in_any_output() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("q.sql"), "SELECT 1 AS x").unwrap();
     let secret = "Sup3r-Secret-Pw";
-    std::fs::write(
-        dir.path().join("s.toml"),
-        format!("[shards]\na = \"postgres://reader:{secret}@127.0.0.1:1/sales\"\nb = {{ url = \"postgres://reader@127.0.0.1:1/sales\", password_env = \"TRIB_TEST_PW\" }}\n"),
-    )
-    .unwrap();
-    let out = harness::bin()
-        .current_dir(dir.path())
-        .env("TRIB_TEST_PW", secret)
-        .env("RUST_LOG", "trace")
-        .args([
-            "run",
-            "q.sql",
-            "--shards",
-            "s.toml",
-            "-o",
-            "o.parquet",
-            "-vv",
-        ])
-        .output()
-        .unwrap();
+    harness::write_query_and_shards(
+        dir.path(),
+        "SELECT 1 AS x",
+        &format!(
+            "[shards]\na = \"postgres://reader:{secret}@127.0.0.1:1/sales\"\nb = {{ url = \"postgres://reader@127.0.0.1:1/sales\", password_env = \"TRIB_TEST_PW\" }}\n"
+        ),
+    );
+    let out = tributary_with(
+        dir.path(),
+        &job_args("run", &["-o", "o.parquet", "-vv"]),
+        |cmd| {
+            cmd.env("TRIB_TEST_PW", secret).env("RUST_LOG", "trace");
+        },
+    );
     assert_eq!(out.status.code(), Some(5));
-    for stream in [&out.stdout, &out.stderr] {
-        let text = String::from_utf8_lossy(stream);
+    for text in [harness::stdout(&out), stderr(&out)] {
         assert!(!text.contains(secret), "the password leaked:\n{text}");
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr(&out);
     assert!(
         stderr.contains("postgres://reader@127.0.0.1:1/sales"),
         "{stderr}"
@@ -79,32 +60,16 @@ fn passwords_never_appear_in_any_output() {
 async fn plan_prints_each_task_with_its_sql() {
     let url = harness::pg_base();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("q.sql"), "SELECT * FROM t WHERE d >= :from").unwrap();
-    std::fs::write(
-        dir.path().join("s.toml"),
-        format!("[shards]\na = \"{url}/x\"\nb = \"sqlite://b.db\"\n"),
-    )
-    .unwrap();
-    let out = harness::bin()
-        .current_dir(dir.path())
-        .args([
-            "plan",
-            "q.sql",
-            "--shards",
-            "s.toml",
-            "-o",
-            "o.parquet",
-            "--param",
-            "from=2024-01-01",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    harness::write_query_and_shards(
+        dir.path(),
+        "SELECT * FROM t WHERE d >= :from",
+        &format!("[shards]\na = \"{url}/x\"\nb = \"sqlite://b.db\"\n"),
     );
+    let out = tributary_in(
+        dir.path(),
+        &job_args("plan", &["-o", "o.parquet", "--param", "from=2024-01-01"]),
+    );
+    let stdout = succeeded(&out);
     assert!(
         stdout.contains("shard `a`") && stdout.contains("WHERE d >= ('2024-01-01')"),
         "{stdout}"
@@ -120,42 +85,24 @@ async fn plan_prints_each_task_with_its_sql() {
 #[test]
 fn a_run_through_the_binary_exits_0_and_prints_the_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("a.db");
-    assert!(
-        Command::new("sqlite3")
-            .arg(&db)
-            .arg("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1),(2),(3);")
-            .status()
-            .unwrap()
-            .success()
+    harness::sqlite_file(
+        &dir.path().join("a.db"),
+        "CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1),(2),(3);",
     );
-    std::fs::write(dir.path().join("q.sql"), "SELECT x FROM t").unwrap();
-    std::fs::write(
-        dir.path().join("s.toml"),
+    harness::write_query_and_shards(
+        dir.path(),
+        "SELECT x FROM t",
         "[shards]\nlocal = \"sqlite://a.db\"\n",
-    )
-    .unwrap();
-    let out = harness::bin()
-        .current_dir(dir.path())
-        .args(["run", "q.sql", "--shards", "s.toml", "-o", "out/x.parquet"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
+    let out = tributary_in(dir.path(), &job_args("run", &["-o", "out/x.parquet"]));
+    let stdout = succeeded(&out);
     assert!(
         stdout.contains("local") && stdout.contains("ok") && stdout.contains("out/x.parquet"),
         "{stdout}"
     );
-    let batch = crate::harness::concat(&crate::harness::read_parquet(
-        &dir.path().join("out/x.parquet"),
-    ));
+    let batch = harness::read_batch(&dir.path().join("out/x.parquet"));
     assert_eq!(
-        crate::harness::i64_column(&batch, "x"),
+        harness::i64_column(&batch, "x"),
         [Some(1), Some(2), Some(3)]
     );
 }
@@ -203,37 +150,18 @@ async fn a_password_given_any_way_appears_in_no_output() {
     ];
     for (way, shard, env) in ways {
         for (sql, ok) in [("SELECT x FROM t", true), ("SELECT x FROM missing", false)] {
-            std::fs::write(dir.path().join("q.sql"), sql).unwrap();
-            std::fs::write(
-                dir.path().join("s.toml"),
-                format!("[shards]\na = {shard}\n"),
-            )
-            .unwrap();
-            let mut cmd = harness::bin();
-            cmd.current_dir(dir.path())
-                .env("RUST_LOG", "trace")
-                .env_remove("PGPASSWORD")
-                .args([
-                    "run",
-                    "q.sql",
-                    "--shards",
-                    "s.toml",
-                    "-o",
-                    "out.parquet",
-                    "--report",
-                    "report.json",
-                    "-vv",
-                ]);
-            for (k, v) in &env {
-                cmd.env(k, v);
-            }
-            let out = cmd.output().unwrap();
-            assert_eq!(
-                out.status.success(),
-                ok,
-                "{way}: {}",
-                String::from_utf8_lossy(&out.stderr)
+            harness::write_query_and_shards(dir.path(), sql, &format!("[shards]\na = {shard}\n"));
+            let args = job_args(
+                "run",
+                &["-o", "out.parquet", "--report", "report.json", "-vv"],
             );
+            let out = tributary_with(dir.path(), &args, |cmd| {
+                cmd.env("RUST_LOG", "trace").env_remove("PGPASSWORD");
+                for (k, v) in &env {
+                    cmd.env(k, v);
+                }
+            });
+            assert_eq!(out.status.success(), ok, "{way}: {}", stderr(&out));
             let mut outputs = vec![("stdout", out.stdout), ("stderr", out.stderr)];
             outputs.push((
                 "report",
@@ -262,23 +190,10 @@ fn plan_needs_no_output_and_offline_connects_to_nothing() {
         "SELECT id, k FROM t",
         "postgres://u@127.0.0.1:9/x",
     );
-    let plan = |extra: &[&str]| {
-        let mut args = vec!["plan", "q.sql", "--shards", "s.toml"];
-        args.extend_from_slice(extra);
-        harness::bin()
-            .current_dir(dir.path())
-            .args(&args)
-            .output()
-            .unwrap()
-    };
+    let plan = |extra: &[&str]| tributary_in(dir.path(), &job_args("plan", extra));
     // Probed range bounds: shown as decided at run time, with the query.
     let out = plan(&["--offline", "--partition-on", "k", "--partitions", "4"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(stdout.contains("no shard was connected to"), "{stdout}");
     assert!(
         stdout.contains("shard `a`, split at run time into 4 ranges of `k`")
@@ -295,25 +210,12 @@ fn plan_needs_no_output_and_offline_connects_to_nothing() {
         "query = \"q.sql\"\nshards = \"s.toml\"\n[partition]\nkind = \"hash\"\ncolumn = \"k\"\npartitions = 2\n",
     )
     .unwrap();
-    let out = harness::bin()
-        .current_dir(dir.path())
-        .args(["plan", "--offline", "--job", "j.toml"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = tributary_in(dir.path(), &["plan", "--offline", "--job", "j.toml"]);
+    let stdout = succeeded(&out);
     assert_eq!(stdout.matches("task ").count(), 3, "{stdout}");
     assert!(stdout.contains("hashtext(\"k\"::text) % 2"), "{stdout}");
     // `run` still needs its output.
-    let out = harness::bin()
-        .current_dir(dir.path())
-        .args(["run", "q.sql", "--shards", "s.toml"])
-        .output()
-        .unwrap();
+    let out = tributary_in(dir.path(), &job_args("run", &[]));
     assert_eq!(out.status.code(), Some(tributary::error::exit::CONFIG));
 }
 
@@ -321,7 +223,7 @@ fn plan_needs_no_output_and_offline_connects_to_nothing() {
 fn plan_help_says_what_plan_runs_on_the_shards() {
     let out = tributary(&["plan", "--help"]);
     // Words as clap wraps them: one space between each.
-    let help = String::from_utf8_lossy(&out.stdout)
+    let help = harness::stdout(&out)
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
@@ -341,26 +243,11 @@ async fn plan_without_output_probes_and_says_so() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     harness::write_job(dir.path(), "SELECT id, k FROM t", &url);
-    let out = harness::bin()
-        .current_dir(dir.path())
-        .args([
-            "plan",
-            "q.sql",
-            "--shards",
-            "s.toml",
-            "--partition-on",
-            "k",
-            "--partitions",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = tributary_in(
+        dir.path(),
+        &job_args("plan", &["--partition-on", "k", "--partitions", "2"]),
     );
+    let stdout = succeeded(&out);
     assert!(
         stdout.starts_with("-- planned by running the partition probes"),
         "{stdout}"

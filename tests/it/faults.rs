@@ -3,13 +3,15 @@
 //! code, that no output (or temporary) is left, and that no statement of ours is left
 //! running on the server.
 
-use std::fs::File;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tributary::error::exit;
 
-use crate::harness::{self, Job, active_queries, assert_gone, bin, concat, i64_column, write_job};
+use crate::harness::{
+    self, Job, active_queries, assert_gone, bin, concat, i64_column, job_args, stderr, succeeded,
+    tributary_in, write_job,
+};
 use crate::proxy::{Fault, Proxy};
 
 const ROWS: &str = "CREATE TABLE t AS SELECT g::bigint AS id, repeat(md5(g::text), 4) AS pad FROM generate_series(1, 60000) g;";
@@ -81,13 +83,13 @@ async fn a_cut_connection_is_retried_and_the_output_is_exact() {
     assert_eq!(got, expected, "through a slow link");
     for fault in [Fault::CutAfter(500_000), Fault::ResetAfter(700_000)] {
         // The first connection breaks mid-stream; the retry's connection is clean.
-        let proxy = Proxy::start(move |n| if n == 0 { fault } else { Fault::Pass }).await;
+        let proxy = Proxy::failing_first(fault).await;
         let mut job = Job::new("SELECT id, pad FROM t", &[("s", &proxy.url(&db))]);
         job.args.row_group_size = Some(5000);
         let (report, result) = job.run().await;
         result.unwrap_or_else(|e| panic!("{fault:?}: {e}\n{report}"));
         assert_eq!(report.tasks[0].attempts, 2, "{fault:?}: {report}");
-        let got = concat(&harness::read_parquet(&job.output()));
+        let got = harness::read_batch(&job.output());
         assert_eq!(
             got, expected,
             "{fault:?}: the output differs from the fault-free run"
@@ -126,7 +128,7 @@ async fn a_terminated_backend_is_retried() {
     );
     result.unwrap_or_else(|e| panic!("{e}\n{report}"));
     assert_eq!(report.tasks[0].attempts, 2, "{report}");
-    let ids = i64_column(&concat(&harness::read_parquet(&job.output())), "id");
+    let ids = i64_column(&harness::read_batch(&job.output()), "id");
     assert_eq!(ids, (1..=3000).map(Some).collect::<Vec<_>>());
 }
 
@@ -153,7 +155,7 @@ async fn a_connection_limit_below_the_pool_is_waited_out() {
     job.args.no_snapshot = true;
     job.args.retries = Some(8);
     let mut config = tributary::JobConfig::resolve(job.args.clone()).unwrap();
-    config.options.partition = Some(tributary::plan::partition::PartitionSpec::Predicates(vec![
+    config.options.partition = Some(tributary::config::PartitionSpec::Predicates(vec![
         "id <= 30".into(),
         "id > 30 AND id <= 60".into(),
         "id > 60".into(),
@@ -164,7 +166,7 @@ async fn a_connection_limit_below_the_pool_is_waited_out() {
         report.tasks.iter().any(|t| t.attempts > 1),
         "some task should have met the limit: {report}"
     );
-    let mut ids: Vec<i64> = i64_column(&concat(&harness::read_parquet(&job.output())), "id")
+    let mut ids: Vec<i64> = i64_column(&harness::read_batch(&job.output()), "id")
         .into_iter()
         .map(Option::unwrap)
         .collect();
@@ -189,7 +191,7 @@ async fn after_a_timeout_the_next_task_starts_at_once_within_the_pool() {
     job.args.allow_partial = true;
     job.args.no_snapshot = true;
     let mut config = tributary::JobConfig::resolve(job.args.clone()).unwrap();
-    config.options.partition = Some(tributary::plan::partition::PartitionSpec::Predicates(vec![
+    config.options.partition = Some(tributary::config::PartitionSpec::Predicates(vec![
         "id = 1".into(),
         "id > 1".into(),
     ]));
@@ -245,14 +247,7 @@ async fn writes_are_refused_and_the_database_is_unchanged() {
     assert_eq!(n, 1);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("a.db");
-    assert!(
-        Command::new("sqlite3")
-            .arg(&db)
-            .arg("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
-            .status()
-            .unwrap()
-            .success()
-    );
+    harness::sqlite_file(&db, "CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);");
     let err = Job::new(
         "INSERT INTO t VALUES (2) RETURNING x",
         &[("lite", &format!("sqlite://{}", db.display()))],
@@ -260,12 +255,10 @@ async fn writes_are_refused_and_the_database_is_unchanged() {
     .run_err()
     .await;
     assert!(err.to_string().contains("readonly"), "{err}");
-    let out = Command::new("sqlite3")
-        .arg(&db)
-        .arg("SELECT count(*) FROM t")
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    assert_eq!(
+        harness::sqlite_query(&db, "SELECT count(*) FROM t").trim(),
+        "1"
+    );
 }
 
 #[tokio::test]
@@ -281,7 +274,7 @@ async fn signals_cancel_every_statement_and_leave_nothing() {
         );
         let child = bin()
             .current_dir(dir.path())
-            .args(["run", "q.sql", "--shards", "s.toml", "-o", "out.parquet"])
+            .args(job_args("run", &["-o", "out.parquet"]))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -300,13 +293,8 @@ async fn signals_cancel_every_statement_and_leave_nothing() {
                 .success()
         );
         let out = child.wait_with_output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+        assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+        assert!(stderr(&out).contains("interrupted"));
         assert!(!dir.path().join("out.parquet").exists());
         harness::assert_no_temporaries(dir.path());
         assert_gone(&marker, Duration::from_secs(2)).await;
@@ -324,16 +312,10 @@ async fn a_crash_leaves_no_output_and_the_next_run_cleans_up() {
     );
     let mut child = bin()
         .current_dir(dir.path())
-        .args([
+        .args(job_args(
             "run",
-            "q.sql",
-            "--shards",
-            "s.toml",
-            "-o",
-            "out.parquet",
-            "--row-group-size",
-            "10000",
-        ])
+            &["-o", "out.parquet", "--row-group-size", "10000"],
+        ))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -360,16 +342,10 @@ async fn a_crash_leaves_no_output_and_the_next_run_cleans_up() {
         "the crashed run's temporary file is still there"
     );
     write_job(dir.path(), "SELECT 1 AS x", &url);
-    let out = bin()
-        .current_dir(dir.path())
-        .args(["run", "q.sql", "--shards", "s.toml", "-o", "out.parquet"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&tributary_in(
+        dir.path(),
+        &job_args("run", &["-o", "out.parquet"]),
+    ));
     harness::assert_no_temporaries(dir.path());
 }
 
@@ -384,19 +360,11 @@ async fn an_unwritable_output_is_a_clear_error_before_any_query() {
         &url,
     );
     let started = Instant::now();
-    let out = bin()
-        .current_dir(dir.path())
-        .args([
-            "run",
-            "q.sql",
-            "--shards",
-            "s.toml",
-            "-o",
-            "not-a-dir/out.parquet",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = tributary_in(
+        dir.path(),
+        &job_args("run", &["-o", "not-a-dir/out.parquet"]),
+    );
+    let stderr = stderr(&out);
     assert_eq!(out.status.code(), Some(exit::OUTPUT), "{stderr}");
     assert!(stderr.contains("not-a-dir/out.parquet"), "{stderr}");
     assert!(
@@ -425,7 +393,7 @@ async fn a_file_size_limit_reached_while_writing_cancels_and_cleans_up() {
         .args(["-c", &script])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr(&out);
     assert_eq!(out.status.code(), Some(exit::OUTPUT), "{stderr}");
     assert!(
         stderr.contains("out.parquet") && stderr.to_lowercase().contains("too large"),
@@ -565,7 +533,7 @@ async fn waiting_for_a_slow_shard_to_be_described_does_not_count_against_the_oth
         "{report}"
     );
     harness::assert_timed_out(&report, 1);
-    let batch = concat(&harness::read_parquet(&job.output()));
+    let batch = harness::read_batch(&job.output());
     let ids = i64_column(&batch, "id");
     assert_eq!(ids.len(), 300_000);
     assert_eq!(ids.iter().flatten().sum::<i64>(), 300_000 * 300_001 / 2);
@@ -587,35 +555,22 @@ async fn a_retried_task_is_left_out_by_the_footer_without_rewriting_the_file() {
         (job, report)
     };
     let (clean, _) = run(url.clone()).await;
-    let expected = concat(&harness::read_parquet(&clean.output()));
+    let expected = harness::read_batch(&clean.output());
     // The first connection (the first attempt's stream) is cut after 4 MB, about 27,000
     // rows: what was in flight when it closed may be lost, but most has been decoded and
     // written by then. The retry's connection goes through.
-    let proxy = Proxy::start(|n| {
-        if n == 0 {
-            Fault::CutAfter(4_000_000)
-        } else {
-            Fault::Pass
-        }
-    })
-    .await;
+    let proxy = Proxy::failing_first(Fault::CutAfter(4_000_000)).await;
     let (job, report) = run(proxy.url(&db)).await;
     assert_eq!(report.tasks[0].attempts, 2, "{report}");
     let path = job.output();
     assert_eq!(
-        concat(&harness::read_parquet(&path)),
+        harness::read_batch(&path),
         expected,
         "the output differs from the fault-free run"
     );
     // Not rewritten: the cut attempt's row groups are still at the head of the file, and
     // the first kept one starts right after them.
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new_with_options(
-            File::open(&path).unwrap(),
-            parquet::arrow::arrow_reader::ArrowReaderOptions::new()
-                .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required),
-        )
-        .unwrap();
+    let reader = harness::page_indexed_reader(&path);
     let meta = reader.metadata().clone();
     assert_eq!(meta.num_row_groups(), 60);
     assert_eq!(meta.file_metadata().num_rows(), 60_000);
@@ -672,13 +627,5 @@ async fn a_retried_task_is_left_out_by_the_footer_without_rewriting_the_file() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "60000 1800030000\n60000 1800030000\n"
-    );
+    assert_eq!(succeeded(&out), "60000 1800030000\n60000 1800030000\n");
 }

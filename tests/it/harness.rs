@@ -1,10 +1,13 @@
-//! A small harness: PostgreSQL databases as shards, job files, runs, and Parquet read back.
+//! A small harness: PostgreSQL databases and SQLite files as shards, job files, runs
+//! (through the library or the binary), and Parquet read back.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use arrow::array::RecordBatch;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use tokio_postgres::{Client, NoTls};
 use tributary::{Error, JobConfig, RunArgs, RunReport};
 
@@ -147,10 +150,14 @@ impl Job {
     }
 }
 
+/// A file the test reads, opened.
+fn open(path: &Path) -> File {
+    File::open(path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()))
+}
+
 /// Every record batch of a Parquet file.
 pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
-    let file = File::open(path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-    ParquetRecordBatchReaderBuilder::try_new(file)
+    ParquetRecordBatchReaderBuilder::try_new(open(path))
         .unwrap()
         .build()
         .unwrap()
@@ -158,12 +165,39 @@ pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
         .collect()
 }
 
+/// Every row of a Parquet file, in one batch.
+pub fn read_batch(path: &Path) -> RecordBatch {
+    concat(&read_parquet(path))
+}
+
+/// A Parquet file's footer: its schema, row groups (with their column chunks) and
+/// key-value metadata.
+pub fn parquet_footer(path: &Path) -> ParquetMetaData {
+    ParquetMetaDataReader::new()
+        .parse_and_finish(&open(path))
+        .unwrap_or_else(|e| panic!("reading the footer of {}: {e}", path.display()))
+}
+
+/// A reader of a Parquet file that loads the page index (column and offset indexes),
+/// which the file must have.
+pub fn page_indexed_reader(path: &Path) -> ParquetRecordBatchReaderBuilder<File> {
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+    ParquetRecordBatchReaderBuilder::try_new_with_options(open(path), options)
+        .unwrap_or_else(|e| panic!("reading the page index of {}: {e}", path.display()))
+}
+
+/// The rows of each row group of a Parquet file.
+pub fn row_group_rows(path: &Path) -> Vec<i64> {
+    parquet_footer(path)
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows())
+        .collect()
+}
+
 /// The Parquet file's key-value metadata.
 pub fn parquet_metadata(path: &Path) -> std::collections::HashMap<String, String> {
-    let file = File::open(path).unwrap();
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-    builder
-        .metadata()
+    parquet_footer(path)
         .file_metadata()
         .key_value_metadata()
         .into_iter()
@@ -272,14 +306,99 @@ pub async fn assert_gone(marker: &str, limit: std::time::Duration) {
 }
 
 /// The `tributary` binary built for these tests.
-pub fn bin() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tributary"))
+}
+
+/// The binary run with `args` in the tests' own directory, to its end.
+pub fn tributary(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary runs")
+}
+
+/// The binary run with `args` in `dir`, to its end.
+pub fn tributary_in(dir: &Path, args: &[&str]) -> Output {
+    tributary_with(dir, args, |_| {})
+}
+
+/// [`tributary_in`], with the command set up by `adjust` first (its environment).
+pub fn tributary_with(dir: &Path, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
+    let mut cmd = bin();
+    cmd.current_dir(dir).args(args);
+    adjust(&mut cmd);
+    cmd.output().expect("the binary runs")
+}
+
+/// What a run printed on stdout.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What a run printed on stderr.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts that a run succeeded (exit code 0), showing what it printed if not; returns
+/// its stdout.
+pub fn succeeded(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "the run failed ({}):\n{}\n{}",
+        out.status,
+        stderr(out),
+        stdout(out)
+    );
+    stdout(out)
+}
+
+/// Creates the SQLite file `path` with the statements `sql` (run by the sqlite3 tool).
+pub fn sqlite_file(path: &Path, sql: &str) {
+    sqlite3(path, sql);
+}
+
+/// A SQLite shard: the file `dir/name` made with `sql`; returns its URL.
+pub fn sqlite_shard(dir: &Path, name: &str, sql: &str) -> String {
+    let path = dir.join(name);
+    sqlite_file(&path, sql);
+    format!("sqlite://{}", path.display())
+}
+
+/// What the sqlite3 tool prints for `sql` run on the file `path`: SQLite's own answer.
+pub fn sqlite_query(path: &Path, sql: &str) -> String {
+    String::from_utf8(sqlite3(path, sql).stdout).expect("sqlite3 prints UTF-8")
+}
+
+/// The sqlite3 tool run on `path` with `sql`, which must succeed.
+fn sqlite3(path: &Path, sql: &str) -> Output {
+    let out = Command::new("sqlite3").arg(path).arg(sql).output().expect(
+        "the sqlite3 command-line tool is needed to build fixtures (apt-get install sqlite3)",
+    );
+    assert!(
+        out.status.success(),
+        "sqlite3 {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The binary's arguments for `command` (`run`, `plan`) on the job files
+/// [`write_query_and_shards`] writes (`q.sql`, `--shards s.toml`), then `extra`.
+pub fn job_args<'a>(command: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![command, "q.sql", "--shards", "s.toml"];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// Writes `q.sql` and a shards file `s.toml` with one shard `a` at `url` into `dir`.
 pub fn write_job(dir: &Path, sql: &str, url: &str) {
+    write_query_and_shards(dir, sql, &format!("[shards]\na = \"{url}\"\n"));
+}
+
+/// Writes `q.sql` holding `sql` and the shards file `s.toml` holding `shards` into `dir`.
+pub fn write_query_and_shards(dir: &Path, sql: &str, shards: &str) {
     std::fs::write(dir.join("q.sql"), sql).unwrap();
-    std::fs::write(dir.join("s.toml"), format!("[shards]\na = \"{url}\"\n")).unwrap();
+    std::fs::write(dir.join("s.toml"), shards).unwrap();
 }
 
 /// Asserts that a run with `--allow-partial` ended partial: `failed` of `total` tasks

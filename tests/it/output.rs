@@ -7,7 +7,7 @@ use std::path::Path;
 
 use tributary::sink::{Manifest, TempFile};
 
-use crate::harness::{self, Job, concat, i64_column};
+use crate::harness::{self, Job, i64_column};
 use crate::proxy::{Fault, Proxy};
 
 const ROWS: &str = "CREATE TABLE t AS SELECT g::bigint AS id, repeat(md5(g::text), 4) AS pad FROM generate_series(1, 60000) g;";
@@ -31,7 +31,7 @@ fn globbed(dir: &Path) -> Vec<String> {
 }
 
 fn rows_in(path: &Path) -> Vec<i64> {
-    i64_column(&concat(&harness::read_parquet(path)), "id")
+    i64_column(&harness::read_batch(path), "id")
         .into_iter()
         .map(Option::unwrap)
         .collect()
@@ -130,14 +130,7 @@ async fn split_parts_count_the_rows_they_hold_when_a_task_is_retried() {
     // The first connection (the first attempt's stream) is cut after 4 MB, about 27,000
     // rows: what was in flight when it closed may be lost, but most has been decoded and
     // written by then. The retry's connection goes through.
-    let proxy = Proxy::start(|n| {
-        if n == 0 {
-            Fault::CutAfter(4_000_000)
-        } else {
-            Fault::Pass
-        }
-    })
-    .await;
+    let proxy = Proxy::failing_first(Fault::CutAfter(4_000_000)).await;
     let mut job = Job::new("SELECT id, pad FROM t", &[("s", &proxy.url(&db))]);
     job.args.row_group_size = Some(1000);
     job.args.max_file_rows = Some(2000);

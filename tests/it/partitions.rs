@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
+use tributary::config::{PageSplit, PartitionSpec};
 use tributary::error::{Error, TaskErrorKind, exit};
-use tributary::plan::partition::{KeyValue, PageSplit, PartitionSpec};
+use tributary::sql::KeyValue;
 
 use crate::harness::{self, Job, concat, i64_column, str_column};
 
@@ -52,7 +53,7 @@ async fn split(
         panic!("partitioned run failed: {e}\n{report}");
     }
     assert!(report.tasks.len() > 1, "{report}");
-    (rows(&concat(&harness::read_parquet(&job.output()))), job)
+    (rows(&harness::read_batch(&job.output())), job)
 }
 
 const QUERY: &str = "SELECT id, k, day, at, label FROM t WHERE id <> 42";
@@ -203,7 +204,6 @@ async fn a_range_key_of_another_type_is_refused_by_name() {
 #[tokio::test]
 async fn sqlite_shards_split_on_integer_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("a.db");
     let mut sql = String::from("CREATE TABLE t (id INTEGER, k INTEGER, label TEXT);");
     for i in 0..500 {
         let k = if i % 7 == 0 {
@@ -213,15 +213,7 @@ async fn sqlite_shards_split_on_integer_keys() {
         };
         sql.push_str(&format!("INSERT INTO t VALUES ({i}, {k}, 'l{i}');"));
     }
-    assert!(
-        std::process::Command::new("sqlite3")
-            .arg(&db)
-            .arg(&sql)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let url = format!("sqlite://{}", db.display());
+    let url = harness::sqlite_shard(dir.path(), "a.db", &sql);
     let query = "SELECT id, k, label FROM t";
     let expected = whole(&url, query).await;
     let spec = PartitionSpec::Range {
@@ -353,7 +345,7 @@ async fn without_consistency_the_summary_says_so() {
     result.unwrap();
     assert!(report.to_string().contains("consistency off"), "{report}");
     assert_eq!(
-        i64_column(&concat(&harness::read_parquet(&job.output())), "id").len(),
+        i64_column(&harness::read_batch(&job.output()), "id").len(),
         100
     );
 }
@@ -362,34 +354,21 @@ async fn without_consistency_the_summary_says_so() {
 async fn plan_prints_every_partition_with_its_sql_and_estimate() {
     let url = harness::database("part_plan", "CREATE TABLE t (id bigint, k int); INSERT INTO t SELECT g, g FROM generate_series(1, 1000) g; ANALYZE t;").await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("q.sql"), "SELECT id, k FROM t").unwrap();
-    std::fs::write(
-        dir.path().join("s.toml"),
-        format!("[shards]\na = \"{url}\"\n"),
-    )
-    .unwrap();
-    let out = crate::harness::bin()
-        .current_dir(dir.path())
-        .args([
+    harness::write_job(dir.path(), "SELECT id, k FROM t", &url);
+    let stdout = harness::succeeded(&harness::tributary_in(
+        dir.path(),
+        &harness::job_args(
             "plan",
-            "q.sql",
-            "--shards",
-            "s.toml",
-            "-o",
-            "o.parquet",
-            "--partition-on",
-            "k",
-            "--partitions",
-            "4",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+            &[
+                "-o",
+                "o.parquet",
+                "--partition-on",
+                "k",
+                "--partitions",
+                "4",
+            ],
+        ),
+    ));
     assert_eq!(
         stdout.matches("task ").count(),
         5,
@@ -425,7 +404,7 @@ async fn partitions_read_at_once_without_a_pool_size() {
     // Four ranges and the NULL piece: the ranges read at once on 4 connections, not more.
     assert_eq!(report.tasks.len(), 5, "{report}");
     assert_eq!(sampler.await.unwrap(), 4, "COPYs running at once\n{report}");
-    let got = rows(&concat(&harness::read_parquet(&job.output())));
+    let got = rows(&harness::read_batch(&job.output()));
     assert_eq!(got, whole(&url, "SELECT id, k, label FROM t").await);
 }
 

@@ -410,7 +410,7 @@ async fn allow_partial_writes_exactly_the_healthy_shards() {
     assert!(report.to_string().contains("division by zero"), "{report}");
     // The failing shard had streamed (and written) rows before the error: they must go.
     assert!(report.tasks[1].rows >= 1000, "{report}");
-    let batch = concat(&harness::read_parquet(&job.output()));
+    let batch = harness::read_batch(&job.output());
     let mut ids: Vec<i64> = i64_column(&batch, "id")
         .into_iter()
         .map(Option::unwrap)
@@ -481,19 +481,9 @@ async fn parallel_encoding_writes_the_values_one_thread_writes() {
     // and several groups are written.
     job.args.row_group_size = Some(10_000);
     let one = concat(&job.run_ok_with(|c| c.options.encoder_threads = 1).await);
-    let groups = |path: &std::path::Path| {
-        let file = std::fs::File::open(path).unwrap();
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .metadata()
-            .row_groups()
-            .iter()
-            .map(|g| g.num_rows())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(groups(&job.output()), [10_000; 4]);
+    assert_eq!(harness::row_group_rows(&job.output()), [10_000; 4]);
     let four = concat(&job.run_ok_with(|c| c.options.encoder_threads = 4).await);
-    assert_eq!(groups(&job.output()), [10_000; 4]);
+    assert_eq!(harness::row_group_rows(&job.output()), [10_000; 4]);
     assert_eq!(one, four, "4 encoder threads wrote other values than 1");
 
     // And the values are the database's, row by row.
@@ -554,15 +544,7 @@ async fn a_row_group_closes_once_its_rows_hold_row_group_bytes() {
         &[("s", &url)],
     );
     let all = concat(&job.run_ok().await);
-    let file = std::fs::File::open(job.output()).unwrap();
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-    let groups: Vec<i64> = reader
-        .metadata()
-        .row_groups()
-        .iter()
-        .map(|g| g.num_rows())
-        .collect();
+    let groups = harness::row_group_rows(&job.output());
     let limit = (tributary::merge::ROW_GROUP_BYTES >> 20) as i64;
     assert_eq!(groups.len(), 2, "{groups:?}");
     assert!(
@@ -593,10 +575,8 @@ async fn a_column_that_outgrew_its_dictionary_skips_it_for_the_next_row_groups()
     // delta-encoded, a sequence takes almost nothing.
     job.args.row_group_size = Some(2000);
     let batches = job.run_ok().await;
-    let file = std::fs::File::open(job.output()).unwrap();
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-    let groups = reader.metadata().row_groups();
+    let footer = harness::parquet_footer(&job.output());
+    let groups = footer.row_groups();
     assert_eq!(groups.len(), 20);
     let with_dictionary = |column: usize| -> Vec<usize> {
         (0..groups.len())

@@ -39,6 +39,12 @@ impl Drop for Proxy {
 }
 
 impl Proxy {
+    /// Proxies to the test PostgreSQL with `fault` on the first connection only: a
+    /// task's first attempt meets it, its retry goes through.
+    pub async fn failing_first(fault: Fault) -> Proxy {
+        Proxy::start(move |n| if n == 0 { fault } else { Fault::Pass }).await
+    }
+
     /// Proxies to the test PostgreSQL; `policy` gives the fault of the n-th connection.
     pub async fn start(policy: impl Fn(usize) -> Fault + Send + Sync + 'static) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -4,11 +4,11 @@
 //! describe, estimate, page check, task), and a server set to non-standard strings cannot
 //! shift what is a parameter. Checked on the server afterwards, not on our own report.
 
+use tributary::config::{PageSplit, PartitionSpec};
 use tributary::dispatch::PlanMode;
-use tributary::plan::partition::{PageSplit, PartitionSpec};
 use tributary::{JobConfig, RunArgs};
 
-use crate::harness::{self, Job, concat, i64_column, str_column};
+use crate::harness::{self, Job, i64_column, str_column};
 
 /// A table to read, a sequence and a table to write to, and functions that write: one the
 /// planner folds (IMMUTABLE with constant arguments: it runs while a query is only being
@@ -155,7 +155,7 @@ async fn a_database_with_non_standard_strings_reads_the_right_rows() {
         let config = JobConfig::resolve(args(&job, partition, snapshot)).unwrap();
         let (report, result) = tributary::run(&config, false, std::future::pending()).await;
         result.unwrap_or_else(|e| panic!("{partition:?} snapshot {snapshot}: {e}\n{report}"));
-        let batch = concat(&harness::read_parquet(&job.output()));
+        let batch = harness::read_batch(&job.output());
         let mut rows: Vec<_> = i64_column(&batch, "id")
             .into_iter()
             .zip(str_column(&batch, "path"))

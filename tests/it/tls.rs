@@ -11,7 +11,7 @@ use std::process::Command;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{self, Job, concat, i64_column};
+use crate::harness::{self, Job, i64_column, read_batch};
 
 /// A port no one listens on now: several checkouts may run this test at once.
 fn free_port() -> u16 {
@@ -23,11 +23,7 @@ fn free_port() -> u16 {
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cmd:?}: {}", harness::stderr(&out));
 }
 
 fn pg_bin(name: &str) -> PathBuf {
@@ -168,12 +164,12 @@ async fn attempt(url: &str) -> Result<Vec<Option<i64>>, tributary::Error> {
         report.tasks.iter().all(|t| t.attempts <= 1),
         "a TLS refusal was retried: {report}"
     );
-    result.map(|()| {
-        i64_column(
-            &concat(&crate::harness::read_parquet(&job.output())),
-            "answer",
-        )
-    })
+    result.map(|()| i64_column(&read_batch(&job.output()), "answer"))
+}
+
+/// The error of a run that must fail, as the user reads it.
+async fn refusal(url: &str) -> String {
+    attempt(url).await.unwrap_err().to_string()
 }
 
 #[tokio::test]
@@ -197,19 +193,13 @@ async fn tls_modes_follow_libpq() {
         "right CA and name"
     );
 
-    let err = attempt(&url("localhost", "verify-full", &other))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = refusal(&url("localhost", "verify-full", &other)).await;
     assert!(
         err.contains("shard `tls`") && err.to_lowercase().contains("certificate"),
         "wrong CA: {err}"
     );
 
-    let err = attempt(&url("127.0.0.1", "verify-full", &ca))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = refusal(&url("127.0.0.1", "verify-full", &ca)).await;
     assert!(
         err.to_lowercase().contains("certificate") && err.contains("Name"),
         "wrong host name: {err}"
@@ -220,10 +210,7 @@ async fn tls_modes_follow_libpq() {
         [Some(42)],
         "verify-ca ignores the name"
     );
-    let err = attempt(&url("127.0.0.1", "verify-ca", &other))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = refusal(&url("127.0.0.1", "verify-ca", &other)).await;
     assert!(
         err.to_lowercase().contains("certificate"),
         "verify-ca with a wrong CA: {err}"
@@ -255,12 +242,10 @@ async fn tls_modes_follow_libpq() {
             }
         }
     });
-    let err = attempt(&format!(
+    let err = refusal(&format!(
         "postgres://postgres@127.0.0.1:{port}/postgres?sslmode=require"
     ))
-    .await
-    .unwrap_err()
-    .to_string();
+    .await;
     assert!(
         err.contains("TLS") || err.contains("tls"),
         "require without server TLS: {err}"
@@ -283,36 +268,35 @@ struct Run {
 fn run_binary(url: &str, env: &[(&str, &OsStr)], unset: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     harness::write_job(dir.path(), "SELECT 42::bigint AS answer", url);
-    let mut cmd = harness::bin();
-    cmd.current_dir(dir.path()).args([
+    let args = harness::job_args(
         "run",
-        "q.sql",
-        "--shards",
-        "s.toml",
-        "-o",
-        "o.parquet",
-        "--retries",
-        "0",
-        "--connect-timeout",
-        "3s",
-    ]);
-    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR", "PGPASSWORD", "PGSSLMODE"]
-        .iter()
-        .chain(unset)
-    {
-        cmd.env_remove(var);
-    }
-    for (var, value) in env {
-        cmd.env(var, value);
-    }
-    let out = cmd.output().unwrap();
+        &[
+            "-o",
+            "o.parquet",
+            "--retries",
+            "0",
+            "--connect-timeout",
+            "3s",
+        ],
+    );
+    let out = harness::tributary_with(dir.path(), &args, |cmd| {
+        for var in ["SSL_CERT_FILE", "SSL_CERT_DIR", "PGPASSWORD", "PGSSLMODE"]
+            .iter()
+            .chain(unset)
+        {
+            cmd.env_remove(var);
+        }
+        for (var, value) in env {
+            cmd.env(var, value);
+        }
+    });
     let output = dir.path().join("o.parquet");
     Run {
         code: out.status.code(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stderr: harness::stderr(&out),
         answer: output
             .exists()
-            .then(|| i64_column(&concat(&harness::read_parquet(&output)), "answer")),
+            .then(|| i64_column(&read_batch(&output), "answer")),
     }
 }
 

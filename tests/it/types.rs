@@ -960,7 +960,6 @@ fn orders(n: i64) -> String {
 
 #[tokio::test]
 async fn parquet_writer_options_reach_the_file() {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
     let url = harness::database("pq_options", &orders(5000)).await;
     let mut job = Job::new("SELECT id, label FROM t", &[("s", &url)]);
     job.args.dictionary = Some(false);
@@ -968,8 +967,8 @@ async fn parquet_writer_options_reach_the_file() {
     job.args.page_index = Some(false);
     job.args.compression = Some("snappy".into());
     job.run_ok().await;
-    let reader = SerializedFileReader::new(std::fs::File::open(job.output()).unwrap()).unwrap();
-    let group = reader.metadata().row_group(0);
+    let footer = harness::parquet_footer(&job.output());
+    let group = footer.row_group(0);
     let label = group.column(1);
     assert!(label.statistics().is_none());
     assert!(label.offset_index_offset().is_none());
@@ -985,8 +984,8 @@ async fn parquet_writer_options_reach_the_file() {
     // The defaults: dictionary, page statistics and the page index.
     let job = Job::new("SELECT id, label FROM t", &[("s", &url)]);
     job.run_ok().await;
-    let reader = SerializedFileReader::new(std::fs::File::open(job.output()).unwrap()).unwrap();
-    let label = reader.metadata().row_group(0).column(1);
+    let footer = harness::parquet_footer(&job.output());
+    let label = footer.row_group(0).column(1);
     assert!(label.statistics().is_some());
     assert!(label.offset_index_offset().is_some() && label.column_index_offset().is_some());
     assert!(
@@ -999,7 +998,6 @@ async fn parquet_writer_options_reach_the_file() {
 #[tokio::test]
 async fn values_outside_a_dictionary_are_delta_encoded_unless_plain_is_asked() {
     use parquet::basic::Encoding;
-    use parquet::file::reader::{FileReader, SerializedFileReader};
     // `note` and `id` are unique (their dictionaries outgrow 64 KiB and give way),
     // `label` has ten values (its dictionary stays).
     let url = harness::database(
@@ -1012,10 +1010,7 @@ async fn values_outside_a_dictionary_are_delta_encoded_unless_plain_is_asked() {
     .await;
     let sql = "SELECT id, label, note FROM t ORDER BY id";
     let encodings = |job: &Job, column: usize| -> Vec<Encoding> {
-        let file = std::fs::File::open(job.output()).unwrap();
-        let reader = SerializedFileReader::new(file).unwrap();
-        let mut all: Vec<Encoding> = reader
-            .metadata()
+        let mut all: Vec<Encoding> = harness::parquet_footer(&job.output())
             .row_groups()
             .iter()
             .flat_map(|g| g.column(column).encodings().collect::<Vec<_>>())

@@ -1,0 +1,90 @@
+//! The job file: a TOML file giving any of the run's settings (flags override it), read
+//! and kept with where it is, since the paths in it are relative to its directory.
+
+use std::path::{Path, PathBuf};
+
+use super::partition::PartitionFile;
+use crate::error::{Error, Result};
+
+/// The job file's keys.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct JobFile {
+    pub query: Option<PathBuf>,
+    /// A shards file's path, or the `[shards]` table itself.
+    pub shards: Option<toml::Value>,
+    pub output: Option<PathBuf>,
+    #[serde(default)]
+    pub params: toml::Table,
+    pub concurrency: Option<usize>,
+    pub pool_size: Option<usize>,
+    pub query_timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub shard_column: Option<String>,
+    pub compression: Option<String>,
+    pub row_group_size: Option<usize>,
+    pub allow_partial: Option<bool>,
+    pub partition: Option<PartitionFile>,
+    /// `false` turns off snapshot consistency across partitions.
+    pub snapshot: Option<bool>,
+    pub retries: Option<u32>,
+    pub retry_for: Option<String>,
+    pub stall_timeout: Option<String>,
+    pub report: Option<PathBuf>,
+    pub types: Option<toml::Table>,
+    pub dictionary: Option<bool>,
+    #[serde(alias = "text_encoding")]
+    pub encoding: Option<String>,
+    pub statistics: Option<String>,
+    pub page_index: Option<bool>,
+    pub max_file_rows: Option<u64>,
+    /// A size: a number of bytes, or text such as `"512MB"`.
+    pub max_file_size: Option<toml::Value>,
+    /// `false`: the shards' rows, concatenated.
+    pub combine: Option<bool>,
+    /// The final step's SQL over `shards`.
+    pub merge: Option<String>,
+    /// What the final step holds before it spills: bytes, or text such as `"256MB"`.
+    pub memory_limit: Option<toml::Value>,
+}
+
+/// The job file of a run (empty when there is none), and where it is.
+pub(super) struct LoadedJob {
+    pub file: JobFile,
+    /// The file's path, named in its errors.
+    pub path: Option<PathBuf>,
+    /// The directory the file's paths are relative to (`.` without a file).
+    pub dir: PathBuf,
+}
+
+impl LoadedJob {
+    /// Reads and parses the job file at `path`, if one is given.
+    pub fn read(path: Option<&Path>) -> Result<LoadedJob> {
+        let Some(path) = path else {
+            return Ok(LoadedJob {
+                file: JobFile::default(),
+                path: None,
+                dir: PathBuf::from("."),
+            });
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(Some(path.to_owned()), format!("cannot read: {e}")))?;
+        let file: JobFile = toml::from_str(&text)
+            .map_err(|e| Error::config(Some(path.to_owned()), format!("invalid job file: {e}")))?;
+        Ok(LoadedJob {
+            file,
+            path: Some(path.to_owned()),
+            dir: path.parent().unwrap_or(Path::new(".")).to_owned(),
+        })
+    }
+
+    /// A path the job file gives, relative to its directory.
+    pub fn path_in(&self, path: &Path) -> PathBuf {
+        self.dir.join(path)
+    }
+
+    /// An error in the job file's settings, naming the file when there is one.
+    pub fn error(&self, message: impl Into<String>) -> Error {
+        Error::config(self.path.clone(), message)
+    }
+}

@@ -1,0 +1,370 @@
+//! The one step from what the user gave to a [`JobConfig`]: each setting from its flag,
+//! else the job file, else its default, read and checked. The steps run in a fixed
+//! order, so that of several mistakes the user is told about the same one first every
+//! time.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parquet::file::properties::EnabledStatistics;
+
+use super::job_file::LoadedJob;
+use super::partition::{self, PartitionSpec};
+use super::type_options::resolve_types;
+use super::values::{choice, default_compression, parse_compression, parse_duration, parse_size};
+use super::{
+    DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRIES,
+    DEFAULT_RETRY_FOR, DEFAULT_ROW_GROUP_SIZE, DEFAULT_STALL_TIMEOUT, JobConfig, RunArgs,
+    Combine, RunOptions, ShardConfig, SourceConfig, Split, shards, values,
+};
+use crate::error::{Error, Result};
+use crate::sql::{ParamValue, Params, SqlTemplate};
+
+/// Resolves `args` over the job file it names over the defaults. Without
+/// `needs_output`, a missing output leaves an empty path (see
+/// [`JobConfig::resolve_for_plan`]).
+pub(super) fn resolve(args: RunArgs, needs_output: bool) -> Result<JobConfig> {
+    let job = LoadedJob::read(args.job.as_deref())?;
+    let query = Query::read(&args, &job)?;
+    let shards = shards(&args, &job)?;
+    let output = output(&args, &job, needs_output)?;
+    let params = params(&args, &job, &query)?;
+    let options = options(&args, &job)?;
+    check(&options, &shards, &query, &job)?;
+    let combine = combine(&args, &job, &query, &params, &shards, &options)?;
+    Ok(JobConfig {
+        query_path: query.path,
+        query_text: query.text,
+        query: query.template,
+        params,
+        shards,
+        output,
+        options,
+        combine,
+    })
+}
+
+/// The query file, read and lexed.
+struct Query {
+    path: PathBuf,
+    text: String,
+    template: SqlTemplate,
+}
+
+impl Query {
+    fn read(args: &RunArgs, job: &LoadedJob) -> Result<Query> {
+        let path = args
+            .query
+            .clone()
+            .or_else(|| job.file.query.as_deref().map(|p| job.path_in(p)))
+            .ok_or_else(|| {
+                Error::config(None, "no query: give QUERY.sql or a job file with `query`")
+            })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::config(Some(path.clone()), format!("cannot read: {e}")))?;
+        let template = SqlTemplate::parse(&text).map_err(|e| query_error(&path, e))?;
+        Ok(Query {
+            path,
+            text,
+            template,
+        })
+    }
+}
+
+/// An error in the query file, naming it.
+fn query_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::config(Some(path.to_owned()), e.to_string())
+}
+
+/// The shards: `--shards`, else the job file's `shards` (a file's path or a table).
+fn shards(args: &RunArgs, job: &LoadedJob) -> Result<Vec<ShardConfig>> {
+    match (&args.shards, &job.file.shards) {
+        (Some(path), _) => shards::load(path),
+        (None, Some(toml::Value::String(path))) => shards::load(&job.path_in(Path::new(path))),
+        (None, Some(table)) => {
+            shards::parse_table(table, &job.dir).map_err(|e| job.error(crate::error::chain(&e)))
+        }
+        (None, None) => {
+            Err(job.error("no shards: pass --shards SHARDS.toml or set `shards` in the job file"))
+        }
+    }
+}
+
+/// The output path; empty when none is given and none is needed.
+fn output(args: &RunArgs, job: &LoadedJob, needs_output: bool) -> Result<PathBuf> {
+    let output = match args
+        .output
+        .clone()
+        .or_else(|| job.file.output.as_deref().map(|p| job.path_in(p)))
+    {
+        Some(output) => output,
+        None if !needs_output => PathBuf::new(),
+        None => {
+            return Err(job.error("no output: pass -o OUT.parquet or set `output` in the job file"));
+        }
+    };
+    let given = !output.as_os_str().is_empty();
+    if given && (output.file_name().is_none() || output.is_dir()) {
+        return Err(Error::config(
+            None,
+            format!("output {} must name a file", output.display()),
+        ));
+    }
+    Ok(output)
+}
+
+/// The parameters: `--param` over the job file's `[params]`, exactly the ones the query
+/// uses.
+fn params(args: &RunArgs, job: &LoadedJob, query: &Query) -> Result<Params> {
+    let mut params = Params::new();
+    for (name, value) in &job.file.params {
+        let value =
+            values::toml_param(value).map_err(|e| job.error(format!("params.{name}: {e}")))?;
+        params.insert(name.clone(), value);
+    }
+    for (name, value) in &args.params {
+        params.insert(name.clone(), ParamValue::Text(value.clone()));
+    }
+    query
+        .template
+        .check_params(&params)
+        .map_err(|e| query_error(&query.path, e))?;
+    Ok(params)
+}
+
+/// Every setting of the run besides the query, the shards and the output.
+fn options(args: &RunArgs, job: &LoadedJob) -> Result<RunOptions> {
+    let file = &job.file;
+    let compression = match args.compression.as_ref().or(file.compression.as_ref()) {
+        Some(s) => parse_compression(s).map_err(|e| job.error(e.to_string()))?,
+        None => default_compression(),
+    };
+    let types = resolve_types(&file.types, args).map_err(|e| job.error(e.to_string()))?;
+    let delta = choice(
+        "encoding",
+        args.encoding.as_ref().or(file.encoding.as_ref()),
+        &[("delta", true), ("plain", false)],
+    )
+    .map_err(|e| job.error(e.to_string()))?;
+    let statistics = choice(
+        "statistics",
+        args.statistics.as_ref().or(file.statistics.as_ref()),
+        &[
+            ("page", EnabledStatistics::Page),
+            ("none", EnabledStatistics::None),
+            ("chunk", EnabledStatistics::Chunk),
+        ],
+    )
+    .map_err(|e| job.error(e.to_string()))?;
+    let split = split(args, job)?;
+    Ok(RunOptions {
+        concurrency: positive(
+            args.concurrency.or(file.concurrency),
+            DEFAULT_CONCURRENCY,
+            "concurrency",
+        )?,
+        pool_size: args
+            .pool_size
+            .or(file.pool_size)
+            .map(|n| positive(Some(n), n, "pool_size"))
+            .transpose()?,
+        query_timeout: duration(
+            args.query_timeout,
+            &file.query_timeout,
+            "query_timeout",
+            job,
+        )?,
+        connect_timeout: duration(
+            args.connect_timeout,
+            &file.connect_timeout,
+            "connect_timeout",
+            job,
+        )?
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        shard_column: args.shard_column.clone().or(file.shard_column.clone()),
+        compression,
+        row_group_size: positive(
+            args.row_group_size.or(file.row_group_size),
+            DEFAULT_ROW_GROUP_SIZE,
+            "row_group_size",
+        )?,
+        batch_size: DEFAULT_BATCH_SIZE,
+        encoder_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        allow_partial: args.allow_partial || file.allow_partial.unwrap_or(false),
+        partition: partition::partition_spec(args, file.partition.as_ref())
+            .map_err(|e| job.error(e.to_string()))?,
+        consistent: !args.no_snapshot && file.snapshot.unwrap_or(true),
+        retries: args.retries.or(file.retries).unwrap_or(DEFAULT_RETRIES),
+        retry_for: duration(args.retry_for, &file.retry_for, "retry_for", job)?
+            .unwrap_or(DEFAULT_RETRY_FOR),
+        stall_timeout: duration(
+            args.stall_timeout,
+            &file.stall_timeout,
+            "stall_timeout",
+            job,
+        )?
+        .or(Some(DEFAULT_STALL_TIMEOUT))
+        .filter(|d| !d.is_zero()),
+        report: args
+            .report
+            .clone()
+            .or_else(|| file.report.as_deref().map(|p| job.path_in(p))),
+        types: Arc::new(types),
+        dictionary: args.dictionary.or(file.dictionary).unwrap_or(true),
+        delta,
+        statistics,
+        page_index: args.page_index.or(file.page_index).unwrap_or(true),
+        split,
+        memory_limit: memory_limit(args, job)?,
+    })
+}
+
+/// `--memory-limit`, else the job's `memory_limit`, else the default.
+fn memory_limit(args: &RunArgs, job: &LoadedJob) -> Result<u64> {
+    match (&args.memory_limit, &job.file.memory_limit) {
+        (Some(s), _) => parse_size(s)
+            .map_err(|e| Error::config(None, format!("--memory-limit: {e}"))),
+        (None, Some(toml::Value::Integer(n))) if *n > 0 => Ok(*n as u64),
+        (None, Some(toml::Value::String(s))) => {
+            parse_size(s).map_err(|e| job.error(format!("memory_limit: {e}")))
+        }
+        (None, Some(other)) => Err(job.error(format!(
+            "memory_limit: `{other}` is not a size such as \"512MB\""
+        ))),
+        (None, None) => Ok(crate::combine::engine::DEFAULT_MEMORY_LIMIT),
+    }
+}
+
+/// How the job combines: `--merge` (or `--merge-file`, or the job's `merge`) over
+/// `--combine` over the job's `combine` over the default, which splits the query when
+/// it needs it. A query that needs combining and cannot be split fails here, before
+/// any connection.
+fn combine(
+    args: &RunArgs,
+    job: &LoadedJob,
+    query: &Query,
+    params: &Params,
+    shards: &[ShardConfig],
+    options: &RunOptions,
+) -> Result<Combine> {
+    let merge = match (&args.merge, &args.merge_file, &job.file.merge) {
+        (Some(_), Some(_), _) => {
+            return Err(Error::config(None, "give --merge or --merge-file, not both"));
+        }
+        (Some(sql), None, _) => Some(sql.clone()),
+        (None, Some(path), _) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| Error::config(Some(path.clone()), format!("cannot read: {e}")))?,
+        ),
+        (None, None, merge) => merge.clone(),
+    };
+    if let Some(sql) = merge {
+        if sql.trim().is_empty() {
+            return Err(Error::config(None, "--merge: the merge SQL is empty"));
+        }
+        return Ok(Combine::Merge(sql));
+    }
+    if !args.combine.or(job.file.combine).unwrap_or(true) {
+        return Ok(Combine::Off);
+    }
+    let all_sqlite = shards
+        .iter()
+        .all(|s| matches!(s.source, SourceConfig::Sqlite(_)));
+    let split = match crate::combine::rewrite(&query.text, params, all_sqlite)
+        .map_err(|e| query_error(&query.path, e))?
+    {
+        crate::combine::Rewrite::Stream => return Ok(Combine::Off),
+        crate::combine::Rewrite::Combine(split) => split,
+    };
+    if let Some(column) = &options.shard_column {
+        return Err(Error::config(
+            None,
+            format!(
+                "--shard-column `{column}`: the query's rows are combined across shards, so no row has one shard; use --combine off for each shard's rows, or --merge with the shard column"
+            ),
+        ));
+    }
+    let rows = SqlTemplate::parse(&split.rows)
+        .map_err(|e| query_error(&query.path, format!("the split query is invalid ({e}): {}", split.rows)))?;
+    Ok(Combine::Split {
+        split: Arc::new(split),
+        rows,
+    })
+}
+
+/// A duration: the flag's, else the job file's `key` read as one.
+fn duration(
+    flag: Option<Duration>,
+    file: &Option<String>,
+    key: &str,
+    job: &LoadedJob,
+) -> Result<Option<Duration>> {
+    match (flag, file) {
+        (Some(d), _) => Ok(Some(d)),
+        (None, Some(s)) => parse_duration(s)
+            .map(Some)
+            .map_err(|e| job.error(format!("{key}: {e}"))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A count that must be at least 1; `default` when not given.
+fn positive(value: Option<usize>, default: usize, name: &str) -> Result<usize> {
+    match value {
+        Some(0) => Err(Error::config(None, format!("{name} must be at least 1"))),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    }
+}
+
+/// When the output is split into several files, if it is.
+fn split(args: &RunArgs, job: &LoadedJob) -> Result<Option<Split>> {
+    let max_bytes = match (&args.max_file_size, &job.file.max_file_size) {
+        (Some(s), _) => Some(parse_size(s).map_err(|e| Error::config(None, e.to_string()))?),
+        (None, Some(toml::Value::Integer(n))) if *n > 0 => Some(*n as u64),
+        (None, Some(toml::Value::String(s))) => {
+            Some(parse_size(s).map_err(|e| job.error(e.to_string()))?)
+        }
+        (None, Some(other)) => {
+            return Err(job.error(format!(
+                "max_file_size: `{other}` is not a size such as \"512MB\""
+            )));
+        }
+        (None, None) => None,
+    };
+    let max_rows = args.max_file_rows.or(job.file.max_file_rows);
+    if max_rows == Some(0) || max_bytes == Some(0) {
+        return Err(Error::config(
+            None,
+            "max_file_rows and max_file_size must be at least 1",
+        ));
+    }
+    Ok(
+        (max_rows.is_some() || max_bytes.is_some()).then_some(Split {
+            max_rows,
+            max_bytes,
+        }),
+    )
+}
+
+/// What can be checked only with the options, the shards and the query together.
+fn check(
+    options: &RunOptions,
+    shards: &[ShardConfig],
+    query: &Query,
+    job: &LoadedJob,
+) -> Result<()> {
+    if let Some(spec) = &options.partition {
+        partition::check_partition_sources(spec, shards).map_err(|e| job.error(e.to_string()))?;
+        if matches!(spec, PartitionSpec::Pages { .. }) {
+            partition::check_pages_query(&query.text).map_err(|e| query_error(&query.path, e))?;
+        }
+    }
+    if let Some(col) = &options.shard_column
+        && col.trim().is_empty()
+    {
+        return Err(Error::config(None, "--shard-column needs a column name"));
+    }
+    Ok(())
+}
