@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use datafusion::catalog::streaming::StreamingTable;
@@ -72,7 +72,12 @@ impl Spool {
         let dir = tempfile::Builder::new()
             .prefix("tributary-spool-")
             .tempdir()
-            .map_err(|e| Error::output(std::env::temp_dir(), format!("cannot create the spool directory: {e}")))?;
+            .map_err(|e| {
+                Error::output(
+                    std::env::temp_dir(),
+                    format!("cannot create the spool directory: {e}"),
+                )
+            })?;
         Ok(Spool {
             dir,
             open: HashMap::new(),
@@ -170,19 +175,22 @@ impl Spool {
         }
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(step.memory_limit as usize)))
-            .with_disk_manager_builder(
-                DiskManagerBuilder::default()
-                    .with_mode(DiskManagerMode::Directories(vec![self.dir.path().to_path_buf()])),
-            )
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(
+                DiskManagerMode::Directories(vec![self.dir.path().to_path_buf()]),
+            ))
             .build_arc()
             .map_err(failed)?;
-        let config = SessionConfig::new().with_information_schema(false);
+        // PostgreSQL's dialect: no backslash escapes in '…', as the query's own literals.
+        let config = SessionConfig::new()
+            .with_information_schema(false)
+            .set_str("datafusion.sql_parser.dialect", "PostgreSQL");
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         for f in super::udf::functions(&step.avg_scales) {
             ctx.register_udf(f);
         }
         let table = StreamingTable::try_new(schema.clone(), partitions).map_err(failed)?;
-        ctx.register_table("shards", Arc::new(table)).map_err(failed)?;
+        ctx.register_table("shards", Arc::new(table))
+            .map_err(failed)?;
         let mut stream = handle
             .block_on(async {
                 let frame = ctx.sql(&step.sql).await?;
@@ -205,27 +213,47 @@ fn output(step: &FinalStep, batch: RecordBatch) -> Result<RecordBatch> {
     let keep: Vec<usize> = (0..schema.fields().len())
         .filter(|&i| !step.hidden.contains(schema.field(i).name()))
         .collect();
-    let batch = batch
-        .project(&keep)
-        .map_err(|e| Error::FinalStep {
-            sql: step.sql.clone(),
-            message: e.to_string(),
-        })?;
-    let Some(names) = &step.names else {
-        return Ok(batch);
-    };
-    let fields: Vec<Field> = batch
+    let batch = batch.project(&keep).map_err(|e| Error::FinalStep {
+        sql: step.sql.clone(),
+        message: e.to_string(),
+    })?;
+    // DataFusion's view types, as the rest of tributary writes text and bytes.
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (i, (field, column)) in batch
         .schema()
         .fields()
         .iter()
-        .zip(names)
-        .map(|(f, name)| f.as_ref().clone().with_name(name))
-        .collect();
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), batch.columns().to_vec()).map_err(|e| {
-        Error::FinalStep {
-            sql: step.sql.clone(),
-            message: e.to_string(),
-        }
+        .zip(batch.columns())
+        .enumerate()
+    {
+        let want = match field.data_type() {
+            DataType::Utf8View => Some(DataType::Utf8),
+            DataType::BinaryView => Some(DataType::Binary),
+            _ => None,
+        };
+        let name = step
+            .names
+            .as_ref()
+            .and_then(|n| n.get(i))
+            .unwrap_or(field.name());
+        let mut field = field.as_ref().clone().with_name(name);
+        let column = match want {
+            Some(t) => {
+                field = field.with_data_type(t.clone());
+                arrow::compute::cast(column, &t).map_err(|e| Error::FinalStep {
+                    sql: step.sql.clone(),
+                    message: e.to_string(),
+                })?
+            }
+            None => column.clone(),
+        };
+        fields.push(field);
+        columns.push(column);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| Error::FinalStep {
+        sql: step.sql.clone(),
+        message: e.to_string(),
     })
 }
 
@@ -239,7 +267,12 @@ struct SpoolPartition {
 
 impl std::fmt::Debug for SpoolPartition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SpoolPartition(task {}, {} files)", self.task, self.files.len())
+        write!(
+            f,
+            "SpoolPartition(task {}, {} files)",
+            self.task,
+            self.files.len()
+        )
     }
 }
 

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 pub use rewrite::{
-    Combined, FinalExpr, FinalFn, Finish, Partial, PartialExpr, PartialFn, Rewrite, SortKey,
-    Split, Strategy, rewrite,
+    Combined, FinalExpr, FinalFn, Finish, Partial, PartialExpr, PartialFn, Rewrite, SortKey, Split,
+    Strategy, rewrite,
 };
 
 use crate::types::PgKind;
@@ -41,7 +41,7 @@ pub enum CombineError {
     #[error("missing value for parameter :{0}")]
     Param(String),
     #[error(
-        "{aggregate} over `{column}`, an unbounded numeric on shard `{shard}`, cannot be combined exactly: give it a precision and scale (CAST({column} AS numeric(18, 2))) or read numerics as decimals (--type numeric=decimal(P,S))"
+        "{aggregate} over `{column}`, an unbounded numeric on shard `{shard}`, cannot be combined exactly: give it a precision and scale (CAST({column} AS numeric(18, 2)), with the scale its values have) or read numerics as decimals (--type numeric=decimal(P,S))"
     )]
     Unbounded {
         aggregate: &'static str,
@@ -83,7 +83,10 @@ pub enum InputType {
     SmallInt,
     /// int8: sums are decimal(38, 0).
     BigInt,
-    Decimal { precision: u8, scale: i8 },
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
     /// An unbounded numeric, read as exact text.
     UnboundedNumeric,
     Float,
@@ -176,7 +179,8 @@ pub fn shard_sql(
                 let sql = match &c.expr {
                     PartialExpr::Column(name) => name.clone(),
                     PartialExpr::Aggregate { func, arg, filter } => {
-                        partial_sql(*func, arg.as_ref(), filter.as_ref(), dialect, types, shard)?
+                        partial_sql(*func, arg.as_ref(), filter.as_ref(), dialect, types, shard)
+                            .map_err(|e| named(e, split))?
                     }
                 };
                 out.push(format!("{sql} AS {}", c.name));
@@ -198,6 +202,22 @@ pub fn shard_sql(
     Ok(sql)
 }
 
+/// The error with the row query column's expression for its internal name.
+fn named(e: CombineError, split: &Split) -> CombineError {
+    match e {
+        CombineError::Unbounded {
+            aggregate,
+            column,
+            shard,
+        } => CombineError::Unbounded {
+            aggregate,
+            column: split.row_sql.get(&column).cloned().unwrap_or(column),
+            shard,
+        },
+        other => other,
+    }
+}
+
 fn partial_sql(
     func: PartialFn,
     arg: Option<&String>,
@@ -214,55 +234,60 @@ fn partial_sql(
         shard: shard.to_string(),
     };
     let sqlite = dialect == Dialect::Sqlite;
-    let call = match func {
-        PartialFn::Count => format!("count({a})"),
+    let filter = filter
+        .map(|f| format!(" FILTER (WHERE {f})"))
+        .unwrap_or_default();
+    // An aggregate call over `x`, its FILTER inside whatever cast wraps it.
+    let agg = |f: &str, x: &str| format!("{f}({x}){filter}");
+    Ok(match func {
+        PartialFn::Count => agg("count", a),
         PartialFn::Sum => match ty {
-            InputType::BigInt => format!("CAST(sum({a}) AS numeric(38, 0))"),
-            InputType::Decimal { scale, .. } => format!("CAST(sum({a}) AS numeric(38, {scale}))"),
+            InputType::BigInt => format!("CAST({} AS numeric(38, 0))", agg("sum", a)),
+            InputType::Decimal { scale, .. } => {
+                format!("CAST({} AS numeric(38, {scale}))", agg("sum", a))
+            }
             InputType::UnboundedNumeric => return Err(unbounded("sum")),
-            _ => format!("sum({a})"),
+            _ => agg("sum", a),
         },
         PartialFn::SumSquares => match ty {
-            InputType::SmallInt | InputType::BigInt => {
-                format!("CAST(sum(CAST({a} AS numeric) * {a}) AS numeric(38, 0))")
-            }
+            InputType::SmallInt | InputType::BigInt => format!(
+                "CAST({} AS numeric(38, 0))",
+                agg("sum", &format!("CAST({a} AS numeric) * {a}"))
+            ),
             InputType::Decimal { scale, .. } => format!(
-                "CAST(sum(CAST({a} AS numeric) * {a}) AS numeric(38, {}))",
+                "CAST({} AS numeric(38, {}))",
+                agg("sum", &format!("CAST({a} AS numeric) * {a}")),
                 (scale as i16 * 2).min(38)
             ),
             InputType::UnboundedNumeric => return Err(unbounded("a variance")),
             InputType::Float | InputType::Other if sqlite => {
-                format!("sum(CAST({a} AS REAL) * {a})")
+                agg("sum", &format!("CAST({a} AS REAL) * {a}"))
             }
-            _ => format!("sum({a} * {a})"),
+            _ => agg("sum", &format!("{a} * {a}")),
         },
         PartialFn::Min | PartialFn::Max => {
             let f = if func == PartialFn::Min { "min" } else { "max" };
             match ty {
                 InputType::Decimal { precision, scale } => {
-                    format!("CAST({f}({a}) AS numeric({precision}, {scale}))")
+                    format!("CAST({} AS numeric({precision}, {scale}))", agg(f, a))
                 }
                 InputType::UnboundedNumeric => return Err(unbounded(f)),
-                _ => format!("{f}({a})"),
+                _ => agg(f, a),
             }
         }
-        PartialFn::BoolAnd if sqlite => format!("min({a})"),
-        PartialFn::BoolOr if sqlite => format!("max({a})"),
-        PartialFn::BoolAnd => format!("bool_and({a})"),
-        PartialFn::BoolOr => format!("bool_or({a})"),
+        PartialFn::BoolAnd if sqlite => agg("min", a),
+        PartialFn::BoolOr if sqlite => agg("max", a),
+        PartialFn::BoolAnd => agg("bool_and", a),
+        PartialFn::BoolOr => agg("bool_or", a),
         PartialFn::BitAnd | PartialFn::BitOr | PartialFn::BitXor if sqlite => {
             return Err(CombineError::Sqlite {
                 aggregate: "bit_and, bit_or and bit_xor",
                 shard: shard.to_string(),
             });
         }
-        PartialFn::BitAnd => format!("bit_and({a})"),
-        PartialFn::BitOr => format!("bit_or({a})"),
-        PartialFn::BitXor => format!("bit_xor({a})"),
-    };
-    Ok(match filter {
-        Some(f) => format!("{call} FILTER (WHERE {f})"),
-        None => call,
+        PartialFn::BitAnd => agg("bit_and", a),
+        PartialFn::BitOr => agg("bit_or", a),
+        PartialFn::BitXor => agg("bit_xor", a),
     })
 }
 
@@ -343,7 +368,7 @@ fn combine_sql(c: &Combined, types: &InputTypes) -> String {
     let filter = c
         .filter
         .as_ref()
-        .map(|f| format!(" FILTER (WHERE {f})"))
+        .map(|f| format!(" FILTER (WHERE {f} = 1)"))
         .unwrap_or_default();
     match c.func {
         FinalFn::Count => format!("CAST(sum({}) AS BIGINT)", p(0)),

@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Distinct, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
+    BinaryOperator, Distinct, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArgumentClause, FunctionArguments, GroupByExpr, Ident, LimitClause, ObjectNamePart,
     OrderByKind, Query, Select, SelectItem, SetExpr, SetOperator, SetQuantifier, Statement, Value,
     VisitMut, VisitorMut,
@@ -39,7 +39,7 @@ pub enum Rewrite {
     /// Every shard's rows, concatenated, are the answer.
     Stream,
     /// Shards run a partial step; the final step combines.
-    Combine(Split),
+    Combine(Box<Split>),
 }
 
 /// A query split into the shards' part and the final step.
@@ -55,6 +55,8 @@ pub struct Split {
     pub finish: Finish,
     /// Why this strategy, in words, for `tributary plan`.
     pub why: String,
+    /// The SQL of each `tributary_*` row query column, by name, for messages.
+    pub row_sql: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,14 +194,24 @@ pub enum FinalFn {
     BitOr,
     BitXor,
     /// From count, sum and sum of squares.
-    Variance { sample: bool, root: bool },
+    Variance {
+        sample: bool,
+        root: bool,
+    },
     CountDistinct,
     SumDistinct,
     AvgDistinct,
 }
 
 /// Parses `sql` and splits it. `all_sqlite`: every shard is SQLite (its dialect parses).
-pub fn rewrite(sql: &str, params: &Params, all_sqlite: bool) -> Result<Rewrite, CombineError> {
+/// `input_columns`: the row query of an aggregate also returns every input column
+/// (`*`), for partitions that filter on a column of the input.
+pub fn rewrite(
+    sql: &str,
+    params: &Params,
+    all_sqlite: bool,
+    input_columns: bool,
+) -> Result<Rewrite, CombineError> {
     let statements = if all_sqlite {
         parse(&SQLiteDialect {}, sql)?
     } else {
@@ -211,8 +223,10 @@ pub fn rewrite(sql: &str, params: &Params, all_sqlite: bool) -> Result<Rewrite, 
     let query = query.as_ref();
     let cut = Cut::of(query, params)?;
     match query.body.as_ref() {
-        SetExpr::Select(select) => select_rewrite(query, select, cut, params),
-        SetExpr::SetOperation { op, set_quantifier, .. } => {
+        SetExpr::Select(select) => select_rewrite(query, select, cut, params, input_columns),
+        SetExpr::SetOperation {
+            op, set_quantifier, ..
+        } => {
             let distinct = *op == SetOperator::Union
                 && !matches!(
                     set_quantifier,
@@ -227,16 +241,13 @@ pub fn rewrite(sql: &str, params: &Params, all_sqlite: bool) -> Result<Rewrite, 
                     "a row may be on one shard and its match on another",
                 ));
             }
-            set_rewrite(query, distinct, cut)
+            set_rewrite(query, distinct, cut, params)
         }
         _ => Ok(Rewrite::Stream),
     }
 }
 
-fn parse(
-    dialect: &dyn Dialect,
-    sql: &str,
-) -> Result<Vec<Statement>, CombineError> {
+fn parse(dialect: &dyn Dialect, sql: &str) -> Result<Vec<Statement>, CombineError> {
     Parser::parse_sql(dialect, sql).map_err(|e| CombineError::Parse(e.to_string()))
 }
 
@@ -258,7 +269,10 @@ impl Cut {
             };
             for item in items {
                 if item.with_fill.is_some() {
-                    return Err(CombineError::refused("ORDER BY ... WITH FILL", "not PostgreSQL"));
+                    return Err(CombineError::refused(
+                        "ORDER BY ... WITH FILL",
+                        "not PostgreSQL",
+                    ));
                 }
                 let desc = item.options.asc == Some(false);
                 // PostgreSQL's default: NULLs sort as larger than any value.
@@ -315,7 +329,10 @@ impl Cut {
         n.checked_add(m)
     }
 
-    fn final_limit(&self, params: &Params) -> Result<(Option<String>, Option<String>), CombineError> {
+    fn final_limit(
+        &self,
+        params: &Params,
+    ) -> Result<(Option<String>, Option<String>), CombineError> {
         let render = |e: &Option<Expr>| -> Result<Option<String>, CombineError> {
             e.as_ref()
                 .map(|e| {
@@ -380,6 +397,7 @@ fn select_rewrite(
     select: &Select,
     cut: Cut,
     params: &Params,
+    input_columns: bool,
 ) -> Result<Rewrite, CombineError> {
     check_select(select)?;
     let found = find_aggregates(select, &cut)?;
@@ -388,7 +406,12 @@ fn select_rewrite(
         || select.having.is_some();
     let distinct = matches!(select.distinct, Some(Distinct::Distinct));
     if grouped {
-        return AggregateSplit::new(query, select, params)?.finish(found, cut, distinct);
+        return AggregateSplit::new(query, select, params)?.finish(
+            found,
+            cut,
+            distinct,
+            input_columns,
+        );
     }
     if !distinct && cut.is_empty() {
         return Ok(Rewrite::Stream);
@@ -417,9 +440,9 @@ fn check_select(select: &Select) -> Result<(), CombineError> {
         GroupByExpr::All(_) => Err(CombineError::refused("GROUP BY ALL", "name the keys")),
         GroupByExpr::Expressions(exprs, modifiers) => {
             if !modifiers.is_empty()
-                || exprs.iter().any(|e| {
-                    matches!(e, Expr::Rollup(_) | Expr::Cube(_) | Expr::GroupingSets(_))
-                })
+                || exprs
+                    .iter()
+                    .any(|e| matches!(e, Expr::Rollup(_) | Expr::Cube(_) | Expr::GroupingSets(_)))
             {
                 return Err(CombineError::refused(
                     "GROUPING SETS, ROLLUP or CUBE",
@@ -560,11 +583,10 @@ const UNSPLITTABLE: &[&str] = &[
 fn classify(f: &Function) -> Result<Option<Aggregate>, CombineError> {
     let name = match f.name.0.as_slice() {
         [ObjectNamePart::Identifier(i)] => i.value.to_lowercase(),
-        [ObjectNamePart::Identifier(schema), ObjectNamePart::Identifier(i)]
-            if schema.value.eq_ignore_ascii_case("pg_catalog") =>
-        {
-            i.value.to_lowercase()
-        }
+        [
+            ObjectNamePart::Identifier(schema),
+            ObjectNamePart::Identifier(i),
+        ] if schema.value.eq_ignore_ascii_case("pg_catalog") => i.value.to_lowercase(),
         _ => return Ok(None),
     };
     let args = match &f.args {
@@ -614,9 +636,10 @@ fn classify(f: &Function) -> Result<Option<Aggregate>, CombineError> {
         _ => return Ok(None),
     };
     if let FunctionArguments::List(list) = &f.args
-        && list.clauses.iter().any(|c| {
-            !matches!(c, FunctionArgumentClause::IgnoreOrRespectNulls(_))
-        })
+        && list
+            .clauses
+            .iter()
+            .any(|c| !matches!(c, FunctionArgumentClause::IgnoreOrRespectNulls(_)))
     {
         return Err(CombineError::refused(
             format!("the aggregate `{f}`"),
@@ -630,7 +653,10 @@ fn classify(f: &Function) -> Result<Option<Aggregate>, CombineError> {
 /// `DISTINCT`.
 fn aggregate_arg(f: &Function) -> Result<(Option<Expr>, bool), CombineError> {
     let FunctionArguments::List(list) = &f.args else {
-        return Err(CombineError::refused(format!("`{f}`"), "one argument expected"));
+        return Err(CombineError::refused(
+            format!("`{f}`"),
+            "one argument expected",
+        ));
     };
     let distinct = matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct));
     match list.args.as_slice() {
@@ -673,7 +699,9 @@ fn projection(select: &Select) -> Vec<Option<(Expr, Option<String>)>> {
         .iter()
         .map(|item| match item {
             SelectItem::UnnamedExpr(e) => Some((e.clone(), None)),
-            SelectItem::ExprWithAlias { expr, alias } => Some((expr.clone(), Some(ident_name(alias)))),
+            SelectItem::ExprWithAlias { expr, alias } => {
+                Some((expr.clone(), Some(ident_name(alias))))
+            }
             _ => None,
         })
         .collect()
@@ -750,11 +778,19 @@ fn literal(value: &ParamValue) -> Expr {
             let trimmed = t.trim();
             let numeric = !trimmed.is_empty()
                 && trimmed.parse::<f64>().is_ok()
-                && trimmed.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c));
+                && trimmed
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || "+-.eE".contains(c));
             if numeric {
                 number(trimmed.to_string())
             } else {
-                Expr::value(Value::SingleQuotedString(t.clone()))
+                // As bytes cast to text: whatever the value holds, no quote or `$` of
+                // it can end the literal for the final step's parser.
+                let hex: String = t.bytes().map(|b| format!("{b:02X}")).collect();
+                Parser::new(&PostgreSqlDialect {})
+                    .try_with_sql(&format!("CAST(X'{hex}' AS VARCHAR)"))
+                    .and_then(|mut p| p.parse_expr())
+                    .expect("a hex literal parses")
             }
         }
     }
@@ -791,7 +827,9 @@ fn rows_rewrite(
     let (final_limit, final_offset) = cut.final_limit(params)?;
     let mut why = Vec::new();
     if distinct {
-        why.push("DISTINCT: each shard deduplicates its rows, the final step deduplicates them all");
+        why.push(
+            "DISTINCT: each shard deduplicates its rows, the final step deduplicates them all",
+        );
     }
     if !order_by.is_empty() {
         why.push("ORDER BY: each shard sorts its rows, the final step sorts them all");
@@ -803,7 +841,7 @@ fn rows_rewrite(
             "LIMIT/OFFSET: the final step cuts the rows of every shard"
         });
     }
-    Ok(Rewrite::Combine(Split {
+    Ok(Rewrite::Combine(Box::new(Split {
         strategy: Strategy::Rows,
         rows: row_query(query, select, distinct, &columns),
         partial: Partial {
@@ -834,13 +872,19 @@ fn rows_rewrite(
             hidden,
         },
         why: why.join("; "),
-    }))
+        row_sql: Default::default(),
+    })))
 }
 
 /// A UNION (or a set operation cut by ORDER BY/LIMIT): the shards run it whole and cut
 /// it; the final step deduplicates (UNION), sorts and cuts. Its ORDER BY names output
 /// columns, as SQL requires of a set operation.
-fn set_rewrite(query: &Query, distinct: bool, cut: Cut) -> Result<Rewrite, CombineError> {
+fn set_rewrite(
+    query: &Query,
+    distinct: bool,
+    cut: Cut,
+    params: &Params,
+) -> Result<Rewrite, CombineError> {
     let mut order_by = Vec::new();
     for (expr, desc, nulls_first) in &cut.order {
         if !matches!(expr, Expr::Identifier(_) | Expr::Value(_)) {
@@ -860,10 +904,9 @@ fn set_rewrite(query: &Query, distinct: bool, cut: Cut) -> Result<Rewrite, Combi
         let _ = write!(rows, "{with} ");
     }
     let _ = write!(rows, "{}", query.body);
-    let params = Params::new();
-    let limit = cut.shard_limit(&params).filter(|_| !distinct || true);
-    let (final_limit, final_offset) = cut.final_limit(&params)?;
-    Ok(Rewrite::Combine(Split {
+    let limit = cut.shard_limit(params);
+    let (final_limit, final_offset) = cut.final_limit(params)?;
+    Ok(Rewrite::Combine(Box::new(Split {
         strategy: Strategy::Rows,
         rows,
         partial: Partial {
@@ -898,7 +941,8 @@ fn set_rewrite(query: &Query, distinct: bool, cut: Cut) -> Result<Rewrite, Combi
         } else {
             "a set operation cut by ORDER BY/LIMIT: each shard cuts its rows, the final step cuts them all".into()
         },
-    }))
+        row_sql: Default::default(),
+    })))
 }
 
 /// The aggregate split being built: the row query's columns and the partial step's.
@@ -925,7 +969,10 @@ impl<'a> AggregateSplit<'a> {
         params: &'a Params,
     ) -> Result<AggregateSplit<'a>, CombineError> {
         if select.projection.iter().any(|i| {
-            !matches!(i, SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAlias { .. })
+            !matches!(
+                i,
+                SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAlias { .. }
+            )
         }) {
             return Err(CombineError::refused(
                 "`*` in an aggregate query",
@@ -975,7 +1022,12 @@ impl<'a> AggregateSplit<'a> {
         name
     }
 
-    fn partial(&mut self, func: PartialFn, arg: Option<&String>, filter: Option<&String>) -> String {
+    fn partial(
+        &mut self,
+        func: PartialFn,
+        arg: Option<&String>,
+        filter: Option<&String>,
+    ) -> String {
         let expr = PartialExpr::Aggregate {
             func,
             arg: arg.cloned(),
@@ -1000,7 +1052,15 @@ impl<'a> AggregateSplit<'a> {
         if distinct {
             let arg = arg.expect("DISTINCT has an argument");
             let column = self.row_column(&arg, "tributary_d");
-            let filter = filter.map(|c| self.row_column(c, "tributary_d"));
+            // A flag column the final step reads: an integer, which every source types
+            // alike (SQLite has no boolean).
+            let filter = filter.map(|c| {
+                let flag: Expr = Parser::new(&PostgreSqlDialect {})
+                    .try_with_sql(&format!("CASE WHEN {c} THEN 1 ELSE 0 END"))
+                    .and_then(|mut p| p.parse_expr())
+                    .expect("a CASE over a parsed condition parses");
+                self.row_column(&flag, "tributary_g")
+            });
             for c in std::iter::once(&column).chain(filter.as_ref()) {
                 if !self.distinct_columns.contains(c) {
                     self.distinct_columns.push(c.clone());
@@ -1038,15 +1098,42 @@ impl<'a> AggregateSplit<'a> {
         let filter = filter.map(|c| self.row_column(c, "tributary_f"));
         let (arg, filter) = (arg.as_ref(), filter.as_ref());
         let (func, partials) = match aggregate {
-            Aggregate::Count => (FinalFn::Count, vec![self.partial(PartialFn::Count, arg, filter)]),
-            Aggregate::Sum => (FinalFn::Sum, vec![self.partial(PartialFn::Sum, arg, filter)]),
-            Aggregate::Min => (FinalFn::Min, vec![self.partial(PartialFn::Min, arg, filter)]),
-            Aggregate::Max => (FinalFn::Max, vec![self.partial(PartialFn::Max, arg, filter)]),
-            Aggregate::BoolAnd => (FinalFn::BoolAnd, vec![self.partial(PartialFn::BoolAnd, arg, filter)]),
-            Aggregate::BoolOr => (FinalFn::BoolOr, vec![self.partial(PartialFn::BoolOr, arg, filter)]),
-            Aggregate::BitAnd => (FinalFn::BitAnd, vec![self.partial(PartialFn::BitAnd, arg, filter)]),
-            Aggregate::BitOr => (FinalFn::BitOr, vec![self.partial(PartialFn::BitOr, arg, filter)]),
-            Aggregate::BitXor => (FinalFn::BitXor, vec![self.partial(PartialFn::BitXor, arg, filter)]),
+            Aggregate::Count => (
+                FinalFn::Count,
+                vec![self.partial(PartialFn::Count, arg, filter)],
+            ),
+            Aggregate::Sum => (
+                FinalFn::Sum,
+                vec![self.partial(PartialFn::Sum, arg, filter)],
+            ),
+            Aggregate::Min => (
+                FinalFn::Min,
+                vec![self.partial(PartialFn::Min, arg, filter)],
+            ),
+            Aggregate::Max => (
+                FinalFn::Max,
+                vec![self.partial(PartialFn::Max, arg, filter)],
+            ),
+            Aggregate::BoolAnd => (
+                FinalFn::BoolAnd,
+                vec![self.partial(PartialFn::BoolAnd, arg, filter)],
+            ),
+            Aggregate::BoolOr => (
+                FinalFn::BoolOr,
+                vec![self.partial(PartialFn::BoolOr, arg, filter)],
+            ),
+            Aggregate::BitAnd => (
+                FinalFn::BitAnd,
+                vec![self.partial(PartialFn::BitAnd, arg, filter)],
+            ),
+            Aggregate::BitOr => (
+                FinalFn::BitOr,
+                vec![self.partial(PartialFn::BitOr, arg, filter)],
+            ),
+            Aggregate::BitXor => (
+                FinalFn::BitXor,
+                vec![self.partial(PartialFn::BitXor, arg, filter)],
+            ),
             Aggregate::Avg => (
                 FinalFn::Avg,
                 vec![
@@ -1143,6 +1230,22 @@ impl<'a> AggregateSplit<'a> {
         if let Some(e) = rewriter.error {
             return Err(e);
         }
+        // `/` as PostgreSQL divides decimals (DataFusion truncates them).
+        let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(&mut expr, |e| {
+            if let Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Divide,
+                right,
+            } = e
+            {
+                let call = format!("{}({left}, {right})", super::udf::DIVIDE);
+                *e = Parser::new(&PostgreSqlDialect {})
+                    .try_with_sql(&call)
+                    .and_then(|mut p| p.parse_expr())
+                    .expect("a call of two parsed expressions parses");
+            }
+            ControlFlow::<()>::Continue(())
+        });
         let mut template = expr.to_string();
         for i in 0..rewriter.used.len() {
             template = template.replace(&format!("tributary_hole_{i}"), &format!("{{agg:{i}}}"));
@@ -1153,7 +1256,13 @@ impl<'a> AggregateSplit<'a> {
         })
     }
 
-    fn finish(mut self, found: Vec<Function>, cut: Cut, distinct: bool) -> Result<Rewrite, CombineError> {
+    fn finish(
+        mut self,
+        found: Vec<Function>,
+        cut: Cut,
+        distinct: bool,
+        input_columns: bool,
+    ) -> Result<Rewrite, CombineError> {
         for f in &found {
             self.add(f)?;
         }
@@ -1210,11 +1319,16 @@ impl<'a> AggregateSplit<'a> {
             .iter()
             .map(|(sql, name)| format!("{sql} AS {name}"))
             .collect();
+        if input_columns {
+            row_columns.insert(0, "*".into());
+        }
         if row_columns.is_empty() {
             // `count(*)` alone reads no column; a constant keeps the row query valid.
             row_columns.push("1 AS tributary_one".into());
         }
-        let group_by: Vec<String> = (0..self.keys.len()).map(|i| format!("tributary_k{i}")).collect();
+        let group_by: Vec<String> = (0..self.keys.len())
+            .map(|i| format!("tributary_k{i}"))
+            .collect();
         let mut partial_columns: Vec<PartialColumn> = group_by
             .iter()
             .chain(&self.distinct_columns)
@@ -1224,26 +1338,42 @@ impl<'a> AggregateSplit<'a> {
             })
             .collect();
         partial_columns.extend(self.partials.iter().cloned());
-        let names: BTreeSet<&str> = found.iter().filter_map(|f| f.name.0.last()).filter_map(|p| match p {
-            ObjectNamePart::Identifier(i) => Some(i.value.as_str()),
-            _ => None,
-        }).collect();
+        let names: BTreeSet<&str> = found
+            .iter()
+            .filter_map(|f| f.name.0.last())
+            .filter_map(|p| match p {
+                ObjectNamePart::Identifier(i) => Some(i.value.as_str()),
+                _ => None,
+            })
+            .collect();
         let why = format!(
             "aggregates ({}) over {}: each shard computes partial aggregates per group, the final step combines them{}",
-            if names.is_empty() { "none".to_string() } else { names.into_iter().collect::<Vec<_>>().join(", ") },
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.into_iter().collect::<Vec<_>>().join(", ")
+            },
             match self.keys.len() {
                 0 => "the whole result".to_string(),
                 1 => "1 group key".to_string(),
                 n => format!("{n} group keys"),
             },
-            if self.select.having.is_some() || !cut.is_empty() { " and applies HAVING, ORDER BY and LIMIT" } else { "" },
+            if self.select.having.is_some() || !cut.is_empty() {
+                " and applies HAVING, ORDER BY and LIMIT"
+            } else {
+                ""
+            },
         );
-        Ok(Rewrite::Combine(Split {
+        Ok(Rewrite::Combine(Box::new(Split {
             strategy: Strategy::Aggregate,
             rows: row_query(self.query, self.select, false, &row_columns),
             partial: Partial {
                 columns: Some(partial_columns),
-                group_by: group_by.iter().chain(&self.distinct_columns).cloned().collect(),
+                group_by: group_by
+                    .iter()
+                    .chain(&self.distinct_columns)
+                    .cloned()
+                    .collect(),
                 order_by: Vec::new(),
                 limit: None,
             },
@@ -1258,6 +1388,11 @@ impl<'a> AggregateSplit<'a> {
                 hidden: Vec::new(),
             },
             why,
-        }))
+            row_sql: self
+                .row_columns
+                .iter()
+                .map(|(sql, name)| (name.clone(), sql.clone()))
+                .collect(),
+        })))
     }
 }

@@ -32,6 +32,9 @@ pub fn functions(avg_scales: &[i8]) -> Vec<ScalarUDF> {
         .iter()
         .map(|&scale| ScalarUDF::new_from_impl(Avg::new(scale)))
         .collect();
+    out.push(ScalarUDF::new_from_impl(Divide {
+        signature: Signature::any(2, Volatility::Immutable),
+    }));
     for (sample, root) in [(true, true), (false, true), (true, false), (false, false)] {
         out.push(ScalarUDF::new_from_impl(Variance::new(sample, root)));
     }
@@ -44,7 +47,10 @@ fn scaled(array: &ArrayRef, i: usize) -> Option<(i256, i8)> {
         return None;
     }
     match array.data_type() {
-        DataType::Int64 => Some((i256::from_i128(array.as_primitive::<Int64Type>().value(i) as i128), 0)),
+        DataType::Int64 => Some((
+            i256::from_i128(array.as_primitive::<Int64Type>().value(i) as i128),
+            0,
+        )),
         DataType::Int32 => Some((
             i256::from_i128(array.as_primitive::<arrow::datatypes::Int32Type>().value(i) as i128),
             0,
@@ -109,7 +115,9 @@ impl ScalarUDFImpl for Avg {
         let (sums, counts) = (&arrays[0], &arrays[1]);
         let mut out = Decimal128Builder::with_capacity(sums.len());
         for i in 0..sums.len() {
-            let count = scaled(counts, i).map(|(c, _)| c).filter(|c| *c != i256::ZERO);
+            let count = scaled(counts, i)
+                .map(|(c, _)| c)
+                .filter(|c| *c != i256::ZERO);
             match (scaled(sums, i), count) {
                 (Some((sum, scale)), Some(count)) => {
                     let shift = self.scale as i32 - scale as i32;
@@ -121,7 +129,12 @@ impl ScalarUDFImpl for Avg {
                     let value = div_round(n, d);
                     match value.to_i128() {
                         Some(v) => out.append_value(v),
-                        None => return exec_err!("an average does not fit decimal(38, {})", self.scale),
+                        None => {
+                            return exec_err!(
+                                "an average does not fit decimal(38, {})",
+                                self.scale
+                            );
+                        }
                     }
                 }
                 (None, _) if !sums.is_null(i) => {
@@ -167,7 +180,10 @@ impl Variance {
                 let ss = if align >= 0 {
                     ss.wrapping_mul(pow10(align as u32))
                 } else {
-                    return exec_err!("{}: sum of squares at a finer scale than its sum", self.name);
+                    return exec_err!(
+                        "{}: sum of squares at a finer scale than its sum",
+                        self.name
+                    );
                 };
                 let numerator = ss
                     .wrapping_mul(i256::from_i128(n as i128))
@@ -222,6 +238,127 @@ impl ScalarUDFImpl for Variance {
             out.append_option(self.of(n, sums, squares, i)?);
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// The name the final step gives `/` over aggregates.
+pub const DIVIDE: &str = "tributary_divide";
+
+/// `a / b` as PostgreSQL divides: integers truncate, a decimal operand gives a decimal
+/// rounded half away from zero (at the dividend's scale + 4, at least 6), floats divide
+/// as floats; dividing by zero is an error.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Divide {
+    signature: Signature,
+}
+
+fn is_int(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
+    )
+}
+
+impl Divide {
+    fn decimal_scale(a: &DataType) -> i8 {
+        match a {
+            DataType::Decimal128(_, s) => (*s + 4).clamp(6, 38),
+            _ => 6,
+        }
+    }
+}
+
+impl ScalarUDFImpl for Divide {
+    fn name(&self) -> &str {
+        DIVIDE
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, t: &[DataType]) -> Result<DataType> {
+        Ok(match (&t[0], &t[1]) {
+            (a, b) if is_int(a) && is_int(b) => DataType::Int64,
+            (a @ DataType::Decimal128(..), b) | (a, b @ DataType::Decimal128(..))
+                if (is_int(a) || matches!(a, DataType::Decimal128(..)))
+                    && (is_int(b) || matches!(b, DataType::Decimal128(..))) =>
+            {
+                DataType::Decimal128(38, Divide::decimal_scale(&t[0]))
+            }
+            _ => DataType::Float64,
+        })
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (a, b) = (&arrays[0], &arrays[1]);
+        let out_type = self.return_type(&[a.data_type().clone(), b.data_type().clone()])?;
+        let rows = a.len();
+        let zero = || exec_err!("division by zero");
+        match out_type {
+            DataType::Int64 => {
+                let (a, b) = (
+                    arrow::compute::cast(a, &DataType::Int64)?,
+                    arrow::compute::cast(b, &DataType::Int64)?,
+                );
+                let (a, b) = (a.as_primitive::<Int64Type>(), b.as_primitive::<Int64Type>());
+                let mut out = arrow::array::Int64Builder::with_capacity(rows);
+                for i in 0..rows {
+                    if a.is_null(i) || b.is_null(i) {
+                        out.append_null();
+                    } else if b.value(i) == 0 {
+                        return zero();
+                    } else {
+                        out.append_value(a.value(i).wrapping_div(b.value(i)));
+                    }
+                }
+                Ok(ColumnarValue::Array(Arc::new(out.finish())))
+            }
+            DataType::Decimal128(_, scale) => {
+                let mut out = Decimal128Builder::with_capacity(rows);
+                for i in 0..rows {
+                    let (Some((n, sn)), Some((d, sd))) = (scaled(a, i), scaled(b, i)) else {
+                        out.append_null();
+                        continue;
+                    };
+                    if d == i256::ZERO {
+                        return zero();
+                    }
+                    // n/10^sn ÷ d/10^sd at `scale`: n·10^(scale+sd-sn) / d.
+                    let shift = scale as i32 + sd as i32 - sn as i32;
+                    let (n, d) = if shift >= 0 {
+                        (n.wrapping_mul(pow10(shift as u32)), d)
+                    } else {
+                        (n, d.wrapping_mul(pow10((-shift) as u32)))
+                    };
+                    match div_round(n, d).to_i128() {
+                        Some(v) => out.append_value(v),
+                        None => return exec_err!("a quotient does not fit decimal(38, {scale})"),
+                    }
+                }
+                let array = out.finish().with_precision_and_scale(38, scale)?;
+                Ok(ColumnarValue::Array(Arc::new(array)))
+            }
+            _ => {
+                let (a, b) = (
+                    arrow::compute::cast(a, &DataType::Float64)?,
+                    arrow::compute::cast(b, &DataType::Float64)?,
+                );
+                let (a, b) = (
+                    a.as_primitive::<Float64Type>(),
+                    b.as_primitive::<Float64Type>(),
+                );
+                let mut out = Float64Builder::with_capacity(rows);
+                for i in 0..rows {
+                    if a.is_null(i) || b.is_null(i) {
+                        out.append_null();
+                    } else if b.value(i) == 0.0 {
+                        return zero();
+                    } else {
+                        out.append_value(a.value(i) / b.value(i));
+                    }
+                }
+                Ok(ColumnarValue::Array(Arc::new(out.finish())))
+            }
+        }
     }
 }
 

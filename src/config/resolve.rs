@@ -14,9 +14,9 @@ use super::partition::{self, PartitionSpec};
 use super::type_options::resolve_types;
 use super::values::{choice, default_compression, parse_compression, parse_duration, parse_size};
 use super::{
-    DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRIES,
+    Combine, DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRIES,
     DEFAULT_RETRY_FOR, DEFAULT_ROW_GROUP_SIZE, DEFAULT_STALL_TIMEOUT, JobConfig, RunArgs,
-    Combine, RunOptions, ShardConfig, SourceConfig, Split, shards, values,
+    RunOptions, ShardConfig, SourceConfig, Split, shards, values,
 };
 use crate::error::{Error, Result};
 use crate::sql::{ParamValue, Params, SqlTemplate};
@@ -223,8 +223,9 @@ fn options(args: &RunArgs, job: &LoadedJob) -> Result<RunOptions> {
 /// `--memory-limit`, else the job's `memory_limit`, else the default.
 fn memory_limit(args: &RunArgs, job: &LoadedJob) -> Result<u64> {
     match (&args.memory_limit, &job.file.memory_limit) {
-        (Some(s), _) => parse_size(s)
-            .map_err(|e| Error::config(None, format!("--memory-limit: {e}"))),
+        (Some(s), _) => {
+            parse_size(s).map_err(|e| Error::config(None, format!("--memory-limit: {e}")))
+        }
         (None, Some(toml::Value::Integer(n))) if *n > 0 => Ok(*n as u64),
         (None, Some(toml::Value::String(s))) => {
             parse_size(s).map_err(|e| job.error(format!("memory_limit: {e}")))
@@ -250,7 +251,10 @@ fn combine(
 ) -> Result<Combine> {
     let merge = match (&args.merge, &args.merge_file, &job.file.merge) {
         (Some(_), Some(_), _) => {
-            return Err(Error::config(None, "give --merge or --merge-file, not both"));
+            return Err(Error::config(
+                None,
+                "give --merge or --merge-file, not both",
+            ));
         }
         (Some(sql), None, _) => Some(sql.clone()),
         (None, Some(path), _) => Some(
@@ -271,7 +275,14 @@ fn combine(
     let all_sqlite = shards
         .iter()
         .all(|s| matches!(s.source, SourceConfig::Sqlite(_)));
-    let split = match crate::combine::rewrite(&query.text, params, all_sqlite)
+    // Range, hash and predicate partitions filter on a column of the input rows.
+    let input_columns = matches!(
+        options.partition,
+        Some(
+            PartitionSpec::Range { .. } | PartitionSpec::Hash { .. } | PartitionSpec::Predicates(_)
+        )
+    );
+    let split = match crate::combine::rewrite(&query.text, params, all_sqlite, input_columns)
         .map_err(|e| query_error(&query.path, e))?
     {
         crate::combine::Rewrite::Stream => return Ok(Combine::Off),
@@ -285,10 +296,14 @@ fn combine(
             ),
         ));
     }
-    let rows = SqlTemplate::parse(&split.rows)
-        .map_err(|e| query_error(&query.path, format!("the split query is invalid ({e}): {}", split.rows)))?;
+    let rows = SqlTemplate::parse(&split.rows).map_err(|e| {
+        query_error(
+            &query.path,
+            format!("the split query is invalid ({e}): {}", split.rows),
+        )
+    })?;
     Ok(Combine::Split {
-        split: Arc::new(split),
+        split: Arc::from(split),
         rows,
     })
 }

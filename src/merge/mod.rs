@@ -333,8 +333,7 @@ impl Merger {
         let conform_to = schema.clone();
         let conform = Arc::new(move |task: usize, batch: RecordBatch| {
             let shard = with_shard.then(|| shards[task].as_str());
-            schema::conform(batch, &conform_to, shard)
-                .map_err(|e| Error::output("spool", e))
+            schema::conform(batch, &conform_to, shard).map_err(|e| Error::output("spool", e))
         });
         // The output is the final step's: one task of its own, no shard column.
         self.settings.shard_column = None;
@@ -348,7 +347,8 @@ impl Merger {
         let mut first = true;
         spool.run(&step, schema, conform, |batch| {
             if first {
-                self.schema.observe("(final step)", &batch.schema(), false)?;
+                self.schema
+                    .observe("(final step)", &batch.schema(), false)?;
                 first = false;
             }
             self.encode(0, batch, &hold)

@@ -124,7 +124,11 @@ pub struct Deferred {
 
 /// The plan of an unpartitioned job: one task per shard.
 pub fn unpartitioned(config: &JobConfig, types: &InputTypes) -> Plan {
-    plan(config, config.shards.iter().map(|_| Ok(None)).collect(), types)
+    plan(
+        config,
+        config.shards.iter().map(|_| Ok(None)).collect(),
+        types,
+    )
 }
 
 /// The SQL dialect of shard `index`.
@@ -154,8 +158,14 @@ fn shard_query(config: &JobConfig, index: usize, rows: TaskQuery, types: &InputT
         return rows;
     };
     let wrap = |sql: &str| {
-        combine::shard_sql(split, sql, dialect(config, index), types, &config.shards[index].name)
-            .expect("checked by check_split before planning")
+        combine::shard_sql(
+            split,
+            sql,
+            dialect(config, index),
+            types,
+            &config.shards[index].name,
+        )
+        .expect("checked by check_split before planning")
     };
     match rows {
         TaskQuery::Postgres { sql } => TaskQuery::Postgres { sql: wrap(&sql) },

@@ -437,7 +437,7 @@ async fn top_k_and_global_order() {
     check_all(vec![
         case(
             Set::Pg,
-            "SELECT customer_id, sum(unit_price * quantity) AS spent FROM orders GROUP BY customer_id
+            "SELECT customer_id, sum(CAST(unit_price * quantity AS numeric(14, 2))) AS spent FROM orders GROUP BY customer_id
              ORDER BY spent DESC NULLS LAST, customer_id LIMIT 5",
         )
         .ordered(),
@@ -484,7 +484,7 @@ async fn expressions_of_aggregates() {
     check_all(vec![
         case(
             Set::Pg,
-            "SELECT region, sum(unit_price * quantity) / sum(quantity) AS per_unit,
+            "SELECT region, sum(CAST(unit_price * quantity AS numeric(14, 2))) / sum(quantity) AS per_unit,
                     round(avg(quantity), 2) AS mean_q
              FROM orders GROUP BY region",
         ),
@@ -708,7 +708,7 @@ async fn answers_right_without_combining_equal_the_oracle() {
         "SELECT date_trunc('month', ordered_at) AS month, count(*) AS n FROM orders GROUP BY 1 ORDER BY 1",
         "SELECT region, round(avg(unit_price), 2) AS mean_price, sum(quantity)::numeric(12, 0) AS units
          FROM orders GROUP BY region",
-        "SELECT customer_id, sum(unit_price * quantity) AS spent FROM orders GROUP BY customer_id
+        "SELECT customer_id, sum(CAST(unit_price * quantity AS numeric(14, 2))) AS spent FROM orders GROUP BY customer_id
          ORDER BY spent DESC NULLS LAST, customer_id LIMIT 5",
         "SELECT count(quantity) AS n, sum(quantity) AS s, avg(unit_price) AS a FROM orders
          WHERE category = 'ghost'",
@@ -774,6 +774,23 @@ async fn refused_constructs_exit_3_before_connecting() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A sum over an expression PostgreSQL types as an unbounded numeric (`numeric(10,2) *
+/// int`) has no exact Parquet type: it is refused naming the expression and the cast
+/// that fixes it, once the shards are described and before any row is read.
+#[tokio::test]
+async fn an_unbounded_numeric_sum_is_refused_naming_its_expression() {
+    let f = fixture::fixture().await;
+    let sql = "SELECT region, sum(unit_price * quantity) AS spent FROM orders GROUP BY region";
+    let run = run_binary(sql, &Set::Pg.shards(f), &[]).await;
+    assert_eq!(run.status, Some(3), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unit_price * quantity") && run.stderr.contains("CAST("),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.output.exists());
 }
 
 /// `--combine off` keeps today's concatenation: one row per shard and group, each equal to

@@ -20,6 +20,9 @@ async fn declared_types_then_values_decide_column_types() {
         "SELECT id, name, price, day, at, ok, raw, n, id * 2 AS twice, sum(price) OVER () AS total FROM t ORDER BY id",
         &[("a", &url)],
     );
+    // The window sees one shard's rows: what --combine off asks for.
+    let mut job = job;
+    job.args.combine = Some(false);
     let batch = concat(&job.run_ok().await);
     let schema = batch.schema();
     let ty = |n: &str| schema.field_with_name(n).unwrap().data_type().clone();
