@@ -824,7 +824,6 @@ fn rows_rewrite(
         });
     }
     let limit = cut.shard_limit(params);
-    let (final_limit, final_offset) = cut.final_limit(params)?;
     let mut why = Vec::new();
     if distinct {
         why.push(
@@ -841,14 +840,37 @@ fn rows_rewrite(
             "LIMIT/OFFSET: the final step cuts the rows of every shard"
         });
     }
+    rows_split(
+        row_query(query, select, distinct, &columns),
+        distinct,
+        order_by,
+        cut,
+        params,
+        hidden,
+        why.join("; "),
+    )
+}
+
+/// A split of rows (no aggregate): each shard sorts, deduplicates and cuts (`LIMIT
+/// n + m`), the final step does the same over all of them.
+fn rows_split(
+    rows: String,
+    distinct: bool,
+    order_by: Vec<SortKey>,
+    cut: Cut,
+    params: &Params,
+    hidden: Vec<String>,
+    why: String,
+) -> Result<Rewrite, CombineError> {
+    let (limit, offset) = cut.final_limit(params)?;
     Ok(Rewrite::Combine(Box::new(Split {
         strategy: Strategy::Rows,
-        rows: row_query(query, select, distinct, &columns),
+        rows,
         partial: Partial {
             columns: None,
             group_by: Vec::new(),
             order_by: order_by.clone(),
-            limit,
+            limit: cut.shard_limit(params),
         },
         finish: Finish {
             columns: None,
@@ -858,20 +880,18 @@ fn rows_rewrite(
             order_by: order_by
                 .into_iter()
                 .map(|k| {
-                    (
-                        FinalExpr {
-                            template: k.expr.clone(),
-                            aggregates: Vec::new(),
-                        },
-                        k,
-                    )
+                    let expr = FinalExpr {
+                        template: k.expr.clone(),
+                        aggregates: Vec::new(),
+                    };
+                    (expr, k)
                 })
                 .collect(),
-            limit: final_limit,
-            offset: final_offset,
+            limit,
+            offset,
             hidden,
         },
-        why: why.join("; "),
+        why,
         row_sql: Default::default(),
     })))
 }
@@ -904,45 +924,20 @@ fn set_rewrite(
         let _ = write!(rows, "{with} ");
     }
     let _ = write!(rows, "{}", query.body);
-    let limit = cut.shard_limit(params);
-    let (final_limit, final_offset) = cut.final_limit(params)?;
-    Ok(Rewrite::Combine(Box::new(Split {
-        strategy: Strategy::Rows,
+    let why = if distinct {
+        "UNION: each shard runs it, the final step deduplicates the rows of all"
+    } else {
+        "a set operation cut by ORDER BY/LIMIT: each shard cuts its rows, the final step cuts them all"
+    };
+    rows_split(
         rows,
-        partial: Partial {
-            columns: None,
-            group_by: Vec::new(),
-            order_by: order_by.clone(),
-            limit,
-        },
-        finish: Finish {
-            columns: None,
-            distinct,
-            group_by: Vec::new(),
-            having: None,
-            order_by: order_by
-                .into_iter()
-                .map(|k| {
-                    (
-                        FinalExpr {
-                            template: k.expr.clone(),
-                            aggregates: Vec::new(),
-                        },
-                        k,
-                    )
-                })
-                .collect(),
-            limit: final_limit,
-            offset: final_offset,
-            hidden: Vec::new(),
-        },
-        why: if distinct {
-            "UNION: each shard runs it, the final step deduplicates the rows of all".into()
-        } else {
-            "a set operation cut by ORDER BY/LIMIT: each shard cuts its rows, the final step cuts them all".into()
-        },
-        row_sql: Default::default(),
-    })))
+        distinct,
+        order_by,
+        cut,
+        params,
+        Vec::new(),
+        why.into(),
+    )
 }
 
 /// The aggregate split being built: the row query's columns and the partial step's.
