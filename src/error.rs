@@ -63,8 +63,20 @@ pub enum Error {
     ShardColumnTaken { column: String, shard: String },
 
     /// `--allow-partial`: the output was written without the rows of the failed tasks.
-    #[error("{failed} of {total} tasks failed; the output holds the rows of the others")]
-    Partial { failed: usize, total: usize },
+    #[error(
+        "{failed} of {total} tasks failed; {}",
+        if *combined {
+            "the output was combined from the others' rows only: its aggregates leave the failed shards out"
+        } else {
+            "the output holds the rows of the others"
+        }
+    )]
+    Partial {
+        failed: usize,
+        total: usize,
+        /// The rows went through a final step (combining or `--merge`).
+        combined: bool,
+    },
 
     /// The output could not be written. Nothing is left at `path`.
     #[error("cannot write {}: {message}", path.display())]

@@ -74,6 +74,7 @@ pub async fn run(
                 elapsed: started.elapsed(),
                 snapshots: Default::default(),
                 consistent: true,
+                combined: None,
             };
             return (report, Err(e));
         }

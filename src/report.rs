@@ -53,9 +53,83 @@ pub struct RunReport {
     pub snapshots: std::collections::BTreeMap<String, String>,
     /// False when partitions read independently (`--no-snapshot`).
     pub consistent: bool,
+    /// The final step over every task's rows, when the run has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub combined: Option<Combined>,
+}
+
+/// What a run's final step combined.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Combined {
+    /// How the rows were combined, and why.
+    pub strategy: String,
+    /// Shards whose every task succeeded: the result covers all of their rows.
+    pub covers: Vec<String>,
+    /// Shards whose every task failed (`--allow-partial`): none of their rows is in the
+    /// result.
+    pub missing: Vec<String>,
+    /// Shards of which some partitions failed: the result holds only the others' rows.
+    pub incomplete: Vec<String>,
+}
+
+impl Combined {
+    /// The shards of `tasks`, each once in order of first appearance, sorted by how many
+    /// of their tasks succeeded.
+    pub fn new(strategy: String, tasks: &[TaskReport]) -> Combined {
+        let mut combined = Combined {
+            strategy,
+            covers: Vec::new(),
+            missing: Vec::new(),
+            incomplete: Vec::new(),
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        for t in tasks {
+            if seen.contains(&t.shard.as_str()) {
+                continue;
+            }
+            seen.push(&t.shard);
+            let (ok, all) = tasks
+                .iter()
+                .filter(|u| u.shard == t.shard)
+                .fold((0, 0), |(ok, all), u| {
+                    (ok + usize::from(u.outcome == Outcome::Ok), all + 1)
+                });
+            let list = match ok {
+                0 => &mut combined.missing,
+                ok if ok == all => &mut combined.covers,
+                _ => &mut combined.incomplete,
+            };
+            list.push(t.shard.clone());
+        }
+        combined
+    }
+
+    /// What the summary says of a result that leaves shards out, if it does.
+    fn partial(&self) -> Option<String> {
+        if self.missing.is_empty() && self.incomplete.is_empty() {
+            return None;
+        }
+        let mut lost = Vec::new();
+        if !self.missing.is_empty() {
+            lost.push(format!("the rows of {}", names(&self.missing)));
+        }
+        if !self.incomplete.is_empty() {
+            lost.push(format!(
+                "the failed partitions' rows of {}",
+                names(&self.incomplete)
+            ));
+        }
+        Some(format!(
+            "PARTIAL: the result covers only shard{} {} in full; {} are missing from every aggregate",
+            if self.covers.len() == 1 { "" } else { "s" },
+            names(&self.covers),
+            lost.join(" and ")
+        ))
+    }
 }
 
 impl RunReport {
+    /// The rows the tasks that succeeded returned (a combined run's partial rows).
     pub fn rows(&self) -> u64 {
         self.tasks
             .iter()
@@ -213,6 +287,17 @@ impl fmt::Display for RunReport {
         for (shard, id) in &self.snapshots {
             writeln!(f, "shard {shard}: all partitions read snapshot {id}")?;
         }
+        if let Some(c) = &self.combined {
+            writeln!(
+                f,
+                "combined {} rows from the shards in a final step: {}",
+                thousands(self.rows()),
+                c.strategy
+            )?;
+            if let Some(partial) = c.partial() {
+                writeln!(f, "{partial}")?;
+            }
+        }
         let outcome = match &self.output {
             Some(o) if o.files.len() > 1 => format!(
                 "wrote {} files, {} .. {} ({} row groups, {}{}){}",
@@ -235,13 +320,27 @@ impl fmt::Display for RunReport {
             ),
             None => "no output written".to_string(),
         };
+        // A combined run's total is its result's rows, not the partial rows above.
+        let total = match (&self.combined, &self.output) {
+            (Some(_), Some(o)) => o.rows,
+            _ => self.rows(),
+        };
         write!(
             f,
             "{:<width$}  {:>rows_width$}  {:>7.2}s  {outcome}",
             "total",
-            thousands(self.rows()),
+            thousands(total),
             self.elapsed.as_secs_f64()
         )
+    }
+}
+
+/// Shard names for the summary: `a, b` (`none` for no shard).
+fn names(shards: &[String]) -> String {
+    if shards.is_empty() {
+        "none".into()
+    } else {
+        shards.join(", ")
     }
 }
 
@@ -369,6 +468,40 @@ fn label(task: &Task) -> String {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn a_combined_result_names_the_shards_it_leaves_out() {
+        let task = |shard: &str, ok: bool| TaskReport {
+            task: 0,
+            shard: shard.into(),
+            partition: Some("p".into()),
+            rows: 1,
+            duration: Duration::ZERO,
+            attempts: 1,
+            outcome: if ok {
+                Outcome::Ok
+            } else {
+                Outcome::Failed("gone".into())
+            },
+        };
+        let tasks = [
+            task("eu", true),
+            task("us", true),
+            task("us", false),
+            task("ap", false),
+            task("eu", true),
+            task("ap", false),
+        ];
+        let c = Combined::new("s".into(), &tasks);
+        assert_eq!(c.covers, ["eu"]);
+        assert_eq!(c.missing, ["ap"]);
+        assert_eq!(c.incomplete, ["us"]);
+        assert_eq!(
+            c.partial().unwrap(),
+            "PARTIAL: the result covers only shard eu in full; the rows of ap and the failed partitions' rows of us are missing from every aggregate"
+        );
+        assert_eq!(Combined::new("s".into(), &tasks[..2]).partial(), None);
+    }
 
     #[test]
     fn numbers_are_readable() {

@@ -22,12 +22,14 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{Expr, SortExpr};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures_util::StreamExt;
 
+use super::SortKey;
 use crate::error::{Error, Result};
 
 /// The default of `--memory-limit`: what the final step's sorts and aggregations may
@@ -46,6 +48,10 @@ pub struct FinalStep {
     pub memory_limit: u64,
     /// The average scales the SQL calls (`udf`).
     pub avg_scales: Vec<i8>,
+    /// The order of each task's rows, by columns of `shards` (names or 1-based
+    /// positions): the final step merges the tasks' rows in that order instead of
+    /// sorting them again, when it compares every key as the shards do.
+    pub sorted: Vec<SortKey>,
     /// What the output's metadata records of the step.
     pub strategy: String,
 }
@@ -188,7 +194,9 @@ impl Spool {
         for f in super::udf::functions(&step.avg_scales) {
             ctx.register_udf(f);
         }
-        let table = StreamingTable::try_new(schema.clone(), partitions).map_err(failed)?;
+        let table = StreamingTable::try_new(schema.clone(), partitions)
+            .map_err(failed)?
+            .with_sort_order(ordering(&step.sorted, &schema));
         ctx.register_table("shards", Arc::new(table))
             .map_err(failed)?;
         let mut stream = handle
@@ -205,6 +213,46 @@ impl Spool {
         }
         Ok(())
     }
+}
+
+/// The order every partition of `shards` holds, as DataFusion states it, when each key
+/// is a column whose values DataFusion compares as the shards do: numbers, decimals,
+/// dates, times, timestamps and booleans. Text is left out (a database's collation may
+/// order it otherwise than by code point), and with it the keys after it; so is a key
+/// that names no column. An empty order: the final step sorts.
+fn ordering(keys: &[SortKey], schema: &Schema) -> Vec<SortExpr> {
+    let mut order = Vec::new();
+    for key in keys {
+        let index = match key.expr.parse::<usize>() {
+            Ok(position) => position.checked_sub(1),
+            Err(_) => {
+                let name = match key.expr.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+                    Some(quoted) => quoted.replace("\"\"", "\""),
+                    None => key.expr.to_lowercase(),
+                };
+                schema.index_of(&name).ok()
+            }
+        };
+        let Some(field) = index.and_then(|i| schema.fields().get(i)) else {
+            break;
+        };
+        let comparable = field.data_type().is_numeric()
+            || matches!(
+                field.data_type(),
+                DataType::Boolean
+                    | DataType::Date32
+                    | DataType::Date64
+                    | DataType::Time32(_)
+                    | DataType::Time64(_)
+                    | DataType::Timestamp(_, _)
+            );
+        if !comparable {
+            break;
+        }
+        let column = Expr::Column(datafusion::common::Column::new_unqualified(field.name()));
+        order.push(column.sort(!key.desc, key.nulls_first));
+    }
+    order
 }
 
 /// A final batch in the output's columns: hidden sort keys dropped, columns renamed.
@@ -304,5 +352,123 @@ impl PartitionStream for SpoolPartition {
             self.schema.clone(),
             futures_util::stream::iter(batches),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int64Array, StringArray};
+    use arrow::datatypes::Field;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]))
+    }
+
+    /// Two tasks' rows, each sorted by `k` ascending, NULLs last.
+    fn spool() -> Spool {
+        let mut spool = Spool::new().unwrap();
+        let rows: [&[Option<i64>]; 2] = [&[Some(1), Some(4), Some(9), None], &[Some(2), Some(3)]];
+        for (task, keys) in rows.into_iter().enumerate() {
+            let names: Vec<String> = keys.iter().map(|k| format!("{k:?}")).collect();
+            let batch = RecordBatch::try_new(
+                schema(),
+                vec![
+                    Arc::new(Int64Array::from(keys.to_vec())),
+                    Arc::new(StringArray::from(names)),
+                ],
+            )
+            .unwrap();
+            spool.write(task, &batch).unwrap();
+            spool.finish(task).unwrap();
+        }
+        spool
+    }
+
+    fn step(sql: &str, key: &str) -> FinalStep {
+        FinalStep {
+            sql: sql.into(),
+            names: None,
+            hidden: Vec::new(),
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            avg_scales: Vec::new(),
+            sorted: vec![SortKey {
+                expr: key.into(),
+                desc: false,
+                nulls_first: false,
+            }],
+            strategy: String::new(),
+        }
+    }
+
+    /// Runs `step` over [`spool`]'s rows; the output's batches.
+    fn run(step: &FinalStep) -> Vec<RecordBatch> {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let _entered = runtime.enter();
+        let mut out = Vec::new();
+        spool()
+            .run(step, schema(), Arc::new(|_, b| Ok(b)), |b| {
+                out.push(b);
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    fn physical_plan(step: &FinalStep) -> String {
+        let batches = run(step);
+        let plans = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+        let text = plans
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        (0..plans.num_rows())
+            .map(|i| text.value(i))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn sorted_tasks_are_merged_not_sorted_again() {
+        let plan = physical_plan(&step(
+            "EXPLAIN SELECT * FROM shards ORDER BY k ASC NULLS LAST",
+            "k",
+        ));
+        assert!(plan.contains("SortPreservingMergeExec"), "{plan}");
+        assert!(!plan.contains("SortExec"), "{plan}");
+
+        // By position, as a set operation's ORDER BY names its columns.
+        let plan = physical_plan(&step(
+            "EXPLAIN SELECT * FROM shards ORDER BY k ASC NULLS LAST LIMIT 2",
+            "1",
+        ));
+        assert!(
+            plan.contains("SortPreservingMergeExec: [k@0 ASC NULLS LAST], fetch=2"),
+            "{plan}"
+        );
+        assert!(!plan.contains("SortExec"), "{plan}");
+
+        let batches = run(&step("SELECT * FROM shards ORDER BY k ASC NULLS LAST", "k"));
+        let keys: Vec<Option<i64>> = batches
+            .iter()
+            .flat_map(|b| {
+                let k = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                (0..k.len())
+                    .map(|i| k.is_valid(i).then(|| k.value(i)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(keys, [Some(1), Some(2), Some(3), Some(4), Some(9), None]);
+    }
+
+    #[test]
+    fn text_keys_are_sorted_again() {
+        // The shards may have ordered text by a collation, not by code point.
+        let plan = physical_plan(&step("EXPLAIN SELECT * FROM shards ORDER BY name", "name"));
+        assert!(plan.contains("SortExec"), "{plan}");
     }
 }

@@ -831,7 +831,7 @@ fn rows_rewrite(
         );
     }
     if !order_by.is_empty() {
-        why.push("ORDER BY: each shard sorts its rows, the final step sorts them all");
+        why.push("ORDER BY: each shard sorts its rows, the final step merges the sorted rows (it sorts them again after a text key)");
     }
     if cut.limit.is_some() || cut.offset.is_some() {
         why.push(if limit.is_some() {

@@ -278,6 +278,7 @@ pub async fn execute(
                 hidden: f.hidden.clone(),
                 memory_limit: config.options.memory_limit,
                 avg_scales: f.avg_scales.clone(),
+                sorted: f.sorted.clone(),
                 strategy: f.why.clone(),
             }),
         },
@@ -603,7 +604,11 @@ impl Driver<'_> {
                 let total = reports.tasks.len();
                 let failed = failed.min(total);
                 let outcome = if failed > 0 {
-                    Err(Error::Partial { failed, total })
+                    Err(Error::Partial {
+                        failed,
+                        total,
+                        combined: plan.final_step.is_some(),
+                    })
                 } else {
                     Ok(())
                 };
@@ -621,6 +626,8 @@ struct RunReports {
     tasks: Vec<TaskReport>,
     snapshots: std::collections::BTreeMap<String, String>,
     consistent: bool,
+    /// The final step's strategy, when the run has one.
+    combined: Option<String>,
 }
 
 impl RunReports {
@@ -654,11 +661,15 @@ impl RunReports {
             tasks,
             snapshots: plan.snapshots.clone(),
             consistent: config.options.partition.is_none() || config.options.consistent,
+            combined: plan.final_step.as_ref().map(|f| f.why.clone()),
         }
     }
 
     fn finish(self, output: Option<OutputSummary>) -> RunReport {
         RunReport {
+            combined: self
+                .combined
+                .map(|strategy| report::Combined::new(strategy, &self.tasks)),
             tasks: self.tasks,
             output,
             elapsed: self.started.elapsed(),

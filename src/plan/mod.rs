@@ -88,6 +88,9 @@ pub struct FinalPlan {
     /// Columns of `shards` left out of the output.
     pub hidden: Vec<String>,
     pub avg_scales: Vec<i8>,
+    /// The order each task's rows arrive in (columns of `shards`), which the final step
+    /// merges rather than sorts again where it can compare as the shards did.
+    pub sorted: Vec<combine::SortKey>,
 }
 
 impl FinalPlan {
@@ -100,6 +103,7 @@ impl FinalPlan {
                 names: None,
                 hidden: Vec::new(),
                 avg_scales: Vec::new(),
+                sorted: Vec::new(),
             }),
             Combine::Split { split, .. } => Some(FinalPlan {
                 why: split.why.clone(),
@@ -107,6 +111,11 @@ impl FinalPlan {
                 names: split.output_names(),
                 hidden: split.finish.hidden.clone(),
                 avg_scales: combine::avg_scales(split, types),
+                sorted: match split.strategy {
+                    combine::Strategy::Rows => split.partial.order_by.clone(),
+                    // The shards' groups are not in the final order.
+                    combine::Strategy::Aggregate => Vec::new(),
+                },
             }),
         }
     }

@@ -820,3 +820,71 @@ async fn combine_off_writes_each_shards_own_rows() {
         panic!("{e}\n{}", compare::render(&got, &want, 30));
     }
 }
+
+/// `--allow-partial` with a shard that fails: the final step combines the others' rows,
+/// and the summary, the report and the error say the result leaves that shard out.
+#[tokio::test]
+async fn a_partial_run_says_its_aggregates_cover_only_the_shards_that_succeeded() {
+    let f = fixture::fixture().await;
+    let sql = "SELECT count(*) AS n, sum(quantity) AS q FROM orders";
+    let gone = format!(
+        "{}/{}",
+        harness::pg_base(),
+        harness::db("cmb_no_such_database")
+    );
+    let mut job = harness::Job::new(
+        sql,
+        &[
+            ("p1", f.pg[0].as_str()),
+            ("gone", &gone),
+            ("p2", f.pg[1].as_str()),
+        ],
+    );
+    job.args.allow_partial = true;
+    let (report, result) = job.run().await;
+    let err = result.expect_err("one shard failed");
+    assert!(
+        matches!(err, tributary::Error::Partial { combined: true, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("its aggregates leave the failed shards out"),
+        "{err}"
+    );
+    let combined = report.combined.as_ref().expect("the run combined");
+    assert_eq!(combined.covers, ["p1", "p2"]);
+    assert_eq!(combined.missing, ["gone"]);
+    assert!(combined.incomplete.is_empty());
+    let summary = report.to_string();
+    assert!(
+        summary.contains(
+            "PARTIAL: the result covers only shards p1, p2 in full; the rows of gone are missing from every aggregate"
+        ),
+        "{summary}"
+    );
+    // The total is the result's one row, not the shards' partial rows.
+    let total: Vec<&str> = summary.lines().last().unwrap().split_whitespace().collect();
+    assert_eq!(total[..2], ["total", "1"], "{summary}");
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["combined"]["missing"], serde_json::json!(["gone"]));
+
+    let mut want = (0i64, 0i64);
+    for name in ["cmb_p1", "cmb_p2"] {
+        let shard = harness::connect(&harness::db(name)).await;
+        let row = shard
+            .query_one("SELECT count(*), sum(quantity)::int8 FROM orders", &[])
+            .await
+            .unwrap();
+        want.0 += row.get::<_, i64>(0);
+        want.1 += row.get::<_, i64>(1);
+    }
+    let got = harness::concat(&harness::read_parquet(&job.output()));
+    assert_eq!(harness::i64_column(&got, "n"), [Some(want.0)]);
+    assert_eq!(
+        got.column_by_name("q").unwrap().data_type(),
+        &DataType::Int64,
+        "sum(int4) is int64"
+    );
+    assert_eq!(harness::i64_column(&got, "q"), [Some(want.1)]);
+}

@@ -405,7 +405,7 @@ pub fn write_query_and_shards(dir: &Path, sql: &str, shards: &str) {
 /// failed, the others wrote their rows.
 pub fn assert_partial(result: &Result<(), Error>, report: &RunReport, failed: usize, total: usize) {
     assert!(
-        matches!(result, Err(Error::Partial { failed: f, total: t }) if *f == failed && *t == total),
+        matches!(result, Err(Error::Partial { failed: f, total: t, .. }) if *f == failed && *t == total),
         "expected {failed} of {total} tasks failed: {result:?}\n{report}"
     );
 }

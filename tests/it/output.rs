@@ -204,6 +204,7 @@ fn the_report_is_written_atomically_into_its_directory_even_a_new_one() {
         elapsed: std::time::Duration::from_millis(1500),
         snapshots: Default::default(),
         consistent: true,
+        combined: None,
     };
     tributary::write_report(&path, &report, &Ok(())).unwrap();
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();

@@ -401,7 +401,8 @@ async fn allow_partial_writes_exactly_the_healthy_shards() {
             err,
             Error::Partial {
                 failed: 1,
-                total: 2
+                total: 2,
+                combined: false
             }
         ),
         "{err}"
