@@ -1,6 +1,7 @@
 -- The benchmark table: a lineitem-like result of 15 columns covering the common types,
 -- generated deterministically (the values are functions of the row number, never of
--- random()), about 1% NULLs in the nullable columns. `:rows` is replaced by the harness.
+-- random()), about 1% NULLs in the nullable columns. `:first` and `:last` (the row numbers)
+-- are replaced by the harness.
 -- UNLOGGED: the table is a fixture and need not survive a crash; it loads without WAL.
 DROP TABLE IF EXISTS lineitem_new;
 CREATE UNLOGGED TABLE lineitem_new (
@@ -40,7 +41,7 @@ SELECT g,
             ELSE left(md5(g::text) || ' carefully final deposits ' || md5((g * 3)::text),
                       20 + (h % 70)::int) END
 FROM (SELECT g, (g * 2246822519) % 1000003 AS h
-      FROM generate_series(1::bigint, :rows) AS g) AS s;
+      FROM generate_series(:first::bigint, :last) AS g) AS s;
 -- Hint bits and statistics now, so that the first timed read does not write the table.
 VACUUM (FREEZE, ANALYZE) lineitem_new;
 DROP TABLE IF EXISTS :table;

@@ -10,6 +10,11 @@
 //!   rows on 64 shards at once, against the same run one task at a time, and samples
 //!   `pg_stat_activity` to check that the connections never exceed the configured pools.
 //!
+//! - `combine` splits a lineitem table over 4 databases (2.5M rows each) and runs
+//!   cross-shard queries: an aggregate against the slowest shard's own query (the four
+//!   run at once by psql), a top-100 that must take at most 100 rows from each shard, and
+//!   a GROUP BY of 1M groups under `--memory-limit` values, with peak RSS.
+//!
 //! Peak RSS is measured by `/usr/bin/time` (GNU time) around each child process. Numbers
 //! are medians because the machine is shared: alternating the contenders in one run
 //! exposes them to the same noise, so the ratios are what to read.
@@ -50,6 +55,8 @@ enum Bench {
     Fanout(FanoutArgs),
     /// Per-column compressed sizes and encodings of Parquet files (to compare writers).
     Sizes { files: Vec<PathBuf> },
+    /// Cross-shard combining over 4 shards of 2.5M rows: aggregate, top-k, 1M groups.
+    Combine(CombineArgs),
     /// The COPY decoder alone, in this process: lineitem_1m's binary COPY stream, captured
     /// once, decoded row by row (one slice per tuple, as the server's CopyData messages
     /// arrive) into batches of 8192 rows. No network, no Parquet.
@@ -65,6 +72,26 @@ struct DecodeArgs {
     /// Timed passes over the stream.
     #[arg(long, default_value_t = 9)]
     runs: usize,
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct CombineArgs {
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    server: String,
+    /// Shards: databases `tp_bench_c0`, `tp_bench_c1`, ... on the server.
+    #[arg(long, default_value_t = 4)]
+    shards: u64,
+    /// Rows of each shard's `lineitem` (shard i holds rows i*N+1 ..= (i+1)*N).
+    #[arg(long, default_value_t = 2_500_000)]
+    rows: u64,
+    /// Timed runs of each contender.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// The `--memory-limit` values the 1M-group query runs under.
+    #[arg(long, value_delimiter = ',', default_values_t = ["256MB".to_string(), "64MB".to_string(), "16GB".to_string()])]
+    memory_limits: Vec<String>,
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
 }
@@ -137,6 +164,7 @@ fn main() {
         Bench::Fanout(args) => fanout(&args),
         Bench::Sizes { files } => sizes(&files),
         Bench::Decode(args) => decode(&args),
+        Bench::Combine(args) => combine(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -265,7 +293,24 @@ fn ensure_database(server: &str, database: &str) -> Result<()> {
 
 /// Generates `table` with `rows` rows unless it exists with this generator's stamp.
 fn ensure_lineitem(url: &str, table: &str, rows: u64) -> Result<()> {
-    let stamp = format!("{GENERATOR_VERSION} rows={rows}");
+    ensure_lineitem_rows(
+        url,
+        table,
+        1,
+        rows,
+        format!("{GENERATOR_VERSION} rows={rows}"),
+    )
+}
+
+/// Generates `table` with the rows numbered `first..=last` unless it exists with `stamp`.
+fn ensure_lineitem_rows(
+    url: &str,
+    table: &str,
+    first: u64,
+    last: u64,
+    stamp: String,
+) -> Result<()> {
+    let rows = last + 1 - first;
     let current = psql(
         url,
         &format!("SELECT obj_description(to_regclass('{table}'), 'pg_class')"),
@@ -276,7 +321,8 @@ fn ensure_lineitem(url: &str, table: &str, rows: u64) -> Result<()> {
     eprintln!("generating {table} ({rows} rows; once, then reused)...");
     let started = Instant::now();
     let script = include_str!("lineitem.sql")
-        .replace(":rows", &rows.to_string())
+        .replace(":first", &first.to_string())
+        .replace(":last", &last.to_string())
         .replace(":table_pkey", &format!("{table}_pkey"))
         .replace(":table", table)
         .replace(":stamp", &stamp);
@@ -483,6 +529,186 @@ fn export_one(args: &ExportArgs, url: &str, out: &Path, table: &str, rows: u64) 
     }
     println!("{table_out}");
     Ok(())
+}
+
+/// The aggregate: a few groups, every kind of partial (count, exact sums, avg, min, max).
+const COMBINE_AGGREGATE: &str = "SELECT l_shipmode, l_returned, count(*) AS n, \
+    sum(l_extendedprice) AS revenue, avg(l_quantity) AS avg_qty, min(l_shipdate) AS first_ship, \
+    max(l_committed_at) AS last_commit FROM lineitem GROUP BY l_shipmode, l_returned";
+/// The top-k: a total order, so the 100 rows are one answer.
+const COMBINE_TOP: &str = "SELECT l_id, l_orderkey, l_extendedprice, l_shipdate FROM lineitem \
+    ORDER BY l_extendedprice DESC, l_id LIMIT 100";
+/// 1M groups, each on every shard: 4M partial rows for the final step.
+const COMBINE_GROUPS: &str = "SELECT l_id % 1000000 AS k, count(*) AS n, \
+    sum(l_extendedprice) AS revenue FROM lineitem GROUP BY 1";
+
+fn combine(args: &CombineArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    let out = args.out.canonicalize().map_err(|e| e.to_string())?;
+    let mut urls = Vec::new();
+    for i in 0..args.shards {
+        let database = format!("tp_bench_c{i}");
+        ensure_database(&args.server, &database)?;
+        let url = db_url(&args.server, &database);
+        let (first, last) = (i * args.rows + 1, (i + 1) * args.rows);
+        let stamp = format!("{GENERATOR_VERSION} rows={first}..={last}");
+        ensure_lineitem_rows(&url, "lineitem", first, last, stamp)?;
+        urls.push(url);
+    }
+    let shards_file = out.join("combine-shards.toml");
+    let mut toml = String::from("[shards]\n");
+    for (i, url) in urls.iter().enumerate() {
+        let _ = writeln!(toml, "c{i} = \"{url}\"");
+    }
+    std::fs::write(&shards_file, toml).map_err(|e| e.to_string())?;
+    println!(
+        "tributary combine benchmark: {} shards of {} rows, {} runs each, alternating; {} cores; load average {}",
+        args.shards,
+        args.rows,
+        args.runs,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+
+    // Each shard's own query, all at once as tributary runs them: the slowest decides.
+    let own_queries = |sql: &str| {
+        let script: Vec<String> = urls
+            .iter()
+            .map(|u| format!("psql '{u}' -X -q -At -c \"{sql}\" > /dev/null &"))
+            .collect();
+        Contender {
+            label: "each shard's own query (psql, at once)".into(),
+            program: "sh".into(),
+            args: vec!["-c".into(), format!("{} wait", script.join(" "))],
+            output: None,
+            samples: Vec::new(),
+        }
+    };
+    let run = |name: &str, sql: &str, extra: &[&str]| -> Result<Contender> {
+        let query = out.join(format!("combine-{name}.sql"));
+        std::fs::write(&query, sql).map_err(|e| e.to_string())?;
+        let output = out.join(format!("combine-{name}.parquet"));
+        let report = out.join(format!("combine-{name}.json"));
+        let mut a: Vec<String> = vec![
+            "-q".into(),
+            "run".into(),
+            query.display().to_string(),
+            "--shards".into(),
+            shards_file.display().to_string(),
+            "-o".into(),
+            output.display().to_string(),
+            "--report".into(),
+            report.display().to_string(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        Ok(Contender {
+            label: format!("tributary {}", extra.join(" ")).trim().to_string(),
+            program: tributary_exe().into(),
+            args: a,
+            output: Some(output),
+            samples: Vec::new(),
+        })
+    };
+
+    let mut aggregate = vec![
+        own_queries(COMBINE_AGGREGATE),
+        run("aggregate", COMBINE_AGGREGATE, &[])?,
+    ];
+    alternate(&mut aggregate, args.runs)?;
+    print_combine("aggregate (14 groups)", COMBINE_AGGREGATE, &aggregate, args);
+
+    let mut top = vec![own_queries(COMBINE_TOP), run("top", COMBINE_TOP, &[])?];
+    alternate(&mut top, args.runs)?;
+    print_combine("top 100", COMBINE_TOP, &top, args);
+    let taken = task_rows(&out.join("combine-top.json"))?;
+    println!(
+        "rows each shard returned: {taken:?} (at most 100 each: {}); rows written: {}\n",
+        if taken.iter().all(|&r| r <= 100) {
+            "yes"
+        } else {
+            "NO"
+        },
+        parquet_rows(&out.join("combine-top.parquet"))?
+    );
+
+    let mut groups = Vec::new();
+    for limit in &args.memory_limits {
+        groups.push(run(
+            &format!("groups-{limit}"),
+            COMBINE_GROUPS,
+            &["--memory-limit", limit],
+        )?);
+    }
+    alternate(&mut groups, args.runs)?;
+    print_combine("1M groups", COMBINE_GROUPS, &groups, args);
+    for limit in &args.memory_limits {
+        let name = format!("groups-{limit}");
+        let partial: u64 = task_rows(&out.join(format!("combine-{name}.json")))?
+            .iter()
+            .sum();
+        println!(
+            "--memory-limit {limit}: {partial} partial rows in, {} groups written",
+            parquet_rows(&out.join(format!("combine-{name}.parquet")))?
+        );
+    }
+    Ok(())
+}
+
+/// Runs each contender `runs` times, in turn, after one untimed run of the first.
+fn alternate(contenders: &mut [Contender], runs: usize) -> Result<()> {
+    measure(&contenders[0].program, &contenders[0].args)?;
+    for run in 0..runs {
+        for c in contenders.iter_mut() {
+            let s = measure(&c.program, &c.args)?;
+            eprintln!(
+                "  run {}: {:<40} {:>7.2}s  {:>6.0} MB RSS",
+                run + 1,
+                c.label,
+                s.wall.as_secs_f64(),
+                s.rss as f64 / 1e6
+            );
+            c.samples.push(s);
+        }
+    }
+    Ok(())
+}
+
+fn print_combine(title: &str, sql: &str, contenders: &[Contender], args: &CombineArgs) {
+    let wall = |c: &Contender| median(c.samples.iter().map(|s| s.wall.as_secs_f64()).collect());
+    let rss = |c: &Contender| median(c.samples.iter().map(|s| s.rss as f64 / 1e6).collect());
+    let base = wall(&contenders[0]);
+    let rows = (args.shards * args.rows) as f64;
+    println!(
+        "\n{title}: `{sql}`\nmedians of {} runs (load average now {})\n",
+        args.runs,
+        load_average()
+    );
+    println!("| contender | wall s | x first | input rows/s | peak RSS MB |");
+    println!("|---|---:|---:|---:|---:|");
+    for c in contenders {
+        println!(
+            "| {} | {:.2} | {:.2} | {:.0} | {:.0} |",
+            c.label,
+            wall(c),
+            wall(c) / base,
+            rows / wall(c),
+            rss(c)
+        );
+    }
+    println!();
+}
+
+/// The rows each task returned, from a run's JSON report.
+fn task_rows(report: &Path) -> Result<Vec<u64>> {
+    let text = std::fs::read_to_string(report).map_err(|e| format!("{}: {e}", report.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let tasks = json["run"]["tasks"]
+        .as_array()
+        .ok_or_else(|| format!("{}: no tasks", report.display()))?;
+    Ok(tasks
+        .iter()
+        .map(|t| t["rows"].as_u64().unwrap_or(0))
+        .collect())
 }
 
 /// pg2parquet's command line for the same URL (so the same TLS setting) and query, with
