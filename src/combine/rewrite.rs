@@ -1262,10 +1262,9 @@ impl<'a> AggregateSplit<'a> {
             self.add(f)?;
         }
         let mut columns = Vec::new();
-        for (i, item) in self.items.iter().enumerate() {
+        for item in &self.items {
             let (expr, alias) = item.as_ref().expect("no wildcard in an aggregate query");
             let name = alias.clone().unwrap_or_else(|| column_name(expr));
-            let _ = i;
             columns.push(FinalColumn {
                 name,
                 expr: self.final_expr(expr)?,
@@ -1277,37 +1276,7 @@ impl<'a> AggregateSplit<'a> {
             .as_ref()
             .map(|h| self.final_expr(h))
             .transpose()?;
-        let mut order_by = Vec::new();
-        for (expr, desc, nulls_first) in &cut.order {
-            let expr = match named_item(expr, &self.items)? {
-                Some(index) => FinalExpr {
-                    template: format!("tributary_o{index}"),
-                    aggregates: Vec::new(),
-                },
-                None => {
-                    // An output column named by its alias, or repeated as an expression.
-                    let same = self.items.iter().position(|item| {
-                        item.as_ref().is_some_and(|(e, alias)| {
-                            e.to_string() == expr.to_string()
-                                || matches!(expr, Expr::Identifier(i) if alias.as_deref() == Some(ident_name(i).as_str()))
-                        })
-                    });
-                    match same {
-                        Some(index) => FinalExpr {
-                            template: format!("tributary_o{index}"),
-                            aggregates: Vec::new(),
-                        },
-                        None => self.final_expr(expr)?,
-                    }
-                }
-            };
-            let key = SortKey {
-                expr: String::new(),
-                desc: *desc,
-                nulls_first: *nulls_first,
-            };
-            order_by.push((expr, key));
-        }
+        let order_by = self.final_order(&cut)?;
         let (limit, offset) = cut.final_limit(self.params)?;
         let mut row_columns: Vec<String> = self
             .row_columns
@@ -1333,32 +1302,7 @@ impl<'a> AggregateSplit<'a> {
             })
             .collect();
         partial_columns.extend(self.partials.iter().cloned());
-        let names: BTreeSet<&str> = found
-            .iter()
-            .filter_map(|f| f.name.0.last())
-            .filter_map(|p| match p {
-                ObjectNamePart::Identifier(i) => Some(i.value.as_str()),
-                _ => None,
-            })
-            .collect();
-        let why = format!(
-            "aggregates ({}) over {}: each shard computes partial aggregates per group, the final step combines them{}",
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.into_iter().collect::<Vec<_>>().join(", ")
-            },
-            match self.keys.len() {
-                0 => "the whole result".to_string(),
-                1 => "1 group key".to_string(),
-                n => format!("{n} group keys"),
-            },
-            if self.select.having.is_some() || !cut.is_empty() {
-                " and applies HAVING, ORDER BY and LIMIT"
-            } else {
-                ""
-            },
-        );
+        let why = self.why(&found, &cut);
         Ok(Rewrite::Combine(Box::new(Split {
             strategy: Strategy::Aggregate,
             rows: row_query(self.query, self.select, false, &row_columns),
@@ -1389,5 +1333,76 @@ impl<'a> AggregateSplit<'a> {
                 .map(|(sql, name)| (name.clone(), sql.clone()))
                 .collect(),
         })))
+    }
+
+    /// The final step's ORDER BY: an output column where the key names one (by position,
+    /// alias or the same expression), else the key evaluated over the combined aggregates.
+    fn final_order(&self, cut: &Cut) -> Result<Vec<(FinalExpr, SortKey)>, CombineError> {
+        let mut order_by = Vec::new();
+        for (expr, desc, nulls_first) in &cut.order {
+            let expr = match named_item(expr, &self.items)? {
+                Some(index) => FinalExpr {
+                    template: format!("tributary_o{index}"),
+                    aggregates: Vec::new(),
+                },
+                None => {
+                    // An output column named by its alias, or repeated as an expression.
+                    let alias_of = |alias: &Option<String>| match expr {
+                        Expr::Identifier(i) => alias.as_deref() == Some(ident_name(i).as_str()),
+                        _ => false,
+                    };
+                    let same = self.items.iter().position(|item| {
+                        item.as_ref().is_some_and(|(e, alias)| {
+                            e.to_string() == expr.to_string() || alias_of(alias)
+                        })
+                    });
+                    match same {
+                        Some(index) => FinalExpr {
+                            template: format!("tributary_o{index}"),
+                            aggregates: Vec::new(),
+                        },
+                        None => self.final_expr(expr)?,
+                    }
+                }
+            };
+            let key = SortKey {
+                expr: String::new(),
+                desc: *desc,
+                nulls_first: *nulls_first,
+            };
+            order_by.push((expr, key));
+        }
+        Ok(order_by)
+    }
+
+    /// What `plan` prints about the split: the aggregates, the group keys and what the final
+    /// step applies after combining.
+    fn why(&self, found: &[Function], cut: &Cut) -> String {
+        let names: BTreeSet<&str> = found
+            .iter()
+            .filter_map(|f| f.name.0.last())
+            .filter_map(|p| match p {
+                ObjectNamePart::Identifier(i) => Some(i.value.as_str()),
+                _ => None,
+            })
+            .collect();
+        format!(
+            "aggregates ({}) over {}: each shard computes partial aggregates per group, the final step combines them{}",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.into_iter().collect::<Vec<_>>().join(", ")
+            },
+            match self.keys.len() {
+                0 => "the whole result".to_string(),
+                1 => "1 group key".to_string(),
+                n => format!("{n} group keys"),
+            },
+            if self.select.having.is_some() || !cut.is_empty() {
+                " and applies HAVING, ORDER BY and LIMIT"
+            } else {
+                ""
+            },
+        )
     }
 }
