@@ -30,7 +30,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a query on every shard and write the merged result as one Parquet file.
-    Run(RunCommand),
+    ///
+    /// Each run is recorded in the run ledger (`tributary runs`) and holds its job's
+    /// lock while it runs. A job (`--job`) whose identical run already succeeded, with
+    /// its files unchanged since, is not run again (unless --force).
+    Run(RunJobCommand),
     /// Print the tasks a run would execute, with the exact SQL each sends, without running them.
     ///
     /// To show real partition bounds and row estimates, plan connects to the shards and
@@ -42,6 +46,71 @@ pub enum Command {
     Plan(PlanCommand),
     /// Create SQLite shards with generated orders and run a sharded aggregate over them.
     Demo(DemoCommand),
+    /// List the runs the ledger recorded, newest first, or show one (`runs show ID`).
+    Runs(RunsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunJobCommand {
+    #[command(flatten)]
+    pub run: RunCommand,
+
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+/// The run ledger's flags.
+#[derive(Debug, Args)]
+pub struct LedgerArgs {
+    /// The run ledger, a SQLite file [default: $XDG_STATE_HOME/tributary/ledger.db, else
+    /// ~/.local/state/tributary/ledger.db].
+    #[arg(long, value_name = "PATH")]
+    pub ledger: Option<PathBuf>,
+
+    /// Record nothing, take no lock and skip nothing.
+    #[arg(long, conflicts_with = "ledger")]
+    pub no_ledger: bool,
+
+    /// Run even if an identical run already succeeded and its files are intact.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Take over a job's lock older than this even if its holder may still run (a lock
+    /// whose process died on this host is taken over at once) [default: 24h].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub lock_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsCommand {
+    #[command(subcommand)]
+    pub show: Option<RunsShow>,
+
+    /// Only the runs of this job: its name, or its job file (whose `name`, else stem, is
+    /// the job's name, and whose `ledger` is read).
+    #[arg(long, value_name = "NAME|JOB.toml")]
+    pub job: Option<String>,
+
+    /// How many runs, newest first.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub last: usize,
+
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// The run ledger [default: as for `run`].
+    #[arg(long, value_name = "PATH", global = true)]
+    pub ledger: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsShow {
+    /// Show one run: what it was given, its tasks and the files it wrote.
+    Show {
+        /// The run's id, as `tributary runs` lists it.
+        id: i64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -284,6 +353,18 @@ fn duration(s: &str) -> Result<Duration, ArgError> {
     })
 }
 
+impl From<RunJobCommand> for RunArgs {
+    fn from(c: RunJobCommand) -> RunArgs {
+        RunArgs {
+            ledger: c.ledger.ledger,
+            no_ledger: c.ledger.no_ledger,
+            force: c.ledger.force,
+            lock_timeout: c.ledger.lock_timeout,
+            ..RunArgs::from(c.run)
+        }
+    }
+}
+
 impl From<RunCommand> for RunArgs {
     fn from(c: RunCommand) -> RunArgs {
         RunArgs {
@@ -319,6 +400,7 @@ impl From<RunCommand> for RunArgs {
             merge: c.merge,
             merge_file: c.merge_file,
             memory_limit: c.memory_limit,
+            ..RunArgs::default()
         }
     }
 }

@@ -25,6 +25,8 @@ pub mod exit {
     pub const PARTIAL: i32 = 7;
     /// The output could not be written (permissions, disk full, bad path).
     pub const OUTPUT: i32 = 8;
+    /// Another run of the same job (the same identity) holds its lock; try again later.
+    pub const LOCKED: i32 = 9;
     /// Interrupted by Ctrl-C (SIGINT).
     pub const INTERRUPTED: i32 = 130;
     /// Terminated by SIGTERM.
@@ -91,6 +93,16 @@ pub enum Error {
     #[error("the final step over the shards' results failed: {message}\n  its SQL: {sql}")]
     FinalStep { sql: String, message: String },
 
+    /// The run ledger could not be opened, read or written.
+    #[error("run ledger {}: {message}", path.display())]
+    Ledger { path: PathBuf, message: String },
+
+    /// Another run of the same job holds its lock.
+    #[error(
+        "another run of job `{job}` is in progress: {holder}; this run did nothing (a lock whose process has died is taken over by the next run)"
+    )]
+    Locked { job: String, holder: String },
+
     /// The run was interrupted by a signal; running statements were cancelled.
     #[error("interrupted by {signal}; running queries were cancelled and no output was written")]
     Interrupted { signal: &'static str },
@@ -122,6 +134,8 @@ impl Error {
             Error::Combine(_) => exit::CONFIG,
             Error::FinalStep { .. } => exit::DATA,
             Error::Partial { .. } => exit::PARTIAL,
+            Error::Ledger { .. } => exit::FAILURE,
+            Error::Locked { .. } => exit::LOCKED,
             Error::Interrupted { signal } if *signal == "SIGTERM" => exit::TERMINATED,
             Error::Interrupted { .. } => exit::INTERRUPTED,
         }

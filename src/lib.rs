@@ -37,6 +37,7 @@ pub mod decode;
 pub mod demo;
 pub mod dispatch;
 pub mod error;
+pub mod ledger;
 pub mod merge;
 pub mod plan;
 pub mod report;

@@ -6,6 +6,8 @@ use std::io::IsTerminal;
 use clap::Parser;
 use tributary::cli::{Cli, Command};
 use tributary::error::exit;
+use tributary::ledger::Recorded;
+
 use tributary::{JobConfig, RunArgs};
 
 /// jemalloc rather than glibc's allocator: glibc hands the freed buffers of each encoded
@@ -50,18 +52,41 @@ async fn run(cli: Cli) -> i32 {
                 Ok(c) => c,
                 Err(e) => return fail(&e),
             };
-            let (report, result) = tributary::run(&config, interactive, interrupt).await;
+            let recorded = tributary::ledger::run_recorded(&config, interactive, interrupt).await;
+            let (report, result, unrecorded) = match recorded {
+                Err(e) => return fail(&e),
+                Ok(Recorded::Skipped {
+                    run,
+                    previous,
+                    ended_at,
+                    files,
+                }) => {
+                    println!(
+                        "{}",
+                        skipped(&config.name, run, previous, &ended_at, &files)
+                    );
+                    return exit::SUCCESS;
+                }
+                Ok(Recorded::Ran(ran)) => (ran.report, ran.result, ran.unrecorded),
+            };
             println!("{report}");
             if let Some(path) = &config.options.report
                 && let Err(e) = tributary::write_report(path, &report, &result)
             {
                 eprintln!("error: {e}");
             }
+            if let Some(e) = unrecorded {
+                eprintln!("error: {e} (the run's outcome stands; the ledger does not know it)");
+            }
             match result {
                 Ok(()) => exit::SUCCESS,
                 Err(e) => fail(&e),
             }
         }
+        Command::Runs(args) => match runs(args).await {
+            Ok(()) => exit::SUCCESS,
+            Err(e) => fail(&e),
+        },
         Command::Plan(args) => {
             let mode = if args.offline {
                 tributary::dispatch::PlanMode::Offline
@@ -87,6 +112,75 @@ async fn run(cli: Cli) -> i32 {
             }
         }
     }
+}
+
+/// `tributary runs`: the ledger's runs as a table or JSON, or one run in full.
+async fn runs(args: tributary::cli::RunsCommand) -> Result<(), tributary::Error> {
+    use tributary::ledger::{Ledger, show};
+    let (job, settings) = match &args.job {
+        Some(job) if std::path::Path::new(job).is_file() => {
+            let (name, settings) =
+                tributary::config::job_ledger(std::path::Path::new(job), args.ledger.clone())?;
+            (Some(name), settings.path)
+        }
+        job => (
+            job.clone(),
+            args.ledger.clone().or_else(tributary::ledger::default_path),
+        ),
+    };
+    let path = settings.ok_or_else(|| {
+        tributary::Error::config(
+            None,
+            "no ledger: pass --ledger PATH (neither XDG_STATE_HOME nor HOME is set)",
+        )
+    })?;
+    if !path.exists() {
+        return Err(tributary::Error::Ledger {
+            path,
+            message: "no such file: no run has been recorded there".into(),
+        });
+    }
+    let ledger = Ledger::open(&path).await?;
+    match args.show {
+        Some(tributary::cli::RunsShow::Show { id }) => {
+            let detail = ledger
+                .show(id)
+                .await?
+                .ok_or_else(|| tributary::Error::Ledger {
+                    path: path.clone(),
+                    message: format!("no run {id}"),
+                })?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&detail).expect("JSON"));
+            } else {
+                print!("{}", show::detail(&detail));
+            }
+        }
+        None => {
+            let rows = ledger.list(job.as_deref(), args.last).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&rows).expect("JSON"));
+            } else {
+                print!("{}", show::table(&rows));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The line a run that had nothing to do prints.
+fn skipped(
+    job: &str,
+    run: i64,
+    previous: i64,
+    ended_at: &str,
+    files: &[std::path::PathBuf],
+) -> String {
+    let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    format!(
+        "job `{job}`: already done by run {previous} (ended {ended_at}); its output is unchanged ({}). Nothing ran (recorded as run {run}); --force runs it again.",
+        files.join(", ")
+    )
 }
 
 fn fail(e: &tributary::Error) -> i32 {

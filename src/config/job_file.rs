@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct JobFile {
+    /// The job's name in the ledger, the report and metrics (default: the file's stem).
+    pub name: Option<String>,
     pub query: Option<PathBuf>,
     /// A shards file's path, or the `[shards]` table itself.
     pub shards: Option<toml::Value>,
@@ -46,6 +48,9 @@ pub(super) struct JobFile {
     pub merge: Option<String>,
     /// What the final step holds before it spills: bytes, or text such as `"256MB"`.
     pub memory_limit: Option<toml::Value>,
+    /// The run ledger's path, or `false` for none.
+    pub ledger: Option<toml::Value>,
+    pub lock_timeout: Option<String>,
 }
 
 /// The job file of a run (empty when there is none), and where it is.

@@ -16,7 +16,7 @@ pub mod shards;
 mod type_options;
 pub mod values;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,11 +105,22 @@ pub struct RunArgs {
     pub merge_file: Option<PathBuf>,
     /// `--memory-limit SIZE`: what the final step holds before it spills to disk.
     pub memory_limit: Option<String>,
+    /// `--ledger PATH`: the run ledger's database.
+    pub ledger: Option<PathBuf>,
+    /// `--no-ledger`: record nothing, take no lock, skip nothing.
+    pub no_ledger: bool,
+    /// `--force`: run even when an identical run already succeeded.
+    pub force: bool,
+    /// `--lock-timeout`: past it, a lock is taken over even if its holder may live.
+    pub lock_timeout: Option<Duration>,
 }
 
 /// A validated job: everything the planner and the run need.
 #[derive(Debug, Clone)]
 pub struct JobConfig {
+    /// The job's name: the job file's `name`, else the job file's stem, else the query
+    /// file's.
+    pub name: String,
     /// Where the query came from, for messages and the output's metadata.
     pub query_path: PathBuf,
     /// The query text as written (with `:name` parameters).
@@ -121,7 +132,24 @@ pub struct JobConfig {
     pub options: RunOptions,
     /// How the shards' results are combined.
     pub combine: Combine,
+    /// The run ledger, the job's lock and reruns.
+    pub ledger: LedgerSettings,
 }
+
+/// Where runs are recorded, and how a run treats the runs before it.
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    /// The ledger's database; `None`: no ledger (`--no-ledger`, or no home directory).
+    pub path: Option<PathBuf>,
+    /// Skip a run whose identity already succeeded with its files intact: on for jobs
+    /// (`--job`), unless `--force`.
+    pub skip_done: bool,
+    /// A lock older than this is taken over even if its holder may still live.
+    pub lock_timeout: Duration,
+}
+
+/// The default `--lock-timeout`: longer than any nightly run should take.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// How a job combines the shards' results.
 #[derive(Debug, Clone)]
@@ -186,6 +214,12 @@ pub struct RunOptions {
     pub split: Option<Split>,
     /// What the final step across shards holds in memory before it spills to disk.
     pub memory_limit: u64,
+}
+
+/// For `tributary runs --job JOB.toml`: the job's name, and its ledger settings with
+/// `ledger` (the `--ledger` flag) over the job file's.
+pub fn job_ledger(path: &Path, ledger: Option<PathBuf>) -> Result<(String, LedgerSettings)> {
+    resolve::job_ledger(path, ledger)
 }
 
 impl JobConfig {

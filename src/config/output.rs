@@ -38,9 +38,77 @@ pub fn manifest_path(output: &Path) -> PathBuf {
     output.with_file_name(format!("{stem}.manifest.json"))
 }
 
+/// Why an output path's template cannot be filled in.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TemplateError {
+    #[error("`{{{0}}}` names no parameter of the query")]
+    Unknown(String),
+    #[error("`{{` without its closing `}}` (write `{{{{` for a brace)")]
+    Unclosed,
+    #[error("`}}` without its opening `{{` (write `}}}}` for a brace)")]
+    Unopened,
+    #[error(
+        "parameter `{name}` = {value:?} cannot be part of a path (a `/`, `\\`, `..` or nothing)"
+    )]
+    NotAPathPart { name: String, value: String },
+}
+
+/// Fills in an output path's template: `{name}` is parameter `name`'s value (as the
+/// query receives it), `{{` and `}}` are braces. A value is one path component at most:
+/// it cannot lead the file out of the directory the template names.
+pub fn expand(template: &Path, params: &crate::sql::Params) -> Result<PathBuf, TemplateError> {
+    let text = template.to_string_lossy();
+    if !text.contains(['{', '}']) {
+        return Ok(template.to_owned());
+    }
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                out.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                out.push('}');
+            }
+            '}' => return Err(TemplateError::Unopened),
+            '{' => {
+                let mut name = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(c) => name.push(c),
+                        None => return Err(TemplateError::Unclosed),
+                    }
+                }
+                let value = params
+                    .get(name.trim())
+                    .ok_or_else(|| TemplateError::Unknown(name.clone()))?
+                    .to_string();
+                if value.is_empty()
+                    || value.contains(['/', '\\', '\0'])
+                    || value == ".."
+                    || value == "."
+                {
+                    return Err(TemplateError::NotAPathPart {
+                        name: name.trim().to_string(),
+                        value,
+                    });
+                }
+                out.push_str(&value);
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(PathBuf::from(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::ParamValue;
 
     #[test]
     fn part_names() {
@@ -49,5 +117,58 @@ mod tests {
             Path::new("/d/out-00003.parquet")
         );
         assert_eq!(part_path(Path::new("out"), 0), Path::new("out-00000"));
+    }
+
+    fn params() -> crate::sql::Params {
+        [
+            ("from".to_string(), ParamValue::Text("2026-12-05".into())),
+            ("region".to_string(), ParamValue::Text("eu/west".into())),
+            ("n".to_string(), ParamValue::Int(7)),
+            ("up".to_string(), ParamValue::Text("..".into())),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    #[test]
+    fn a_template_takes_the_parameters_values() {
+        let p = params();
+        assert_eq!(
+            expand(Path::new("out/day={from}/n{ n }.parquet"), &p).unwrap(),
+            PathBuf::from("out/day=2026-12-05/n7.parquet")
+        );
+        assert_eq!(
+            expand(Path::new("out/{{x}}.parquet"), &p).unwrap(),
+            PathBuf::from("out/{x}.parquet")
+        );
+        assert_eq!(
+            expand(Path::new("plain.parquet"), &p).unwrap(),
+            PathBuf::from("plain.parquet")
+        );
+    }
+
+    #[test]
+    fn a_template_that_cannot_be_filled_is_refused() {
+        let p = params();
+        assert_eq!(
+            expand(Path::new("out/{to}.parquet"), &p),
+            Err(TemplateError::Unknown("to".into()))
+        );
+        assert_eq!(
+            expand(Path::new("out/{from.parquet"), &p),
+            Err(TemplateError::Unclosed)
+        );
+        assert_eq!(
+            expand(Path::new("out/from}.parquet"), &p),
+            Err(TemplateError::Unopened)
+        );
+        assert!(matches!(
+            expand(Path::new("out/{region}.parquet"), &p),
+            Err(TemplateError::NotAPathPart { name, .. }) if name == "region"
+        ));
+        assert!(matches!(
+            expand(Path::new("out/{up}/x.parquet"), &p),
+            Err(TemplateError::NotAPathPart { name, .. }) if name == "up"
+        ));
     }
 }

@@ -14,9 +14,10 @@ use super::partition::{self, PartitionSpec};
 use super::type_options::resolve_types;
 use super::values::{choice, default_compression, parse_compression, parse_duration, parse_size};
 use super::{
-    Combine, DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RETRIES,
-    DEFAULT_RETRY_FOR, DEFAULT_ROW_GROUP_SIZE, DEFAULT_STALL_TIMEOUT, JobConfig, RunArgs,
-    RunOptions, ShardConfig, SourceConfig, Split, shards, values,
+    Combine, DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_LOCK_TIMEOUT, DEFAULT_RETRIES, DEFAULT_RETRY_FOR, DEFAULT_ROW_GROUP_SIZE,
+    DEFAULT_STALL_TIMEOUT, JobConfig, LedgerSettings, RunArgs, RunOptions, ShardConfig,
+    SourceConfig, Split, shards, values,
 };
 use crate::error::{Error, Result};
 use crate::sql::{ParamValue, Params, SqlTemplate};
@@ -28,12 +29,15 @@ pub(super) fn resolve(args: RunArgs, needs_output: bool) -> Result<JobConfig> {
     let job = LoadedJob::read(args.job.as_deref())?;
     let query = Query::read(&args, &job)?;
     let shards = shards(&args, &job)?;
-    let output = output(&args, &job, needs_output)?;
     let params = params(&args, &job, &query)?;
+    let output = output(&args, &job, needs_output, &params)?;
     let options = options(&args, &job)?;
     check(&options, &shards, &query, &job)?;
     let combine = combine(&args, &job, &query, &params, &shards, &options)?;
+    let ledger = ledger(&args, &job)?;
+    let name = job_name(&job, &query.path)?;
     Ok(JobConfig {
+        name,
         query_path: query.path,
         query_text: query.text,
         query: query.template,
@@ -42,7 +46,70 @@ pub(super) fn resolve(args: RunArgs, needs_output: bool) -> Result<JobConfig> {
         output,
         options,
         combine,
+        ledger,
     })
+}
+
+/// For `tributary runs --job JOB.toml`: the job's name and the ledger it records to
+/// (`ledger`: `--ledger`, which overrides the job's).
+pub(super) fn job_ledger(
+    path: &Path,
+    ledger_flag: Option<PathBuf>,
+) -> Result<(String, LedgerSettings)> {
+    let job = LoadedJob::read(Some(path))?;
+    let args = RunArgs {
+        job: Some(path.to_owned()),
+        ledger: ledger_flag,
+        ..RunArgs::default()
+    };
+    Ok((job_name(&job, path)?, ledger(&args, &job)?))
+}
+
+/// The ledger: `--no-ledger`, else `--ledger`, else the job's `ledger` (a path, or
+/// `false`), else the default place.
+fn ledger(args: &RunArgs, job: &LoadedJob) -> Result<LedgerSettings> {
+    let path = if args.no_ledger {
+        None
+    } else if let Some(path) = &args.ledger {
+        Some(path.clone())
+    } else {
+        match &job.file.ledger {
+            None => crate::ledger::default_path(),
+            Some(toml::Value::Boolean(false)) => None,
+            Some(toml::Value::String(path)) => Some(job.path_in(Path::new(path))),
+            Some(other) => {
+                return Err(job.error(format!(
+                    "ledger = {other}: expected the ledger's path, or false for none"
+                )));
+            }
+        }
+    };
+    let lock_timeout = duration(
+        args.lock_timeout,
+        &job.file.lock_timeout,
+        "lock_timeout",
+        job,
+    )?
+    .unwrap_or(DEFAULT_LOCK_TIMEOUT);
+    Ok(LedgerSettings {
+        path,
+        skip_done: args.job.is_some() && !args.force,
+        lock_timeout,
+    })
+}
+
+/// The job's name: `name` in the job file, else the job file's stem, else the query's.
+fn job_name(job: &LoadedJob, query: &Path) -> Result<String> {
+    if let Some(name) = &job.file.name {
+        if name.trim().is_empty() || name.chars().any(char::is_control) {
+            return Err(job.error(format!("name {name:?} must be non-empty printable text")));
+        }
+        return Ok(name.clone());
+    }
+    let from = job.path.as_deref().unwrap_or(query);
+    Ok(from
+        .file_stem()
+        .map_or_else(|| "tributary".into(), |s| s.to_string_lossy().into_owned()))
 }
 
 /// The query file, read and lexed.
@@ -91,16 +158,18 @@ fn shards(args: &RunArgs, job: &LoadedJob) -> Result<Vec<ShardConfig>> {
     }
 }
 
-/// The output path; empty when none is given and none is needed.
-fn output(args: &RunArgs, job: &LoadedJob, needs_output: bool) -> Result<PathBuf> {
-    let output = match args
-        .output
-        .clone()
-        .or_else(|| job.file.output.as_deref().map(|p| job.path_in(p)))
-    {
-        Some(output) => output,
-        None if !needs_output => PathBuf::new(),
-        None => {
+/// The output path, its template (`{name}`) filled in with the parameters; empty when
+/// none is given and none is needed.
+fn output(args: &RunArgs, job: &LoadedJob, needs_output: bool, params: &Params) -> Result<PathBuf> {
+    let expand = |template: &Path| {
+        super::output::expand(template, params)
+            .map_err(|e| job.error(format!("output {}: {e}", template.display())))
+    };
+    let output = match (&args.output, &job.file.output) {
+        (Some(output), _) => expand(output)?,
+        (None, Some(output)) => job.path_in(&expand(output)?),
+        (None, None) if !needs_output => PathBuf::new(),
+        (None, None) => {
             return Err(job.error("no output: pass -o OUT.parquet or set `output` in the job file"));
         }
     };

@@ -153,7 +153,15 @@ async fn a_password_given_any_way_appears_in_no_output() {
             harness::write_query_and_shards(dir.path(), sql, &format!("[shards]\na = {shard}\n"));
             let args = job_args(
                 "run",
-                &["-o", "out.parquet", "--report", "report.json", "-vv"],
+                &[
+                    "-o",
+                    "out.parquet",
+                    "--report",
+                    "report.json",
+                    "--ledger",
+                    "ledger.db",
+                    "-vv",
+                ],
             );
             let out = tributary_with(dir.path(), &args, |cmd| {
                 cmd.env("RUST_LOG", "trace").env_remove("PGPASSWORD");
@@ -167,6 +175,16 @@ async fn a_password_given_any_way_appears_in_no_output() {
                 "report",
                 std::fs::read(dir.path().join("report.json")).unwrap(),
             ));
+            // The run ledger, with what its write-ahead log still holds.
+            for file in ["ledger.db", "ledger.db-wal"] {
+                if let Ok(bytes) = std::fs::read(dir.path().join(file)) {
+                    outputs.push(("ledger", bytes));
+                }
+            }
+            assert!(
+                outputs.iter().any(|(name, _)| *name == "ledger"),
+                "{way}: the run was recorded"
+            );
             if ok {
                 outputs.push((
                     "parquet",

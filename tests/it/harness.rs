@@ -305,9 +305,15 @@ pub async fn assert_gone(marker: &str, limit: std::time::Duration) {
     }
 }
 
-/// The `tributary` binary built for these tests.
+/// The `tributary` binary built for these tests. Its default run ledger is under the
+/// build's temporary directory, not the user's home.
 pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tributary"));
+    cmd.env(
+        "XDG_STATE_HOME",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("state"),
+    );
+    cmd
 }
 
 /// The binary run with `args` in the tests' own directory, to its end.

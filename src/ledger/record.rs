@@ -1,0 +1,124 @@
+//! A run under the ledger: lock, skip when already done, run, record.
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use super::{Begin, FileRecord, Holder, Ledger};
+use crate::config::JobConfig;
+use crate::error::{Error, Result};
+use crate::report::RunReport;
+
+/// How a recorded run went.
+#[derive(Debug)]
+pub enum Recorded {
+    /// The job ran.
+    Ran(Box<Ran>),
+    /// An identical run had succeeded and its files are intact: nothing ran.
+    Skipped {
+        run: i64,
+        previous: i64,
+        ended_at: String,
+        files: Vec<PathBuf>,
+    },
+}
+
+/// A run that ran, and what the ledger made of it.
+#[derive(Debug)]
+pub struct Ran {
+    pub report: RunReport,
+    pub result: Result<()>,
+    /// Its id in the ledger, when there is one.
+    pub run: Option<i64>,
+    /// The dead run whose lock this one took over.
+    pub took_over: Option<Holder>,
+    /// Recording the end failed: the run's outcome stands, the ledger does not know it
+    /// (the next run runs again).
+    pub unrecorded: Option<Error>,
+}
+
+/// Runs `config` as [`crate::run`] does, under its ledger when it has one: fails with
+/// [`Error::Locked`] while another run of the job holds its lock, skips the run when an
+/// identical one already succeeded (for jobs, unless forced), and records the run with
+/// its tasks and files.
+pub async fn run_recorded(
+    config: &JobConfig,
+    interactive: bool,
+    interrupt: impl Future<Output = &'static str>,
+) -> Result<Recorded> {
+    let Some(path) = &config.ledger.path else {
+        let (report, result) = crate::run(config, interactive, interrupt).await;
+        return Ok(Recorded::Ran(Box::new(Ran {
+            report,
+            result,
+            run: None,
+            took_over: None,
+            unrecorded: None,
+        })));
+    };
+    let ledger = Ledger::open(path).await?;
+    let started = match ledger
+        .begin(config, !config.ledger.skip_done, config.ledger.lock_timeout)
+        .await?
+    {
+        Begin::Done {
+            run,
+            previous,
+            ended_at,
+            files,
+        } => {
+            return Ok(Recorded::Skipped {
+                run,
+                previous,
+                ended_at,
+                files,
+            });
+        }
+        Begin::Run(started) => started,
+    };
+    if let Some(holder) = &started.took_over {
+        tracing::warn!("took over the lock of {holder}, whose process is gone");
+    }
+    let (report, result) = crate::run(config, interactive, interrupt).await;
+    let files = match (&result, &report.output) {
+        (Ok(()), Some(output)) => {
+            let paths: Vec<PathBuf> = output
+                .files
+                .iter()
+                .chain(&output.manifest)
+                .cloned()
+                .collect();
+            tokio::task::spawn_blocking(move || {
+                paths
+                    .iter()
+                    .map(|p| {
+                        FileRecord::of(p).map_err(|e| {
+                            Error::output(p, format!("cannot read back to record it: {e}"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await
+            .expect("hashing does not panic")
+        }
+        _ => Ok(Vec::new()),
+    };
+    let exit_code = result.as_ref().err().map_or(0, Error::exit_code);
+    // Without its files' checksums the run is recorded all the same, and the next run
+    // of the job does not take it for done.
+    let (files, unreadable) = match files {
+        Ok(files) => (files, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let unrecorded = ledger
+        .finish(&started, &report, result.as_ref().err(), exit_code, &files)
+        .await
+        .err()
+        .or(unreadable);
+    Ok(Recorded::Ran(Box::new(Ran {
+        report,
+        result,
+        run: Some(started.run),
+        took_over: started.took_over,
+        unrecorded,
+    })))
+}
