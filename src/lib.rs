@@ -73,9 +73,8 @@ pub async fn run(
                 tasks: Vec::new(),
                 output: None,
                 elapsed: started.elapsed(),
-                snapshots: Default::default(),
                 consistent: true,
-                combined: None,
+                ..Default::default()
             };
             return (report, Err(e));
         }

@@ -97,6 +97,10 @@ async fn run(cli: Cli) -> i32 {
                 Ok(c) => c,
                 Err(e) => return fail(&e),
             };
+            let config = match tributary::ledger::with_marks(&config).await {
+                Ok(c) => c,
+                Err(e) => return fail(&e),
+            };
             match tributary::dispatch::plan(&config, mode).await {
                 Ok(text) => {
                     print!("{text}");

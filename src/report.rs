@@ -43,7 +43,7 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 }
 
 /// The result of a run, successful or not.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RunReport {
     pub tasks: Vec<TaskReport>,
     pub output: Option<OutputSummary>,
@@ -56,6 +56,10 @@ pub struct RunReport {
     /// The final step over every task's rows, when the run has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub combined: Option<Combined>,
+    /// An incremental job's next mark for each shard whose rows the committed output
+    /// holds in full: the next run reads past it.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub marks: std::collections::BTreeMap<String, crate::plan::window::Mark>,
 }
 
 /// What a run's final step combined.

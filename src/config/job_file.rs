@@ -51,6 +51,19 @@ pub(super) struct JobFile {
     /// The run ledger's path, or `false` for none.
     pub ledger: Option<toml::Value>,
     pub lock_timeout: Option<String>,
+    /// `[incremental]`: read only what changed since the last run.
+    pub incremental: Option<IncrementalFile>,
+}
+
+/// The job file's `[incremental]` table.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IncrementalFile {
+    /// The result's column whose values grow as rows are written or updated.
+    pub column: String,
+    /// How far before the last mark to read again: a duration (`"1h"`) for date and
+    /// timestamp columns, a number for integer ones.
+    pub lookback: Option<toml::Value>,
 }
 
 /// The job file of a run (empty when there is none), and where it is.

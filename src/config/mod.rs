@@ -134,6 +134,19 @@ pub struct JobConfig {
     pub combine: Combine,
     /// The run ledger, the job's lock and reruns.
     pub ledger: LedgerSettings,
+    /// `[incremental]`: each shard reads only the rows past its last mark.
+    pub incremental: Option<Incremental>,
+}
+
+/// An incremental job's settings, and the marks its last successful run recorded.
+#[derive(Debug, Clone)]
+pub struct Incremental {
+    /// The result's column whose values grow as rows are written.
+    pub column: String,
+    pub lookback: Option<crate::plan::window::Lookback>,
+    /// Each shard's mark from the last successful run (from the ledger); a shard
+    /// without one reads everything up to its probed mark.
+    pub last: std::collections::BTreeMap<String, crate::plan::window::Mark>,
 }
 
 /// Where runs are recorded, and how a run treats the runs before it.

@@ -16,8 +16,8 @@ use super::values::{choice, default_compression, parse_compression, parse_durati
 use super::{
     Combine, DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_LOCK_TIMEOUT, DEFAULT_RETRIES, DEFAULT_RETRY_FOR, DEFAULT_ROW_GROUP_SIZE,
-    DEFAULT_STALL_TIMEOUT, JobConfig, LedgerSettings, RunArgs, RunOptions, ShardConfig,
-    SourceConfig, Split, shards, values,
+    DEFAULT_STALL_TIMEOUT, Incremental, JobConfig, LedgerSettings, RunArgs, RunOptions,
+    ShardConfig, SourceConfig, Split, shards, values,
 };
 use crate::error::{Error, Result};
 use crate::sql::{ParamValue, Params, SqlTemplate};
@@ -34,7 +34,12 @@ pub(super) fn resolve(args: RunArgs, needs_output: bool) -> Result<JobConfig> {
     let options = options(&args, &job)?;
     check(&options, &shards, &query, &job)?;
     let combine = combine(&args, &job, &query, &params, &shards, &options)?;
-    let ledger = ledger(&args, &job)?;
+    let mut ledger = ledger(&args, &job)?;
+    let incremental = incremental(&job, &ledger, &combine)?;
+    if incremental.is_some() {
+        // New rows may have come since: an incremental job always runs.
+        ledger.skip_done = false;
+    }
     let name = job_name(&job, &query.path)?;
     Ok(JobConfig {
         name,
@@ -47,7 +52,52 @@ pub(super) fn resolve(args: RunArgs, needs_output: bool) -> Result<JobConfig> {
         options,
         combine,
         ledger,
+        incremental,
     })
+}
+
+/// The job's `[incremental]` table, checked against how it runs.
+fn incremental(
+    job: &LoadedJob,
+    ledger: &LedgerSettings,
+    combine: &Combine,
+) -> Result<Option<Incremental>> {
+    use crate::plan::window::Lookback;
+    let Some(file) = &job.file.incremental else {
+        return Ok(None);
+    };
+    if file.column.trim().is_empty() {
+        return Err(job.error("[incremental] column must name a column of the result"));
+    }
+    if ledger.path.is_none() {
+        return Err(job.error(
+            "[incremental] keeps each shard's mark in the run ledger: it cannot run with --no-ledger or `ledger = false`",
+        ));
+    }
+    if matches!(combine, Combine::Split { .. }) {
+        return Err(job.error(
+            "[incremental] reads the rows that changed, but this query is combined across shards (aggregates, DISTINCT, ORDER BY or LIMIT): aggregate the incremental rows downstream, or use --combine off",
+        ));
+    }
+    let lookback = match &file.lookback {
+        None => None,
+        Some(toml::Value::String(s)) => {
+            Some(Lookback::Time(parse_duration(s).map_err(|e| {
+                job.error(format!("[incremental] lookback: {e}"))
+            })?))
+        }
+        Some(toml::Value::Integer(n)) if *n >= 0 => Some(Lookback::Count(*n)),
+        Some(other) => {
+            return Err(job.error(format!(
+                "[incremental] lookback = {other}: expected a duration such as \"1h\" (date and timestamp columns) or a non-negative number (integer columns)"
+            )));
+        }
+    };
+    Ok(Some(Incremental {
+        column: file.column.clone(),
+        lookback,
+        last: Default::default(),
+    }))
 }
 
 /// For `tributary runs --job JOB.toml`: the job's name and the ledger it records to

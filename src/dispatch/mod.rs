@@ -118,7 +118,8 @@ pub async fn open_and_plan(config: &JobConfig) -> Result<OpenPlan, Error> {
     let (lost_tx, lost) = mpsc::unbounded_channel();
     let (types, undescribed) = input_types(config, &pools).await;
     plan::check_split(config, &types)?;
-    let Some(spec) = &config.options.partition else {
+    let spec = config.options.partition.as_ref();
+    if spec.is_none() && config.incremental.is_none() {
         let layouts = undescribed
             .into_iter()
             .map(|e| e.map_or(Ok(None), Err))
@@ -129,15 +130,25 @@ pub async fn open_and_plan(config: &JobConfig) -> Result<OpenPlan, Error> {
             sessions: Vec::new(),
             lost,
         });
-    };
+    }
     let limit = Arc::new(Semaphore::new(config.options.concurrency));
     let probes = pools.iter().enumerate().map(|(i, pool)| {
         let base = plan::base_query(config, i);
         let limit = limit.clone();
         let lost_tx = lost_tx.clone();
+        let shard = &config.shards[i].name;
         async move {
             let _slot = limit.acquire().await.expect("never closed");
-            shard_layout(pool, spec, &base, config.options.consistent, &lost_tx).await
+            let window = config.incremental.as_ref().map(|inc| (inc, shard.as_str()));
+            shard_layout(
+                pool,
+                spec,
+                window,
+                &base,
+                config.options.consistent,
+                &lost_tx,
+            )
+            .await
         }
     });
     let results = futures_util::future::join_all(probes).await;
@@ -202,13 +213,15 @@ async fn input_types(
     (types, errors)
 }
 
-/// Learns how to split one shard's query: with `consistent`, first exports the snapshot
-/// all its partitions will read (and probes inside it). The snapshot session is returned
-/// to be held until the run ends; when its connection ends, the shard's name is sent on
-/// `lost`.
+/// Learns how to read one shard's query: with `consistent`, first exports the snapshot
+/// all its tasks will read (and probes inside it); for an incremental job, probes the
+/// shard's high mark, which bounds its window; then splits the (windowed) query into
+/// partitions by `spec`. The snapshot session is returned to be held until the run
+/// ends; when its connection ends, the shard's name is sent on `lost`.
 async fn shard_layout(
     pool: &ShardPool,
-    spec: &PartitionSpec,
+    spec: Option<&PartitionSpec>,
+    incremental: Option<(&crate::config::Incremental, &str)>,
     base: &TaskQuery,
     consistent: bool,
     lost: &mpsc::UnboundedSender<String>,
@@ -217,12 +230,25 @@ async fn shard_layout(
         true => pool.export_snapshot(lost).await?,
         false => None,
     };
-    let partitions = plan::split_shard(spec, base, &pool.probe(session.as_ref())).await?;
+    let probe = pool.probe(session.as_ref());
+    let window = match incremental {
+        None => None,
+        Some((inc, shard)) => Some(plan::window_of(inc, shard, base, &probe).await?),
+    };
+    let windowed = match &window {
+        Some(w) => plan::window_query(base, w),
+        None => base.clone(),
+    };
+    let partitions = match spec {
+        Some(spec) => plan::split_shard(spec, &windowed, &probe).await?,
+        None => vec![plan::partition::Partition::All],
+    };
     let snapshot = session.as_ref().map(|s| s.id.clone());
     Ok((
         ShardLayout {
             partitions,
             snapshot,
+            window,
         },
         session,
     ))
@@ -628,6 +654,9 @@ struct RunReports {
     consistent: bool,
     /// The final step's strategy, when the run has one.
     combined: Option<String>,
+    /// An incremental job's window on each shard, and the marks they start after.
+    windows: std::collections::BTreeMap<String, crate::plan::window::Window>,
+    last: std::collections::BTreeMap<String, crate::plan::window::Mark>,
 }
 
 impl RunReports {
@@ -662,11 +691,35 @@ impl RunReports {
             snapshots: plan.snapshots.clone(),
             consistent: config.options.partition.is_none() || config.options.consistent,
             combined: plan.final_step.as_ref().map(|f| f.why.clone()),
+            windows: plan.windows.clone(),
+            last: config
+                .incremental
+                .as_ref()
+                .map(|inc| inc.last.clone())
+                .unwrap_or_default(),
         }
     }
 
     fn finish(self, output: Option<OutputSummary>) -> RunReport {
+        // A shard's next mark counts only once the output holding its rows is committed,
+        // and only for a shard every task of which succeeded (with --allow-partial, a
+        // failed shard reads the same window again next time).
+        let marks = match &output {
+            None => Default::default(),
+            Some(_) => self
+                .windows
+                .iter()
+                .filter(|(shard, _)| {
+                    self.tasks
+                        .iter()
+                        .filter(|t| &t.shard == *shard)
+                        .all(|t| matches!(t.outcome, Outcome::Ok))
+                })
+                .filter_map(|(shard, w)| Some((shard.clone(), w.next(self.last.get(shard))?)))
+                .collect(),
+        };
         RunReport {
+            marks,
             combined: self
                 .combined
                 .map(|strategy| report::Combined::new(strategy, &self.tasks)),

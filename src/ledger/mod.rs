@@ -30,7 +30,7 @@ use crate::report::{Outcome, RunReport};
 
 pub use identity::identity;
 pub use lock::Holder;
-pub use record::{Ran, Recorded, run_recorded};
+pub use record::{Ran, Recorded, run_recorded, with_marks};
 
 /// How long a write waits for another process's transaction on the ledger.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -87,6 +87,9 @@ pub enum Begin {
 pub struct Started {
     pub run: i64,
     pub identity: String,
+    /// What its lock is held on: the identity, or for an incremental job its name (two
+    /// runs of it must not read one window, whatever their parameters).
+    pub lock: String,
     /// The dead run whose lock this one took over.
     pub took_over: Option<Holder>,
 }
@@ -240,6 +243,10 @@ impl Ledger {
         lock_timeout: Duration,
     ) -> Result<Begin> {
         let identity = identity(config);
+        let lock = match &config.incremental {
+            Some(inc) => format!("incremental:{}:{}", config.name, inc.column),
+            None => identity.clone(),
+        };
         let me = Holder::me();
         let now = timestamp(Utc::now());
         let mut conn = self.pool.acquire().await.map_err(|e| self.error(e))?;
@@ -253,7 +260,7 @@ impl Ledger {
             let held = sqlx::query(
                 "SELECT run_id, pid, pid_start, host, started_at FROM locks WHERE identity = ?",
             )
-            .bind(&identity)
+            .bind(&lock)
             .fetch_optional(&mut *conn)
             .await?
             .map(|row| Holder {
@@ -278,7 +285,7 @@ impl Ledger {
                 .execute(&mut *conn)
                 .await?;
                 sqlx::query("DELETE FROM locks WHERE identity = ?")
-                    .bind(&identity)
+                    .bind(&lock)
                     .execute(&mut *conn)
                     .await?;
                 took_over = Some(holder);
@@ -308,7 +315,7 @@ impl Ledger {
                 "INSERT INTO locks (identity, run_id, pid, pid_start, host, started_at) \
                  VALUES (?, ?, ?, ?, ?, ?)",
             )
-            .bind(&identity)
+            .bind(&lock)
             .bind(run)
             .bind(me.pid as i64)
             .bind(&me.pid_start)
@@ -339,6 +346,7 @@ impl Ledger {
         let started = Started {
             run,
             identity,
+            lock,
             took_over,
         };
         if !force && let Some((previous, ended_at, files)) = self.intact(&started.identity).await? {
@@ -414,7 +422,9 @@ impl Ledger {
     }
 
     /// Records how a started run ended, with its tasks and, when it succeeded, every file
-    /// it wrote (`files`: read back after the commit), and releases its lock.
+    /// it wrote (`files`: read back after the commit) and, for an incremental job
+    /// (`incremental`: its name and column), each shard's next mark; releases its lock.
+    /// One transaction: the marks move only with the committed output they belong to.
     pub async fn finish(
         &self,
         started: &Started,
@@ -422,6 +432,7 @@ impl Ledger {
         error: Option<&Error>,
         exit_code: i32,
         files: &[FileRecord],
+        incremental: Option<(&str, &str)>,
     ) -> Result<()> {
         let status = if error.is_none() {
             "succeeded"
@@ -466,6 +477,22 @@ impl Ledger {
                 .execute(&mut *tx)
                 .await?;
             }
+            if let (None, Some((job, column))) = (error, incremental) {
+                for (shard, mark) in &report.marks {
+                    sqlx::query(
+                        "INSERT INTO marks (job, column_name, shard, mark, run_id) \
+                         VALUES (?, ?, ?, ?, ?) ON CONFLICT (job, column_name, shard) \
+                         DO UPDATE SET mark = excluded.mark, run_id = excluded.run_id",
+                    )
+                    .bind(job)
+                    .bind(column)
+                    .bind(shard)
+                    .bind(serde_json::to_string(mark).expect("JSON"))
+                    .bind(started.run)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
             for file in files {
                 sqlx::query(
                     "INSERT INTO outputs (run_id, path, bytes, sha256) VALUES (?, ?, ?, ?)",
@@ -482,6 +509,29 @@ impl Ledger {
         .await;
         result.map_err(|e| self.error(e))?;
         tx.commit().await.map_err(|e| self.error(e))
+    }
+
+    /// Each shard's mark for job `job`'s column `column`, from its last successful run.
+    pub async fn marks(
+        &self,
+        job: &str,
+        column: &str,
+    ) -> Result<std::collections::BTreeMap<String, crate::plan::window::Mark>> {
+        let rows = sqlx::query("SELECT shard, mark FROM marks WHERE job = ? AND column_name = ?")
+            .bind(job)
+            .bind(column)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        rows.iter()
+            .map(|row| {
+                let shard: String = row.get(0);
+                let text: String = row.get(1);
+                let mark = serde_json::from_str(&text)
+                    .map_err(|e| self.error(format!("shard `{shard}`'s mark {text}: {e}")))?;
+                Ok((shard, mark))
+            })
+            .collect()
     }
 
     /// The last `last` runs, newest first, of `job` or of every job.
@@ -597,7 +647,7 @@ async fn release(
     started: &Started,
 ) -> std::result::Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM locks WHERE identity = ? AND run_id = ?")
-        .bind(&started.identity)
+        .bind(&started.lock)
         .bind(started.run)
         .execute(conn)
         .await

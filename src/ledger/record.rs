@@ -1,5 +1,6 @@
 //! A run under the ledger: lock, skip when already done, run, record.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::path::PathBuf;
 
@@ -56,6 +57,8 @@ pub async fn run_recorded(
         })));
     };
     let ledger = Ledger::open(path).await?;
+    let config = with_marks_from(&ledger, config).await?;
+    let config = config.as_ref();
     let started = match ledger
         .begin(config, !config.ledger.skip_done, config.ledger.lock_timeout)
         .await?
@@ -110,7 +113,17 @@ pub async fn run_recorded(
         Err(e) => (Vec::new(), Some(e)),
     };
     let unrecorded = ledger
-        .finish(&started, &report, result.as_ref().err(), exit_code, &files)
+        .finish(
+            &started,
+            &report,
+            result.as_ref().err(),
+            exit_code,
+            &files,
+            config
+                .incremental
+                .as_ref()
+                .map(|inc| (config.name.as_str(), inc.column.as_str())),
+        )
         .await
         .err()
         .or(unreadable);
@@ -121,4 +134,29 @@ pub async fn run_recorded(
         took_over: started.took_over,
         unrecorded,
     })))
+}
+
+/// `config` with the marks its last successful run recorded, when it is incremental.
+async fn with_marks_from<'a>(ledger: &Ledger, config: &'a JobConfig) -> Result<Cow<'a, JobConfig>> {
+    let Some(inc) = &config.incremental else {
+        return Ok(Cow::Borrowed(config));
+    };
+    let last = ledger.marks(&config.name, &inc.column).await?;
+    let mut config = config.clone();
+    if let Some(inc) = &mut config.incremental {
+        inc.last = last;
+    }
+    Ok(Cow::Owned(config))
+}
+
+/// `config` as its next run would read: an incremental job with the marks in its ledger
+/// (none when the ledger does not exist yet), for `tributary plan`.
+pub async fn with_marks(config: &JobConfig) -> Result<JobConfig> {
+    match (&config.incremental, &config.ledger.path) {
+        (Some(_), Some(path)) if path.exists() => {
+            let ledger = Ledger::open(path).await?;
+            Ok(with_marks_from(&ledger, config).await?.into_owned())
+        }
+        _ => Ok(config.clone()),
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod partition;
 mod probe;
+pub mod window;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -59,6 +60,8 @@ pub struct ShardLayout {
     pub partitions: Vec<Partition>,
     /// The snapshot the partitions read, when consistency is on.
     pub snapshot: Option<String>,
+    /// An incremental job's window on the shard's rows.
+    pub window: Option<window::Window>,
 }
 
 #[derive(Debug)]
@@ -74,6 +77,8 @@ pub struct Plan {
     pub deferred: Vec<Deferred>,
     /// The final step across shards, when the job has one.
     pub final_step: Option<FinalPlan>,
+    /// An incremental job's window on each shard, by shard name.
+    pub windows: BTreeMap<String, window::Window>,
 }
 
 /// The final step over every task's result (`combine`).
@@ -195,8 +200,16 @@ pub fn plan(
     let mut tasks = Vec::new();
     let mut failed = Vec::new();
     let mut snapshots = BTreeMap::new();
+    let mut windows = BTreeMap::new();
     for ((index, shard), layout) in config.shards.iter().enumerate().zip(layouts) {
-        let base = base_query(config, index);
+        let mut base = base_query(config, index);
+        if let Ok(Some(ShardLayout {
+            window: Some(w), ..
+        })) = &layout
+        {
+            base = window_query(&base, w);
+            windows.insert(shard.name.clone(), w.clone());
+        }
         let mut push = |query: TaskQuery, label: Option<String>, snapshot: Option<String>| {
             tasks.push(Task {
                 id: tasks.len(),
@@ -209,7 +222,13 @@ pub fn plan(
         };
         match (layout, &config.options.partition) {
             (Err(e), _) => failed.push(e),
-            (Ok(None), _) | (Ok(Some(_)), None) => push(base, None, None),
+            (Ok(None), _) => push(base, None, None),
+            (Ok(Some(layout)), None) => {
+                if let Some(id) = &layout.snapshot {
+                    snapshots.insert(shard.name.clone(), id.clone());
+                }
+                push(base, None, layout.snapshot)
+            }
             (Ok(Some(layout)), Some(spec)) => {
                 if let Some(id) = &layout.snapshot {
                     snapshots.insert(shard.name.clone(), id.clone());
@@ -229,6 +248,51 @@ pub fn plan(
         snapshots,
         deferred: Vec::new(),
         final_step: FinalPlan::of(config, types),
+        windows,
+    }
+}
+
+/// Shard `shard`'s incremental window: after its last mark (less the lookback), up to the
+/// mark `probe` finds now in `base`'s result.
+pub async fn window_of(
+    inc: &crate::config::Incremental,
+    shard: &str,
+    base: &TaskQuery,
+    probe: &impl ShardProbe,
+) -> Result<window::Window, TaskError> {
+    let upto = probe.high_mark(base, &inc.column).await?;
+    let after = match (inc.last.get(shard), &inc.lookback) {
+        (None, _) => None,
+        (Some(last), None) => Some(last.clone()),
+        (Some(last), Some(lookback)) => Some(last.minus(lookback).ok_or_else(|| {
+            TaskError::new(
+                shard,
+                crate::error::TaskErrorKind::Partition {
+                    message: format!(
+                        "[incremental] lookback {lookback:?} does not apply to `{}`, whose mark is {last:?}: a duration for date and timestamp columns, a number for integer ones",
+                        inc.column
+                    ),
+                },
+            )
+        })?),
+    };
+    Ok(window::Window {
+        column: inc.column.clone(),
+        after,
+        upto,
+    })
+}
+
+/// A task's query restricted to an incremental window.
+pub fn window_query(base: &TaskQuery, window: &window::Window) -> TaskQuery {
+    match base {
+        TaskQuery::Postgres { sql } => TaskQuery::Postgres {
+            sql: window.restrict(sql),
+        },
+        TaskQuery::Sqlite { sql, binds } => TaskQuery::Sqlite {
+            sql: window.restrict(sql),
+            binds: binds.clone(),
+        },
     }
 }
 
@@ -238,6 +302,9 @@ pub fn plan(
 /// the run will split it ([`Plan::deferred`]).
 pub fn offline(config: &JobConfig) -> Plan {
     let types = InputTypes::new();
+    if let Some(inc) = &config.incremental {
+        return offline_incremental(config, inc, &types);
+    }
     let Some(spec) = &config.options.partition else {
         return unpartitioned(config, &types);
     };
@@ -249,6 +316,7 @@ pub fn offline(config: &JobConfig) -> Plan {
                 Ok(Some(ShardLayout {
                     partitions: partitions.clone(),
                     snapshot: None,
+                    window: None,
                 }))
             })
             .collect();
@@ -287,6 +355,44 @@ pub fn offline(config: &JobConfig) -> Plan {
             })
             .collect(),
         final_step: FinalPlan::of(config, &types),
+        windows: BTreeMap::new(),
+    }
+}
+
+/// An incremental job's offline plan: each shard's window ends at a mark probed at run
+/// time, so every shard is deferred, with the mark its window starts after.
+fn offline_incremental(
+    config: &JobConfig,
+    inc: &crate::config::Incremental,
+    types: &InputTypes,
+) -> Plan {
+    let partitions = match &config.options.partition {
+        None => String::new(),
+        Some(_) => ", then partitioned as configured".into(),
+    };
+    Plan {
+        tasks: Vec::new(),
+        failed: Vec::new(),
+        snapshots: BTreeMap::new(),
+        deferred: (0..config.shards.len())
+            .map(|i| {
+                let shard = &config.shards[i].name;
+                let after = match inc.last.get(shard) {
+                    Some(mark) => format!("`{}` > {}", inc.column, mark.literal()),
+                    None => format!("every `{}` (no mark recorded yet)", inc.column),
+                };
+                Deferred {
+                    shard_name: shard.clone(),
+                    query: shard_query(config, i, base_query(config, i), types),
+                    split: format!(
+                        "the incremental window {after} up to the largest `{}` probed at run time{partitions}",
+                        inc.column
+                    ),
+                }
+            })
+            .collect(),
+        final_step: FinalPlan::of(config, types),
+        windows: BTreeMap::new(),
     }
 }
 

@@ -26,6 +26,14 @@ pub trait ShardProbe {
         column: &str,
     ) -> impl Future<Output = Result<Option<(KeyValue, KeyValue)>, TaskError>> + Send;
 
+    /// The largest value of `column` in `query`'s result, as an incremental job's mark;
+    /// `None` when the result has no non-NULL value there.
+    fn high_mark(
+        &self,
+        query: &TaskQuery,
+        column: &str,
+    ) -> impl Future<Output = Result<Option<super::window::Mark>, TaskError>> + Send;
+
     /// Resolves `table` and counts its heap pages.
     fn page_table(
         &self,

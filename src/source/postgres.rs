@@ -180,6 +180,15 @@ impl SnapshotSession {
     }
 }
 
+/// What a key probe's answer is for, which its errors name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPurpose {
+    /// A range partition's bounds.
+    Range,
+    /// An incremental job's mark.
+    Mark,
+}
+
 impl PgShard {
     pub fn new(
         name: &str,
@@ -350,9 +359,10 @@ impl PgShard {
         session: Option<&SnapshotSession>,
         sql: &str,
         column: &str,
+        purpose: KeyPurpose,
     ) -> Result<Option<(KeyValue, KeyValue)>, TaskError> {
         let client = self.probe_client(session).await?;
-        let bounds = self.probe_range_on(&client, sql, column).await;
+        let bounds = self.probe_range_on(&client, sql, column, purpose).await;
         client.end().await;
         bounds
     }
@@ -362,6 +372,7 @@ impl PgShard {
         client: &tokio_postgres::Client,
         sql: &str,
         column: &str,
+        purpose: KeyPurpose,
     ) -> Result<Option<(KeyValue, KeyValue)>, TaskError> {
         use tokio_postgres::types::Type;
         let fail = |e: tokio_postgres::Error| self.error(classify(&e, None));
@@ -379,9 +390,14 @@ impl PgShard {
         ];
         if !supported.contains(&ty) {
             return Err(self.error(TaskErrorKind::Partition {
-                message: format!(
-                    "range partitions need an integer, date or timestamp key; `{column}` is {ty}: use hash partitions"
-                ),
+                message: match purpose {
+                    KeyPurpose::Range => format!(
+                        "range partitions need an integer, date or timestamp key; `{column}` is {ty}: use hash partitions"
+                    ),
+                    KeyPurpose::Mark => format!(
+                        "[incremental] needs an integer, date or timestamp column; `{column}` is {ty}"
+                    ),
+                },
             }));
         }
         let row = client.query_one(&statement, &[]).await.map_err(fail)?;
@@ -414,9 +430,14 @@ impl PgShard {
         };
         let bad = |e: tokio_postgres::Error| {
             self.error(TaskErrorKind::Partition {
-                message: format!(
-                    "the bounds of `{column}` cannot be used ({e}); give explicit bounds in the job file"
-                ),
+                message: match purpose {
+                    KeyPurpose::Range => format!(
+                        "the bounds of `{column}` cannot be used ({e}); give explicit bounds in the job file"
+                    ),
+                    KeyPurpose::Mark => {
+                        format!("the largest `{column}` cannot be used as a mark ({e})")
+                    }
+                },
             })
         };
         match (key(0).map_err(bad)?, key(1).map_err(bad)?) {

@@ -4,6 +4,7 @@
 
 use super::{ShardPool, SnapshotSession, postgres};
 use crate::error::{TaskError, TaskErrorKind};
+use crate::plan::window::Mark;
 use crate::plan::{ShardProbe, TaskQuery};
 use crate::sql::KeyValue;
 
@@ -23,10 +24,24 @@ impl ShardProbe for Probe<'_> {
     ) -> Result<Option<(KeyValue, KeyValue)>, TaskError> {
         match (self.pool, query) {
             (ShardPool::Postgres(pg), TaskQuery::Postgres { sql }) => {
-                pg.probe_range(self.session, sql, column).await
+                pg.probe_range(self.session, sql, column, postgres::KeyPurpose::Range)
+                    .await
             }
             (ShardPool::Sqlite(s), TaskQuery::Sqlite { sql, binds }) => {
                 s.probe_range(sql, binds, column).await
+            }
+            _ => unreachable!("the planner renders each query for its shard's kind"),
+        }
+    }
+
+    async fn high_mark(&self, query: &TaskQuery, column: &str) -> Result<Option<Mark>, TaskError> {
+        match (self.pool, query) {
+            (ShardPool::Postgres(pg), TaskQuery::Postgres { sql }) => Ok(pg
+                .probe_range(self.session, sql, column, postgres::KeyPurpose::Mark)
+                .await?
+                .map(|(_, max)| Mark::of_key(max))),
+            (ShardPool::Sqlite(s), TaskQuery::Sqlite { sql, binds }) => {
+                s.probe_mark(sql, binds, column).await
             }
             _ => unreachable!("the planner renders each query for its shard's kind"),
         }

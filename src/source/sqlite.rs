@@ -20,6 +20,7 @@ use sqlx::{Column, Executor, Row, SqlSafeStr, Sqlite, SqlitePool, TypeInfo, Valu
 
 use crate::config::shards::SqliteSource;
 use crate::error::{TaskError, TaskErrorKind};
+use crate::plan::window::Mark;
 use crate::sql::{KeyValue, ParamValue, quote_ident};
 use crate::types::SqliteKind;
 
@@ -142,6 +143,39 @@ impl SqliteShard {
             }
             other => Err(self.error(TaskErrorKind::Partition {
                 message: format!("range partitions on SQLite need an integer key; `{column}` holds {other} values"),
+            })),
+        }
+    }
+
+    /// The largest value of `column` in the query's result, as an incremental job's
+    /// mark: an integer, or text (ISO-8601 timestamps order as text); `None` when the
+    /// result has no non-NULL value there.
+    pub async fn probe_mark(
+        &self,
+        sql: &str,
+        binds: &[ParamValue],
+        column: &str,
+    ) -> Result<Option<Mark>, TaskError> {
+        let c = quote_ident(column);
+        let probe =
+            format!("SELECT max({c}), typeof(max({c})) FROM (\n{sql}\n) AS tributary_probe");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(probe));
+        for value in binds {
+            query = bind(query, value);
+        }
+        let row = query
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.server(e))?;
+        let class: String = row.try_get(1).map_err(|e| self.server(e))?;
+        match class.as_str() {
+            "null" => Ok(None),
+            "integer" => Ok(Some(Mark::Int(row.try_get(0).map_err(|e| self.server(e))?))),
+            "text" => Ok(Some(Mark::Text(row.try_get(0).map_err(|e| self.server(e))?))),
+            other => Err(self.error(TaskErrorKind::Partition {
+                message: format!(
+                    "[incremental] on SQLite needs an integer or text (ISO-8601) column; `{column}` holds {other} values"
+                ),
             })),
         }
     }

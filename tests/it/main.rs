@@ -7,6 +7,7 @@ mod combine;
 mod demo;
 mod faults;
 mod harness;
+mod incremental;
 mod ledger;
 mod output;
 mod params;

@@ -202,9 +202,8 @@ fn the_report_is_written_atomically_into_its_directory_even_a_new_one() {
         tasks: Vec::new(),
         output: None,
         elapsed: std::time::Duration::from_millis(1500),
-        snapshots: Default::default(),
         consistent: true,
-        combined: None,
+        ..Default::default()
     };
     tributary::write_report(&path, &report, &Ok(())).unwrap();
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
