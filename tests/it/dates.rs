@@ -180,3 +180,33 @@ fn a_malformed_relative_date_exits_3_naming_the_parameter_and_writes_nothing() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_nightly_example_plans_last_month() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/nightly.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = harness::tributary_with(
+        dir.path(),
+        &[
+            "plan",
+            "--offline",
+            "--job",
+            example,
+            "--as-of",
+            "2026-03-16",
+        ],
+        // The compose shards' password, which an offline plan never sends.
+        |cmd| {
+            cmd.env("TRIBUTARY_PG_PASSWORD", "unused");
+        },
+    );
+    let stdout = succeeded(&out);
+    assert!(
+        stdout.contains("  :from = \"2026-02-01\" from @month_start-1m\n  :to = \"2026-03-01\" from @month_start\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ordered_at >= ('2026-02-01') AND ordered_at < ('2026-03-01')"),
+        "{stdout}"
+    );
+}
