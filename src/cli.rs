@@ -135,6 +135,17 @@ pub struct RunCommand {
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
 
+    /// The instant relative dates in parameters (`@today-7d`, `@month_start`) are
+    /// evaluated against: a date (its midnight in --timezone), a timestamp with an offset
+    /// or Z, or a timestamp without one (wall-clock time in --timezone) [default: now].
+    #[arg(long, value_name = "DATE|TIMESTAMP")]
+    pub as_of: Option<String>,
+
+    /// The IANA time zone relative dates are evaluated in, e.g. Europe/Berlin [default:
+    /// UTC].
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+
     /// Tasks running at once across all shards [default: 16].
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
@@ -373,6 +384,8 @@ impl From<RunCommand> for RunArgs {
             shards: c.shards,
             output: c.output,
             params: c.params,
+            as_of: c.as_of,
+            timezone: c.timezone,
             concurrency: c.concurrency,
             pool_size: c.pool_size,
             query_timeout: c.query_timeout,

@@ -70,6 +70,7 @@ pub async fn run(
         Ok(p) => p,
         Err(e) => {
             let report = RunReport {
+                inputs: report::RunInputs::of(config),
                 tasks: Vec::new(),
                 output: None,
                 elapsed: started.elapsed(),

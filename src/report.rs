@@ -2,6 +2,7 @@
 //! and the summary of a run: every task's rows, duration and outcome; and what a run
 //! records of itself: the JSON report and the Parquet key-value metadata.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -10,10 +11,11 @@ use indicatif::{
     ProgressStyle,
 };
 
-use crate::config::JobConfig;
+use crate::config::{JobConfig, dates};
 use crate::error::{self, Result as RunResult};
 use crate::plan::{Plan, Task};
 use crate::sink::{self, OutputSummary};
+use crate::sql::ParamValue;
 
 /// How a task ended.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -42,9 +44,52 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_f64(d.as_secs_f64())
 }
 
+/// A parameter as the run used it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ParamReport {
+    pub value: ParamValue,
+    /// The relative date the value was evaluated from (`@today-7d`), if it was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+}
+
+/// What a run's query was given: its parameters and the instant and zone their relative
+/// dates were evaluated at.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunInputs {
+    /// RFC 3339, to the second, with the zone's offset.
+    pub as_of: String,
+    /// The IANA zone's name.
+    pub timezone: String,
+    pub params: BTreeMap<String, ParamReport>,
+}
+
+impl RunInputs {
+    pub fn of(config: &JobConfig) -> RunInputs {
+        RunInputs {
+            as_of: dates::rfc3339(&config.as_of),
+            timezone: config.timezone().to_string(),
+            params: config
+                .params
+                .iter()
+                .map(|(name, value)| {
+                    let report = ParamReport {
+                        value: value.clone(),
+                        expression: config.relative.get(name).cloned(),
+                    };
+                    (name.clone(), report)
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The result of a run, successful or not.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RunReport {
+    /// In the JSON, `as_of`, `timezone` and `params` beside the tasks.
+    #[serde(flatten)]
+    pub inputs: RunInputs,
     pub tasks: Vec<TaskReport>,
     pub output: Option<OutputSummary>,
     #[serde(serialize_with = "seconds")]
@@ -143,7 +188,8 @@ impl RunReport {
     }
 }
 
-/// The Parquet key-value metadata: what was read, from where, with which parameters,
+/// The Parquet key-value metadata: what was read, from where, with which parameters
+/// (and the relative dates they were evaluated from, at which instant in which zone),
 /// and how each task went.
 pub fn file_metadata(
     config: &JobConfig,
@@ -151,7 +197,7 @@ pub fn file_metadata(
     reports: &[TaskReport],
 ) -> Vec<(String, String)> {
     let shards: Vec<&str> = config.shards.iter().map(|s| s.name.as_str()).collect();
-    let params: std::collections::BTreeMap<&str, &crate::sql::ParamValue> =
+    let params: BTreeMap<&str, &ParamValue> =
         config.params.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let manifest: Vec<serde_json::Value> = plan
         .tasks
@@ -183,6 +229,12 @@ pub fn file_metadata(
             "tributary.params".into(),
             serde_json::to_string(&params).expect("serialisable"),
         ),
+        (
+            "tributary.params_relative".into(),
+            serde_json::to_string(&config.relative).expect("serialisable"),
+        ),
+        ("tributary.as_of".into(), dates::rfc3339(&config.as_of)),
+        ("tributary.timezone".into(), config.timezone().into()),
         (
             "tributary.shards".into(),
             serde_json::to_string(&shards).expect("serialisable"),

@@ -18,6 +18,11 @@ pub(super) struct JobFile {
     pub output: Option<PathBuf>,
     #[serde(default)]
     pub params: toml::Table,
+    /// The instant relative dates are evaluated against: a TOML date or date-time, or
+    /// text (see `dates::parse_as_of`).
+    pub as_of: Option<toml::Value>,
+    /// The IANA zone relative dates are evaluated in.
+    pub timezone: Option<String>,
     pub concurrency: Option<usize>,
     pub pool_size: Option<usize>,
     pub query_timeout: Option<String>,

@@ -3,10 +3,12 @@
 //! Everything after this module consumes `JobConfig`; nothing below sees clap types.
 //!
 //! By concern: the job file (`job_file`), the shards file ([`shards`], with `pgpass`),
-//! setting values such as sizes and durations ([`values`]), the partition settings
-//! ([`partition`]), the type options (`type_options`), the output's file names
-//! (`output`), and the one step that resolves them all in order (`resolve`).
+//! setting values such as sizes and durations ([`values`]), relative dates in parameters
+//! ([`dates`]), the partition settings ([`partition`]), the type options
+//! (`type_options`), the output's file names (`output`), and the one step that resolves
+//! them all in order (`resolve`).
 
+pub mod dates;
 mod job_file;
 mod output;
 pub mod partition;
@@ -16,6 +18,7 @@ pub mod shards;
 mod type_options;
 pub mod values;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +64,10 @@ pub struct RunArgs {
     pub output: Option<PathBuf>,
     /// `name=value` pairs, in the order given.
     pub params: Vec<(String, String)>,
+    /// `--as-of DATE|TIMESTAMP`: the instant relative dates are evaluated against.
+    pub as_of: Option<String>,
+    /// `--timezone ZONE`: the IANA zone relative dates are evaluated in.
+    pub timezone: Option<String>,
     pub concurrency: Option<usize>,
     pub pool_size: Option<usize>,
     pub query_timeout: Option<Duration>,
@@ -126,7 +133,16 @@ pub struct JobConfig {
     /// The query text as written (with `:name` parameters).
     pub query_text: String,
     pub query: SqlTemplate,
+    /// The parameters' values, relative dates evaluated.
     pub params: Params,
+    /// The instant relative dates were evaluated against, in the job's time zone:
+    /// `--as-of`, else the job's `as_of`, else when the job was resolved (the run's
+    /// start), to the second; the zone is `--timezone`, else `timezone`, else UTC.
+    pub as_of: chrono::DateTime<chrono_tz::Tz>,
+    /// The parameters given as relative dates: the expression each one's value was
+    /// evaluated from (`@today-7d`), by name, so that the plan, the report and the
+    /// output's metadata show where a value came from.
+    pub relative: BTreeMap<String, String>,
     pub shards: Vec<ShardConfig>,
     pub output: PathBuf,
     pub options: RunOptions,
@@ -261,6 +277,11 @@ impl JobConfig {
         };
         let share = options.concurrency.div_ceil(self.shards.len().max(1));
         asked.min(share).max(DEFAULT_POOL_SIZE)
+    }
+
+    /// The IANA name of the zone relative dates were evaluated in (`UTC`, `Europe/Berlin`).
+    pub fn timezone(&self) -> &'static str {
+        self.as_of.timezone().name()
     }
 
     /// The first file the run writes: the output, or its part 0 when the output is split.
@@ -476,6 +497,160 @@ mod tests {
         assert!(
             err.contains("--column-type x:numeric") && err.contains("float64"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn relative_dates_are_evaluated_at_the_as_of_in_the_jobs_zone() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "q.sql",
+            "SELECT :from, :to, :at, :home, :day, :n",
+        );
+        let job = write(
+            dir.path(),
+            "job.toml",
+            r#"
+            query = "q.sql"
+            shards = { a = "sqlite://a.db" }
+            output = "out.parquet"
+            timezone = "Asia/Tokyo"
+            as_of = 2026-12-05T23:30:00Z
+            [params]
+            from = "@today-1m"
+            to = "@today"
+            at = "@now"
+            home = "@@home"
+            day = 2026-01-31
+            n = 7
+            "#,
+        );
+        let resolve = |args: RunArgs| {
+            JobConfig::resolve(RunArgs {
+                job: Some(job.clone()),
+                ..args
+            })
+        };
+        let text = |c: &JobConfig, name: &str| c.params[name].to_string();
+        // 23:30 UTC is the next morning in Tokyo.
+        let config = resolve(RunArgs::default()).unwrap();
+        assert_eq!(config.timezone(), "Asia/Tokyo");
+        assert_eq!(dates::rfc3339(&config.as_of), "2026-12-06T08:30:00+09:00");
+        assert_eq!(text(&config, "from"), "2026-11-06");
+        assert_eq!(text(&config, "to"), "2026-12-06");
+        assert_eq!(text(&config, "at"), "2026-12-06T08:30:00+09:00");
+        assert_eq!(config.params["home"], ParamValue::Text("@home".into()));
+        assert_eq!(config.params["day"], ParamValue::Text("2026-01-31".into()));
+        assert_eq!(config.params["n"], ParamValue::Int(7));
+        assert_eq!(
+            config.relative,
+            BTreeMap::from([
+                ("at".to_string(), "@now".to_string()),
+                ("from".to_string(), "@today-1m".to_string()),
+                ("to".to_string(), "@today".to_string()),
+            ])
+        );
+
+        // Flags override the job's as-of and zone; a literal `--param` replaces a
+        // relative one, and a relative `--param` is recorded like the job's.
+        let config = resolve(RunArgs {
+            as_of: Some("2026-03-01".into()),
+            timezone: Some("UTC".into()),
+            params: vec![
+                ("from".into(), "2020-01-01".into()),
+                ("n".into(), "@yesterday".into()),
+            ],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(dates::rfc3339(&config.as_of), "2026-03-01T00:00:00+00:00");
+        assert_eq!(text(&config, "from"), "2020-01-01");
+        assert_eq!(text(&config, "to"), "2026-03-01");
+        assert_eq!(text(&config, "n"), "2026-02-28");
+        assert_eq!(
+            config.relative.keys().collect::<Vec<_>>(),
+            ["at", "n", "to"]
+        );
+        assert_eq!(config.relative["n"], "@yesterday");
+    }
+
+    #[test]
+    fn bad_zones_as_ofs_and_expressions_name_where_they_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "q.sql", "SELECT :from");
+        let job = |extra: &str| {
+            write(
+                dir.path(),
+                "job.toml",
+                &format!(
+                    "query = \"q.sql\"\nshards = {{ a = \"sqlite://a.db\" }}\noutput = \"o.parquet\"\n{extra}"
+                ),
+            )
+        };
+        let error = |extra: &str, args: RunArgs| {
+            let err = JobConfig::resolve(RunArgs {
+                job: Some(job(extra)),
+                ..args
+            })
+            .unwrap_err();
+            assert_eq!(err.exit_code(), crate::error::exit::CONFIG, "{err}");
+            err.to_string()
+        };
+        let with = |params: &[(&str, &str)]| RunArgs {
+            params: params
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let msg = error(
+            "timezone = \"Mars/Olympus\"\n[params]\nfrom = \"x\"",
+            RunArgs::default(),
+        );
+        assert!(
+            msg.contains("job.toml") && msg.contains("timezone: unknown time zone `Mars/Olympus`"),
+            "{msg}"
+        );
+        let msg = error(
+            "",
+            RunArgs {
+                timezone: Some("utc+1".into()),
+                ..with(&[("from", "x")])
+            },
+        );
+        assert!(
+            msg.contains("--timezone: unknown time zone `utc+1`"),
+            "{msg}"
+        );
+        let msg = error(
+            "as_of = \"soon\"\n[params]\nfrom = \"x\"",
+            RunArgs::default(),
+        );
+        assert!(msg.contains("as_of: `soon` is not a date"), "{msg}");
+        let msg = error(
+            "",
+            RunArgs {
+                as_of: Some("2026-13-01".into()),
+                ..with(&[("from", "x")])
+            },
+        );
+        assert!(msg.contains("--as-of: `2026-13-01` is not a date"), "{msg}");
+        let msg = error("[params]\nfrom = \"@tomorrow\"", RunArgs::default());
+        assert!(
+            msg.contains("job.toml")
+                && msg.contains(
+                    "params.from: `@tomorrow` is not a relative date (unknown anchor `@tomorrow`)"
+                )
+                && msg.contains("@month_start"),
+            "{msg}"
+        );
+        let msg = error("", with(&[("from", "@today-7")]));
+        assert!(
+            msg.contains(
+                "--param from: `@today-7` is not a relative date (the step `-7` has no unit)"
+            ),
+            "{msg}"
         );
     }
 }

@@ -3,10 +3,13 @@
 //! order, so that of several mistakes the user is told about the same one first every
 //! time.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::DateTime;
+use chrono_tz::Tz;
 use parquet::file::properties::EnabledStatistics;
 
 use super::job_file::LoadedJob;
@@ -17,7 +20,7 @@ use super::{
     Combine, DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_LOCK_TIMEOUT, DEFAULT_RETRIES, DEFAULT_RETRY_FOR, DEFAULT_ROW_GROUP_SIZE,
     DEFAULT_STALL_TIMEOUT, Incremental, JobConfig, LedgerSettings, RunArgs, RunOptions,
-    ShardConfig, SourceConfig, Split, shards, values,
+    ShardConfig, SourceConfig, Split, dates, shards, values,
 };
 use crate::error::{Error, Result};
 use crate::sql::{ParamValue, Params, SqlTemplate};
@@ -29,7 +32,8 @@ pub(super) fn resolve(args: RunArgs, needs_output: bool) -> Result<JobConfig> {
     let job = LoadedJob::read(args.job.as_deref())?;
     let query = Query::read(&args, &job)?;
     let shards = shards(&args, &job)?;
-    let params = params(&args, &job, &query)?;
+    let as_of = as_of(&args, &job)?;
+    let Resolved { params, relative } = params(&args, &job, &query, &as_of)?;
     let output = output(&args, &job, needs_output, &params)?;
     let options = options(&args, &job)?;
     check(&options, &shards, &query, &job)?;
@@ -47,6 +51,8 @@ pub(super) fn resolve(args: RunArgs, needs_output: bool) -> Result<JobConfig> {
         query_text: query.text,
         query: query.template,
         params,
+        as_of,
+        relative,
         shards,
         output,
         options,
@@ -233,23 +239,86 @@ fn output(args: &RunArgs, job: &LoadedJob, needs_output: bool, params: &Params) 
     Ok(output)
 }
 
-/// The parameters: `--param` over the job file's `[params]`, exactly the ones the query
-/// uses.
-fn params(args: &RunArgs, job: &LoadedJob, query: &Query) -> Result<Params> {
-    let mut params = Params::new();
-    for (name, value) in &job.file.params {
-        let value =
-            values::toml_param(value).map_err(|e| job.error(format!("params.{name}: {e}")))?;
-        params.insert(name.clone(), value);
+/// The instant relative dates are evaluated against: `--as-of`, else the job's `as_of`,
+/// else now; in the zone `--timezone`, else the job's `timezone`, else UTC.
+fn as_of(args: &RunArgs, job: &LoadedJob) -> Result<DateTime<Tz>> {
+    let zone = match (&args.timezone, &job.file.timezone) {
+        (Some(name), _) => {
+            dates::zone(name).map_err(|e| Error::config(None, format!("--timezone: {e}")))?
+        }
+        (None, Some(name)) => dates::zone(name).map_err(|e| job.error(format!("timezone: {e}")))?,
+        (None, None) => Tz::UTC,
+    };
+    match (&args.as_of, &job.file.as_of) {
+        (Some(text), _) => {
+            dates::parse_as_of(text, zone).map_err(|e| Error::config(None, format!("--as-of: {e}")))
+        }
+        (None, Some(toml::Value::String(text))) => {
+            dates::parse_as_of(text, zone).map_err(|e| job.error(format!("as_of: {e}")))
+        }
+        (None, Some(toml::Value::Datetime(d))) => {
+            dates::parse_as_of(&d.to_string(), zone).map_err(|e| job.error(format!("as_of: {e}")))
+        }
+        (None, Some(other)) => {
+            Err(job.error(format!("as_of: `{other}` is not a date or a timestamp")))
+        }
+        (None, None) => Ok(dates::now(zone)),
     }
-    for (name, value) in &args.params {
-        params.insert(name.clone(), ParamValue::Text(value.clone()));
+}
+
+/// The parameters' values, and the expressions of those given as relative dates.
+struct Resolved {
+    params: Params,
+    relative: BTreeMap<String, String>,
+}
+
+/// The parameters: `--param` over the job file's `[params]`, exactly the ones the query
+/// uses. Text values (every `--param`, the job file's strings) may be relative dates,
+/// evaluated at `as_of` ([`dates`]).
+fn params(
+    args: &RunArgs,
+    job: &LoadedJob,
+    query: &Query,
+    as_of: &DateTime<Tz>,
+) -> Result<Resolved> {
+    let mut resolved = Resolved {
+        params: Params::new(),
+        relative: BTreeMap::new(),
+    };
+    let mut set = |name: &str, (value, expression): (ParamValue, Option<String>)| {
+        resolved.params.insert(name.to_string(), value);
+        match expression {
+            Some(e) => resolved.relative.insert(name.to_string(), e),
+            None => resolved.relative.remove(name),
+        };
+    };
+    for (name, value) in &job.file.params {
+        let error = |e: &dyn std::fmt::Display| job.error(format!("params.{name}: {e}"));
+        let value = match value {
+            toml::Value::String(text) => text_param(text, as_of).map_err(|e| error(&e))?,
+            other => (values::toml_param(other).map_err(|e| error(&e))?, None),
+        };
+        set(name, value);
+    }
+    for (name, text) in &args.params {
+        let value = text_param(text, as_of)
+            .map_err(|e| Error::config(None, format!("--param {name}: {e}")))?;
+        set(name, value);
     }
     query
         .template
-        .check_params(&params)
+        .check_params(&resolved.params)
         .map_err(|e| query_error(&query.path, e))?;
-    Ok(params)
+    Ok(resolved)
+}
+
+/// A parameter given as text: its value and, for a relative date, the expression.
+fn text_param(
+    text: &str,
+    as_of: &DateTime<Tz>,
+) -> Result<(ParamValue, Option<String>), dates::DateError> {
+    let (value, expression) = dates::resolve_text(text, as_of)?;
+    Ok((ParamValue::Text(value), expression))
 }
 
 /// Every setting of the run besides the query, the shards and the output.

@@ -86,7 +86,8 @@ pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
         PlanMode::Offline => {
             let plan = plan::offline(config);
             Ok(format!(
-                "-- planned offline: no shard was connected to\n{}",
+                "-- planned offline: no shard was connected to\n{}{}",
+                plan::describe_params(config),
                 plan.describe(None)
             ))
         }
@@ -100,7 +101,8 @@ pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
                 None => "the row estimates' EXPLAINs",
             };
             Ok(format!(
-                "-- planned by running {probed} on the shards, in READ ONLY transactions (no result row fetched; --offline connects to nothing)\n{text}"
+                "-- planned by running {probed} on the shards, in READ ONLY transactions (no result row fetched; --offline connects to nothing)\n{}{text}",
+                plan::describe_params(config)
             ))
         }
     }
@@ -649,6 +651,7 @@ impl Driver<'_> {
 /// per shard that could not be planned.
 struct RunReports {
     started: Instant,
+    inputs: report::RunInputs,
     tasks: Vec<TaskReport>,
     snapshots: std::collections::BTreeMap<String, String>,
     consistent: bool,
@@ -687,6 +690,7 @@ impl RunReports {
         }
         RunReports {
             started: Instant::now(),
+            inputs: report::RunInputs::of(config),
             tasks,
             snapshots: plan.snapshots.clone(),
             consistent: config.options.partition.is_none() || config.options.consistent,
@@ -720,6 +724,7 @@ impl RunReports {
         };
         RunReport {
             marks,
+            inputs: self.inputs,
             combined: self
                 .combined
                 .map(|strategy| report::Combined::new(strategy, &self.tasks)),

@@ -502,6 +502,36 @@ impl Plan {
     }
 }
 
+/// The parameters as `tributary plan` shows them, before the tasks: each one's value and,
+/// for a relative date, the expression, with the instant and zone it was evaluated at.
+/// Empty when the query takes none.
+pub fn describe_params(config: &JobConfig) -> String {
+    let mut out = String::new();
+    if config.params.is_empty() {
+        return out;
+    }
+    let _ = match config.relative.is_empty() {
+        true => writeln!(out, "parameters:"),
+        false => writeln!(
+            out,
+            "parameters (relative dates as of {} in {}):",
+            crate::config::dates::rfc3339(&config.as_of),
+            config.timezone()
+        ),
+    };
+    for (name, value) in &config.params {
+        let _ = match value {
+            ParamValue::Text(text) => write!(out, "  :{name} = {text:?}"),
+            other => write!(out, "  :{name} = {other}"),
+        };
+        let _ = match config.relative.get(name) {
+            Some(expression) => writeln!(out, " from {expression}"),
+            None => writeln!(out),
+        };
+    }
+    out
+}
+
 /// A task's statement, indented under its heading.
 fn write_query(out: &mut String, query: &TaskQuery) {
     match query {
@@ -569,5 +599,43 @@ mod tests {
             }
         );
         assert!(plan.to_string().contains("COPY ("));
+    }
+
+    #[test]
+    fn parameters_show_their_values_and_relative_dates_their_expressions() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("q.sql"), "SELECT :from, :n, :to").unwrap();
+        std::fs::write(
+            dir.path().join("s.toml"),
+            "[shards]\nb = \"sqlite://b.db\"\n",
+        )
+        .unwrap();
+        let args = |params: &[(&str, &str)]| RunArgs {
+            query: Some(dir.path().join("q.sql")),
+            shards: Some(dir.path().join("s.toml")),
+            params: params
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            as_of: Some("2026-03-08T12:00:00".into()),
+            timezone: Some("America/New_York".into()),
+            ..Default::default()
+        };
+        let config =
+            JobConfig::resolve_for_plan(args(&[("from", "@now-24h"), ("n", "7"), ("to", "@@x")]))
+                .unwrap();
+        assert_eq!(
+            describe_params(&config),
+            "parameters (relative dates as of 2026-03-08T12:00:00-04:00 in America/New_York):\n  \
+             :from = \"2026-03-07T11:00:00-05:00\" from @now-24h\n  \
+             :n = \"7\"\n  \
+             :to = \"@x\"\n"
+        );
+        let config =
+            JobConfig::resolve_for_plan(args(&[("from", "a"), ("n", "7"), ("to", "b")])).unwrap();
+        assert_eq!(
+            describe_params(&config),
+            "parameters:\n  :from = \"a\"\n  :n = \"7\"\n  :to = \"b\"\n"
+        );
     }
 }

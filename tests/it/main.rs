@@ -4,6 +4,7 @@
 
 mod cli;
 mod combine;
+mod dates;
 mod demo;
 mod faults;
 mod harness;

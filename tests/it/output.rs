@@ -199,6 +199,7 @@ fn the_report_is_written_atomically_into_its_directory_even_a_new_one() {
     let stale = dir.path().join("reports/.run.json.tributary-1-9.tmp");
     std::fs::write(&stale, b"{").unwrap();
     let report = tributary::RunReport {
+        inputs: Default::default(),
         tasks: Vec::new(),
         output: None,
         elapsed: std::time::Duration::from_millis(1500),
