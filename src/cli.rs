@@ -48,6 +48,78 @@ pub enum Command {
     Demo(DemoCommand),
     /// List the runs the ledger recorded, newest first, or show one (`runs show ID`).
     Runs(RunsCommand),
+    /// Run a job once per step of a date range, with --as-of set to each step.
+    ///
+    /// Steps that already succeeded with their output intact are skipped (the run
+    /// ledger); a failed step does not stop the others unless --fail-fast. Each step
+    /// prints a line when it ends, and a table closes the backfill. The exit code is the
+    /// first failed step's, else 0.
+    Backfill(BackfillCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillCommand {
+    /// The job file (TOML).
+    #[arg(long, value_name = "JOB.toml")]
+    pub job: PathBuf,
+
+    /// The first step: a date (2025-01-01) or a timestamp without zone (wall time in the
+    /// job's time zone).
+    #[arg(long, value_name = "DATE|TIMESTAMP")]
+    pub from: String,
+
+    /// The end of the range, itself not a step.
+    #[arg(long, value_name = "DATE|TIMESTAMP")]
+    pub to: String,
+
+    /// The distance between steps: 1d, 6h, 1w, 1m (months keep the day of --from).
+    #[arg(long, value_name = "N{h,d,w,m}", default_value = "1d", value_parser = parse_step)]
+    pub step: crate::backfill::Step,
+
+    /// Steps running at once.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub parallel: usize,
+
+    /// Start no step once one has failed.
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// A query parameter overriding the job file's (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+
+    /// The IANA time zone of the steps and relative dates [default: the job's, else UTC].
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+fn parse_step(s: &str) -> Result<crate::backfill::Step, String> {
+    s.parse()
+}
+
+impl From<BackfillCommand> for crate::backfill::Backfill {
+    fn from(c: BackfillCommand) -> crate::backfill::Backfill {
+        crate::backfill::Backfill {
+            run: RunArgs {
+                job: Some(c.job),
+                params: c.params,
+                timezone: c.timezone,
+                ledger: c.ledger.ledger,
+                no_ledger: c.ledger.no_ledger,
+                force: c.ledger.force,
+                lock_timeout: c.ledger.lock_timeout,
+                ..RunArgs::default()
+            },
+            from: c.from,
+            to: c.to,
+            step: c.step,
+            parallel: c.parallel,
+            fail_fast: c.fail_fast,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -30,6 +30,7 @@
 //! - [`report`] shows progress and the run's summary, writes the JSON report and builds
 //!   the Parquet metadata of what ran; [`error`] maps failures to exit codes.
 
+pub mod backfill;
 pub mod cli;
 pub mod combine;
 pub mod config;

@@ -83,6 +83,17 @@ async fn run(cli: Cli) -> i32 {
                 Err(e) => fail(&e),
             }
         }
+        Command::Backfill(args) => {
+            let backfill = tributary::backfill::Backfill::from(args);
+            match tributary::backfill::run(&backfill, interrupt).await {
+                Ok((job, results)) => {
+                    let (summary, code) = tributary::backfill::summary(&job, &results);
+                    print!("{summary}");
+                    code
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Command::Runs(args) => match runs(args).await {
             Ok(()) => exit::SUCCESS,
             Err(e) => fail(&e),

@@ -209,10 +209,27 @@ impl Ledger {
             .connect_with(options)
             .await
             .map_err(|e| error(format!("cannot open: {e}")))?;
-        migrator()
-            .run(&pool)
+        // SQLite has no advisory lock for the migrator to take: two processes opening a
+        // new ledger at once would both create its tables. A lock on a file beside it
+        // makes them take turns.
+        let guard = {
+            let mut name = path.as_os_str().to_owned();
+            name.push(".lock");
+            PathBuf::from(name)
+        };
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&guard)
+            .map_err(|e| error(format!("cannot open {}: {e}", guard.display())))?;
+        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
             .await
-            .map_err(|e| error(format!("cannot bring its schema up to date: {e}")))?;
+            .expect("locking does not panic")
+            .map_err(|e| error(format!("cannot lock {}: {e}", guard.display())))?;
+        let migrated = migrator().run(&pool).await;
+        drop(lock);
+        migrated.map_err(|e| error(format!("cannot bring its schema up to date: {e}")))?;
         Ok(Ledger {
             pool,
             path: path.to_owned(),
@@ -300,7 +317,7 @@ impl Ledger {
             .bind(&config.name)
             .bind(&identity)
             .bind(params)
-            .bind(None::<String>)
+            .bind(crate::config::dates::rfc3339(&config.as_of))
             .bind(&now)
             .bind(me.pid as i64)
             .bind(&me.host)

@@ -25,6 +25,9 @@ pub struct TempFile {
     /// ([`TempFile::handle`]), which share the lock; it is released when the last of them
     /// is closed, after the file was renamed or removed.
     pub(super) file: File,
+    /// Directories made for the target, deepest first: removed again (when empty) if the
+    /// file is never moved into place, so that a failed run leaves nothing behind.
+    made_dirs: Vec<PathBuf>,
 }
 
 /// Attempts at a fresh temporary name before giving up: a name is only taken twice by a
@@ -38,6 +41,11 @@ impl TempFile {
     /// the name is only for people looking at the directory.
     pub fn create(target: &Path) -> Result<TempFile> {
         let dir = parent_dir(target);
+        let made_dirs: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
         std::fs::create_dir_all(&dir).map_err(|e| Error::output(target, e))?;
         remove_stale_temporaries(target);
         let name = target
@@ -70,6 +78,7 @@ impl TempFile {
                         path,
                         target: target.to_owned(),
                         file,
+                        made_dirs,
                     });
                 }
                 Ok(()) => last = Some(std::io::Error::other("removed by another run")),
@@ -121,6 +130,7 @@ impl TempFile {
             let _ = std::fs::remove_file(&path);
             return Err(Error::output(target, e));
         }
+        self.made_dirs.clear();
         Ok(())
     }
 }
@@ -130,6 +140,10 @@ impl Drop for TempFile {
         // Removed while still locked, so that no other run takes the name for a stale one.
         if !self.path.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.path);
+        }
+        for dir in &self.made_dirs {
+            // Only an empty one goes: another file may have come meanwhile.
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
@@ -204,5 +218,27 @@ fn remove_stale_temporaries(target: &Path) {
             // Removed while we hold the lock; it is released when `file` is closed.
             let _ = std::fs::remove_file(entry.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_made_for_a_file_never_written_are_removed_again() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("day=2025-01-05/part/out.parquet");
+        let temp = TempFile::create(&target).unwrap();
+        assert!(root.path().join("day=2025-01-05/part").is_dir());
+        drop(temp);
+        assert!(!root.path().join("day=2025-01-05").exists());
+
+        // A directory that was there before stays; one made for a file written stays.
+        std::fs::create_dir(root.path().join("kept")).unwrap();
+        drop(TempFile::create(&root.path().join("kept/out.parquet")).unwrap());
+        assert!(root.path().join("kept").is_dir());
+        write_atomically(&target, b"x").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"x");
     }
 }

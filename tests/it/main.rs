@@ -2,6 +2,7 @@
 //! databases act as shards) and SQLite files. Each test writes a job, runs it, and reads
 //! the Parquet back to compare with what the database itself returns.
 
+mod backfill;
 mod cli;
 mod combine;
 mod dates;
