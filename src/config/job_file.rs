@@ -10,6 +10,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct JobFile {
+    /// The job's name in the ledger, the report and metrics (default: the file's stem).
+    pub name: Option<String>,
     pub query: Option<PathBuf>,
     /// A shards file's path, or the `[shards]` table itself.
     pub shards: Option<toml::Value>,

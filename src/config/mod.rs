@@ -110,6 +110,9 @@ pub struct RunArgs {
 /// A validated job: everything the planner and the run need.
 #[derive(Debug, Clone)]
 pub struct JobConfig {
+    /// The job's name: the job file's `name`, else the job file's stem, else the query
+    /// file's.
+    pub name: String,
     /// Where the query came from, for messages and the output's metadata.
     pub query_path: PathBuf,
     /// The query text as written (with `:name` parameters).

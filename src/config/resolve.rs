@@ -33,7 +33,9 @@ pub(super) fn resolve(args: RunArgs, needs_output: bool) -> Result<JobConfig> {
     let options = options(&args, &job)?;
     check(&options, &shards, &query, &job)?;
     let combine = combine(&args, &job, &query, &params, &shards, &options)?;
+    let name = job_name(&job, &query.path)?;
     Ok(JobConfig {
+        name,
         query_path: query.path,
         query_text: query.text,
         query: query.template,
@@ -43,6 +45,20 @@ pub(super) fn resolve(args: RunArgs, needs_output: bool) -> Result<JobConfig> {
         options,
         combine,
     })
+}
+
+/// The job's name: `name` in the job file, else the job file's stem, else the query's.
+fn job_name(job: &LoadedJob, query: &Path) -> Result<String> {
+    if let Some(name) = &job.file.name {
+        if name.trim().is_empty() || name.chars().any(char::is_control) {
+            return Err(job.error(format!("name {name:?} must be non-empty printable text")));
+        }
+        return Ok(name.clone());
+    }
+    let from = job.path.as_deref().unwrap_or(query);
+    Ok(from
+        .file_stem()
+        .map_or_else(|| "tributary".into(), |s| s.to_string_lossy().into_owned()))
 }
 
 /// The query file, read and lexed.
