@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use clap::Parser;
 use tributary::cli::{Cli, Command};
 use tributary::error::exit;
+use tributary::metrics::RunMetrics;
 use tributary::{JobConfig, RunArgs};
 
 /// jemalloc rather than glibc's allocator: glibc hands the freed buffers of each encoded
@@ -56,6 +57,15 @@ async fn run(cli: Cli) -> i32 {
                 && let Err(e) = tributary::write_report(path, &report, &result)
             {
                 eprintln!("error: {e}");
+            }
+            // Like the report, a metrics file that cannot be written does not change
+            // the run's exit code.
+            if let Some(path) = &config.options.metrics_file {
+                let end = std::time::SystemTime::now();
+                let metrics = RunMetrics::new(&config.name, &report, &result, end);
+                if let Err(e) = tributary::metrics::write(path, &metrics) {
+                    eprintln!("error: {e}");
+                }
             }
             match result {
                 Ok(()) => exit::SUCCESS,

@@ -33,6 +33,8 @@ pub(super) struct JobFile {
     pub retry_for: Option<String>,
     pub stall_timeout: Option<String>,
     pub report: Option<PathBuf>,
+    /// Where to write the run's metrics for node_exporter's textfile collector.
+    pub metrics_file: Option<PathBuf>,
     pub types: Option<toml::Table>,
     pub dictionary: Option<bool>,
     #[serde(alias = "text_encoding")]

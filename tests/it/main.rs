@@ -7,6 +7,7 @@ mod combine;
 mod demo;
 mod faults;
 mod harness;
+mod metrics;
 mod output;
 mod params;
 mod partitions;
