@@ -58,15 +58,11 @@ async fn run(cli: Cli) -> i32 {
             {
                 eprintln!("error: {e}");
             }
-            // Like the report, a metrics file that cannot be written does not change
-            // the run's exit code.
-            if let Some(path) = &config.options.metrics_file {
-                let end = std::time::SystemTime::now();
-                let metrics = RunMetrics::new(&config.name, &report, &result, end);
-                if let Err(e) = tributary::metrics::write(path, &metrics) {
-                    eprintln!("error: {e}");
-                }
-            }
+            let end = std::time::SystemTime::now();
+            write_metrics(
+                &config,
+                &RunMetrics::new(&config.name, &report, &result, end),
+            );
             match result {
                 Ok(()) => exit::SUCCESS,
                 Err(e) => fail(&e),
@@ -96,6 +92,17 @@ async fn run(cli: Cli) -> i32 {
                 Err(e) => fail(&e),
             }
         }
+    }
+}
+
+/// Writes the run's metrics if the job asks for them: after every run of a resolved
+/// job, whichever way it ended. Like the report, a metrics file that cannot be written
+/// is an error on stderr that leaves the run's exit code as it is.
+fn write_metrics(config: &JobConfig, metrics: &RunMetrics) {
+    if let Some(path) = &config.options.metrics_file
+        && let Err(e) = tributary::metrics::write(path, metrics)
+    {
+        eprintln!("error: {e}");
     }
 }
 

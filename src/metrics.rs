@@ -104,6 +104,21 @@ impl RunMetrics {
         }
     }
 
+    /// The metrics of a run of `job` that ended at `end` with `exit_code` before any
+    /// task ran (nothing to do, or nothing it may do yet): no tasks, no output, no time.
+    pub fn without_tasks(job: &str, exit_code: i32, end: SystemTime) -> Self {
+        RunMetrics {
+            job: job.to_owned(),
+            end,
+            duration: Duration::ZERO,
+            rows: 0,
+            bytes: 0,
+            exit_code,
+            tasks: 0,
+            tasks_failed: 0,
+        }
+    }
+
     fn succeeded(&self) -> bool {
         self.exit_code == exit::SUCCESS
     }
@@ -510,6 +525,21 @@ tributary_last_run_tasks_failed{job=\"nightly\"} 0
         // A success replaces it.
         let ok = render(&again, &run("nightly", 0, 4_000_000));
         assert_eq!(value(&ok, LAST_SUCCESS, "nightly").unwrap(), "4000");
+    }
+
+    #[test]
+    fn a_run_without_tasks_keeps_the_last_success_unless_it_succeeded() {
+        let first = render("", &run("nightly", 0, 1_000_000));
+        let end = SystemTime::UNIX_EPOCH + Duration::from_secs(2000);
+        let locked = render(&first, &RunMetrics::without_tasks("nightly", 9, end));
+        assert_eq!(value(&locked, LAST_SUCCESS, "nightly").unwrap(), "1000");
+        assert_eq!(value(&locked, LAST_RUN, "nightly").unwrap(), "2000");
+        assert_eq!(
+            value(&locked, "tributary_last_run_tasks", "nightly").unwrap(),
+            "0"
+        );
+        let done = render(&first, &RunMetrics::without_tasks("nightly", 0, end));
+        assert_eq!(value(&done, LAST_SUCCESS, "nightly").unwrap(), "2000");
     }
 
     #[test]
