@@ -299,6 +299,14 @@ pub struct RunCommand {
     /// Write a JSON report of the run (every task's outcome, the output, the exit code).
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+
+    /// After the run, successful or not, write its metrics (last run and last success
+    /// times, duration, rows, bytes, exit code, tasks) to PATH in Prometheus' text
+    /// format, for node_exporter's textfile collector; other jobs' series in the file
+    /// are kept. See docs/scheduling.md.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
     /// A type option for every column (repeatable): numeric=exact|text|float64|decimal(P,S),
     /// uuid=binary|string, enums=text|dictionary, interval=struct|duration|text,
     /// timetz=struct|utc|text, infinity=error|null|clamp, text=true, array_dims=N.
@@ -473,6 +481,7 @@ impl From<RunCommand> for RunArgs {
             retry_for: c.retry_for,
             stall_timeout: c.stall_timeout,
             report: c.report,
+            metrics_file: c.metrics_file,
             type_options: c.type_options,
             column_types: c.column_types,
             dictionary: c.dictionary,

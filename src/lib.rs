@@ -28,7 +28,8 @@
 //!   groups encoded on several threads; [`sink`] (the [`sink::Sink`] seam: one local
 //!   Parquet file or a split set of them today) writes them atomically.
 //! - [`report`] shows progress and the run's summary, writes the JSON report and builds
-//!   the Parquet metadata of what ran; [`error`] maps failures to exit codes.
+//!   the Parquet metadata of what ran; [`metrics`] leaves the run's metrics for
+//!   node_exporter (`--metrics-file`); [`error`] maps failures to exit codes.
 
 pub mod backfill;
 pub mod cli;
@@ -40,6 +41,7 @@ pub mod dispatch;
 pub mod error;
 pub mod ledger;
 pub mod merge;
+pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod sink;

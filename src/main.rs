@@ -7,6 +7,7 @@ use clap::Parser;
 use tributary::cli::{Cli, Command};
 use tributary::error::exit;
 use tributary::ledger::Recorded;
+use tributary::metrics::RunMetrics;
 
 use tributary::{JobConfig, RunArgs};
 
@@ -54,7 +55,15 @@ async fn run(cli: Cli) -> i32 {
             };
             let recorded = tributary::ledger::run_recorded(&config, interactive, interrupt).await;
             let (report, result, unrecorded) = match recorded {
-                Err(e) => return fail(&e),
+                Err(e) => {
+                    let metrics = RunMetrics::without_tasks(
+                        &config.name,
+                        e.exit_code(),
+                        std::time::SystemTime::now(),
+                    );
+                    write_metrics(&config, &metrics);
+                    return fail(&e);
+                }
                 Ok(Recorded::Skipped {
                     run,
                     previous,
@@ -65,6 +74,13 @@ async fn run(cli: Cli) -> i32 {
                         "{}",
                         skipped(&config.name, run, previous, &ended_at, &files)
                     );
+                    // The job's output is as current as an identical run makes it.
+                    let metrics = RunMetrics::without_tasks(
+                        &config.name,
+                        exit::SUCCESS,
+                        std::time::SystemTime::now(),
+                    );
+                    write_metrics(&config, &metrics);
                     return exit::SUCCESS;
                 }
                 Ok(Recorded::Ran(ran)) => (ran.report, ran.result, ran.unrecorded),
@@ -75,6 +91,11 @@ async fn run(cli: Cli) -> i32 {
             {
                 eprintln!("error: {e}");
             }
+            let end = std::time::SystemTime::now();
+            write_metrics(
+                &config,
+                &RunMetrics::new(&config.name, &report, &result, end),
+            );
             if let Some(e) = unrecorded {
                 eprintln!("error: {e} (the run's outcome stands; the ledger does not know it)");
             }
@@ -196,6 +217,17 @@ fn skipped(
         "job `{job}`: already done by run {previous} (ended {ended_at}); its output is unchanged ({}). Nothing ran (recorded as run {run}); --force runs it again.",
         files.join(", ")
     )
+}
+
+/// Writes the run's metrics if the job asks for them: after every run of a resolved
+/// job, whichever way it ended. Like the report, a metrics file that cannot be written
+/// is an error on stderr that leaves the run's exit code as it is.
+fn write_metrics(config: &JobConfig, metrics: &RunMetrics) {
+    if let Some(path) = &config.options.metrics_file
+        && let Err(e) = tributary::metrics::write(path, metrics)
+    {
+        eprintln!("error: {e}");
+    }
 }
 
 fn fail(e: &tributary::Error) -> i32 {

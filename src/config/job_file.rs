@@ -38,6 +38,8 @@ pub(super) struct JobFile {
     pub retry_for: Option<String>,
     pub stall_timeout: Option<String>,
     pub report: Option<PathBuf>,
+    /// Where to write the run's metrics for node_exporter's textfile collector.
+    pub metrics_file: Option<PathBuf>,
     pub types: Option<toml::Table>,
     pub dictionary: Option<bool>,
     #[serde(alias = "text_encoding")]
@@ -56,6 +58,9 @@ pub(super) struct JobFile {
     /// The run ledger's path, or `false` for none.
     pub ledger: Option<toml::Value>,
     pub lock_timeout: Option<String>,
+    /// `changed` (the default): skip a run whose identical run succeeded with its files
+    /// intact; `always`: run every time.
+    pub rerun: Option<String>,
     /// `[incremental]`: read only what changed since the last run.
     pub incremental: Option<IncrementalFile>,
 }

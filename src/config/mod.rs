@@ -87,6 +87,8 @@ pub struct RunArgs {
     pub stall_timeout: Option<Duration>,
     /// `--report PATH`: where to write the JSON run report.
     pub report: Option<PathBuf>,
+    /// `--metrics-file PATH`: where to write the run's metrics (Prometheus text format).
+    pub metrics_file: Option<PathBuf>,
     /// Type options for every column: `(key, value)`, e.g. `("numeric", "float64")`.
     pub type_options: Vec<(String, String)>,
     /// Type options for one column: `(column, key, value)`.
@@ -228,6 +230,9 @@ pub struct RunOptions {
     pub stall_timeout: Option<Duration>,
     /// Where to write the JSON run report.
     pub report: Option<PathBuf>,
+    /// Where to write the run's metrics for node_exporter's textfile collector, after
+    /// every run that got this far, successful or not (see `metrics`).
+    pub metrics_file: Option<PathBuf>,
     /// How source types are rendered (see `types` and docs/types.md).
     pub types: Arc<TypeRules>,
     /// Parquet dictionary encoding (on by default; off can suit unique values).
@@ -359,6 +364,38 @@ mod tests {
             SourceConfig::Sqlite(s) => assert_eq!(s.path, dir.path().join("a.db")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_metrics_file_is_relative_to_the_job_file_and_the_flag_overrides_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "q.sql", "SELECT 1");
+        let job = write(
+            dir.path(),
+            "nightly.toml",
+            "query = \"q.sql\"\nshards = { a = \"sqlite://a.db\" }\noutput = \"o.parquet\"\nmetrics_file = \"m/nightly.prom\"\n",
+        );
+        let resolve = |metrics_file: Option<&str>| {
+            JobConfig::resolve(RunArgs {
+                job: Some(job.clone()),
+                metrics_file: metrics_file.map(PathBuf::from),
+                ..Default::default()
+            })
+        };
+        let config = resolve(None).unwrap();
+        assert_eq!(
+            config.options.metrics_file,
+            Some(dir.path().join("m/nightly.prom"))
+        );
+        assert_eq!(config.name, "nightly");
+        assert_eq!(
+            resolve(Some("here.prom")).unwrap().options.metrics_file,
+            Some(PathBuf::from("here.prom"))
+        );
+        let dir_path = dir.path().display().to_string();
+        let err = resolve(Some(&dir_path)).unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::CONFIG);
+        assert!(err.to_string().contains("must name a file"), "{err}");
     }
 
     #[test]

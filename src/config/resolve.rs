@@ -147,9 +147,18 @@ fn ledger(args: &RunArgs, job: &LoadedJob) -> Result<LedgerSettings> {
         job,
     )?
     .unwrap_or(DEFAULT_LOCK_TIMEOUT);
+    let always = match job.file.rerun.as_deref() {
+        None | Some("changed") => false,
+        Some("always") => true,
+        Some(other) => {
+            return Err(job.error(format!(
+                "rerun = {other:?}: expected \"changed\" (skip a run an identical one already did) or \"always\""
+            )));
+        }
+    };
     Ok(LedgerSettings {
         path,
-        skip_done: args.job.is_some() && !args.force,
+        skip_done: args.job.is_some() && !args.force && !always,
         lock_timeout,
     })
 }
@@ -398,6 +407,7 @@ fn options(args: &RunArgs, job: &LoadedJob) -> Result<RunOptions> {
             .report
             .clone()
             .or_else(|| file.report.as_deref().map(|p| job.path_in(p))),
+        metrics_file: metrics_file(args, job)?,
         types: Arc::new(types),
         dictionary: args.dictionary.or(file.dictionary).unwrap_or(true),
         delta,
@@ -406,6 +416,22 @@ fn options(args: &RunArgs, job: &LoadedJob) -> Result<RunOptions> {
         split,
         memory_limit: memory_limit(args, job)?,
     })
+}
+
+/// `--metrics-file`, else the job's `metrics_file` (relative to the job file), which
+/// must name a file: it is replaced by a temporary renamed over it.
+fn metrics_file(args: &RunArgs, job: &LoadedJob) -> Result<Option<PathBuf>> {
+    let path = args
+        .metrics_file
+        .clone()
+        .or_else(|| job.file.metrics_file.as_deref().map(|p| job.path_in(p)));
+    match path {
+        Some(p) if p.file_name().is_none() || p.is_dir() => Err(Error::config(
+            None,
+            format!("metrics file {} must name a file", p.display()),
+        )),
+        path => Ok(path),
+    }
 }
 
 /// `--memory-limit`, else the job's `memory_limit`, else the default.

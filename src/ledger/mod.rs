@@ -35,15 +35,30 @@ pub use record::{Ran, Recorded, run_recorded, with_marks};
 /// How long a write waits for another process's transaction on the ledger.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The ledger's schema, in order; applied on open.
+/// The ledger's schema, in order; applied on open. A released migration is never
+/// edited: a change is a new one.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "ledger".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/ledger/0001_ledger.sql").into_sql_str(),
-        false,
-    )])
+    let migration = |version, description: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            description.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        migration(
+            1,
+            "ledger",
+            include_str!("../../migrations/ledger/0001_ledger.sql"),
+        ),
+        migration(
+            2,
+            "marks",
+            include_str!("../../migrations/ledger/0002_marks.sql"),
+        ),
+    ])
 }
 
 /// The ledger's default place: `$XDG_STATE_HOME/tributary/ledger.db`, else

@@ -110,6 +110,21 @@ fn a_job_that_succeeded_runs_again_only_when_its_output_changed() {
         ]
     );
 
+    // A job that must refresh every time says so.
+    let job = std::fs::read_to_string(dir.join("job.toml")).unwrap();
+    std::fs::write(dir.join("job.toml"), format!("rerun = \"always\"\n{job}")).unwrap();
+    let always = succeeded(&run(&[]));
+    assert!(!always.contains("already done"), "{always}");
+    std::fs::write(dir.join("job.toml"), format!("rerun = \"never\"\n{job}")).unwrap();
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("rerun = \"never\""),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(dir.join("job.toml"), job).unwrap();
+
     // What the ledger kept of the last run: the tasks and the file with its checksum.
     let last = runs(dir)[0]["id"].as_i64().unwrap();
     let out = tributary_in(

@@ -1,5 +1,6 @@
 //! The independent readers: a Python virtual environment with pyarrow, pandas, polars and
-//! DuckDB (pinned in `tests/readers/requirements.txt`), made under `target/` on first use
+//! DuckDB, and the Prometheus client's parser for metrics files (pinned in
+//! `tests/readers/requirements.txt`), made under `target/` on first use
 //! and reused while the requirements are unchanged. Made once per machine and guarded by
 //! a file lock, so concurrent test processes wait for one another rather than race.
 //! Anything missing is a loud failure, never a skip: the checks run in CI.
@@ -11,6 +12,7 @@ use std::sync::OnceLock;
 
 const REQUIREMENTS: &str = "tests/readers/requirements.txt";
 pub const CHECK_SCRIPT: &str = "tests/readers/check.py";
+const METRICS_SCRIPT: &str = "tests/readers/metrics.py";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -109,4 +111,23 @@ pub fn check(parquet: &Path, expected: &serde_json::Value) -> String {
         "the readers disagree with PostgreSQL:\n{report}"
     );
     report
+}
+
+/// The metrics file at `path` as the Prometheus client's parser reads it (see
+/// `tests/readers/metrics.py`): `{family: {type, help, samples: [{name, labels, value}]}}`.
+/// Panics if it does not parse.
+pub fn prometheus(path: &Path) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(root().join(METRICS_SCRIPT))
+        .arg(path)
+        .output()
+        .expect("running the metrics parser");
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refuses {}:\n{}\n{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+    serde_json::from_slice(&out.stdout).expect("the parser prints JSON")
 }
