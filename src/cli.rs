@@ -355,6 +355,10 @@ pub struct PlanCommand {
     /// decides are shown as split at run time.
     #[arg(long)]
     pub offline: bool,
+
+    /// The run ledger an incremental job's marks are read from [default: as for `run`].
+    #[arg(long, value_name = "PATH")]
+    pub ledger: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -125,7 +125,11 @@ async fn run(cli: Cli) -> i32 {
             } else {
                 tributary::dispatch::PlanMode::Probe
             };
-            let config = match JobConfig::resolve_for_plan(RunArgs::from(args.run)) {
+            let run_args = RunArgs {
+                ledger: args.ledger,
+                ..RunArgs::from(args.run)
+            };
+            let config = match JobConfig::resolve_for_plan(run_args) {
                 Ok(c) => c,
                 Err(e) => return fail(&e),
             };

@@ -132,7 +132,7 @@ pub struct Deferred {
     pub shard_name: String,
     /// The whole query as the shard receives it, before the split.
     pub query: TaskQuery,
-    /// What the run probes to split it, in words.
+    /// What the run probes to read it, in words.
     pub split: String,
 }
 
@@ -351,7 +351,7 @@ pub fn offline(config: &JobConfig) -> Plan {
             .map(|i| Deferred {
                 shard_name: config.shards[i].name.clone(),
                 query: shard_query(config, i, base_query(config, i), &types),
-                split: split.clone(),
+                split: format!("split at run time into {split}"),
             })
             .collect(),
         final_step: FinalPlan::of(config, &types),
@@ -385,7 +385,7 @@ fn offline_incremental(
                     shard_name: shard.clone(),
                     query: shard_query(config, i, base_query(config, i), types),
                     split: format!(
-                        "the incremental window {after} up to the largest `{}` probed at run time{partitions}",
+                        "read at run time: the incremental window of {after} up to the largest `{}` probed in the shard's snapshot{partitions}",
                         inc.column
                     ),
                 }
@@ -483,7 +483,7 @@ impl Plan {
         for d in &self.deferred {
             let _ = writeln!(
                 out,
-                "shard `{}`, split at run time into {}; the query before the split:",
+                "shard `{}`, {}; the query before the split:",
                 d.shard_name, d.split
             );
             write_query(&mut out, &d.query);

@@ -210,3 +210,42 @@ fn the_nightly_example_plans_last_month() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_incremental_example_plans_a_window_per_shard() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/new_orders.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = harness::tributary_with(
+        dir.path(),
+        &[
+            "plan",
+            "--offline",
+            "--job",
+            example,
+            "--as-of",
+            "2026-03-16T04:00:00Z",
+            "--ledger",
+            "never-written.db",
+        ],
+        |cmd| {
+            cmd.env("TRIBUTARY_PG_PASSWORD", "unused");
+        },
+    );
+    let stdout = succeeded(&out);
+    for shard in ["shard1", "shard2", "shard3"] {
+        assert!(
+            stdout.contains(&format!(
+                "shard `{shard}`, read at run time: the incremental window of every `ordered_at` (no mark recorded yet) up to the largest `ordered_at` probed in the shard's snapshot; the query before the split:"
+            )),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains(":at = \"2026-03-16T04:00:00+00:00\" from @now"),
+        "{stdout}"
+    );
+    assert!(
+        !dir.path().join("never-written.db").exists(),
+        "a plan records nothing"
+    );
+}
