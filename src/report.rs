@@ -33,6 +33,8 @@ pub struct TaskReport {
     pub shard: String,
     pub partition: Option<String>,
     pub rows: u64,
+    /// The bytes of Arrow data it sent (its last attempt's).
+    pub bytes: u64,
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,
     /// Attempts made (more than one after transient failures).
@@ -532,6 +534,7 @@ mod tests {
             shard: shard.into(),
             partition: Some("p".into()),
             rows: 1,
+            bytes: 8,
             duration: Duration::ZERO,
             attempts: 1,
             outcome: if ok {

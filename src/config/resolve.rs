@@ -403,11 +403,16 @@ fn options(args: &RunArgs, job: &LoadedJob) -> Result<RunOptions> {
         )?
         .or(Some(DEFAULT_STALL_TIMEOUT))
         .filter(|d| !d.is_zero()),
-        report: args
-            .report
-            .clone()
-            .or_else(|| file.report.as_deref().map(|p| job.path_in(p))),
-        metrics_file: metrics_file(args, job)?,
+        report: file_path(
+            args.report.clone(),
+            file.report.as_deref().map(|p| job.path_in(p)),
+            "report",
+        )?,
+        metrics_file: file_path(
+            args.metrics_file.clone(),
+            job.file.metrics_file.as_deref().map(|p| job.path_in(p)),
+            "metrics file",
+        )?,
         types: Arc::new(types),
         dictionary: args.dictionary.or(file.dictionary).unwrap_or(true),
         delta,
@@ -418,17 +423,14 @@ fn options(args: &RunArgs, job: &LoadedJob) -> Result<RunOptions> {
     })
 }
 
-/// `--metrics-file`, else the job's `metrics_file` (relative to the job file), which
-/// must name a file: it is replaced by a temporary renamed over it.
-fn metrics_file(args: &RunArgs, job: &LoadedJob) -> Result<Option<PathBuf>> {
-    let path = args
-        .metrics_file
-        .clone()
-        .or_else(|| job.file.metrics_file.as_deref().map(|p| job.path_in(p)));
-    match path {
+/// A file the run writes beside its output (`--report`, `--metrics-file`): the flag,
+/// else the job's key (relative to the job file). It must name a file: it is replaced by
+/// a temporary renamed over it.
+fn file_path(flag: Option<PathBuf>, key: Option<PathBuf>, what: &str) -> Result<Option<PathBuf>> {
+    match flag.or(key) {
         Some(p) if p.file_name().is_none() || p.is_dir() => Err(Error::config(
             None,
-            format!("metrics file {} must name a file", p.display()),
+            format!("{what} {} must name a file", p.display()),
         )),
         path => Ok(path),
     }

@@ -532,6 +532,7 @@ impl Driver<'_> {
             duration,
             attempts,
             result,
+            bytes,
         } = end;
         self.tasks.remaining[task.shard] -= 1;
         self.tasks.finished[task.id] = true;
@@ -541,6 +542,7 @@ impl Driver<'_> {
         let r = &mut self.reports.tasks[task.id];
         r.duration = duration;
         r.attempts = attempts;
+        r.bytes = bytes;
         r.rows = self.tasks.counters[task.id].load(Ordering::Relaxed);
         match result {
             Ok(rows) => {
@@ -672,6 +674,7 @@ impl RunReports {
                 shard: t.shard_name.clone(),
                 partition: t.partition.clone(),
                 rows: 0,
+                bytes: 0,
                 duration: Duration::ZERO,
                 attempts: 0,
                 outcome: Outcome::Cancelled,
@@ -683,6 +686,7 @@ impl RunReports {
                 shard: e.shard.clone(),
                 partition: Some("planning".into()),
                 rows: 0,
+                bytes: 0,
                 duration: Duration::ZERO,
                 attempts: 1,
                 outcome: Outcome::Failed(e.kind.to_string()),

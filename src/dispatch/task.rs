@@ -41,6 +41,8 @@ pub(super) struct TaskEnd {
     pub(super) attempts: u32,
     /// The rows the task sent, or its last attempt's error.
     pub(super) result: Result<u64, TaskError>,
+    /// The bytes of Arrow data its last attempt sent.
+    pub(super) bytes: u64,
 }
 
 impl TaskRun {
@@ -115,6 +117,7 @@ impl TaskRun {
             duration: begun.elapsed(),
             attempts,
             result,
+            bytes: ctx.sender.bytes(),
         }
     }
 }

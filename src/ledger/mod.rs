@@ -58,6 +58,11 @@ fn migrator() -> Migrator {
             "marks",
             include_str!("../../migrations/ledger/0002_marks.sql"),
         ),
+        migration(
+            3,
+            "task bytes",
+            include_str!("../../migrations/ledger/0003_task_bytes.sql"),
+        ),
     ])
 }
 
@@ -148,6 +153,8 @@ pub struct TaskRow {
     pub shard: String,
     pub partition: Option<String>,
     pub rows: i64,
+    /// The bytes of Arrow data it sent.
+    pub bytes: i64,
     pub attempts: i64,
     pub seconds: f64,
     pub outcome: String,
@@ -494,14 +501,15 @@ impl Ledger {
                     Outcome::Cancelled => ("cancelled", None),
                 };
                 sqlx::query(
-                    "INSERT INTO tasks (run_id, task, shard, partition, rows, attempts, seconds, \
-                     outcome, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO tasks (run_id, task, shard, partition, rows, bytes, attempts, \
+                     seconds, outcome, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(started.run)
                 .bind(task.task as i64)
                 .bind(&task.shard)
                 .bind(&task.partition)
                 .bind(task.rows as i64)
+                .bind(task.bytes as i64)
                 .bind(task.attempts as i64)
                 .bind(task.duration.as_secs_f64())
                 .bind(outcome)
@@ -625,8 +633,8 @@ impl Ledger {
             return Ok(None);
         };
         let tasks = sqlx::query(
-            "SELECT task, shard, partition, rows, attempts, seconds, outcome, error FROM tasks \
-             WHERE run_id = ? ORDER BY task",
+            "SELECT task, shard, partition, rows, attempts, seconds, outcome, error, bytes \
+             FROM tasks WHERE run_id = ? ORDER BY task",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -642,6 +650,7 @@ impl Ledger {
             seconds: r.get(5),
             outcome: r.get(6),
             error: r.get(7),
+            bytes: r.get(8),
         })
         .collect();
         Ok(Some(RunDetail {

@@ -110,10 +110,11 @@ pub fn detail(d: &RunDetail) -> String {
                 .unwrap_or_default();
             let _ = write!(
                 out,
-                "    {}{part}: {}, {} rows, {} attempt{}, {:.3} s",
+                "    {}{part}: {}, {} rows, {} bytes, {} attempt{}, {:.3} s",
                 t.shard,
                 t.outcome,
                 t.rows,
+                t.bytes,
                 t.attempts,
                 if t.attempts == 1 { "" } else { "s" },
                 t.seconds

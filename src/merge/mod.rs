@@ -98,6 +98,8 @@ pub struct BatchSender {
     task: usize,
     tx: mpsc::UnboundedSender<Event>,
     budget: Arc<Semaphore>,
+    /// Arrow bytes sent by the attempt in progress.
+    sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl BatchSender {
@@ -108,8 +110,14 @@ impl BatchSender {
         });
     }
 
+    /// The bytes of Arrow data the attempt in progress has sent (buffers as allocated).
+    pub fn bytes(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Drops what the task sent so far (its attempt failed; a retry starts afresh).
     pub fn discard(&self) {
+        self.sent.store(0, std::sync::atomic::Ordering::Relaxed);
         let _ = self.tx.send(Event::Failed { task: self.task });
     }
 
@@ -120,8 +128,10 @@ impl BatchSender {
             return Duration::ZERO;
         }
         let started = Instant::now();
-        let units =
-            (batch.get_array_memory_size() / PERMIT_UNIT).clamp(1, CHANNEL_BUDGET / PERMIT_UNIT);
+        let size = batch.get_array_memory_size();
+        self.sent
+            .fetch_add(size as u64, std::sync::atomic::Ordering::Relaxed);
+        let units = (size / PERMIT_UNIT).clamp(1, CHANNEL_BUDGET / PERMIT_UNIT);
         let permit = self
             .budget
             .clone()
@@ -152,6 +162,7 @@ impl MergeHandle {
             task,
             tx: self.tx.clone(),
             budget: self.budget.clone(),
+            sent: Default::default(),
         }
     }
 

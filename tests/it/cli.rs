@@ -9,6 +9,26 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn a_report_path_that_names_no_file_fails_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = harness::sqlite_shard(dir.path(), "a.db", "CREATE TABLE t (x INTEGER);");
+    harness::write_job(dir.path(), "SELECT x FROM t", &shard);
+    for report in ["/", "."] {
+        let out = tributary_in(
+            dir.path(),
+            &job_args("run", &["-o", "o.parquet", "--report", report]),
+        );
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("report {report} must name a file")),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!dir.path().join("o.parquet").exists());
+    }
+}
+
+#[test]
 fn a_missing_parameter_fails_before_connecting() {
     let dir = tempfile::tempdir().unwrap();
     // The shard does not exist: reaching it would be a different error.

@@ -153,6 +153,9 @@ fn a_job_that_succeeded_runs_again_only_when_its_output_changed() {
         })
         .collect();
     assert_eq!(rows, [("a".to_string(), 2), ("b".to_string(), 1)]);
+    // Each task recorded the Arrow bytes it sent.
+    let bytes: Vec<i64> = tasks.iter().map(|t| t["bytes"].as_i64().unwrap()).collect();
+    assert!(bytes[0] > 0 && bytes[1] > 0, "{bytes:?}");
     let outputs = shown["outputs"].as_array().unwrap();
     assert_eq!(outputs.len(), 1);
     let bytes = std::fs::read(&output).unwrap();
