@@ -289,3 +289,19 @@ async fn a_run_killed_mid_way_is_abandoned_and_its_lock_taken_over() {
     assert_eq!(listed[0]["took_over"].as_i64(), Some(killed));
     harness::assert_no_temporaries(&dir.join("out"));
 }
+
+#[tokio::test]
+async fn of_two_runs_started_together_one_runs_and_the_other_exits_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    slow_job(dir, "ledger_race", 1.0).await;
+    let runs: Vec<Child> = (0..2).map(|_| spawn_run(dir, &[])).collect();
+    let mut codes: Vec<i32> = runs
+        .into_iter()
+        .map(|r| r.wait_with_output().unwrap().status.code().unwrap())
+        .collect();
+    codes.sort();
+    assert_eq!(codes, [0, 9]);
+    assert_eq!(ids(dir), [1, 2, 3]);
+    assert_eq!(statuses(dir), ["succeeded"]);
+}
