@@ -48,6 +48,13 @@ pub enum Command {
     Demo(DemoCommand),
     /// List the runs the ledger recorded, newest first, or show one (`runs show ID`).
     Runs(RunsCommand),
+    /// Check every shard before a run: reachable, the server, TLS, the role (a warning if
+    /// it can write) and, given a query, its columns as each shard describes them.
+    ///
+    /// Connects to all shards at once, within --connect-timeout, in READ ONLY
+    /// transactions; no row of the result is read. Exits 0 only when every shard passes,
+    /// else with the code a run would have (5 unreachable, 4 a query the shard rejects).
+    Check(CheckCommand),
     /// Run a job once per step of a date range, with --as-of set to each step.
     ///
     /// Steps that already succeeded with their output intact are skipped (the run
@@ -118,6 +125,45 @@ impl From<BackfillCommand> for crate::backfill::Backfill {
             step: c.step,
             parallel: c.parallel,
             fail_fast: c.fail_fast,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CheckCommand {
+    /// The query to describe on every shard (optional: without one, the shards only).
+    pub query: Option<PathBuf>,
+
+    /// A job file: its shards, options and query.
+    #[arg(long, value_name = "JOB.toml")]
+    pub job: Option<PathBuf>,
+
+    /// The shards file.
+    #[arg(long, value_name = "SHARDS.toml")]
+    pub shards: Option<PathBuf>,
+
+    /// A query parameter (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+
+    /// Deadline for opening each connection [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub connect_timeout: Option<Duration>,
+
+    /// Print JSON (one object per shard) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl From<CheckCommand> for RunArgs {
+    fn from(c: CheckCommand) -> RunArgs {
+        RunArgs {
+            query: c.query,
+            job: c.job,
+            shards: c.shards,
+            params: c.params,
+            connect_timeout: c.connect_timeout,
+            ..RunArgs::default()
         }
     }
 }

@@ -32,6 +32,7 @@
 //!   node_exporter (`--metrics-file`); [`error`] maps failures to exit codes.
 
 pub mod backfill;
+pub mod check;
 pub mod cli;
 pub mod combine;
 pub mod config;

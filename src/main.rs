@@ -115,6 +115,20 @@ async fn run(cli: Cli) -> i32 {
                 Err(e) => fail(&e),
             }
         }
+        Command::Check(args) => {
+            let json = args.json;
+            let target = match tributary::config::CheckTarget::resolve(RunArgs::from(args)) {
+                Ok(t) => t,
+                Err(e) => return fail(&e),
+            };
+            let checks = tributary::check::check(&target).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checks).expect("JSON"));
+            } else {
+                print!("{}", tributary::check::render(&checks));
+            }
+            tributary::check::exit_code(&checks)
+        }
         Command::Runs(args) => match runs(args).await {
             Ok(()) => exit::SUCCESS,
             Err(e) => fail(&e),

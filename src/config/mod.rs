@@ -311,6 +311,23 @@ impl JobConfig {
     }
 }
 
+/// What `tributary check` checks: the shards, with the run's options, and the whole job
+/// when a query is given (its columns are described on every shard).
+#[derive(Debug, Clone)]
+pub struct CheckTarget {
+    pub shards: Vec<ShardConfig>,
+    pub options: RunOptions,
+    pub job: Option<JobConfig>,
+}
+
+impl CheckTarget {
+    /// Resolves `args` as a run would; without a query (no QUERY.sql, no `query` in the
+    /// job file), only the shards and the options.
+    pub fn resolve(args: RunArgs) -> Result<CheckTarget> {
+        resolve::resolve_for_check(args)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

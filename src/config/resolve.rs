@@ -177,6 +177,26 @@ fn job_name(job: &LoadedJob, query: &Path) -> Result<String> {
         .map_or_else(|| "tributary".into(), |s| s.to_string_lossy().into_owned()))
 }
 
+/// `tributary check`: the whole job when it has a query, else its shards and options.
+pub(super) fn resolve_for_check(args: RunArgs) -> Result<super::CheckTarget> {
+    let job = LoadedJob::read(args.job.as_deref())?;
+    if args.query.is_some() || job.file.query.is_some() {
+        let config = resolve(args, false)?;
+        return Ok(super::CheckTarget {
+            shards: config.shards.clone(),
+            options: config.options.clone(),
+            job: Some(config),
+        });
+    }
+    let shards = shards(&args, &job)?;
+    let options = options(&args, &job)?;
+    Ok(super::CheckTarget {
+        shards,
+        options,
+        job: None,
+    })
+}
+
 /// The query file, read and lexed.
 struct Query {
     path: PathBuf,

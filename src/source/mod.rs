@@ -48,6 +48,38 @@ pub struct TaskContext {
     pub snapshot_imported: Arc<AtomicBool>,
 }
 
+/// What `tributary check` learns from a shard, without reading a row of the result.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ShardFacts {
+    /// The server and its version.
+    pub server: String,
+    /// For PostgreSQL: whether the connection is encrypted, and how.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFacts>,
+    /// The role the shard is read as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// What that role could change, each in words (empty: nothing found).
+    pub can_write: Vec<String>,
+    /// The query's result columns, when a query was given.
+    pub columns: Vec<ColumnFacts>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TlsFacts {
+    pub encrypted: bool,
+    pub protocol: Option<String>,
+    pub cipher: Option<String>,
+}
+
+/// A result column: its type on the shard, and in the output.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ColumnFacts {
+    pub name: String,
+    pub source_type: String,
+    pub arrow_type: String,
+}
+
 /// Decoded bytes after which a batch is sent even if it has fewer rows than `batch_size`
 /// (wide rows): keeps the per-task buffer small.
 pub const BATCH_BYTES: usize = 8 << 20;
@@ -128,6 +160,19 @@ impl ShardPool {
                 Some(p.describe(sql).await.map(|c| c.schema()))
             }
             _ => None,
+        }
+    }
+
+    /// Connects and learns what `tributary check` reports: the server, the connection's
+    /// encryption, the role and what it could write, and `query`'s columns (described,
+    /// not run), all inside a READ ONLY transaction.
+    pub async fn facts(&self, query: Option<&TaskQuery>) -> Result<ShardFacts, TaskError> {
+        match (self, query) {
+            (ShardPool::Postgres(p), None) => p.facts(None).await,
+            (ShardPool::Postgres(p), Some(TaskQuery::Postgres { sql })) => p.facts(Some(sql)).await,
+            (ShardPool::Sqlite(s), None) => s.facts(None).await,
+            (ShardPool::Sqlite(s), Some(TaskQuery::Sqlite { sql, .. })) => s.facts(Some(sql)).await,
+            _ => unreachable!("the planner renders each query for its shard's kind"),
         }
     }
 

@@ -261,6 +261,91 @@ impl PgShard {
         columns.map_err(|e| self.error(classify(&e, None)))
     }
 
+    /// What `tributary check` reports of this shard (see [`super::ShardPool::facts`]).
+    pub async fn facts(&self, sql: Option<&str>) -> Result<super::ShardFacts, TaskError> {
+        let tx = self.read_only().await?;
+        let facts = self.facts_on(&tx, sql).await;
+        tx.end().await;
+        facts.map_err(|e| self.error(classify(&e, None)))
+    }
+
+    async fn facts_on(
+        &self,
+        client: &tokio_postgres::Client,
+        sql: Option<&str>,
+    ) -> Result<super::ShardFacts, tokio_postgres::Error> {
+        let about = client
+            .query_one(
+                "SELECT 'PostgreSQL ' || current_setting('server_version'), current_user::text,                         (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),                         s.ssl, s.version, s.cipher                  FROM (SELECT 1) AS one                  LEFT JOIN pg_catalog.pg_stat_ssl AS s ON s.pid = pg_backend_pid()",
+                &[],
+            )
+            .await?;
+        let mut can_write = Vec::new();
+        if about.get::<_, Option<bool>>(2).unwrap_or(false) {
+            can_write.push("everything: the role is a superuser".to_string());
+        }
+        let tables: Vec<String> = client
+            .query(
+                "SELECT format('%I.%I', n.nspname, c.relname)                  FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace                  WHERE c.relkind IN ('r', 'p')                    AND n.nspname NOT IN ('pg_catalog', 'information_schema')                    AND n.nspname NOT LIKE 'pg\\_%'                    AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')                  ORDER BY 1",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !tables.is_empty() {
+            let shown: Vec<&str> = tables.iter().take(3).map(String::as_str).collect();
+            let more = tables.len().saturating_sub(shown.len());
+            can_write.push(format!(
+                "the rows of {} table{} ({}{})",
+                tables.len(),
+                if tables.len() == 1 { "" } else { "s" },
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        let schemas: Vec<String> = client
+            .query(
+                "SELECT format('%I', nspname) FROM pg_catalog.pg_namespace                  WHERE nspname NOT IN ('pg_catalog', 'information_schema')                    AND nspname NOT LIKE 'pg\\_%' AND has_schema_privilege(oid, 'CREATE')                  ORDER BY 1",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !schemas.is_empty() {
+            can_write.push(format!("new tables in schema {}", schemas.join(", ")));
+        }
+        let mut columns = Vec::new();
+        if let Some(sql) = sql {
+            let statement = client.prepare(sql).await?;
+            let described = pgcolumns::describe(client, sql, &self.types).await?;
+            let schema = described.schema();
+            for (column, field) in statement.columns().iter().zip(schema.fields()) {
+                columns.push(super::ColumnFacts {
+                    name: column.name().to_string(),
+                    source_type: column.type_().name().to_string(),
+                    arrow_type: field.data_type().to_string(),
+                });
+            }
+        }
+        Ok(super::ShardFacts {
+            server: about.get(0),
+            tls: Some(super::TlsFacts {
+                encrypted: about.get::<_, Option<bool>>(3).unwrap_or(false),
+                protocol: about.get(4),
+                cipher: about.get(5),
+            }),
+            role: Some(about.get(1)),
+            can_write,
+            columns,
+        })
+    }
+
     /// A pooled connection in a new READ ONLY transaction.
     async fn read_only(&self) -> Result<ReadOnly, TaskError> {
         let tx = ReadOnly {

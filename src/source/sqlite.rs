@@ -113,6 +113,45 @@ impl SqliteShard {
         Ok(rows)
     }
 
+    /// What `tributary check` reports of this file: SQLite's version, and the query's
+    /// columns as SQLite declares them (the file is opened read-only: nothing can be
+    /// written through it).
+    pub async fn facts(&self, sql: Option<&str>) -> Result<super::ShardFacts, TaskError> {
+        use sqlx::{Column, Executor, Statement, TypeInfo};
+        let mut conn = self.pool.acquire().await.map_err(|e| {
+            self.error(TaskErrorKind::Connect {
+                target: format!("sqlite://{}", self.path),
+                message: e.to_string(),
+                transient: false,
+            })
+        })?;
+        let version: String = sqlx::query_scalar("SELECT sqlite_version()")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| self.server(e))?;
+        let mut columns = Vec::new();
+        if let Some(sql) = sql {
+            let statement = (&mut *conn)
+                .prepare(sqlx::AssertSqlSafe(sql.to_string()).into_sql_str())
+                .await
+                .map_err(|e| self.server(e))?;
+            for column in statement.columns() {
+                columns.push(super::ColumnFacts {
+                    name: column.name().to_string(),
+                    source_type: column.type_info().name().to_string(),
+                    arrow_type: "decided by the values read".into(),
+                });
+            }
+        }
+        Ok(super::ShardFacts {
+            server: format!("SQLite {version}"),
+            tls: None,
+            role: None,
+            can_write: Vec::new(),
+            columns,
+        })
+    }
+
     /// The smallest and largest key of the query's result, which must be integers
     /// (`None` when there is no non-NULL key).
     pub async fn probe_range(

@@ -3,6 +3,7 @@
 //! the Parquet back to compare with what the database itself returns.
 
 mod backfill;
+mod check;
 mod cli;
 mod combine;
 mod dates;

@@ -193,6 +193,41 @@ async fn tls_modes_follow_libpq() {
         "right CA and name"
     );
 
+    // `tributary check` says the certificate was verified, and fails on the wrong CA.
+    let checked = |shard_url: String| {
+        let dir = tempfile::tempdir().unwrap();
+        harness::write_job(dir.path(), "SELECT 42::bigint AS answer", &shard_url);
+        let out = harness::tributary_in(
+            dir.path(),
+            &[
+                "check",
+                "--shards",
+                "s.toml",
+                "--json",
+                "--connect-timeout",
+                "3s",
+            ],
+        );
+        let json: serde_json::Value = serde_json::from_str(&harness::stdout(&out))
+            .unwrap_or_else(|e| panic!("no JSON ({e}): {}", harness::stderr(&out)));
+        (out.status.code(), json[0].clone())
+    };
+    let (code, check) = checked(url("localhost", "verify-full", &ca));
+    assert_eq!(code, Some(0), "{check:#}");
+    assert_eq!(check["certificate_verified"], true, "{check:#}");
+    assert_eq!(check["sslmode"], "verify-full");
+    assert_eq!(check["facts"]["tls"]["encrypted"], true, "{check:#}");
+    let (code, check) = checked(url("localhost", "verify-full", &other));
+    assert_eq!(code, Some(5), "{check:#}");
+    assert!(
+        check["error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("certificate"),
+        "{check:#}"
+    );
+
     let err = refusal(&url("localhost", "verify-full", &other)).await;
     assert!(
         err.contains("shard `tls`") && err.to_lowercase().contains("certificate"),
