@@ -146,14 +146,15 @@ impl Spool {
 
     /// Runs the final step over the finished tasks' rows, each conformed to `schema` by
     /// `conform` (given the task), handing every output batch to `each`, the first one
-    /// empty (the output's columns).
+    /// empty (the output's columns). Returns what the step spilled to disk to stay within
+    /// its memory limit.
     pub fn run(
         self,
         step: &FinalStep,
         schema: SchemaRef,
         conform: Arc<dyn Fn(usize, RecordBatch) -> Result<RecordBatch> + Send + Sync>,
         mut each: impl FnMut(RecordBatch) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Spilled> {
         let failed = |e: DataFusionError| Error::FinalStep {
             sql: step.sql.clone(),
             message: e.to_string(),
@@ -187,8 +188,12 @@ impl Spool {
             .build_arc()
             .map_err(failed)?;
         // PostgreSQL's dialect: no backslash escapes in '…', as the query's own literals.
+        // A sort that spills first reserves memory for merging its spill files back
+        // (10 MiB by default): under a smaller limit it would fail instead of spilling.
+        let merge_reserve = (step.memory_limit / 8).min(10 << 20) as usize;
         let config = SessionConfig::new()
             .with_information_schema(false)
+            .with_sort_spill_reservation_bytes(merge_reserve)
             .set_str("datafusion.sql_parser.dialect", "PostgreSQL");
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         for f in super::udf::functions(&step.avg_scales) {
@@ -199,10 +204,13 @@ impl Spool {
             .with_sort_order(ordering(&step.sorted, &schema));
         ctx.register_table("shards", Arc::new(table))
             .map_err(failed)?;
-        let mut stream = handle
+        let (plan, mut stream) = handle
             .block_on(async {
                 let frame = ctx.sql(&step.sql).await?;
-                frame.execute_stream().await
+                let task = Arc::new(frame.task_ctx());
+                let plan = frame.create_physical_plan().await?;
+                let stream = datafusion::physical_plan::execute_stream(plan.clone(), task)?;
+                Ok::<_, DataFusionError>((plan, stream))
             })
             .map_err(failed)?;
         // The output's columns, even when no row comes.
@@ -211,7 +219,35 @@ impl Spool {
             let batch = batch.map_err(failed)?;
             each(output(step, batch)?)?;
         }
-        Ok(())
+        Ok(Spilled::of(plan.as_ref()))
+    }
+}
+
+/// What a final step wrote to its spool directory because its sorts and aggregations
+/// did not fit in `--memory-limit`, from DataFusion's own metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spilled {
+    pub files: usize,
+    pub bytes: usize,
+    pub rows: usize,
+}
+
+impl Spilled {
+    /// The spills of every operator of `plan`.
+    fn of(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Spilled {
+        let mut total = Spilled::default();
+        if let Some(metrics) = plan.metrics() {
+            total.files += metrics.spill_count().unwrap_or(0);
+            total.bytes += metrics.spilled_bytes().unwrap_or(0);
+            total.rows += metrics.spilled_rows().unwrap_or(0);
+        }
+        for child in plan.children() {
+            let spilled = Spilled::of(child.as_ref());
+            total.files += spilled.files;
+            total.bytes += spilled.bytes;
+            total.rows += spilled.rows;
+        }
+        total
     }
 }
 

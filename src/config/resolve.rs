@@ -458,7 +458,7 @@ fn file_path(flag: Option<PathBuf>, key: Option<PathBuf>, what: &str) -> Result<
 
 /// `--memory-limit`, else the job's `memory_limit`, else the default.
 fn memory_limit(args: &RunArgs, job: &LoadedJob) -> Result<u64> {
-    match (&args.memory_limit, &job.file.memory_limit) {
+    let limit = match (&args.memory_limit, &job.file.memory_limit) {
         (Some(s), _) => {
             parse_size(s).map_err(|e| Error::config(None, format!("--memory-limit: {e}")))
         }
@@ -470,7 +470,17 @@ fn memory_limit(args: &RunArgs, job: &LoadedJob) -> Result<u64> {
             "memory_limit: `{other}` is not a size such as \"512MB\""
         ))),
         (None, None) => Ok(crate::combine::engine::DEFAULT_MEMORY_LIMIT),
+    }?;
+    // Below this, the final step's sorts and merges cannot hold the buffers they need
+    // even while spilling.
+    const FLOOR: u64 = 4_000_000;
+    if limit < FLOOR {
+        return Err(Error::config(
+            None,
+            format!("memory limit of {limit} bytes: the final step needs at least 4MB"),
+        ));
     }
+    Ok(limit)
 }
 
 /// How the job combines: `--merge` (or `--merge-file`, or the job's `merge`) over

@@ -356,7 +356,7 @@ impl Merger {
                 .expect("a fresh semaphore has a permit"),
         );
         let mut first = true;
-        spool.run(&step, schema, conform, |batch| {
+        let spilled = spool.run(&step, schema, conform, |batch| {
             if first {
                 self.schema
                     .observe("(final step)", &batch.schema(), false)?;
@@ -364,6 +364,16 @@ impl Merger {
             }
             self.encode(0, batch, &hold)
         })?;
+        if spilled.files > 0 {
+            tracing::info!(
+                "the final step spilled {} rows ({:.1} MiB) to disk in {} file{} to stay within --memory-limit {:.1} MiB",
+                spilled.rows,
+                spilled.bytes as f64 / (1 << 20) as f64,
+                spilled.files,
+                if spilled.files == 1 { "" } else { "s" },
+                step.memory_limit as f64 / (1 << 20) as f64
+            );
+        }
         metadata.push(("tributary.combine".into(), step.strategy.clone()));
         metadata.push(("tributary.final_sql".into(), step.sql.clone()));
         Ok(())

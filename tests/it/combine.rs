@@ -888,3 +888,64 @@ async fn a_partial_run_says_its_aggregates_cover_only_the_shards_that_succeeded(
     );
     assert_eq!(harness::i64_column(&got, "q"), [Some(want.1)]);
 }
+
+/// A GROUP BY whose groups do not fit in `--memory-limit` spills to disk, says so, and
+/// gives the same result as with all the memory it wants.
+#[test]
+fn a_final_step_past_its_memory_limit_spills_and_gives_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut shards = String::from("[shards]\n");
+    for s in ["a", "b"] {
+        let url = crate::harness::sqlite_shard(
+            dir.path(),
+            &format!("{s}.db"),
+            "CREATE TABLE t AS WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 200000) SELECT i AS k, i * 2 AS v FROM c;",
+        );
+        shards.push_str(&format!("{s} = \"{url}\"\n"));
+    }
+    crate::harness::write_query_and_shards(
+        dir.path(),
+        "SELECT k, count(*) AS n, sum(v) AS s FROM t GROUP BY k ORDER BY k",
+        &shards,
+    );
+    let run = |limit: &str, out: &str| {
+        let args =
+            crate::harness::job_args("run", &["-o", out, "--memory-limit", limit, "--no-ledger"]);
+        let out = crate::harness::tributary_in(dir.path(), &args);
+        assert!(out.status.success(), "{}", crate::harness::stderr(&out));
+        crate::harness::stderr(&out)
+    };
+    let small = run("4MB", "small.parquet");
+    assert!(
+        small.contains("the final step spilled") && small.contains("--memory-limit 3.8 MiB"),
+        "{small}"
+    );
+    let args = crate::harness::job_args(
+        "run",
+        &["-o", "tiny.parquet", "--memory-limit", "2MB", "--no-ledger"],
+    );
+    let tiny = crate::harness::tributary_in(dir.path(), &args);
+    assert_eq!(tiny.status.code(), Some(3));
+    assert!(
+        crate::harness::stderr(&tiny).contains("the final step needs at least 4MB"),
+        "{}",
+        crate::harness::stderr(&tiny)
+    );
+    let large = run("4GB", "large.parquet");
+    assert!(!large.contains("spilled"), "{large}");
+    let read = |name: &str| {
+        let batch = crate::harness::concat(&crate::harness::read_parquet(&dir.path().join(name)));
+        (
+            crate::harness::i64_column(&batch, "k"),
+            crate::harness::i64_column(&batch, "n"),
+            crate::harness::i64_column(&batch, "s"),
+        )
+    };
+    let (k, n, s) = read("small.parquet");
+    assert_eq!(k.len(), 200_000);
+    assert_eq!(k[0], Some(1));
+    assert_eq!(k[199_999], Some(200_000));
+    assert!(n.iter().all(|n| *n == Some(2)));
+    assert_eq!(s[41], Some(2 * 2 * 42));
+    assert_eq!((k, n, s), read("large.parquet"));
+}
