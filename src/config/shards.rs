@@ -2,7 +2,9 @@
 //! `url` and per-shard options. Parsing resolves everything a connection needs (defaults
 //! from the libpq environment variables, the password from the file, an environment
 //! variable, `PGPASSWORD` or `~/.pgpass`) and keeps the password out of every `Debug` and
-//! `Display` form. Its errors name the shard and never the password.
+//! `Display` form. Its errors name the shard and never the password. String values may
+//! name environment variables ([`super::interpolate`]), replaced before a URL is parsed,
+//! so that a password from one is kept out of sight like any other.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use crate::error::{self, Error, Result};
 
+use super::interpolate;
 use super::pgpass;
 
 /// One shard: an independent database, read with its own connection pool.
@@ -201,8 +204,8 @@ pub struct SqliteSource {
 pub fn load(path: &Path) -> Result<Vec<ShardConfig>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::config(Some(path.to_owned()), format!("cannot read: {e}")))?;
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| Error::config(Some(path.to_owned()), format!("invalid TOML: {e}")))?;
+    let table: toml::Table = interpolate::from_str(&text, &interpolate::env)
+        .map_err(|e| e.into_config_error(path, "invalid TOML"))?;
     for key in table.keys() {
         if key != "shards" {
             return Err(Error::config(
