@@ -187,6 +187,12 @@ pub enum UrlError {
     NoHomeForRootCert,
     #[error("invalid PostgreSQL URL")]
     Postgres(#[source] tokio_postgres::Error),
+    /// Said without the URL: the `@` may well be in its password.
+    #[error(
+        "the URL holds more than one `@`; write an `@` in the user name, the password or an \
+         option as %40"
+    )]
+    ManyAts,
 }
 
 /// libpq's advice when `verify-ca`/`verify-full` has no root certificate file.
@@ -339,6 +345,12 @@ fn parse_postgres(
     url: &str,
     password_env: Option<&str>,
 ) -> std::result::Result<PgSource, UrlError> {
+    // tokio-postgres ends the user name and password at the first `@`, as libpq does: after
+    // a second one, in a password from an environment variable say, the rest of the
+    // password would be read as the host, and printed in messages.
+    if url.matches('@').count() > 1 {
+        return Err(UrlError::ManyAts);
+    }
     // libpq options tokio-postgres does not parse are taken out here and applied by us.
     let (head, query) = url.split_once('?').unwrap_or((url, ""));
     let mut kept = Vec::new();
@@ -705,6 +717,27 @@ mod tests {
                 && !message.contains("s3cret"),
             "{message}"
         );
+    }
+
+    /// A password with an `@` (one from the environment, unseen) once had its end read as
+    /// the host, which messages print.
+    #[test]
+    fn an_at_sign_in_a_password_is_refused_without_echoing_it() {
+        for url in [
+            "postgres://reader:p@Zq9-tail@db/sales",
+            "postgres://reader:p@Zq9?x=tail@db/sales",
+            "postgres://reader:p@Zq9-tail@db/sales?sslmode=require",
+        ] {
+            let (err, message) = refused(url);
+            assert!(matches!(err, UrlError::ManyAts), "{url}: {err:?}");
+            assert!(
+                !message.contains("Zq9") && !message.contains("tail"),
+                "{message}"
+            );
+        }
+        let pg = parse("postgres://reader:p%40ss@db/sales");
+        assert_eq!(pg.config.get_password(), Some(&b"p@ss"[..]));
+        assert_eq!(pg.display, "postgres://reader@db:5432/sales");
     }
 
     #[test]
