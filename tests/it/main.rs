@@ -7,6 +7,7 @@ mod cli;
 mod combine;
 mod dates;
 mod demo;
+mod environment;
 mod faults;
 mod harness;
 mod incremental;
