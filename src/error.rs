@@ -37,10 +37,12 @@ pub mod exit {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A configuration file or flag is invalid. `path` names the file when there is one.
-    #[error("{}{message}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    /// A configuration file or flag is invalid. `path` names the file when there is one,
+    /// `at` the place in it when the mistake has one (`job.toml:4:12: ...`).
+    #[error("{}{message}", place(path.as_deref(), *at))]
     Config {
         path: Option<PathBuf>,
+        at: Option<Position>,
         message: String,
     },
 
@@ -108,10 +110,51 @@ pub enum Error {
     Interrupted { signal: &'static str },
 }
 
+/// A place in a text file, as editors and compilers count: line and column from 1, the
+/// column in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Position {
+    /// The place of byte `offset` of `text` (its end when `offset` is past it or inside a
+    /// character).
+    pub fn of(text: &str, offset: usize) -> Position {
+        let before = text.get(..offset).unwrap_or(text);
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Position {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+}
+
+/// What a [`Error::Config`] message starts with: `path: `, or `path:line:column: `.
+fn place(path: Option<&std::path::Path>, at: Option<Position>) -> String {
+    match (path, at) {
+        (Some(path), Some(at)) => format!("{}:{}:{}: ", path.display(), at.line, at.column),
+        (Some(path), None) => format!("{}: ", path.display()),
+        (None, Some(at)) => format!("line {}, column {}: ", at.line, at.column),
+        (None, None) => String::new(),
+    }
+}
+
 impl Error {
     pub fn config(path: Option<PathBuf>, message: impl Into<String>) -> Error {
         Error::Config {
             path,
+            at: None,
+            message: message.into(),
+        }
+    }
+
+    /// A mistake at `at` in the configuration file `path`.
+    pub fn config_at(path: PathBuf, at: Position, message: impl Into<String>) -> Error {
+        Error::Config {
+            path: Some(path),
+            at: Some(at),
             message: message.into(),
         }
     }
@@ -310,5 +353,21 @@ mod tests {
             "shard `eu-1`: malformed COPY data from the server at byte 41 (column `total`): negative field length -2 (only -1, NULL, is allowed)"
         );
         assert_eq!(Error::Task(error).exit_code(), exit::DATA);
+    }
+
+    #[test]
+    fn a_config_error_names_its_file_and_place() {
+        let text = "a = 1\n\u{e9}t\u{e9} = \"${X}\"\n";
+        let at = Position::of(text, text.find('$').unwrap());
+        assert_eq!(at, Position { line: 2, column: 8 });
+        assert_eq!(Position::of(text, 0), Position { line: 1, column: 1 });
+        // Past the end or inside a character: the end.
+        assert_eq!(Position::of(text, 7), Position::of(text, text.len()));
+        let e = Error::config_at("jobs/job.toml".into(), at, "boom");
+        assert_eq!(e.to_string(), "jobs/job.toml:2:8: boom");
+        assert_eq!(e.exit_code(), exit::CONFIG);
+        let e = Error::config(Some("jobs/job.toml".into()), "boom");
+        assert_eq!(e.to_string(), "jobs/job.toml: boom");
+        assert_eq!(Error::config(None, "boom").to_string(), "boom");
     }
 }

@@ -1,8 +1,10 @@
 //! The job file: a TOML file giving any of the run's settings (flags override it), read
-//! and kept with where it is, since the paths in it are relative to its directory.
+//! and kept with where it is, since the paths in it are relative to its directory. Its
+//! string values may name environment variables ([`super::interpolate`]).
 
 use std::path::{Path, PathBuf};
 
+use super::interpolate;
 use super::partition::PartitionFile;
 use crate::error::{Error, Result};
 
@@ -97,8 +99,8 @@ impl LoadedJob {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::config(Some(path.to_owned()), format!("cannot read: {e}")))?;
-        let file: JobFile = toml::from_str(&text)
-            .map_err(|e| Error::config(Some(path.to_owned()), format!("invalid job file: {e}")))?;
+        let file: JobFile = interpolate::from_str(&text, &interpolate::env)
+            .map_err(|e| e.into_config_error(path, "invalid job file"))?;
         Ok(LoadedJob {
             file,
             path: Some(path.to_owned()),

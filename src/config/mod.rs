@@ -3,12 +3,13 @@
 //! Everything after this module consumes `JobConfig`; nothing below sees clap types.
 //!
 //! By concern: the job file (`job_file`), the shards file ([`shards`], with `pgpass`),
-//! setting values such as sizes and durations ([`values`]), relative dates in parameters
+//! environment variables in both (`interpolate`), setting values such as sizes and durations ([`values`]), relative dates in parameters
 //! ([`dates`]), the partition settings ([`partition`]), the type options
 //! (`type_options`), the output's file names (`output`), and the one step that resolves
 //! them all in order (`resolve`).
 
 pub mod dates;
+mod interpolate;
 mod job_file;
 mod output;
 pub mod partition;

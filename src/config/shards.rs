@@ -2,7 +2,9 @@
 //! `url` and per-shard options. Parsing resolves everything a connection needs (defaults
 //! from the libpq environment variables, the password from the file, an environment
 //! variable, `PGPASSWORD` or `~/.pgpass`) and keeps the password out of every `Debug` and
-//! `Display` form. Its errors name the shard and never the password.
+//! `Display` form. Its errors name the shard and never the password. String values may
+//! name environment variables ([`super::interpolate`]), replaced before a URL is parsed,
+//! so that a password from one is kept out of sight like any other.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use crate::error::{self, Error, Result};
 
+use super::interpolate;
 use super::pgpass;
 
 /// One shard: an independent database, read with its own connection pool.
@@ -184,6 +187,12 @@ pub enum UrlError {
     NoHomeForRootCert,
     #[error("invalid PostgreSQL URL")]
     Postgres(#[source] tokio_postgres::Error),
+    /// Said without the URL: the `@` may well be in its password.
+    #[error(
+        "the URL holds more than one `@`; write an `@` in the user name, the password or an \
+         option as %40"
+    )]
+    ManyAts,
 }
 
 /// libpq's advice when `verify-ca`/`verify-full` has no root certificate file.
@@ -201,8 +210,8 @@ pub struct SqliteSource {
 pub fn load(path: &Path) -> Result<Vec<ShardConfig>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::config(Some(path.to_owned()), format!("cannot read: {e}")))?;
-    let table: toml::Table = toml::from_str(&text)
-        .map_err(|e| Error::config(Some(path.to_owned()), format!("invalid TOML: {e}")))?;
+    let table: toml::Table = interpolate::from_str(&text, &interpolate::env)
+        .map_err(|e| e.into_config_error(path, "invalid TOML"))?;
     for key in table.keys() {
         if key != "shards" {
             return Err(Error::config(
@@ -336,6 +345,12 @@ fn parse_postgres(
     url: &str,
     password_env: Option<&str>,
 ) -> std::result::Result<PgSource, UrlError> {
+    // tokio-postgres ends the user name and password at the first `@`, as libpq does: after
+    // a second one, in a password from an environment variable say, the rest of the
+    // password would be read as the host, and printed in messages.
+    if url.matches('@').count() > 1 {
+        return Err(UrlError::ManyAts);
+    }
     // libpq options tokio-postgres does not parse are taken out here and applied by us.
     let (head, query) = url.split_once('?').unwrap_or((url, ""));
     let mut kept = Vec::new();
@@ -702,6 +717,27 @@ mod tests {
                 && !message.contains("s3cret"),
             "{message}"
         );
+    }
+
+    /// A password with an `@` (one from the environment, unseen) once had its end read as
+    /// the host, which messages print.
+    #[test]
+    fn an_at_sign_in_a_password_is_refused_without_echoing_it() {
+        for url in [
+            "postgres://reader:p@Zq9-tail@db/sales",
+            "postgres://reader:p@Zq9?x=tail@db/sales",
+            "postgres://reader:p@Zq9-tail@db/sales?sslmode=require",
+        ] {
+            let (err, message) = refused(url);
+            assert!(matches!(err, UrlError::ManyAts), "{url}: {err:?}");
+            assert!(
+                !message.contains("Zq9") && !message.contains("tail"),
+                "{message}"
+            );
+        }
+        let pg = parse("postgres://reader:p%40ss@db/sales");
+        assert_eq!(pg.config.get_password(), Some(&b"p@ss"[..]));
+        assert_eq!(pg.display, "postgres://reader@db:5432/sales");
     }
 
     #[test]

@@ -150,6 +150,14 @@ async fn a_password_given_any_way_appears_in_no_output() {
             vec![],
         ),
         (
+            "${VAR} in the url",
+            format!(
+                "\"postgres://{}/{db}\"",
+                userhost.replacen('@', ":${TRIB_SECRET}@", 1)
+            ),
+            vec![("TRIB_SECRET", secret.to_string())],
+        ),
+        (
             "password_env",
             format!("{{ url = \"postgres://{userhost}/{db}\", password_env = \"TRIB_SECRET\" }}"),
             vec![("TRIB_SECRET", secret.to_string())],

@@ -8,6 +8,7 @@ mod cli;
 mod combine;
 mod dates;
 mod demo;
+mod environment;
 mod faults;
 mod harness;
 mod incremental;
