@@ -11,6 +11,7 @@ mod faults;
 mod harness;
 mod incremental;
 mod ledger;
+mod manual;
 mod metrics;
 mod output;
 mod params;
