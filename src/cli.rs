@@ -1,9 +1,12 @@
-//! The command line: what the user typed, as clap structs. No I/O here; `main` turns
-//! these into the library's raw [`RunArgs`](crate::config::RunArgs).
+//! The command line: what the user typed, as clap structs, and the examples each
+//! command's `--help` (and man page, [`crate::manual`]) ends with. No I/O here; `main`
+//! turns these into the library's raw [`RunArgs`](crate::config::RunArgs).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::StyledStr;
+use clap::builder::styling::Style;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::RunArgs;
@@ -12,7 +15,8 @@ use crate::config::RunArgs;
 #[command(
     name = "tributary",
     version,
-    about = "Fan SQL out across many database shards at once and land the merged result as Parquet."
+    about = "Fan SQL out across many database shards at once and land the merged result as Parquet.",
+    after_long_help = examples_help("")
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -34,6 +38,7 @@ pub enum Command {
     /// Each run is recorded in the run ledger (`tributary runs`) and holds its job's
     /// lock while it runs. A job (`--job`) whose identical run already succeeded, with
     /// its files unchanged since, is not run again (unless --force).
+    #[command(after_long_help = examples_help("run"))]
     Run(RunJobCommand),
     /// Print the tasks a run would execute, with the exact SQL each sends, without running them.
     ///
@@ -43,10 +48,13 @@ pub enum Command {
     /// EXPLAIN for page partitions, after exporting a snapshot) and an EXPLAIN of each
     /// PostgreSQL task. No result row is fetched and nothing is written. With --offline
     /// it connects to nothing and shows probed bounds as decided at run time.
+    #[command(after_long_help = examples_help("plan"))]
     Plan(PlanCommand),
     /// Create SQLite shards with generated orders and run a sharded aggregate over them.
+    #[command(after_long_help = examples_help("demo"))]
     Demo(DemoCommand),
     /// List the runs the ledger recorded, newest first, or show one (`runs show ID`).
+    #[command(after_long_help = examples_help("runs"))]
     Runs(RunsCommand),
     /// Check every shard before a run: reachable, the server, TLS, the role (a warning if
     /// it can write) and, given a query, its columns as each shard describes them.
@@ -54,6 +62,7 @@ pub enum Command {
     /// Connects to all shards at once, within --connect-timeout, in READ ONLY
     /// transactions; no row of the result is read. Exits 0 only when every shard passes,
     /// else with the code a run would have (5 unreachable, 4 a query the shard rejects).
+    #[command(after_long_help = examples_help("check"))]
     Check(CheckCommand),
     /// Run a job once per step of a date range, with --as-of set to each step.
     ///
@@ -61,7 +70,41 @@ pub enum Command {
     /// ledger); a failed step does not stop the others unless --fail-fast. Each step
     /// prints a line when it ends, and a table closes the backfill. The exit code is the
     /// first failed step's, else 0.
+    #[command(after_long_help = examples_help("backfill"))]
     Backfill(BackfillCommand),
+    /// Print the completion script for a shell.
+    ///
+    /// Bash, zsh, fish, PowerShell and Elvish. The script completes subcommands and
+    /// flags, and file names where a flag takes a path.
+    #[command(after_long_help = examples_help("completions"))]
+    Completions(CompletionsCommand),
+    /// Print the man page of tributary, or of one of its subcommands (tributary-run(1)).
+    ///
+    /// The pages are roff, generated from the same definition as --help: the options,
+    /// the subcommands and the examples. With --dir, every page is written to DIR as
+    /// tributary.1, tributary-run.1, ...
+    #[command(after_long_help = examples_help("man"))]
+    Man(ManCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsCommand {
+    /// The shell the script is for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManCommand {
+    /// The subcommand whose page to print, e.g. `run`, or `runs show` [default: the page
+    /// of tributary itself].
+    #[arg(value_name = "SUBCOMMAND")]
+    pub subcommand: Vec<String>,
+
+    /// Write every page (tributary.1 and one per subcommand) into this directory instead,
+    /// e.g. ~/.local/share/man/man1.
+    #[arg(long, value_name = "DIR", conflicts_with = "subcommand")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -225,6 +268,7 @@ pub struct RunsCommand {
 #[derive(Debug, Subcommand)]
 pub enum RunsShow {
     /// Show one run: what it was given, its tasks and the files it wrote.
+    #[command(after_long_help = examples_help("runs show"))]
     Show {
         /// The run's id, as `tributary runs` lists it.
         id: i64,
@@ -547,6 +591,210 @@ impl From<RunCommand> for RunArgs {
             ..RunArgs::default()
         }
     }
+}
+
+/// A command line that a command's `--help` and man page end with, and what it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Example {
+    /// What the command line does, one sentence.
+    pub does: &'static str,
+    /// The command line; a line ending in ` \` goes on on the next one, as in a shell.
+    pub line: &'static str,
+}
+
+/// Every command's examples, by its subcommand path below `tributary` (`""` for
+/// tributary itself, `"runs show"`). Only flags that exist: a test parses each line.
+const EXAMPLES: &[(&str, &[Example])] = &[
+    (
+        "",
+        &[
+            Example {
+                does: "Try it without a database server: SQLite shards and a sharded aggregate.",
+                line: "tributary demo",
+            },
+            Example {
+                does: "Run a job file (its query, shards, output and options).",
+                line: "tributary run --job nightly.toml",
+            },
+            Example {
+                does: "Show the tasks of a run and the exact SQL each sends, without running it.",
+                line: "tributary plan --offline --job nightly.toml",
+            },
+        ],
+    ),
+    (
+        "run",
+        &[
+            Example {
+                does: "Export a month of orders from every shard, each row with its shard's name.",
+                line: "tributary run queries/orders.sql --shards shards.toml -o orders.parquet \\\n  \
+                       --param from=2025-01-01 --param to=2025-02-01 --shard-column shard",
+            },
+            Example {
+                does: "Run a job file; flags override its keys.",
+                line: "tributary run --job nightly.toml --as-of 2025-03-01",
+            },
+            Example {
+                does: "Read each shard in 8 range partitions on `id`, at once.",
+                line: "tributary run queries/events.sql --shards shards.toml -o events.parquet \\\n  \
+                       --partition-on id --partitions 8",
+            },
+        ],
+    ),
+    (
+        "plan",
+        &[
+            Example {
+                does: "Show each task's SQL, with the partition bounds and row estimates the shards give.",
+                line: "tributary plan queries/orders.sql --shards shards.toml --param from=2025-01-01 \\\n  \
+                       --param to=2025-02-01",
+            },
+            Example {
+                does: "The same for a job file, connecting to no shard.",
+                line: "tributary plan --offline --job nightly.toml",
+            },
+            Example {
+                does: "An incremental job: the range its next run reads, from the ledger's marks.",
+                line: "tributary plan --job new_orders.toml --ledger ledger.db",
+            },
+        ],
+    ),
+    (
+        "demo",
+        &[
+            Example {
+                does: "Create the shards and the output in ./tributary-demo.",
+                line: "tributary demo",
+            },
+            Example {
+                does: "A million orders per shard, in /tmp/demo.",
+                line: "tributary demo --dir /tmp/demo --orders 1000000",
+            },
+        ],
+    ),
+    (
+        "runs",
+        &[
+            Example {
+                does: "The last 20 runs of every job.",
+                line: "tributary runs",
+            },
+            Example {
+                does: "The last 5 runs of one job, as JSON.",
+                line: "tributary runs --job nightly.toml --last 5 --json",
+            },
+            Example {
+                does: "One run in full: its inputs, tasks and files.",
+                line: "tributary runs show 42",
+            },
+        ],
+    ),
+    (
+        "runs show",
+        &[
+            Example {
+                does: "Run 42: what it was given, its tasks and the files it wrote.",
+                line: "tributary runs show 42",
+            },
+            Example {
+                does: "The same as JSON, from another ledger.",
+                line: "tributary runs show 42 --json --ledger /var/lib/tributary/ledger.db",
+            },
+        ],
+    ),
+    (
+        "backfill",
+        &[
+            Example {
+                does: "The job once per day of January (--as-of 2025-01-01, ..., 2025-01-31).",
+                line: "tributary backfill --job nightly.toml --from 2025-01-01 --to 2025-02-01",
+            },
+            Example {
+                does: "A year by month, two steps at once, stopping at the first failure.",
+                line: "tributary backfill --job monthly.toml --from 2024-01-01 --to 2025-01-01 \\\n  \
+                       --step 1m --parallel 2 --fail-fast",
+            },
+            Example {
+                does: "Every 6 hours of a day in Berlin, steps already done included.",
+                line: "tributary backfill --job hourly.toml --from 2025-03-30 --to 2025-03-31 \\\n  \
+                       --step 6h --timezone Europe/Berlin --force",
+            },
+        ],
+    ),
+    (
+        "check",
+        &[
+            Example {
+                does: "Every shard of a job: reachable, TLS, role, the query's columns.",
+                line: "tributary check --job nightly.toml",
+            },
+            Example {
+                does: "The shards alone, as JSON for a script, giving up on each after 5 s.",
+                line: "tributary check --shards shards.toml --json --connect-timeout 5s",
+            },
+            Example {
+                does: "A query's columns on every shard, with its parameters.",
+                line: "tributary check queries/orders.sql --shards shards.toml \\\n  \
+                       --param from=2025-01-01 --param to=2025-02-01",
+            },
+        ],
+    ),
+    (
+        "completions",
+        &[
+            Example {
+                does: "Bash (bash-completion loads it when `tributary` is first completed).",
+                line: "tributary completions bash \\\n  \
+                       > ~/.local/share/bash-completion/completions/tributary",
+            },
+            Example {
+                does: "Zsh: a file named _tributary in a directory on $fpath.",
+                line: "tributary completions zsh > ~/.zfunc/_tributary",
+            },
+            Example {
+                does: "Fish.",
+                line: "tributary completions fish > ~/.config/fish/completions/tributary.fish",
+            },
+        ],
+    ),
+    (
+        "man",
+        &[
+            Example {
+                does: "Install every page where man finds it.",
+                line: "tributary man --dir ~/.local/share/man/man1",
+            },
+            Example {
+                does: "Read the page of `run` without installing it.",
+                line: "tributary man run | man -l -",
+            },
+        ],
+    ),
+];
+
+/// The examples of the command at `path` below `tributary` (`""`, `"run"`, `"runs show"`).
+pub fn examples(path: &str) -> &'static [Example] {
+    EXAMPLES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map_or(&[], |(_, examples)| examples)
+}
+
+/// The end of a command's `--help`: its examples under a heading styled as clap styles
+/// its own (`Usage:`, `Options:`).
+fn examples_help(path: &str) -> StyledStr {
+    let heading = Style::new().bold().underline();
+    let mut help = format!("{heading}Examples:{heading:#}\n");
+    for (i, example) in examples(path).iter().enumerate() {
+        if i > 0 {
+            help.push('\n');
+        }
+        help.push_str(&format!("  {}\n", example.does));
+        for line in example.line.lines() {
+            help.push_str(&format!("    {line}\n"));
+        }
+    }
+    help.trim_end().to_string().into()
 }
 
 #[cfg(test)]

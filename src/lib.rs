@@ -30,6 +30,7 @@
 //! - [`report`] shows progress and the run's summary, writes the JSON report and builds
 //!   the Parquet metadata of what ran; [`metrics`] leaves the run's metrics for
 //!   node_exporter (`--metrics-file`); [`error`] maps failures to exit codes.
+//! - [`manual`] generates shell completions and man pages from the [`cli`] definition.
 
 pub mod backfill;
 pub mod check;
@@ -41,6 +42,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod error;
 pub mod ledger;
+pub mod manual;
 pub mod merge;
 pub mod metrics;
 pub mod plan;

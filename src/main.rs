@@ -165,6 +165,40 @@ async fn run(cli: Cli) -> i32 {
                 Err(e) => fail(&e),
             }
         }
+        Command::Completions(args) => print(&tributary::manual::completions(args.shell)),
+        Command::Man(args) => match args.dir {
+            Some(dir) => match tributary::manual::write_man_pages(&dir) {
+                Ok(files) => {
+                    for file in files {
+                        println!("{}", file.display());
+                    }
+                    exit::SUCCESS
+                }
+                Err(e) => fail(&e),
+            },
+            None => match tributary::manual::man_page(&args.subcommand) {
+                Ok(page) => print(&page),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::USAGE
+                }
+            },
+        },
+    }
+}
+
+/// Writes generated text (a completion script, a man page) to stdout. A reader that
+/// stopped early (`| head`) is no failure.
+fn print(text: &[u8]) -> i32 {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text).and_then(|()| stdout.flush()) {
+        Ok(()) => exit::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::SUCCESS,
+        Err(e) => {
+            eprintln!("error: writing to stdout: {e}");
+            exit::FAILURE
+        }
     }
 }
 
