@@ -173,6 +173,10 @@ pub struct Incremental {
 pub struct LedgerSettings {
     /// The ledger's database; `None`: no ledger (`--no-ledger`, or no home directory).
     pub path: Option<PathBuf>,
+    /// Whether the path was given (`--ledger`, the job's `ledger`) rather than the
+    /// default: a default ledger that cannot be opened (a read-only home directory) lets
+    /// the run go on unrecorded, with a warning.
+    pub chosen: bool,
     /// Skip a run whose identity already succeeded with its files intact: on for jobs
     /// (`--job`), unless `--force`.
     pub skip_done: bool,

@@ -158,6 +158,7 @@ fn ledger(args: &RunArgs, job: &LoadedJob) -> Result<LedgerSettings> {
     };
     Ok(LedgerSettings {
         path,
+        chosen: args.ledger.is_some() || job.file.ledger.is_some(),
         skip_done: args.job.is_some() && !args.force && !always,
         lock_timeout,
     })

@@ -56,7 +56,25 @@ pub async fn run_recorded(
             unrecorded: None,
         })));
     };
-    let ledger = Ledger::open(path).await?;
+    let ledger = match Ledger::open(path).await {
+        Ok(ledger) => ledger,
+        // The default place may be unwritable (a read-only home in a container): a run
+        // that needs no mark goes on, unrecorded and unlocked, and says so.
+        Err(e) if !config.ledger.chosen && config.incremental.is_none() => {
+            tracing::warn!(
+                "{e}; this run is not recorded and takes no lock (give --ledger PATH, or --no-ledger to say so)"
+            );
+            let (report, result) = crate::run(config, interactive, interrupt).await;
+            return Ok(Recorded::Ran(Box::new(Ran {
+                report,
+                result,
+                run: None,
+                took_over: None,
+                unrecorded: None,
+            })));
+        }
+        Err(e) => return Err(e),
+    };
     let config = with_marks_from(&ledger, config).await?;
     let config = config.as_ref();
     let started = match ledger

@@ -305,3 +305,39 @@ async fn of_two_runs_started_together_one_runs_and_the_other_exits_locked() {
     assert_eq!(ids(dir), [1, 2, 3]);
     assert_eq!(statuses(dir), ["succeeded"]);
 }
+
+#[test]
+fn an_unwritable_default_ledger_leaves_the_run_unrecorded_and_a_chosen_one_fails_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    sqlite_job(dir);
+    // A state directory that is a file: nothing can be made under it.
+    std::fs::write(dir.join("state"), "not a directory").unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "q.sql", "--shards", "s.toml", "-o", "o.parquet"];
+        args.extend_from_slice(extra);
+        crate::harness::tributary_with(dir, &args, |cmd| {
+            cmd.env("XDG_STATE_HOME", dir.join("state"));
+        })
+    };
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("this run is not recorded and takes no lock"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        harness::i64_column(&harness::read_batch(&dir.join("o.parquet")), "id"),
+        [Some(1), Some(2), Some(3)]
+    );
+    std::fs::remove_file(dir.join("o.parquet")).unwrap();
+    let out = run(&["--ledger", "state/ledger.db"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("run ledger state/ledger.db"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("o.parquet").exists());
+}
