@@ -26,8 +26,8 @@ pub enum ConninfoError {
     MissingEqualsAfterValue,
     /// An unknown word right after an unquoted password is likely the password's tail.
     #[error(
-        "invalid connection option after `password` (not shown: a password holding spaces is \
-         written in single quotes: password='a b')"
+        "invalid connection option after `password` (not shown, as it may be the end of the \
+         password: a password holding spaces is written in single quotes, password='a b')"
     )]
     WordAfterPassword,
     #[error("unterminated quoted string in the connection string")]

@@ -1089,7 +1089,8 @@ mod tests {
             ),
             (
                 "password=s3 cret host=a",
-                "invalid connection option after `password` (not shown: a password holding spaces is written in single quotes: password='a b')",
+                "invalid connection option after `password` (not shown, as it may be the end of the \
+                 password: a password holding spaces is written in single quotes, password='a b')",
             ),
             (
                 "password=s3cret port=x",
