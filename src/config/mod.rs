@@ -8,6 +8,7 @@
 //! (`type_options`), the output's file names (`output`), and the one step that resolves
 //! them all in order (`resolve`).
 
+pub mod conninfo;
 pub mod dates;
 mod interpolate;
 mod job_file;

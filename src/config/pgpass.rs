@@ -3,15 +3,7 @@
 //! `\:` and `\\` escaping. The first matching line wins, as in libpq, and as in libpq a
 //! file that group or others may access is ignored with a warning (on Unix).
 
-use std::path::{Path, PathBuf};
-
-/// The password file libpq would read: `PGPASSFILE`, else `~/.pgpass`.
-pub fn default_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("PGPASSFILE") {
-        return Some(PathBuf::from(p));
-    }
-    std::env::var_os("HOME").map(|h| Path::new(&h).join(".pgpass"))
-}
+use std::path::Path;
 
 /// Looks up the password for a connection in the password file's text.
 pub fn lookup(text: &str, host: &str, port: u16, database: &str, user: &str) -> Option<String> {

@@ -1,7 +1,9 @@
-//! The shards file: a `[shards]` table mapping a shard's name to a URL, or to a table with
-//! `url` and per-shard options. Parsing resolves everything a connection needs (defaults
-//! from the libpq environment variables, the password from the file, an environment
-//! variable, `PGPASSWORD` or `~/.pgpass`) and keeps the password out of every `Debug` and
+//! The shards file: a `[shards]` table mapping a shard's name to a URL (or, for
+//! PostgreSQL, a libpq key=value connection string), or to a table with `url` and
+//! per-shard options. Parsing resolves everything a connection needs as libpq would (a
+//! `service` from `pg_service.conf`, defaults from the PG* environment variables, the
+//! password from the string, an environment variable, the service, `PGPASSWORD` or
+//! `~/.pgpass`) and keeps the password out of every `Debug` and
 //! `Display` form. Its errors name the shard and never the password. String values may
 //! name environment variables ([`super::interpolate`]), replaced before a URL is parsed,
 //! so that a password from one is kept out of sight like any other.
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 use crate::error::{self, Error, Result};
 
+use super::conninfo;
 use super::interpolate;
 use super::pgpass;
 
@@ -52,7 +55,8 @@ pub struct PgSource {
     pub tls: TlsSettings,
     /// `postgres://user@host:port/db`, never with the password.
     pub display: String,
-    /// Whether the URL set `connect_timeout`; if not, the run's `--connect-timeout` applies.
+    /// Whether `connect_timeout` was set (by the shard's string, its service or
+    /// `PGCONNECT_TIMEOUT`); if not, the run's `--connect-timeout` applies.
     pub has_connect_timeout: bool,
 }
 
@@ -150,7 +154,10 @@ pub enum UrlError {
     UnknownOption(String),
     #[error("missing `url`")]
     MissingUrl,
-    #[error("the URL must start with postgres://, postgresql:// or sqlite://")]
+    #[error(
+        "the URL must start with postgres://, postgresql:// or sqlite://, or be a key=value \
+         connection string"
+    )]
     Scheme,
     #[error("`{0}://` shards are not supported yet")]
     Unsupported(String),
@@ -185,8 +192,19 @@ pub enum UrlError {
     NoRootCert { path: PathBuf },
     #[error("could not get home directory to locate root certificate file; {ROOT_CERT_HINT}")]
     NoHomeForRootCert,
-    #[error("invalid PostgreSQL URL")]
+    #[error("the PostgreSQL driver refused the settings")]
     Postgres(#[source] tokio_postgres::Error),
+    /// libpq's words for a keyword it does not know.
+    #[error("invalid connection option \"{0}\"")]
+    InvalidOption(String),
+    #[error("connection option \"{0}\" is not supported")]
+    UnsupportedOption(String),
+    #[error(
+        "target_session_attrs \"{0}\" is not supported (supported: any, read-write, read-only)"
+    )]
+    TargetSessionAttrs(String),
+    #[error(transparent)]
+    Conninfo(#[from] conninfo::ConninfoError),
     /// Said without the URL: the `@` may well be in its password.
     #[error(
         "the URL holds more than one `@`; write an `@` in the user name, the password or an \
@@ -315,6 +333,9 @@ pub fn parse_url(
     password_env: Option<&str>,
 ) -> std::result::Result<SourceConfig, UrlError> {
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    if conninfo::looks_like_conninfo(url) {
+        return parse_postgres(url, password_env).map(|pg| SourceConfig::Postgres(Box::new(pg)));
+    }
     match scheme.as_deref() {
         Some("postgres" | "postgresql") => {
             parse_postgres(url, password_env).map(|pg| SourceConfig::Postgres(Box::new(pg)))
@@ -345,69 +366,105 @@ fn parse_postgres(
     url: &str,
     password_env: Option<&str>,
 ) -> std::result::Result<PgSource, UrlError> {
-    // tokio-postgres ends the user name and password at the first `@`, as libpq does: after
-    // a second one, in a password from an environment variable say, the rest of the
-    // password would be read as the host, and printed in messages.
-    if url.matches('@').count() > 1 {
-        return Err(UrlError::ManyAts);
-    }
-    // libpq options tokio-postgres does not parse are taken out here and applied by us.
-    let (head, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut kept = Vec::new();
-    // The mode as written (libpq's messages quote it) and as understood.
-    let mut mode: Option<(String, SslMode)> = None;
-    let mut root_cert: Option<String> = None;
-    let mut has_connect_timeout = false;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "sslmode" => {
-                let value = percent_decode("sslmode", value)?;
-                let parsed = match value.as_str() {
-                    "disable" => SslMode::Disable,
-                    "allow" | "prefer" => SslMode::Prefer,
-                    "require" => SslMode::Require,
-                    "verify-ca" => SslMode::VerifyCa,
-                    "verify-full" => SslMode::VerifyFull,
-                    _ => return Err(UrlError::UnknownSslMode(value)),
-                };
-                mode = Some((value, parsed));
-            }
-            // libpq takes an empty value as not set.
-            "sslrootcert" => {
-                root_cert = Some(percent_decode("sslrootcert", value)?).filter(|v| !v.is_empty())
-            }
-            "sslcert" | "sslkey" | "sslpassword" => {
-                return Err(UrlError::ClientCertificates(key.to_string()));
-            }
-            _ => {
-                if key == "connect_timeout" {
-                    has_connect_timeout = true;
-                }
-                kept.push(pair)
-            }
-        }
-    }
-    let tls = tls_settings(mode, root_cert)?;
-    let rebuilt = if kept.is_empty() {
-        head.to_string()
+    parse_postgres_with(url, password_env, &|var| std::env::var(var).ok())
+}
+
+/// [`parse_postgres`], with the environment read through `env`. Both forms of string, a
+/// URL and a key=value connection string, become one map of libpq keywords; the service's
+/// settings and then the environment's fill what it leaves out, as libpq's precedence has
+/// it; the options tributary applies itself (TLS, the password, the service) are taken
+/// out, and the rest is handed to tokio-postgres as a key=value string, so that every
+/// shard, whatever its form, reaches the driver through one path.
+fn parse_postgres_with(
+    url: &str,
+    password_env: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> std::result::Result<PgSource, UrlError> {
+    let (mut params, mut password) = if conninfo::looks_like_conninfo(url) {
+        (conninfo::parse(url)?, None)
     } else {
-        format!("{head}?{}", kept.join("&"))
+        url_params(url)?
     };
-    let mut config = tokio_postgres::Config::from_str(&rebuilt).map_err(UrlError::Postgres)?;
-    fill_defaults(&mut config);
-    if config.get_password().is_none() {
-        if let Some(var) = password_env {
-            let pw = std::env::var(var).map_err(|source| UrlError::PasswordEnvUnset {
-                var: var.to_string(),
-                source,
-            })?;
-            config.password(pw);
-        } else if let Ok(pw) = std::env::var("PGPASSWORD") {
-            config.password(pw);
-        } else if let Some(pw) = pgpass_password(&config) {
-            config.password(pw);
+    // libpq takes an empty value as not set.
+    params.retain(|_, v| !v.is_empty());
+    for key in params.keys() {
+        check_keyword(key)?;
+    }
+    if let Some(pw) = params.remove("password") {
+        password = Some(pw.into_bytes());
+    }
+    if password.is_none()
+        && let Some(var) = password_env
+    {
+        let pw = std::env::var(var).map_err(|source| UrlError::PasswordEnvUnset {
+            var: var.to_string(),
+            source,
+        })?;
+        password = Some(pw.into_bytes());
+    }
+    let service = params
+        .remove("service")
+        .or_else(|| env("PGSERVICE").filter(|s| !s.is_empty()));
+    if let Some(service) = service {
+        let files = conninfo::service_files(env);
+        for (key, value) in conninfo::service(&service, &files)? {
+            check_keyword(&key)?;
+            if value.is_empty() {
+                continue;
+            }
+            if key == "password" {
+                password.get_or_insert(value.into_bytes());
+            } else {
+                params.entry(key).or_insert(value);
+            }
         }
+    }
+    fill_defaults(&mut params, env);
+    let mode = params
+        .remove("sslmode")
+        .map(|written| {
+            let mode = match written.as_str() {
+                "disable" => SslMode::Disable,
+                "allow" | "prefer" => SslMode::Prefer,
+                "require" => SslMode::Require,
+                "verify-ca" => SslMode::VerifyCa,
+                "verify-full" => SslMode::VerifyFull,
+                _ => return Err(UrlError::UnknownSslMode(written)),
+            };
+            Ok((written, mode))
+        })
+        .transpose()?;
+    let tls = tls_settings(mode, params.remove("sslrootcert"))?;
+    if let Some(attrs) = params.get("target_session_attrs")
+        && matches!(attrs.as_str(), "primary" | "standby" | "prefer-standby")
+    {
+        return Err(UrlError::TargetSessionAttrs(attrs.clone()));
+    }
+    let passfile = params.remove("passfile");
+    let has_connect_timeout = params.contains_key("connect_timeout");
+    let text = params
+        .iter()
+        .map(|(key, value)| {
+            // libpq's name; tokio-postgres's is keepalives_retries.
+            let key = if key == "keepalives_count" {
+                "keepalives_retries"
+            } else {
+                key
+            };
+            format!("{key}={}", conninfo::quote(value))
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut config = tokio_postgres::Config::from_str(&text).map_err(UrlError::Postgres)?;
+    // Dead peers are noticed within about a minute rather than libpq's two hours.
+    if !params.contains_key("keepalives_idle") {
+        config.keepalives_idle(Duration::from_secs(30));
+    }
+    if let Some(pw) = password
+        .or_else(|| env("PGPASSWORD").map(String::into_bytes))
+        .or_else(|| pgpass_password(&config, passfile, env).map(String::into_bytes))
+    {
+        config.password(pw);
     }
     tls.mode_applies_to(&mut config);
     let display = display(&config);
@@ -417,6 +474,102 @@ fn parse_postgres(
         display,
         has_connect_timeout,
     })
+}
+
+/// A URL's settings as libpq keywords, percent-decoded, and its password, which may not
+/// be UTF-8. tokio-postgres reads the part before the query (user, password, hosts and
+/// ports, database); the query's options override it, as in libpq.
+fn url_params(url: &str) -> std::result::Result<(conninfo::Params, Option<Vec<u8>>), UrlError> {
+    // tokio-postgres ends the user name and password at the first `@`, as libpq does: after
+    // a second one, in a password from an environment variable say, the rest of the
+    // password would be read as the host, and printed in messages.
+    if url.matches('@').count() > 1 {
+        return Err(UrlError::ManyAts);
+    }
+    let (head, query) = url.split_once('?').unwrap_or((url, ""));
+    let config = tokio_postgres::Config::from_str(head).map_err(UrlError::Postgres)?;
+    let mut params = conninfo::Params::new();
+    if let Some(user) = config.get_user() {
+        params.insert("user".into(), user.to_string());
+    }
+    if let Some(db) = config.get_dbname() {
+        params.insert("dbname".into(), db.to_string());
+    }
+    let hosts: Vec<String> = config.get_hosts().iter().map(host_name).collect();
+    if !hosts.is_empty() {
+        params.insert("host".into(), hosts.join(","));
+    }
+    // tokio-postgres gives a host written without a port 5432; libpq leaves it to
+    // PGPORT, so the ports are kept only when the URL writes one.
+    let authority = head.split_once("://").map_or("", |(_, rest)| rest);
+    let authority = authority.split('/').next().unwrap_or_default();
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, hosts)| hosts);
+    let writes_a_port = authority
+        .split(',')
+        .any(|chunk| match chunk.strip_prefix('[') {
+            Some(bracketed) => bracketed.contains("]:"),
+            None => chunk.contains(':'),
+        });
+    if writes_a_port {
+        let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+        params.insert("port".into(), ports.join(","));
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode("option", key)?;
+        let value = percent_decode(static_key(&key), value)?;
+        params.insert(key, value);
+    }
+    Ok((params, config.get_password().map(<[u8]>::to_vec)))
+}
+
+/// The keyword as a `'static` name for [`UrlError::NotUtf8`]: the two that the tests and
+/// messages name, else "option".
+fn static_key(key: &str) -> &'static str {
+    match key {
+        "sslrootcert" => "sslrootcert",
+        "sslmode" => "sslmode",
+        "password" => "password",
+        _ => "option",
+    }
+}
+
+/// Whether tributary honours libpq keyword `key`: an error for the client certificate
+/// options, for libpq's other options that it does not support, and (with libpq's
+/// words) for anything that is not a libpq keyword.
+fn check_keyword(key: &str) -> std::result::Result<(), UrlError> {
+    match key {
+        "host"
+        | "hostaddr"
+        | "port"
+        | "dbname"
+        | "user"
+        | "password"
+        | "passfile"
+        | "connect_timeout"
+        | "options"
+        | "application_name"
+        | "fallback_application_name"
+        | "keepalives"
+        | "keepalives_idle"
+        | "keepalives_interval"
+        | "keepalives_count"
+        | "tcp_user_timeout"
+        | "sslmode"
+        | "sslnegotiation"
+        | "sslrootcert"
+        | "channel_binding"
+        | "target_session_attrs"
+        | "load_balance_hosts"
+        | "service" => Ok(()),
+        // tokio-postgres's name for keepalives_count, which URLs have always accepted.
+        "keepalives_retries" => Ok(()),
+        "sslcert" | "sslkey" | "sslpassword" => Err(UrlError::ClientCertificates(key.into())),
+        _ if conninfo::is_keyword(key) => Err(UrlError::UnsupportedOption(key.into())),
+        _ => Err(UrlError::InvalidOption(key.into())),
+    }
 }
 
 /// Resolves `sslmode` and `sslrootcert` as libpq does: `sslrootcert=system` makes
@@ -474,53 +627,67 @@ impl TlsSettings {
     }
 }
 
-/// libpq's defaults for what a URL leaves out: PGHOST/PGPORT/PGUSER/PGDATABASE, then the
-/// local socket and the operating-system user.
-fn fill_defaults(config: &mut tokio_postgres::Config) {
-    if config.get_hosts().is_empty() {
-        match std::env::var("PGHOST") {
-            Ok(h) => {
-                config.host(h);
-            }
-            Err(_) => {
-                if Path::new("/var/run/postgresql").is_dir() {
-                    config.host("/var/run/postgresql");
-                } else {
-                    config.host("localhost");
-                }
-            }
+/// The environment variables libpq reads for keywords a shard's string and its service
+/// leave out.
+const ENV_DEFAULTS: &[(&str, &str)] = &[
+    ("host", "PGHOST"),
+    ("hostaddr", "PGHOSTADDR"),
+    ("port", "PGPORT"),
+    ("user", "PGUSER"),
+    ("dbname", "PGDATABASE"),
+    ("options", "PGOPTIONS"),
+    ("application_name", "PGAPPNAME"),
+    ("sslmode", "PGSSLMODE"),
+    ("sslrootcert", "PGSSLROOTCERT"),
+    ("connect_timeout", "PGCONNECT_TIMEOUT"),
+    ("target_session_attrs", "PGTARGETSESSIONATTRS"),
+];
+
+/// libpq's defaults for what the shard's string and its service leave out: the PG*
+/// variables of [`ENV_DEFAULTS`], then the local socket and the operating-system user.
+fn fill_defaults(params: &mut conninfo::Params, env: &dyn Fn(&str) -> Option<String>) {
+    for (key, var) in ENV_DEFAULTS {
+        if !params.contains_key(*key)
+            && let Some(value) = env(var).filter(|v| !v.is_empty())
+        {
+            params.insert(key.to_string(), value);
         }
     }
-    if config.get_ports().is_empty()
-        && let Some(p) = std::env::var("PGPORT").ok().and_then(|p| p.parse().ok())
-    {
-        config.port(p);
+    if !params.contains_key("host") && !params.contains_key("hostaddr") {
+        let host = if Path::new("/var/run/postgresql").is_dir() {
+            "/var/run/postgresql"
+        } else {
+            "localhost"
+        };
+        params.insert("host".into(), host.into());
     }
-    if config.get_user().is_none() {
-        let user = std::env::var("PGUSER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "postgres".into());
-        config.user(user);
+    if !params.contains_key("user") {
+        let user = env("USER").unwrap_or_else(|| "postgres".into());
+        params.insert("user".into(), user);
     }
-    if config.get_dbname().is_none()
-        && let Ok(db) = std::env::var("PGDATABASE")
-    {
-        config.dbname(db);
+    let fallback = params.remove("fallback_application_name");
+    if !params.contains_key("application_name") {
+        let name = fallback.unwrap_or_else(|| "tributary".into());
+        params.insert("application_name".into(), name);
     }
-    if config.get_application_name().is_none() {
-        config.application_name("tributary");
-    }
-    // Dead peers are noticed within about a minute rather than libpq's two hours.
-    config.keepalives(true);
-    config.keepalives_idle(Duration::from_secs(30));
 }
 
+fn host_name(host: &tokio_postgres::config::Host) -> String {
+    match host {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    }
+}
+
+/// The first host: the one `~/.pgpass` is looked up for.
 fn host_string(config: &tokio_postgres::Config) -> String {
     match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        #[cfg(unix)]
-        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".into(),
+        Some(host) => host_name(host),
+        None => match config.get_hostaddrs().first() {
+            Some(addr) => addr.to_string(),
+            None => "localhost".into(),
+        },
     }
 }
 
@@ -528,23 +695,58 @@ fn port(config: &tokio_postgres::Config) -> u16 {
     config.get_ports().first().copied().unwrap_or(5432)
 }
 
-fn pgpass_password(config: &tokio_postgres::Config) -> Option<String> {
-    let path = pgpass::default_path()?;
+/// The password file's entry for the first host: `passfile`, else `PGPASSFILE`, else
+/// `~/.pgpass`.
+fn pgpass_password(
+    config: &tokio_postgres::Config,
+    passfile: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let path = passfile
+        .or_else(|| env("PGPASSFILE"))
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| Path::new(&h).join(".pgpass")))?;
     let text = pgpass::read(&path)?;
     let user = config.get_user().unwrap_or_default();
     let db = config.get_dbname().unwrap_or(user);
     pgpass::lookup(&text, &host_string(config), port(config), db, user)
 }
 
-/// `postgres://user@host:port/db`: what messages show of a PostgreSQL shard.
+/// `postgres://user@host:port/db`: what messages show of a PostgreSQL shard. Several
+/// hosts are joined as in a libpq URL: `postgres://user@h1:5432,h2:5433/db`.
 fn display(config: &tokio_postgres::Config) -> String {
     let user = config.get_user().unwrap_or_default();
     let db = config.get_dbname().unwrap_or(user);
-    format!(
-        "postgres://{user}@{}:{}/{db}",
-        host_string(config),
-        port(config)
-    )
+    let mut hosts: Vec<String> = config.get_hosts().iter().map(host_name).collect();
+    if hosts.is_empty() {
+        hosts = config
+            .get_hostaddrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+    }
+    if hosts.is_empty() {
+        hosts.push("localhost".into());
+    }
+    let ports = config.get_ports();
+    let hosts: Vec<String> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            // As tokio-postgres connects: one port for all hosts, or one each.
+            let port = ports
+                .get(i)
+                .or(ports.first().filter(|_| ports.len() == 1))
+                .copied()
+                .unwrap_or(5432);
+            if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        })
+        .collect();
+    format!("postgres://{user}@{}/{db}", hosts.join(","))
 }
 
 /// Decodes a query value the way tokio-postgres decodes the others: `%XX` becomes the
@@ -708,15 +910,208 @@ mod tests {
         );
         assert_eq!(message, "unknown sslmode `bogus`");
         let (err, message) = refused("postgres://u:s3cret@h/d?frobnicate=1");
+        assert!(
+            matches!(err, UrlError::InvalidOption(ref k) if k == "frobnicate"),
+            "{err:?}"
+        );
+        assert_eq!(message, "invalid connection option \"frobnicate\"");
+        let (err, message) = refused("postgres://u:s3cret@h/d?port=x");
         assert!(matches!(err, UrlError::Postgres(_)), "{err:?}");
         // The chain is real: the cause is tokio-postgres's own error.
         assert!(
             std::error::Error::source(&err).is_some()
-                && message.starts_with("invalid PostgreSQL URL: ")
-                && message.contains("frobnicate")
+                && message.starts_with(
+                    "the PostgreSQL driver refused the settings: invalid connection string: "
+                )
+                && message.contains("port")
                 && !message.contains("s3cret"),
             "{message}"
         );
+    }
+
+    /// `parse_postgres_with` in an environment of `vars` only.
+    fn parse_in(s: &str, vars: &[(&str, &str)]) -> std::result::Result<PgSource, UrlError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse_postgres_with(s, None, &move |k| {
+            vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    fn hosts(pg: &PgSource) -> Vec<String> {
+        pg.config.get_hosts().iter().map(host_name).collect()
+    }
+
+    #[test]
+    fn conninfo_strings_take_the_same_options_as_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "").unwrap();
+        let pg = parse_in(
+            &format!(
+                "host=db1 port = 6432 dbname=sales user=reader password='s3 cr\\'et' \
+                 sslmode=verify-full sslrootcert='{}' connect_timeout=5 application_name=x \
+                 options='-c search_path=a' target_session_attrs=read-write keepalives_count=3",
+                ca.display()
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(pg.display, "postgres://reader@db1:6432/sales");
+        assert_eq!(pg.tls.mode, SslMode::VerifyFull);
+        assert_eq!(pg.tls.roots, Some(RootCerts::File(ca)));
+        assert_eq!(pg.config.get_password(), Some(&b"s3 cr'et"[..]));
+        assert_eq!(pg.config.get_application_name(), Some("x"));
+        assert_eq!(pg.config.get_options(), Some("-c search_path=a"));
+        assert_eq!(pg.config.get_keepalives_retries(), Some(3));
+        assert_eq!(
+            pg.config.get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        );
+        assert!(pg.has_connect_timeout);
+        assert!(!format!("{pg:?}").contains("s3 cr"));
+    }
+
+    #[test]
+    fn several_hosts_are_shown_as_a_libpq_url() {
+        let pg = parse_in("host=a,b port=5432,5433 user=u dbname=d", &[]).unwrap();
+        assert_eq!(hosts(&pg), ["a", "b"]);
+        assert_eq!(pg.display, "postgres://u@a:5432,b:5433/d");
+        let pg = parse_in("host=a,::1 port=6000 user=u dbname=d", &[]).unwrap();
+        assert_eq!(pg.display, "postgres://u@a:6000,[::1]:6000/d");
+        let pg = parse_in("postgres://u:pw@h1:5432,h2:5433/d", &[]).unwrap();
+        assert_eq!(pg.display, "postgres://u@h1:5432,h2:5433/d");
+        assert_eq!(pg.config.get_ports(), [5432, 5433]);
+        for attrs in ["primary", "standby", "prefer-standby"] {
+            let err = parse_in(&format!("host=a,b target_session_attrs={attrs}"), &[]).unwrap_err();
+            assert_eq!(
+                error::chain(&err),
+                format!(
+                    "target_session_attrs \"{attrs}\" is not supported (supported: any, \
+                     read-write, read-only)"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn explicit_settings_beat_the_service_which_beats_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("services.conf");
+        std::fs::write(
+            &file,
+            "[sales]\nhost=svc-host\nport=6000\ndbname=sales\nuser=svc\npassword=svc-pw\n\
+             application_name=from-service\n",
+        )
+        .unwrap();
+        let file = file.to_str().unwrap();
+        let env = [
+            ("PGSERVICEFILE", file),
+            ("PGUSER", "env-user"),
+            ("PGAPPNAME", "from-env"),
+            ("PGOPTIONS", "-c work_mem=64MB"),
+            ("PGSSLMODE", "require"),
+            ("PGCONNECT_TIMEOUT", "7"),
+            ("PGTARGETSESSIONATTRS", "read-only"),
+            ("PGPASSWORD", "env-pw"),
+        ];
+        let pg = parse_in("service=sales", &env).unwrap();
+        assert_eq!(pg.display, "postgres://svc@svc-host:6000/sales");
+        assert_eq!(pg.config.get_password(), Some(&b"svc-pw"[..]));
+        assert_eq!(pg.config.get_application_name(), Some("from-service"));
+        assert_eq!(pg.config.get_options(), Some("-c work_mem=64MB"));
+        assert_eq!(pg.tls.mode, SslMode::Require);
+        assert_eq!(
+            pg.config.get_connect_timeout(),
+            Some(&Duration::from_secs(7))
+        );
+        assert!(pg.has_connect_timeout);
+        assert_eq!(
+            pg.config.get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadOnly
+        );
+        let pg = parse_in(
+            "postgres://me:mine@other/db?service=sales&application_name=mine&sslmode=disable",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(pg.display, "postgres://me@other:6000/db");
+        assert_eq!(pg.config.get_password(), Some(&b"mine"[..]));
+        assert_eq!(pg.config.get_application_name(), Some("mine"));
+        assert_eq!(pg.tls.mode, SslMode::Disable);
+        // PGSERVICE names the service when the string does not.
+        let mut with_service = env.to_vec();
+        with_service.push(("PGSERVICE", "sales"));
+        let pg = parse_in("dbname=other", &with_service).unwrap();
+        assert_eq!(pg.display, "postgres://svc@svc-host:6000/other");
+        // Without a service, the environment; then the built-in defaults.
+        let pg = parse_in("host=h", &env).unwrap();
+        assert_eq!(pg.display, "postgres://env-user@h:5432/env-user");
+        assert_eq!(pg.config.get_password(), Some(&b"env-pw"[..]));
+        let pg = parse_in("host=h", &[("USER", "me")]).unwrap();
+        assert_eq!(pg.config.get_application_name(), Some("tributary"));
+        assert_eq!(pg.tls.mode, SslMode::Prefer);
+        assert!(!pg.has_connect_timeout);
+        assert_eq!(pg.display, "postgres://me@h:5432/me");
+        // PGPORT applies to a URL that writes no port.
+        let pg = parse_in("postgres://u@h/d", &[("PGPORT", "6543")]).unwrap();
+        assert_eq!(pg.display, "postgres://u@h:6543/d");
+    }
+
+    #[test]
+    fn invalid_connection_strings_are_explained_without_the_password() {
+        for (s, expected) in [
+            (
+                "host=a frobnicate=1 password=s3cret",
+                "invalid connection option \"frobnicate\"",
+            ),
+            (
+                "host=a password='s3cret",
+                "unterminated quoted string in the connection string",
+            ),
+            (
+                "host=a password=s3cret sslmode=bogus",
+                "unknown sslmode `bogus`",
+            ),
+            (
+                "password=s3cret service=nowhere",
+                "definition of service \"nowhere\" not found",
+            ),
+            (
+                "password=s3cret sslcert=c.pem",
+                "`sslcert` (client certificates) is not supported yet",
+            ),
+            (
+                "password=s3cret krbsrvname=x",
+                "connection option \"krbsrvname\" is not supported",
+            ),
+            (
+                "password=s3 cret host=a",
+                "invalid connection option after `password` (not shown, as it may be the end of the \
+                 password: a password holding spaces is written in single quotes, password='a b')",
+            ),
+            (
+                "password=s3cret port=x",
+                "the PostgreSQL driver refused the settings: invalid connection string: invalid value for option `port`",
+            ),
+        ] {
+            let err = parse_in(
+                s,
+                &[
+                    ("PGSERVICEFILE", "/nonexistent"),
+                    ("PGSYSCONFDIR", "/nonexistent"),
+                ],
+            )
+            .unwrap_err();
+            let message = error::chain(&err);
+            assert_eq!(message, expected, "{s}");
+            assert!(
+                !message.contains("s3cret") && !message.contains("cret"),
+                "{message}"
+            );
+        }
     }
 
     /// A password with an `@` (one from the environment, unseen) once had its end read as

@@ -224,7 +224,7 @@ impl PgShard {
         // says nothing must not hang the run).
         let pool = Pool::builder(manager)
             .max_size(size)
-            .create_timeout(config.get_connect_timeout().copied())
+            .create_timeout(whole_connect_timeout(&config))
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| fail(e.to_string()))?;
@@ -385,7 +385,7 @@ impl PgShard {
     ) -> Result<SnapshotSession, TaskError> {
         let mut config = self.config.clone();
         config.application_name("tributary snapshot");
-        let connect_timeout = config.get_connect_timeout().copied();
+        let connect_timeout = whole_connect_timeout(&config);
         let connecting = config.connect(self.tls.clone());
         let connected = match connect_timeout {
             Some(limit) => tokio::time::timeout(limit, connecting).await.ok(),
@@ -992,6 +992,19 @@ impl Drop for Checkout {
             drop(slot);
         });
     }
+}
+
+/// How long a whole connect may take: `connect_timeout` is per host, as in libpq, and
+/// with several hosts each is tried in turn until one answers.
+fn whole_connect_timeout(config: &tokio_postgres::Config) -> Option<Duration> {
+    let hosts = config
+        .get_hosts()
+        .len()
+        .max(config.get_hostaddrs().len())
+        .max(1);
+    config
+        .get_connect_timeout()
+        .map(|t| t.saturating_mul(u32::try_from(hosts).unwrap_or(u32::MAX)))
 }
 
 /// Ends backend `pid` from a new connection (a role may end its own backends).

@@ -13,6 +13,7 @@ mod faults;
 mod harness;
 mod incremental;
 mod ledger;
+mod libpq;
 mod manual;
 mod metrics;
 mod output;
