@@ -92,8 +92,8 @@ enum Span {
     Waiting,
     /// Since its attempt in progress started.
     Running(Instant),
-    /// Its last attempt took this long.
-    Ended(Duration),
+    /// It took this long, and ended so (`done`, `failed`, `cancelled`).
+    Ended(Duration, &'static str),
 }
 
 impl Tally {
@@ -120,10 +120,10 @@ impl Tally {
     }
 
     fn figures(&self, now: Instant) -> Figures {
-        let (phase, elapsed) = match self.span() {
-            Span::Waiting => (Phase::Waiting, Duration::ZERO),
-            Span::Running(since) => (Phase::Running, now.saturating_duration_since(since)),
-            Span::Ended(took) => (Phase::Ended, took),
+        let (phase, elapsed, outcome) = match self.span() {
+            Span::Waiting => (Phase::Waiting, Duration::ZERO, None),
+            Span::Running(since) => (Phase::Running, now.saturating_duration_since(since), None),
+            Span::Ended(took, outcome) => (Phase::Ended, took, Some(outcome)),
         };
         Figures {
             rows: self.rows.load(Ordering::Relaxed),
@@ -131,6 +131,7 @@ impl Tally {
             elapsed,
             estimate: self.estimate(),
             phase,
+            outcome,
         }
     }
 }
@@ -145,6 +146,7 @@ impl Shared {
             elapsed: Duration::ZERO,
             estimate: Some(0),
             phase: Phase::Waiting,
+            outcome: None,
         };
         for task in &self.tasks {
             let f = task.figures(now);
@@ -168,7 +170,7 @@ impl Shared {
     fn ended(&self) -> usize {
         self.tasks
             .iter()
-            .filter(|t| matches!(t.span(), Span::Ended(_)))
+            .filter(|t| matches!(t.span(), Span::Ended(..)))
             .count()
     }
 }
@@ -206,7 +208,6 @@ impl Progress {
                 let bar = multi.add(ProgressBar::no_length());
                 bar.set_style(task_style(shared, i, width));
                 bar.set_prefix(shared.tasks[i].label.clone());
-                bar.set_message("waiting");
                 bar
             })
             .collect();
@@ -290,10 +291,8 @@ impl Progress {
         self.shared.first_start.get_or_init(|| at);
         let tally = &self.shared.tasks[task];
         *tally.span.lock().expect("not poisoned") = Span::Running(at);
-        match &self.view {
-            View::Bars { tasks, .. } => tasks[task].set_message(""),
-            View::Log => tracing::info!("{}: started", tally.label),
-            View::Silent => {}
+        if let View::Log = self.view {
+            tracing::info!("{}: started", tally.label);
         }
     }
 
@@ -314,14 +313,19 @@ impl Progress {
         tally.rows.store(0, Ordering::Relaxed);
         *tally.span.lock().expect("not poisoned") = Span::Running(Instant::now());
         if let View::Bars { tasks, .. } = &self.view {
-            tasks[task.id].set_message("retrying");
+            tasks[task.id].set_message("  retrying");
         }
     }
 
     pub fn finished(&self, task: &Task, report: &TaskReport) {
         let tally = &self.shared.tasks[task.id];
         tally.rows.store(report.rows, Ordering::Relaxed);
-        *tally.span.lock().expect("not poisoned") = Span::Ended(report.duration);
+        let outcome = match &report.outcome {
+            Outcome::Ok => "done",
+            Outcome::Failed(_) => "failed",
+            Outcome::Cancelled => "cancelled",
+        };
+        *tally.span.lock().expect("not poisoned") = Span::Ended(report.duration, outcome);
         if self.shared.ended() == self.shared.tasks.len() {
             let _ = self.shared.last_end.set(Instant::now());
         }
@@ -332,11 +336,7 @@ impl Progress {
                     bar.set_length(report.rows);
                 }
                 bar.set_position(report.rows);
-                bar.finish_with_message(match &report.outcome {
-                    Outcome::Ok => "done",
-                    Outcome::Failed(_) => "failed",
-                    Outcome::Cancelled => "cancelled",
-                });
+                bar.finish_with_message("");
                 if let Some(total) = total {
                     self.sync_total(total, Instant::now());
                 }
@@ -413,11 +413,6 @@ impl Progress {
         {
             total.set_style(total_style(&self.shared, *width));
         }
-        total.set_message(format!(
-            "{}/{} done",
-            self.shared.ended(),
-            self.shared.tasks.len()
-        ));
         Progress::sync(total, figures);
     }
 
@@ -454,7 +449,8 @@ fn total_style(shared: &Arc<Shared>, width: usize) -> ProgressStyle {
 }
 
 /// A line's template: spinner, label, the bar if `bar` (it takes the width the rest
-/// leaves), the figures `figures` writes, the state (a task's, or how many are done).
+/// leaves), the figures `figures` writes (the last column says the state of a task not
+/// running), and `retrying` during a retry.
 fn style(
     width: usize,
     bar: bool,
@@ -466,7 +462,7 @@ fn style(
         false => (" {wide_bar} ", "   "),
     };
     ProgressStyle::with_template(&format!(
-        "{{spinner}} {{prefix:<{width}}} {bar} {{figures}}  {{msg:<9}}"
+        "{{spinner}} {{prefix:<{width}}} {bar} {{figures}}{{msg}}"
     ))
     .expect("a valid template")
     .progress_chars(chars)
@@ -505,6 +501,8 @@ struct Figures {
     /// The server's estimate of all the rows.
     estimate: Option<u64>,
     phase: Phase,
+    /// How a task ended (`done`, `failed`, `cancelled`).
+    outcome: Option<&'static str>,
 }
 
 impl Figures {
@@ -547,11 +545,14 @@ impl Figures {
 
     /// The figures in fixed-width columns, for a line redrawn in place: rows (of the
     /// estimate), share, rates, and the time left (`ETA ?` past the estimate; with no
-    /// estimate, and once over, the time so far).
+    /// estimate, the time so far) or the state of a task not running (`waiting`, `done`).
     fn columns(&self) -> String {
-        let counts = match self.length() {
-            Some(len) => format!("{}/~{}", count(self.rows as f64), count(len as f64)),
-            None => count(self.rows as f64),
+        // Once over, the count is all there is: no estimate to set it against.
+        let counts = match (self.phase, self.length()) {
+            (Phase::Waiting | Phase::Running, Some(len)) => {
+                format!("{}/~{}", count(self.rows as f64), count(len as f64))
+            }
+            _ => count(self.rows as f64),
         };
         let share = self.percent().map(|p| format!("~{p}%")).unwrap_or_default();
         let (rate, byte_rate) = match self.rates() {
@@ -561,10 +562,11 @@ impl Figures {
             ),
             None => Default::default(),
         };
-        let time = match (self.phase, self.eta()) {
-            (Phase::Waiting, _) => String::new(),
-            (Phase::Running, Some(eta)) => format!("ETA {}", clock(eta)),
-            (Phase::Running, None) if self.estimate.is_some() => "ETA ?".to_string(),
+        let time = match (self.phase, self.eta(), self.outcome) {
+            (Phase::Waiting, _, _) => "waiting".to_string(),
+            (Phase::Running, Some(eta), _) => format!("ETA {}", clock(eta)),
+            (Phase::Running, None, _) if self.estimate.is_some() => "ETA ?".to_string(),
+            (Phase::Ended, _, Some(outcome)) => outcome.to_string(),
             _ => clock(self.elapsed),
         };
         format!("{counts:>12} rows {share:>4}  {rate:>11}  {byte_rate:>12}  {time:>9}")
@@ -711,6 +713,7 @@ mod tests {
             elapsed: Duration::from_secs(10),
             estimate,
             phase: Phase::Running,
+            outcome: None,
         }
     }
 
@@ -745,6 +748,12 @@ mod tests {
         };
         assert_eq!((over.percent(), over.eta()), (None, None));
         assert!(over.columns().ends_with("   10s"), "{}", over.columns());
+        let done = Figures {
+            outcome: Some("done"),
+            ..over
+        };
+        assert!(done.columns().ends_with("  done"), "{}", done.columns());
+        assert!(done.columns().starts_with("       10.2M rows "));
     }
 
     #[test]
@@ -765,7 +774,12 @@ mod tests {
             ..running(0, Some(5))
         };
         assert_eq!(waiting.rates(), None);
-        assert_eq!(waiting.columns().trim_end(), "        0/~5 rows");
+        assert!(
+            waiting.columns().starts_with("        0/~5 rows ")
+                && waiting.columns().ends_with("  waiting"),
+            "{}",
+            waiting.columns()
+        );
     }
 
     /// Progress drawn on an in-memory terminal 100 columns wide, with its tasks' state
@@ -825,7 +839,7 @@ mod tests {
         let line = lines[0];
         assert!(line.chars().count() <= 100, "{line:?}");
         assert!(line.contains("shard0 p1"), "{screen}");
-        assert!(line.contains(" [=>"), "a bar:\n{screen}");
+        assert!(line.contains(" [==="), "a bar:\n{screen}");
         assert!(line.contains("1.2M/~10.0M rows ~12%"), "{screen}");
         // The exact figures are `Figures`' (above); here the clock runs on while the
         // line is drawn, so they are checked by their shape: about 123k rows/s, 12.3 MiB/s
@@ -873,7 +887,6 @@ mod tests {
         assert!(lines[3].contains("total"), "{screen}");
         assert!(lines[3].contains("4.5M rows"), "{screen}");
         assert!(lines[3].contains("k rows/s"), "{screen}");
-        assert!(lines[3].contains("0/3 done"), "{screen}");
         assert!(!lines[3].contains("ETA"), "{screen}");
         for line in &lines {
             assert!(line.chars().count() <= 100, "{line:?}");
