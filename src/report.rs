@@ -6,16 +6,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use indicatif::{
-    HumanBytes, HumanCount, HumanFloatCount, MultiProgress, ProgressBar, ProgressDrawTarget,
-    ProgressStyle,
-};
+use indicatif::{HumanBytes, HumanCount};
 
 use crate::config::{JobConfig, dates};
 use crate::error::{self, Result as RunResult};
-use crate::plan::{Plan, Task};
+use crate::plan::Plan;
 use crate::sink::{self, OutputSummary};
 use crate::sql::ParamValue;
+
+mod progress;
+pub use progress::Progress;
 
 /// How a task ended.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -410,122 +410,9 @@ fn manifest(o: &OutputSummary) -> String {
     }
 }
 
-/// A progress bar's line: spinner, task, rows so far, rows per second, elapsed time,
-/// state. The rate is a whole number of rows: indicatif's `{per_sec:>14}` takes the
-/// width for a precision and printed fourteen decimals.
-fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template(
-        "{spinner} {prefix:<16} {human_pos:>12} rows  {rate:>12}  {elapsed:>4}  {msg}",
-    )
-    .expect("valid template")
-    .with_key(
-        "rate",
-        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{:.0}/s", HumanFloatCount(state.per_sec()));
-        },
-    )
-}
-
-/// Live progress, one line per task. On a terminal: bars redrawn in place; otherwise
-/// (or with `--quiet`) only log lines at task start and end.
-pub struct Progress {
-    multi: Option<MultiProgress>,
-    bars: Vec<ProgressBar>,
-}
-
-impl Progress {
-    pub fn new(plan: &Plan, interactive: bool) -> Progress {
-        if !interactive {
-            return Progress {
-                multi: None,
-                bars: plan.tasks.iter().map(|_| ProgressBar::hidden()).collect(),
-            };
-        }
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
-        let style = bar_style();
-        let bars = plan
-            .tasks
-            .iter()
-            .map(|t| {
-                let bar = multi.add(ProgressBar::no_length().with_style(style.clone()));
-                bar.set_prefix(label(t));
-                bar.set_message("waiting");
-                bar
-            })
-            .collect();
-        Progress {
-            multi: Some(multi),
-            bars,
-        }
-    }
-
-    pub fn started(&self, task: &Task) {
-        let bar = &self.bars[task.id];
-        bar.set_message("running");
-        bar.enable_steady_tick(Duration::from_millis(100));
-        if self.multi.is_none() {
-            tracing::info!("{}: started", label(task));
-        }
-    }
-
-    /// A callback counting a task's rows.
-    pub fn counter(&self, task: &Task) -> Box<dyn Fn(u64) + Send + Sync> {
-        let bar = self.bars[task.id].clone();
-        Box::new(move |n| bar.inc(n))
-    }
-
-    /// A retry starts: the failed attempt's rows no longer count.
-    pub fn restart(&self, task: &Task) {
-        let bar = &self.bars[task.id];
-        bar.set_position(0);
-        bar.set_message("retrying");
-    }
-
-    pub fn finished(&self, task: &Task, report: &TaskReport) {
-        let bar = &self.bars[task.id];
-        let message = match &report.outcome {
-            Outcome::Ok => "done".to_string(),
-            Outcome::Failed(_) => "failed".to_string(),
-            Outcome::Cancelled => "cancelled".to_string(),
-        };
-        bar.finish_with_message(message);
-        if self.multi.is_none() {
-            match &report.outcome {
-                Outcome::Ok => tracing::info!(
-                    "{}: {} rows in {:.2}s",
-                    label(task),
-                    thousands(report.rows),
-                    report.duration.as_secs_f64()
-                ),
-                Outcome::Failed(e) => tracing::warn!(
-                    "{}: failed after {:.2}s: {e}",
-                    label(task),
-                    report.duration.as_secs_f64()
-                ),
-                Outcome::Cancelled => tracing::info!("{}: cancelled", label(task)),
-            }
-        }
-    }
-
-    /// Removes the bars before the summary is printed.
-    pub fn clear(&self) {
-        if let Some(multi) = &self.multi {
-            let _ = multi.clear();
-        }
-    }
-}
-
-fn label(task: &Task) -> String {
-    match &task.partition {
-        Some(p) => format!("{} {p}", task.shard_name),
-        None => task.shard_name.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
 
     #[test]
     fn a_combined_result_names_the_shards_it_leaves_out() {
@@ -574,71 +461,5 @@ mod tests {
             unreferenced(2048),
             ", 2.00 KiB unreferenced from failed attempts"
         );
-    }
-
-    /// A terminal that keeps what is drawn on it.
-    #[derive(Debug, Clone, Default)]
-    struct Screen(Arc<Mutex<String>>);
-
-    impl indicatif::TermLike for Screen {
-        fn width(&self) -> u16 {
-            120
-        }
-        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
-            Ok(())
-        }
-        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
-            Ok(())
-        }
-        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
-            Ok(())
-        }
-        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
-            Ok(())
-        }
-        fn write_line(&self, s: &str) -> std::io::Result<()> {
-            self.write_str(s)?;
-            self.write_str("\n")
-        }
-        fn write_str(&self, s: &str) -> std::io::Result<()> {
-            self.0.lock().unwrap().push_str(s);
-            Ok(())
-        }
-        fn clear_line(&self) -> std::io::Result<()> {
-            Ok(())
-        }
-        fn flush(&self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn the_progress_rate_is_a_whole_number_of_rows() {
-        let screen = Screen::default();
-        let bar = ProgressBar::with_draw_target(
-            None,
-            ProgressDrawTarget::term_like(Box::new(screen.clone())),
-        )
-        .with_style(bar_style());
-        bar.set_prefix("s p1");
-        bar.inc(726_437);
-        std::thread::sleep(Duration::from_millis(20));
-        bar.inc(1);
-        bar.finish_with_message("done");
-        let drawn = screen.0.lock().unwrap().clone();
-        assert!(drawn.contains("726,438 rows"), "{drawn:?}");
-        // Every rate drawn, the last one's included.
-        let rates: Vec<&str> = drawn
-            .split_whitespace()
-            .filter(|w| w.ends_with("/s"))
-            .collect();
-        assert!(rates.len() >= 2, "{drawn:?}");
-        for rate in rates {
-            let digits = rate.trim_end_matches("/s");
-            assert!(
-                !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == ','),
-                "the rate is {rate:?} in {drawn:?}"
-            );
-        }
     }
 }

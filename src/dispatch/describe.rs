@@ -9,7 +9,8 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::error::{TaskError, TaskErrorKind};
 use crate::merge::{self, Event};
-use crate::plan::{Plan, Task};
+use crate::plan::{Plan, Task, TaskQuery};
+use crate::report::Progress;
 use crate::source::ShardPool;
 
 /// Whether a shard's tasks may start: closed until its describe is over.
@@ -35,6 +36,11 @@ pub(super) enum Gate {
 ///
 /// Each describe takes a slot of `global`, the tasks' own `--concurrency` bound; the
 /// describes ask for theirs before any task can.
+///
+/// When the progress shows them, the describe also asks for the row estimate of each of
+/// the shard's tasks, on its connection and in the same round trip (see
+/// `PgShard::describe_estimating`), and hands them to `progress` before the gate opens.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn describe(
     pools: &[Arc<ShardPool>],
     plan: &Plan,
@@ -42,6 +48,7 @@ pub(super) async fn describe(
     global: &Arc<Semaphore>,
     gates: &[watch::Sender<Gate>],
     all_described: &watch::Sender<Option<Instant>>,
+    progress: &Progress,
     options: &crate::config::RunOptions,
 ) {
     let limit = describe_limit(options);
@@ -51,11 +58,38 @@ pub(super) async fn describe(
             firsts.push(task);
         }
     }
+    let estimate = progress.wants_estimates();
     let described = firsts.into_iter().map(|task| {
         let (pool, global) = (pools[task.shard].clone(), global.clone());
+        let tasks: Vec<&Task> = match estimate {
+            true => plan
+                .tasks
+                .iter()
+                .filter(|t| t.shard == task.shard)
+                .collect(),
+            false => Vec::new(),
+        };
         async move {
             let _slot = global.acquire_owned().await.expect("never closed");
-            let schema = tokio::time::timeout(limit, pool.describe(&task.query)).await;
+            let queries: Vec<&TaskQuery> = tasks.iter().map(|t| &t.query).collect();
+            let started = Instant::now();
+            let described =
+                tokio::time::timeout(limit, pool.describe_estimating(&task.query, &queries)).await;
+            let schema = described.map(|(schema, estimates)| {
+                let known = estimates.iter().flatten().count();
+                for (t, rows) in tasks.iter().zip(estimates) {
+                    if let Some(rows) = rows {
+                        progress.estimated(t.id, rows);
+                    }
+                }
+                tracing::debug!(
+                    "shard {}: described in {:.2?}, with {known} of {} row estimates",
+                    task.shard_name,
+                    started.elapsed(),
+                    tasks.len()
+                );
+                schema
+            });
             gates[task.shard].send_replace(match &schema {
                 Ok(Some(Err(e))) if matches!(e.kind, TaskErrorKind::Connect { .. }) => {
                     Gate::Unreachable(e.clone())

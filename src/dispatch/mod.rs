@@ -329,8 +329,10 @@ pub async fn execute(
         &global,
         &gates,
         &all_described,
+        &progress,
         &config.options,
     ));
+    progress.follow();
     let cancels = Cancels::default();
     let tasks = start_tasks(
         config,
@@ -421,10 +423,11 @@ fn start_tasks(
         tasks.remaining[task.shard] += 1;
         let rows = Arc::new(AtomicU64::new(0));
         tasks.counters.push(rows.clone());
-        let count = progress.counter(task);
+        let sender = merge.sender(task.id);
+        let count = progress.counter(task, sender.byte_count());
         let counted = rows.clone();
         let ctx = TaskContext {
-            sender: merge.sender(task.id),
+            sender,
             batch_size: config.options.batch_size,
             deadline: config.options.query_timeout,
             server_slack: Duration::ZERO,

@@ -115,6 +115,12 @@ impl BatchSender {
         self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The count behind [`BatchSender::bytes`], shared: the progress reads it while the
+    /// task runs.
+    pub fn byte_count(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        Arc::clone(&self.sent)
+    }
+
     /// Drops what the task sent so far (its attempt failed; a retry starts afresh).
     pub fn discard(&self) {
         self.sent.store(0, std::sync::atomic::Ordering::Relaxed);

@@ -176,6 +176,30 @@ impl ShardPool {
         }
     }
 
+    /// [`ShardPool::describe`], and the server's row estimate of each of `estimate`,
+    /// where the source has one (see `PgShard::describe_estimating`).
+    pub async fn describe_estimating(
+        &self,
+        query: &TaskQuery,
+        estimate: &[&TaskQuery],
+    ) -> (Option<Result<SchemaRef, TaskError>>, Vec<Option<f64>>) {
+        match (self, query) {
+            (ShardPool::Postgres(p), TaskQuery::Postgres { sql }) => {
+                let sqls: Option<Vec<&str>> = estimate
+                    .iter()
+                    .map(|q| match q {
+                        TaskQuery::Postgres { sql } => Some(sql.as_str()),
+                        TaskQuery::Sqlite { .. } => None,
+                    })
+                    .collect();
+                let sqls = sqls.expect("the planner renders each task for its shard's kind");
+                let (columns, estimates) = p.describe_estimating(sql, &sqls).await;
+                (Some(columns.map(|c| c.schema())), estimates)
+            }
+            _ => (None, vec![None; estimate.len()]),
+        }
+    }
+
     /// The source types of the query's columns, where the source can tell them without
     /// running it (PostgreSQL).
     pub async fn column_kinds(

@@ -255,10 +255,53 @@ impl PgShard {
     /// The result's columns as this shard types them, without running the query: lets
     /// the merger unify types across shards before the first row is written.
     pub async fn describe(&self, sql: &str) -> Result<Columns, TaskError> {
-        let tx = self.read_only().await?;
-        let columns = pgcolumns::describe(&tx, sql, &self.types).await;
+        self.describe_estimating(sql, &[]).await.0
+    }
+
+    /// [`PgShard::describe`], and PostgreSQL's estimate of the rows each of `estimate`
+    /// returns (`None` where its `EXPLAIN` failed). The `EXPLAIN`s are pipelined with the
+    /// describe: sent together on its connection, they add the server's planning time
+    /// (a fraction of a millisecond for a plain query) and no round trip. They run inside
+    /// a savepoint rolled back before the describe, so that one that fails leaves the
+    /// transaction usable and the describe's answer as it would be without them.
+    pub async fn describe_estimating(
+        &self,
+        sql: &str,
+        estimate: &[&str],
+    ) -> (Result<Columns, TaskError>, Vec<Option<f64>>) {
+        let tx = match self.read_only().await {
+            Ok(tx) => tx,
+            Err(e) => return (Err(e), vec![None; estimate.len()]),
+        };
+        let (columns, estimates) = if estimate.is_empty() {
+            (pgcolumns::describe(&tx, sql, &self.types).await, Vec::new())
+        } else {
+            let explains: Vec<String> = estimate
+                .iter()
+                .map(|sql| format!("EXPLAIN (FORMAT JSON) {sql}"))
+                .collect();
+            // `join!` polls in this order, and each request is sent at its future's first
+            // poll: the server gets them in this order before any answer is awaited.
+            let (_, explained, _, columns) = futures_util::join!(
+                tx.batch_execute("SAVEPOINT estimates"),
+                in_order(explains.iter().map(|e| tx.query_typed(e, &[]))),
+                tx.batch_execute("ROLLBACK TO SAVEPOINT estimates"),
+                pgcolumns::describe(&tx, sql, &self.types),
+            );
+            let estimates = explained
+                .into_iter()
+                .map(|rows| {
+                    let plan: serde_json::Value = rows.ok()?.first()?.try_get(0).ok()?;
+                    plan[0]["Plan"]["Plan Rows"].as_f64()
+                })
+                .collect();
+            (columns, estimates)
+        };
         tx.end().await;
-        columns.map_err(|e| self.error(classify(&e, None)))
+        (
+            columns.map_err(|e| self.error(classify(&e, None))),
+            estimates,
+        )
     }
 
     /// What `tributary check` reports of this shard (see [`super::ShardPool::facts`]).
@@ -1095,6 +1138,29 @@ fn classify(e: &tokio_postgres::Error, deadline: Option<Duration>) -> TaskErrorK
         sqlstate: None,
         message: describe(e),
     }
+}
+
+/// Awaits every future of `futures`, polling them in their order each time (the first
+/// time included): a pipelining client sends a request at its future's first poll, so
+/// the server receives them in this order. (`join_all` promises no order past a few
+/// dozen futures.)
+async fn in_order<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures
+        .into_iter()
+        .map(|f| Box::pin(futures_util::future::maybe_done(f)))
+        .collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for f in &mut futures {
+            done &= f.as_mut().poll(cx).is_ready();
+        }
+        if done { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    futures
+        .iter_mut()
+        .map(|f| f.as_mut().take_output().expect("every future is done"))
+        .collect()
 }
 
 #[cfg(test)]

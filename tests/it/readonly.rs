@@ -1,7 +1,7 @@
 //! Every statement tributary sends with the user's SQL in it runs inside a READ ONLY
 //! transaction that sets `standard_conforming_strings = on`: a query that would write is
 //! refused before it writes, on every path (range probe with and without a snapshot,
-//! describe, estimate, page check, task), and a server set to non-standard strings cannot
+//! describe, estimate, the describe's estimates, page check, task), and a server set to non-standard strings cannot
 //! shift what is a parameter. Checked on the server afterwards, not on our own report.
 
 use tributary::config::{PageSplit, PartitionSpec};
@@ -102,6 +102,14 @@ async fn a_query_that_writes_is_refused_on_every_path_before_it_writes() {
         .unwrap();
     assert!(text.contains("task 0"), "{text}");
     assert_untouched(&db, "estimate").await;
+    // A run's estimates for its progress, sent with the describe: refused, and the
+    // describe (a prepare, which plans nothing) as without them.
+    let pool = tributary::source::ShardPool::open(&config.shards[0], 2, &config.options).unwrap();
+    let query = tributary::plan::TaskQuery::Postgres { sql: sql.into() };
+    let (described, estimates) = pool.describe_estimating(&query, &[&query]).await;
+    assert!(matches!(described, Some(Ok(_))), "{described:?}");
+    assert_eq!(estimates, [None]);
+    assert_untouched(&db, "the describe's estimates").await;
     let pages = PartitionSpec::Pages {
         table: "t".into(),
         split: PageSplit::Tasks(2),
