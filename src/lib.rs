@@ -30,6 +30,12 @@
 //! - [`report`] shows progress and the run's summary, writes the JSON report and builds
 //!   the Parquet metadata of what ran; [`metrics`] leaves the run's metrics for
 //!   node_exporter (`--metrics-file`); [`error`] maps failures to exit codes.
+//! - [`combine`] splits a query that needs it (aggregates, DISTINCT, ORDER BY, LIMIT) into
+//!   each shard's part and a final step, which DataFusion runs over the tasks' rows.
+//! - [`ledger`] records every run in SQLite, holds a job's lock, skips a run already
+//!   done and keeps an incremental job's marks (the windows are [`plan::window`]);
+//!   [`backfill`] runs a job once per step of a date range through it.
+//! - [`check`] connects to every shard and reports what a run would meet there.
 //! - [`manual`] generates shell completions and man pages from the [`cli`] definition.
 
 pub mod backfill;
