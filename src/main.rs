@@ -47,135 +47,37 @@ async fn run(cli: Cli) -> i32 {
     // Installed before any work, so that Ctrl-C always cancels cleanly.
     let interrupt = tributary::shutdown_signal();
     let interactive = !cli.quiet && std::io::stderr().is_terminal();
+    let done = |result: Result<i32, tributary::Error>| result.unwrap_or_else(|e| fail(&e));
     match cli.command {
-        Command::Run(args) => {
-            let config = match JobConfig::resolve(RunArgs::from(args)) {
-                Ok(c) => c,
-                Err(e) => return fail(&e),
-            };
-            let recorded = tributary::ledger::run_recorded(&config, interactive, interrupt).await;
-            let (report, result, unrecorded) = match recorded {
-                Err(e) => {
-                    let metrics = RunMetrics::without_tasks(
-                        &config.name,
-                        e.exit_code(),
-                        std::time::SystemTime::now(),
-                    );
-                    write_metrics(&config, &metrics);
-                    return fail(&e);
-                }
-                Ok(Recorded::Skipped {
-                    run,
-                    previous,
-                    ended_at,
-                    files,
-                }) => {
-                    println!(
-                        "{}",
-                        skipped(&config.name, run, previous, &ended_at, &files)
-                    );
-                    // The job's output is as current as an identical run makes it.
-                    let metrics = RunMetrics::without_tasks(
-                        &config.name,
-                        exit::SUCCESS,
-                        std::time::SystemTime::now(),
-                    );
-                    write_metrics(&config, &metrics);
-                    return exit::SUCCESS;
-                }
-                Ok(Recorded::Ran(ran)) => (ran.report, ran.result, ran.unrecorded),
-            };
-            println!("{report}");
-            if let Some(path) = &config.options.report
-                && let Err(e) = tributary::write_report(path, &report, &result)
-            {
-                eprintln!("error: {e}");
-            }
-            let end = std::time::SystemTime::now();
-            write_metrics(
-                &config,
-                &RunMetrics::new(&config.name, &report, &result, end),
-            );
-            if let Some(e) = unrecorded {
-                eprintln!("error: {e} (the run's outcome stands; the ledger does not know it)");
-            }
-            match result {
-                Ok(()) => exit::SUCCESS,
-                Err(e) => fail(&e),
-            }
-        }
+        Command::Run(args) => done(run_job(args, interactive, interrupt).await),
         Command::Backfill(args) => {
             let backfill = tributary::backfill::Backfill::from(args);
-            match tributary::backfill::run(&backfill, interrupt).await {
-                Ok((job, results)) => {
-                    let (summary, code) = tributary::backfill::summary(&job, &results);
-                    print!("{summary}");
-                    code
-                }
-                Err(e) => fail(&e),
-            }
+            done(
+                tributary::backfill::run(&backfill, interrupt)
+                    .await
+                    .map(|(job, results)| {
+                        let (summary, code) = tributary::backfill::summary(&job, &results);
+                        print!("{summary}");
+                        code
+                    }),
+            )
         }
-        Command::Check(args) => {
-            let json = args.json;
-            let target = match tributary::config::CheckTarget::resolve(RunArgs::from(args)) {
-                Ok(t) => t,
-                Err(e) => return fail(&e),
-            };
-            let checks = tributary::check::check(&target).await;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&checks).expect("JSON"));
-            } else {
-                print!("{}", tributary::check::render(&checks));
-            }
-            tributary::check::exit_code(&checks)
-        }
-        Command::Runs(args) => match runs(args).await {
-            Ok(()) => exit::SUCCESS,
-            Err(e) => fail(&e),
-        },
-        Command::Plan(args) => {
-            let mode = if args.offline {
-                tributary::dispatch::PlanMode::Offline
-            } else {
-                tributary::dispatch::PlanMode::Probe
-            };
-            let run_args = RunArgs {
-                ledger: args.ledger,
-                ..RunArgs::from(args.run)
-            };
-            let config = match JobConfig::resolve_for_plan(run_args) {
-                Ok(c) => c,
-                Err(e) => return fail(&e),
-            };
-            let config = match tributary::ledger::with_marks(&config).await {
-                Ok(c) => c,
-                Err(e) => return fail(&e),
-            };
-            match tributary::dispatch::plan(&config, mode).await {
-                Ok(text) => {
-                    print!("{text}");
-                    exit::SUCCESS
-                }
-                Err(e) => fail(&e),
-            }
-        }
-        Command::Demo(args) => {
-            match tributary::demo::run(&args.dir, args.orders, interactive, interrupt).await {
-                Ok(()) => exit::SUCCESS,
-                Err(e) => fail(&e),
-            }
-        }
+        Command::Check(args) => done(check(args).await),
+        Command::Runs(args) => done(runs(args).await.map(|()| exit::SUCCESS)),
+        Command::Plan(args) => done(plan(args).await),
+        Command::Demo(args) => done(
+            tributary::demo::run(&args.dir, args.orders, interactive, interrupt)
+                .await
+                .map(|()| exit::SUCCESS),
+        ),
         Command::Completions(args) => print(&tributary::manual::completions(args.shell)),
         Command::Man(args) => match args.dir {
-            Some(dir) => match tributary::manual::write_man_pages(&dir) {
-                Ok(files) => {
-                    for file in files {
-                        println!("{}", file.display());
-                    }
-                    exit::SUCCESS
+            Some(dir) => done(tributary::manual::write_man_pages(&dir).map(|files| {
+                for file in files {
+                    println!("{}", file.display());
                 }
-                Err(e) => fail(&e),
-            },
+                exit::SUCCESS
+            })),
             None => match tributary::manual::man_page(&args.subcommand) {
                 Ok(page) => print(&page),
                 Err(e) => {
@@ -185,6 +87,89 @@ async fn run(cli: Cli) -> i32 {
             },
         },
     }
+}
+
+/// `tributary run`: the job under its ledger, then the summary, the report and the
+/// metrics, whichever way it ended.
+async fn run_job(
+    args: tributary::cli::RunJobCommand,
+    interactive: bool,
+    interrupt: impl std::future::Future<Output = &'static str>,
+) -> Result<i32, tributary::Error> {
+    let config = JobConfig::resolve(RunArgs::from(args))?;
+    let now = std::time::SystemTime::now;
+    let ran = match tributary::ledger::run_recorded(&config, interactive, interrupt).await {
+        Err(e) => {
+            write_metrics(
+                &config,
+                &RunMetrics::without_tasks(&config.name, e.exit_code(), now()),
+            );
+            return Err(e);
+        }
+        Ok(Recorded::Skipped {
+            run,
+            previous,
+            ended_at,
+            files,
+        }) => {
+            println!(
+                "{}",
+                skipped(&config.name, run, previous, &ended_at, &files)
+            );
+            // The job's output is as current as an identical run makes it.
+            write_metrics(
+                &config,
+                &RunMetrics::without_tasks(&config.name, exit::SUCCESS, now()),
+            );
+            return Ok(exit::SUCCESS);
+        }
+        Ok(Recorded::Ran(ran)) => ran,
+    };
+    println!("{}", ran.report);
+    if let Some(path) = &config.options.report
+        && let Err(e) = tributary::write_report(path, &ran.report, &ran.result)
+    {
+        eprintln!("error: {e}");
+    }
+    write_metrics(
+        &config,
+        &RunMetrics::new(&config.name, &ran.report, &ran.result, now()),
+    );
+    if let Some(e) = &ran.unrecorded {
+        eprintln!("error: {e} (the run's outcome stands; the ledger does not know it)");
+    }
+    ran.result.map(|()| exit::SUCCESS)
+}
+
+/// `tributary check`: every shard's check, as text or JSON; the exit code of the first
+/// that failed.
+async fn check(args: tributary::cli::CheckCommand) -> Result<i32, tributary::Error> {
+    let json = args.json;
+    let target = tributary::config::CheckTarget::resolve(RunArgs::from(args))?;
+    let checks = tributary::check::check(&target).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&checks).expect("JSON"));
+    } else {
+        print!("{}", tributary::check::render(&checks));
+    }
+    Ok(tributary::check::exit_code(&checks))
+}
+
+/// `tributary plan`: the tasks and their SQL, probed on the shards or offline.
+async fn plan(args: tributary::cli::PlanCommand) -> Result<i32, tributary::Error> {
+    let mode = if args.offline {
+        tributary::dispatch::PlanMode::Offline
+    } else {
+        tributary::dispatch::PlanMode::Probe
+    };
+    let run_args = RunArgs {
+        ledger: args.ledger,
+        ..RunArgs::from(args.run)
+    };
+    let config = JobConfig::resolve_for_plan(run_args)?;
+    let config = tributary::ledger::with_marks(&config).await?;
+    print!("{}", tributary::dispatch::plan(&config, mode).await?);
+    Ok(exit::SUCCESS)
 }
 
 /// Writes generated text (a completion script, a man page) to stdout. A reader that

@@ -286,8 +286,6 @@ impl Ledger {
             Some(inc) => format!("incremental:{}:{}", config.name, inc.column),
             None => identity.clone(),
         };
-        let me = Holder::me();
-        let now = timestamp(Utc::now());
         let mut conn = self.pool.acquire().await.map_err(|e| self.error(e))?;
         // IMMEDIATE takes SQLite's write lock at once, so that two processes cannot
         // both find the lock free.
@@ -295,76 +293,7 @@ impl Ledger {
             .execute(&mut *conn)
             .await
             .map_err(|e| self.error(e))?;
-        let result = async {
-            let held = sqlx::query(
-                "SELECT run_id, pid, pid_start, host, started_at FROM locks WHERE identity = ?",
-            )
-            .bind(&lock)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|row| Holder {
-                run: row.get(0),
-                pid: row.get::<i64, _>(1) as u32,
-                pid_start: row.get(2),
-                host: row.get(3),
-                started_at: row.get(4),
-            });
-            let mut took_over = None;
-            if let Some(holder) = held {
-                if holder.alive(lock_timeout) {
-                    return Ok(Err(holder));
-                }
-                sqlx::query(
-                    "UPDATE runs SET status = 'abandoned', ended_at = ?, \
-                     error = 'the process died before the run ended' \
-                     WHERE id = ? AND status = 'running'",
-                )
-                .bind(&now)
-                .bind(holder.run)
-                .execute(&mut *conn)
-                .await?;
-                sqlx::query("DELETE FROM locks WHERE identity = ?")
-                    .bind(&lock)
-                    .execute(&mut *conn)
-                    .await?;
-                took_over = Some(holder);
-            }
-            let params = serde_json::to_string(&params_json(config)).expect("JSON");
-            let shards = serde_json::to_string(&identity::shards_json(config)).expect("JSON");
-            let run: i64 = sqlx::query(
-                "INSERT INTO runs (job, identity, params, as_of, started_at, status, pid, host, \
-                 version, query_path, shards, took_over) \
-                 VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(&config.name)
-            .bind(&identity)
-            .bind(params)
-            .bind(crate::config::dates::rfc3339(&config.as_of))
-            .bind(&now)
-            .bind(me.pid as i64)
-            .bind(&me.host)
-            .bind(env!("CARGO_PKG_VERSION"))
-            .bind(config.query_path.display().to_string())
-            .bind(shards)
-            .bind(took_over.as_ref().map(|h: &Holder| h.run))
-            .fetch_one(&mut *conn)
-            .await?
-            .get(0);
-            sqlx::query(
-                "INSERT INTO locks (identity, run_id, pid, pid_start, host, started_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&lock)
-            .bind(run)
-            .bind(me.pid as i64)
-            .bind(&me.pid_start)
-            .bind(&me.host)
-            .bind(&now)
-            .execute(&mut *conn)
-            .await?;
-            Ok::<_, sqlx::Error>(Ok((run, took_over)))
-        }
-        .await;
+        let result = take_lock(&mut conn, config, &identity, &lock, lock_timeout).await;
         let end = match &result {
             Ok(Ok(_)) => "COMMIT",
             _ => "ROLLBACK",
@@ -679,6 +608,87 @@ impl Ledger {
                 .collect(),
         )
     }
+}
+
+/// Inside the ledger's write transaction on `conn`: takes `lock` for a new run of `config`
+/// (taking it over from a holder that is gone) and records the run. `Err(holder)` when a
+/// live run holds it.
+async fn take_lock(
+    conn: &mut sqlx::SqliteConnection,
+    config: &JobConfig,
+    identity: &str,
+    lock: &str,
+    lock_timeout: Duration,
+) -> std::result::Result<std::result::Result<(i64, Option<Holder>), Holder>, sqlx::Error> {
+    let me = Holder::me();
+    let now = timestamp(Utc::now());
+    let held = sqlx::query(
+        "SELECT run_id, pid, pid_start, host, started_at FROM locks WHERE identity = ?",
+    )
+    .bind(lock)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|row| Holder {
+        run: row.get(0),
+        pid: row.get::<i64, _>(1) as u32,
+        pid_start: row.get(2),
+        host: row.get(3),
+        started_at: row.get(4),
+    });
+    let mut took_over = None;
+    if let Some(holder) = held {
+        if holder.alive(lock_timeout) {
+            return Ok(Err(holder));
+        }
+        sqlx::query(
+            "UPDATE runs SET status = 'abandoned', ended_at = ?, \
+                 error = 'the process died before the run ended' \
+                 WHERE id = ? AND status = 'running'",
+        )
+        .bind(&now)
+        .bind(holder.run)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query("DELETE FROM locks WHERE identity = ?")
+            .bind(lock)
+            .execute(&mut *conn)
+            .await?;
+        took_over = Some(holder);
+    }
+    let params = serde_json::to_string(&params_json(config)).expect("JSON");
+    let shards = serde_json::to_string(&identity::shards_json(config)).expect("JSON");
+    let run: i64 = sqlx::query(
+        "INSERT INTO runs (job, identity, params, as_of, started_at, status, pid, host, \
+             version, query_path, shards, took_over) \
+             VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(&config.name)
+    .bind(identity)
+    .bind(params)
+    .bind(crate::config::dates::rfc3339(&config.as_of))
+    .bind(&now)
+    .bind(me.pid as i64)
+    .bind(&me.host)
+    .bind(env!("CARGO_PKG_VERSION"))
+    .bind(config.query_path.display().to_string())
+    .bind(shards)
+    .bind(took_over.as_ref().map(|h: &Holder| h.run))
+    .fetch_one(&mut *conn)
+    .await?
+    .get(0);
+    sqlx::query(
+        "INSERT INTO locks (identity, run_id, pid, pid_start, host, started_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(lock)
+    .bind(run)
+    .bind(me.pid as i64)
+    .bind(&me.pid_start)
+    .bind(&me.host)
+    .bind(&now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Ok((run, took_over)))
 }
 
 /// Deletes `started`'s lock, if it still holds it (a run taken for dead and taken over
