@@ -47,14 +47,7 @@ pub async fn run_recorded(
     interrupt: impl Future<Output = &'static str>,
 ) -> Result<Recorded> {
     let Some(path) = &config.ledger.path else {
-        let (report, result) = crate::run(config, interactive, interrupt).await;
-        return Ok(Recorded::Ran(Box::new(Ran {
-            report,
-            result,
-            run: None,
-            took_over: None,
-            unrecorded: None,
-        })));
+        return Ok(unrecorded(config, interactive, interrupt).await);
     };
     let ledger = match Ledger::open(path).await {
         Ok(ledger) => ledger,
@@ -64,14 +57,7 @@ pub async fn run_recorded(
             tracing::warn!(
                 "{e}; this run is not recorded and takes no lock (give --ledger PATH, or --no-ledger to say so)"
             );
-            let (report, result) = crate::run(config, interactive, interrupt).await;
-            return Ok(Recorded::Ran(Box::new(Ran {
-                report,
-                result,
-                run: None,
-                took_over: None,
-                unrecorded: None,
-            })));
+            return Ok(unrecorded(config, interactive, interrupt).await);
         }
         Err(e) => return Err(e),
     };
@@ -152,6 +138,22 @@ pub async fn run_recorded(
         took_over: started.took_over,
         unrecorded,
     })))
+}
+
+/// A run without a ledger: nothing recorded, no lock, nothing skipped.
+async fn unrecorded(
+    config: &JobConfig,
+    interactive: bool,
+    interrupt: impl Future<Output = &'static str>,
+) -> Recorded {
+    let (report, result) = crate::run(config, interactive, interrupt).await;
+    Recorded::Ran(Box::new(Ran {
+        report,
+        result,
+        run: None,
+        took_over: None,
+        unrecorded: None,
+    }))
 }
 
 /// `config` with the marks its last successful run recorded, when it is incremental.

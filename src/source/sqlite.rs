@@ -161,17 +161,12 @@ impl SqliteShard {
         column: &str,
     ) -> Result<Option<(KeyValue, KeyValue)>, TaskError> {
         let c = quote_ident(column);
-        let probe = format!(
-            "SELECT min({c}), max({c}), typeof(min({c})) FROM (\n{sql}\n) AS tributary_probe"
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(probe));
-        for value in binds {
-            query = bind(query, value);
-        }
-        let row = query
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.server(e))?;
+        let row = self
+            .probe_row(
+                format!("SELECT min({c}), max({c}), typeof(min({c})) FROM (\n{sql}\n) AS tributary_probe"),
+                binds,
+            )
+            .await?;
         let class: String = row.try_get(2).map_err(|e| self.server(e))?;
         match class.as_str() {
             "null" => Ok(None),
@@ -186,6 +181,22 @@ impl SqliteShard {
         }
     }
 
+    /// The one row of a probe over the query (`binds` bound to its parameters).
+    async fn probe_row(
+        &self,
+        probe: String,
+        binds: &[ParamValue],
+    ) -> Result<sqlx::sqlite::SqliteRow, TaskError> {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(probe));
+        for value in binds {
+            query = bind(query, value);
+        }
+        query
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.server(e))
+    }
+
     /// The largest value of `column` in the query's result, as an incremental job's
     /// mark: an integer, or text (ISO-8601 timestamps order as text); `None` when the
     /// result has no non-NULL value there.
@@ -196,16 +207,12 @@ impl SqliteShard {
         column: &str,
     ) -> Result<Option<Mark>, TaskError> {
         let c = quote_ident(column);
-        let probe =
-            format!("SELECT max({c}), typeof(max({c})) FROM (\n{sql}\n) AS tributary_probe");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(probe));
-        for value in binds {
-            query = bind(query, value);
-        }
-        let row = query
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.server(e))?;
+        let row = self
+            .probe_row(
+                format!("SELECT max({c}), typeof(max({c})) FROM (\n{sql}\n) AS tributary_probe"),
+                binds,
+            )
+            .await?;
         let class: String = row.try_get(1).map_err(|e| self.server(e))?;
         match class.as_str() {
             "null" => Ok(None),
