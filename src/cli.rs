@@ -284,7 +284,7 @@ pub struct RunCommand {
     #[arg(long, value_name = "JOB.toml")]
     pub job: Option<PathBuf>,
 
-    /// The shards file: a `[shards]` table of name = URL.
+    /// The shards file: a `[shards]` table of name = URL or libpq connection string.
     #[arg(long, value_name = "SHARDS.toml")]
     pub shards: Option<PathBuf>,
 
