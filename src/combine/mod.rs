@@ -371,7 +371,9 @@ fn combine_sql(c: &Combined, types: &InputTypes) -> String {
         .map(|f| format!(" FILTER (WHERE {f} = 1)"))
         .unwrap_or_default();
     match c.func {
-        FinalFn::Count => format!("CAST(sum({}) AS BIGINT)", p(0)),
+        // No partial row at all (every shard empty, under a split that groups by a
+        // DISTINCT argument) is a count of 0, as one database would say.
+        FinalFn::Count => format!("CAST(coalesce(sum({}), 0) AS BIGINT)", p(0)),
         FinalFn::Sum => sum_type(ty, format!("sum({})", p(0))),
         FinalFn::Min => format!("min({})", p(0)),
         FinalFn::Max => format!("max({})", p(0)),
