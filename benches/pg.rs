@@ -641,13 +641,26 @@ fn combine(args: &CombineArgs) -> Result<()> {
     }
     alternate(&mut groups, args.runs)?;
     print_combine("1M groups", COMBINE_GROUPS, &groups, args);
-    for limit in &args.memory_limits {
+    for (limit, contender) in args.memory_limits.iter().zip(&groups) {
         let name = format!("groups-{limit}");
         let partial: u64 = task_rows(&out.join(format!("combine-{name}.json")))?
             .iter()
             .sum();
+        // Once more without -q: what the final step says it spilled (DataFusion's own
+        // metrics), or that it did not.
+        let spilled = Command::new(&contender.program)
+            .args(contender.args.iter().filter(|a| *a != "-q"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let log = String::from_utf8_lossy(&spilled.stderr);
+        let spill = log
+            .lines()
+            .find_map(|l| l.split_once("the final step spilled").map(|(_, rest)| rest))
+            .map_or("no spill".to_string(), |rest| format!("spilled{rest}"));
         println!(
-            "--memory-limit {limit}: {partial} partial rows in, {} groups written",
+            "--memory-limit {limit}: {partial} partial rows in, {} groups written; {spill}",
             parquet_rows(&out.join(format!("combine-{name}.parquet")))?
         );
     }
