@@ -306,35 +306,27 @@ trait Calendar: Sized {
     fn sub_months(self, months: Months) -> Option<Self>;
 }
 
-impl Calendar for NaiveDate {
-    fn add_days(self, days: Days) -> Option<Self> {
-        self.checked_add_days(days)
-    }
-    fn sub_days(self, days: Days) -> Option<Self> {
-        self.checked_sub_days(days)
-    }
-    fn add_months(self, months: Months) -> Option<Self> {
-        self.checked_add_months(months)
-    }
-    fn sub_months(self, months: Months) -> Option<Self> {
-        self.checked_sub_months(months)
-    }
+/// Both types have the same checked calendar arithmetic, under the same names.
+macro_rules! calendar {
+    ($($t:ty),*) => {$(
+        impl Calendar for $t {
+            fn add_days(self, days: Days) -> Option<Self> {
+                self.checked_add_days(days)
+            }
+            fn sub_days(self, days: Days) -> Option<Self> {
+                self.checked_sub_days(days)
+            }
+            fn add_months(self, months: Months) -> Option<Self> {
+                self.checked_add_months(months)
+            }
+            fn sub_months(self, months: Months) -> Option<Self> {
+                self.checked_sub_months(months)
+            }
+        }
+    )*};
 }
 
-impl Calendar for NaiveDateTime {
-    fn add_days(self, days: Days) -> Option<Self> {
-        self.checked_add_days(days)
-    }
-    fn sub_days(self, days: Days) -> Option<Self> {
-        self.checked_sub_days(days)
-    }
-    fn add_months(self, months: Months) -> Option<Self> {
-        self.checked_add_months(months)
-    }
-    fn sub_months(self, months: Months) -> Option<Self> {
-        self.checked_sub_months(months)
-    }
-}
+calendar!(NaiveDate, NaiveDateTime);
 
 /// The instant a wall-clock time in `zone` names. A time in a gap (clocks going
 /// forward) is read with the offset in effect before the gap, which moves it forward by
