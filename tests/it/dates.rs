@@ -181,26 +181,22 @@ fn a_malformed_relative_date_exits_3_naming_the_parameter_and_writes_nothing() {
     );
 }
 
+/// `tributary plan --offline` of one of the shipped examples, as of `as_of`, in `dir`;
+/// its stdout. The compose shards' password is set, which an offline plan never sends.
+fn plan_example(dir: &std::path::Path, example: &str, as_of: &str, extra: &[&str]) -> String {
+    let example = format!("{}/examples/{example}", env!("CARGO_MANIFEST_DIR"));
+    let mut args = vec!["plan", "--offline", "--job", &example, "--as-of", as_of];
+    args.extend_from_slice(extra);
+    let out = harness::tributary_with(dir, &args, |cmd| {
+        cmd.env("TRIBUTARY_PG_PASSWORD", "unused");
+    });
+    succeeded(&out)
+}
+
 #[test]
 fn the_nightly_example_plans_last_month() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/nightly.toml");
     let dir = tempfile::tempdir().unwrap();
-    let out = harness::tributary_with(
-        dir.path(),
-        &[
-            "plan",
-            "--offline",
-            "--job",
-            example,
-            "--as-of",
-            "2026-03-16",
-        ],
-        // The compose shards' password, which an offline plan never sends.
-        |cmd| {
-            cmd.env("TRIBUTARY_PG_PASSWORD", "unused");
-        },
-    );
-    let stdout = succeeded(&out);
+    let stdout = plan_example(dir.path(), "nightly.toml", "2026-03-16", &[]);
     assert!(
         stdout.contains("  :from = \"2026-02-01\" from @month_start-1m\n  :to = \"2026-03-01\" from @month_start\n"),
         "{stdout}"
@@ -213,25 +209,13 @@ fn the_nightly_example_plans_last_month() {
 
 #[test]
 fn the_incremental_example_plans_a_window_per_shard() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/new_orders.toml");
     let dir = tempfile::tempdir().unwrap();
-    let out = harness::tributary_with(
+    let stdout = plan_example(
         dir.path(),
-        &[
-            "plan",
-            "--offline",
-            "--job",
-            example,
-            "--as-of",
-            "2026-03-16T04:00:00Z",
-            "--ledger",
-            "never-written.db",
-        ],
-        |cmd| {
-            cmd.env("TRIBUTARY_PG_PASSWORD", "unused");
-        },
+        "new_orders.toml",
+        "2026-03-16T04:00:00Z",
+        &["--ledger", "never-written.db"],
     );
-    let stdout = succeeded(&out);
     for shard in ["shard1", "shard2", "shard3"] {
         assert!(
             stdout.contains(&format!(

@@ -161,6 +161,41 @@ fn a_job_that_succeeded_runs_again_only_when_its_output_changed() {
     let bytes = std::fs::read(&output).unwrap();
     assert_eq!(outputs[0]["bytes"].as_u64().unwrap(), bytes.len() as u64);
     assert_eq!(outputs[0]["sha256"].as_str().unwrap(), sha256_hex(&bytes));
+    // The same, as people read it.
+    let table = succeeded(&tributary_in(dir, &["runs", "--job", "job.toml"]));
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.starts_with("ID") && header.contains("STATUS") && header.ends_with("PARAMS"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with(&format!("{last} ")),
+        "{table}"
+    );
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" skipped ")).count(),
+        1,
+        "{table}"
+    );
+    let shown = succeeded(&tributary_in(
+        dir,
+        &["runs", "show", &last.to_string(), "--ledger", "ledger.db"],
+    ));
+    assert!(
+        shown.starts_with(&format!("run {last} of job `nightly-t`: succeeded"))
+            && shown.contains("    a: ok, 2 rows, ")
+            && shown.contains(&format!(
+                "({} bytes, sha256 {})",
+                bytes.len(),
+                sha256_hex(&bytes)
+            )),
+        "{shown}"
+    );
+
     // A run without a job file is recorded but never skipped.
     let adhoc = [
         "run",
