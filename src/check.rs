@@ -54,6 +54,7 @@ pub async fn check(target: &CheckTarget) -> Vec<ShardCheck> {
                         SslMode::VerifyCa | SslMode::VerifyFull
                     )),
                 ),
+                SourceConfig::Mysql(m) => (Some(m.ssl_mode.as_str()), Some(m.ssl_mode.verifies())),
                 _ => (None, None),
             };
             let query = target.job.as_ref().map(|job| plan::base_query(job, i));

@@ -215,6 +215,7 @@ impl TaskError {
             TaskErrorKind::Partition { .. } => exit::DATA,
             TaskErrorKind::Timeout { .. } | TaskErrorKind::Stalled { .. } => exit::TIMEOUT,
             TaskErrorKind::Server { .. }
+            | TaskErrorKind::Mysql { .. }
             | TaskErrorKind::UnsupportedType { .. }
             | TaskErrorKind::Decode { .. }
             | TaskErrorKind::Protocol { .. }
@@ -234,6 +235,7 @@ impl TaskError {
             TaskErrorKind::Server { sqlstate, .. } => sqlstate.as_deref().is_some_and(|s| {
                 s.starts_with("08") || matches!(s, "57P01" | "53300" | "40001" | "40P01")
             }),
+            TaskErrorKind::Mysql { code, .. } => mysql_transient(*code),
             _ => false,
         }
     }
@@ -269,6 +271,15 @@ pub enum TaskErrorKind {
     #[error("{message}{}", sqlstate.as_ref().map(|s| format!(" (SQLSTATE {s})")).unwrap_or_default())]
     Server {
         sqlstate: Option<String>,
+        message: String,
+    },
+
+    /// A MySQL or MariaDB server refused the statement. Its error number, not the
+    /// SQLSTATE (`HY000` for most), tells what happened.
+    #[error("{message} (MySQL error {code}, SQLSTATE {sqlstate})")]
+    Mysql {
+        code: u16,
+        sqlstate: String,
         message: String,
     },
 
@@ -310,6 +321,14 @@ pub enum TaskErrorKind {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether a MySQL server error passes on its own: 1040 too many connections, 1205 lock
+/// wait timeout, 1213 deadlock, 1053 server shutting down, 1927 connection killed (a
+/// server restarting). A statement someone else stopped with `KILL QUERY` (1317) is
+/// not retried: that was meant.
+pub fn mysql_transient(code: u16) -> bool {
+    matches!(code, 1040 | 1205 | 1213 | 1053 | 1927)
+}
 
 /// An error and its sources on one line, `outer: inner: innermost`, for the places that
 /// keep a message rather than the error (a configuration error, a task's failure). A

@@ -6,7 +6,7 @@
 //! ```text
 //!  cli ──> config ──> plan ──> dispatch ─┬─> source (postgres: binary COPY ─> decode::pgcopy)
 //!  (flags)  (JobConfig) (tasks)  (deadlines,│           (sqlite: rows ─> Arrow)
-//!                                 cancels)  │
+//!                                 cancels)  │           (mysql: binary rows ─> Arrow)
 //!                                           └─> merge (byte-budgeted channel, schema check,
 //!                                                      per-task row groups) ─> sink (Parquet:
 //!                                                      temp file, fsync, rename; manifest
@@ -21,7 +21,8 @@
 //!   with its exact SQL; what a partitioned shard's split depends on, it asks through
 //!   [`plan::ShardProbe`], which [`source`] implements.
 //! - [`dispatch`] runs the tasks under global and per-shard limits and deadlines.
-//! - [`source`] reads a shard: PostgreSQL through binary COPY, SQLite through sqlx.
+//! - [`source`] reads a shard: PostgreSQL through binary COPY, SQLite and MySQL/MariaDB
+//!   through sqlx (MySQL's binary protocol, prepared statements).
 //! - [`types`] is the source-type -> Arrow-type table, exact by default, with the lossy
 //!   renderings users may choose as typed options (user documentation: docs/types.md).
 //! - [`merge`] checks the batches against one common schema and cuts them into row

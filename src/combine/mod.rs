@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 
 pub use rewrite::{
     Combined, FinalExpr, FinalFn, Finish, Partial, PartialExpr, PartialFn, Rewrite, SortKey, Split,
-    Strategy, rewrite,
+    Strategy, rewrite, rewrite_mysql,
 };
 
 use crate::types::PgKind;
@@ -53,6 +53,12 @@ pub enum CombineError {
         aggregate: &'static str,
         shard: String,
     },
+    /// Combining writes PostgreSQL's SQL around each shard's rows; MySQL's is not written
+    /// yet.
+    #[error(
+        "the query's rows must be combined across shards ({why}), which is not available with MySQL shard `{shard}` yet\n  use --combine off for each shard's rows as they are, or --merge 'SQL' to combine them yourself (a table named `shards`)"
+    )]
+    Mysql { why: String, shard: String },
 }
 
 impl CombineError {
@@ -149,6 +155,7 @@ pub type InputTypes = BTreeMap<String, InputType>;
 pub enum Dialect {
     Postgres,
     Sqlite,
+    Mysql,
 }
 
 /// The scale of `avg` over integers.
@@ -170,6 +177,12 @@ pub fn shard_sql(
     types: &InputTypes,
     shard: &str,
 ) -> Result<String, CombineError> {
+    if dialect == Dialect::Mysql {
+        return Err(CombineError::Mysql {
+            why: split.why.clone(),
+            shard: shard.to_string(),
+        });
+    }
     let partial = &split.partial;
     let columns = match &partial.columns {
         None => "*".to_string(),

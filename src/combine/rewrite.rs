@@ -27,7 +27,9 @@ use datafusion::sql::sqlparser::ast::{
     OrderByKind, Query, Select, SelectItem, SetExpr, SetOperator, SetQuantifier, Statement, Value,
     VisitMut, VisitorMut,
 };
-use datafusion::sql::sqlparser::dialect::{Dialect, PostgreSqlDialect, SQLiteDialect};
+use datafusion::sql::sqlparser::dialect::{
+    Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect,
+};
 use datafusion::sql::sqlparser::parser::Parser;
 
 use super::CombineError;
@@ -217,6 +219,25 @@ pub fn rewrite(
     } else {
         parse(&PostgreSqlDialect {}, sql)?
     };
+    rewrite_statements(statements, params, input_columns)
+}
+
+/// [`rewrite`] for a fleet with MySQL shards, whose queries are MySQL's (backquoted
+/// names, `LIMIT a, b`): whether the query needs combining, told in MySQL's dialect.
+/// Combining is refused for MySQL shards when the plan is checked (`plan::check_split`).
+pub fn rewrite_mysql(
+    sql: &str,
+    params: &Params,
+    input_columns: bool,
+) -> Result<Rewrite, CombineError> {
+    rewrite_statements(parse(&MySqlDialect {}, sql)?, params, input_columns)
+}
+
+fn rewrite_statements(
+    statements: Vec<Statement>,
+    params: &Params,
+    input_columns: bool,
+) -> Result<Rewrite, CombineError> {
     let [Statement::Query(query)] = statements.as_slice() else {
         return Ok(Rewrite::Stream);
     };

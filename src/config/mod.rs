@@ -12,6 +12,7 @@ pub mod conninfo;
 pub mod dates;
 mod interpolate;
 mod job_file;
+pub mod mysql;
 mod output;
 pub mod partition;
 mod pgpass;

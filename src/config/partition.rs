@@ -86,7 +86,7 @@ pub enum PartitionSettingError {
     #[error("unknown partition kind `{0}`: use range, hash, predicates or pages")]
     UnknownKind(String),
     /// Hash and page partitions use PostgreSQL functions and system columns.
-    #[error("{kind} partitions need PostgreSQL; shard `{shard}` is not")]
+    #[error("{kind} partitions need PostgreSQL{}; shard `{shard}` is not", if *kind == "hash" { " or MySQL" } else { "" })]
     NeedsPostgres { kind: &'static str, shard: String },
 }
 
@@ -220,10 +220,13 @@ pub(super) fn check_partition_sources(
         PartitionSpec::Pages { .. } => "pages",
         _ => return Ok(()),
     };
-    match shards
-        .iter()
-        .find(|s| !matches!(s.source, SourceConfig::Postgres(_)))
-    {
+    // MySQL hashes with CRC32 (`Partition::mysql_predicate`); it has no heap pages.
+    let supported = |source: &SourceConfig| match source {
+        SourceConfig::Postgres(_) => true,
+        SourceConfig::Mysql(_) => kind == "hash",
+        _ => false,
+    };
+    match shards.iter().find(|s| !supported(&s.source)) {
         Some(s) => Err(PartitionSettingError::NeedsPostgres {
             kind,
             shard: s.name.clone(),

@@ -530,12 +530,30 @@ fn combine(
             PartitionSpec::Range { .. } | PartitionSpec::Hash { .. } | PartitionSpec::Predicates(_)
         )
     );
-    let split = match crate::combine::rewrite(&query.text, params, all_sqlite, input_columns)
-        .map_err(|e| query_error(&query.path, e))?
-    {
+    let any_mysql = shards
+        .iter()
+        .any(|s| matches!(s.source, SourceConfig::Mysql(_)));
+    let rewritten = if any_mysql {
+        crate::combine::rewrite_mysql(&query.text, params, input_columns)
+    } else {
+        crate::combine::rewrite(&query.text, params, all_sqlite, input_columns)
+    };
+    let split = match rewritten.map_err(|e| query_error(&query.path, e))? {
         crate::combine::Rewrite::Stream => return Ok(Combine::Off),
         crate::combine::Rewrite::Combine(split) => split,
     };
+    if let Some(shard) = shards
+        .iter()
+        .find(|s| matches!(s.source, SourceConfig::Mysql(_)))
+    {
+        return Err(query_error(
+            &query.path,
+            crate::combine::CombineError::Mysql {
+                why: split.why.clone(),
+                shard: shard.name.clone(),
+            },
+        ));
+    }
     if let Some(column) = &options.shard_column {
         return Err(Error::config(
             None,

@@ -35,6 +35,8 @@ pub struct ShardConfig {
 pub enum SourceConfig {
     Postgres(Box<PgSource>),
     Sqlite(SqliteSource),
+    /// MySQL or MariaDB.
+    Mysql(Box<super::mysql::MysqlSource>),
 }
 
 impl SourceConfig {
@@ -43,6 +45,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Postgres(pg) => pg.display.clone(),
             SourceConfig::Sqlite(s) => format!("sqlite://{}", s.path.display()),
+            SourceConfig::Mysql(m) => m.display(),
         }
     }
 }
@@ -155,12 +158,18 @@ pub enum UrlError {
     #[error("missing `url`")]
     MissingUrl,
     #[error(
-        "the URL must start with postgres://, postgresql:// or sqlite://, or be a key=value \
-         connection string"
+        "the URL must start with postgres://, postgresql://, mysql://, mariadb:// or sqlite://, \
+         or be a key=value connection string"
     )]
     Scheme,
     #[error("`{0}://` shards are not supported yet")]
     Unsupported(String),
+    #[error("charset `{0}` is not supported: MySQL shards are always read as utf8mb4")]
+    MysqlCharset(String),
+    #[error("ssl-mode={0} checks the server's certificate: give the authority's as ssl-ca=PATH")]
+    MysqlNoCa(&'static str),
+    #[error("a bracketed IPv6 host must be closed, then followed by nothing or `:port`")]
+    MysqlHost,
     #[error("`password_env` does not apply to SQLite")]
     PasswordEnvForSqlite,
     #[error("a SQLite URL needs a path: sqlite://data/a.db")]
@@ -357,7 +366,9 @@ pub fn parse_url(
             };
             Ok(SourceConfig::Sqlite(SqliteSource { path }))
         }
-        Some(s @ ("mysql" | "mariadb")) => Err(UrlError::Unsupported(s.to_string())),
+        Some("mysql" | "mariadb") => {
+            super::mysql::parse(url, password_env).map(|m| SourceConfig::Mysql(Box::new(m)))
+        }
         _ => Err(UrlError::Scheme),
     }
 }
@@ -895,12 +906,8 @@ mod tests {
 
     #[test]
     fn bad_urls_are_explained() {
-        let (err, message) = refused("mysql://x/y");
-        assert!(
-            matches!(err, UrlError::Unsupported(ref s) if s == "mysql"),
-            "{err:?}"
-        );
-        assert_eq!(message, "`mysql://` shards are not supported yet");
+        let (err, _) = refused("mysql://x/y?ssl-mode=bogus");
+        assert!(matches!(err, UrlError::UnknownSslMode(_)), "{err:?}");
         let (err, _) = refused("http://x");
         assert!(matches!(err, UrlError::Scheme), "{err:?}");
         let (err, message) = refused("postgres://u@h/d?sslmode=bogus");

@@ -28,12 +28,17 @@ pub enum TaskQuery {
     Postgres { sql: String },
     /// SQLite: numbered placeholders and the values bound to them.
     Sqlite { sql: String, binds: Vec<ParamValue> },
+    /// MySQL and MariaDB: a prepared statement, one `?` per parameter reference and the
+    /// values bound to them in order, so that no value is ever part of the SQL text.
+    Mysql { sql: String, binds: Vec<ParamValue> },
 }
 
 impl TaskQuery {
     pub fn sql(&self) -> &str {
         match self {
-            TaskQuery::Postgres { sql } | TaskQuery::Sqlite { sql, .. } => sql,
+            TaskQuery::Postgres { sql }
+            | TaskQuery::Sqlite { sql, .. }
+            | TaskQuery::Mysql { sql, .. } => sql,
         }
     }
 }
@@ -150,6 +155,7 @@ pub fn dialect(config: &JobConfig, index: usize) -> Dialect {
     match &config.shards[index].source {
         SourceConfig::Postgres(_) => Dialect::Postgres,
         SourceConfig::Sqlite(_) => Dialect::Sqlite,
+        SourceConfig::Mysql(_) => Dialect::Mysql,
     }
 }
 
@@ -184,6 +190,10 @@ fn shard_query(config: &JobConfig, index: usize, rows: TaskQuery, types: &InputT
     match rows {
         TaskQuery::Postgres { sql } => TaskQuery::Postgres { sql: wrap(&sql) },
         TaskQuery::Sqlite { sql, binds } => TaskQuery::Sqlite {
+            sql: wrap(&sql),
+            binds,
+        },
+        TaskQuery::Mysql { sql, binds } => TaskQuery::Mysql {
             sql: wrap(&sql),
             binds,
         },
@@ -291,6 +301,10 @@ pub fn window_query(base: &TaskQuery, window: &window::Window) -> TaskQuery {
         },
         TaskQuery::Sqlite { sql, binds } => TaskQuery::Sqlite {
             sql: window.restrict(sql),
+            binds: binds.clone(),
+        },
+        TaskQuery::Mysql { sql, binds } => TaskQuery::Mysql {
+            sql: window.restrict_mysql(sql),
             binds: binds.clone(),
         },
     }
@@ -414,6 +428,13 @@ pub fn base_query(config: &JobConfig, index: usize) -> TaskQuery {
                 binds: binds.into_iter().cloned().collect(),
             }
         }
+        SourceConfig::Mysql(_) => {
+            let (sql, binds) = query.render_positional(&config.params);
+            TaskQuery::Mysql {
+                sql,
+                binds: binds.into_iter().cloned().collect(),
+            }
+        }
     }
 }
 
@@ -425,6 +446,10 @@ fn restrict_query(base: &TaskQuery, spec: &PartitionSpec, partition: &Partition)
         },
         TaskQuery::Sqlite { sql, binds } => TaskQuery::Sqlite {
             sql: restrict(sql, spec, partition),
+            binds: binds.clone(),
+        },
+        TaskQuery::Mysql { sql, binds } => TaskQuery::Mysql {
+            sql: restrict_mysql(sql, spec, partition),
             binds: binds.clone(),
         },
     }
@@ -460,6 +485,19 @@ fn restrict(sql: &str, spec: &PartitionSpec, partition: &Partition) -> String {
             )
         }
     }
+}
+
+/// [`restrict`] in MySQL's dialect: backquoted identifiers, MySQL's literals and hash
+/// function. Page partitions are PostgreSQL's only (refused before planning).
+fn restrict_mysql(sql: &str, spec: &PartitionSpec, partition: &Partition) -> String {
+    let column = match spec {
+        PartitionSpec::Range { column, .. } | PartitionSpec::Hash { column, .. } => column,
+        PartitionSpec::Predicates(_) | PartitionSpec::Pages { .. } => "",
+    };
+    format!(
+        "SELECT * FROM (\n{sql}\n) AS tributary_partition WHERE {}",
+        partition.mysql_predicate(column)
+    )
 }
 
 impl Plan {
@@ -546,6 +584,12 @@ fn write_query(out: &mut String, query: &TaskQuery) {
             let _ = writeln!(out, "  {}", sql.trim().replace('\n', "\n  "));
             for (i, b) in binds.iter().enumerate() {
                 let _ = writeln!(out, "  ?{} = {b:?}", i + 1);
+            }
+        }
+        TaskQuery::Mysql { sql, binds } => {
+            let _ = writeln!(out, "  {}", sql.trim().replace('\n', "\n  "));
+            for (i, b) in binds.iter().enumerate() {
+                let _ = writeln!(out, "  ? #{} = {b:?}", i + 1);
             }
         }
     }

@@ -85,6 +85,41 @@ impl Partition {
     }
 }
 
+impl Partition {
+    /// [`Partition::predicate`] in MySQL's dialect: the column backquoted, MySQL's
+    /// literals, and hash buckets of `CRC32` (of the value's text, as `hashtext` is).
+    pub fn mysql_predicate(&self, column: &str) -> String {
+        let c = crate::sql::quote_ident_mysql(column);
+        match self {
+            Partition::Range { lo: None, hi: None } => format!("{c} IS NOT NULL"),
+            Partition::Range {
+                lo: Some(lo),
+                hi: None,
+            } => format!("{c} >= {}", lo.mysql_literal()),
+            Partition::Range {
+                lo: None,
+                hi: Some(hi),
+            } => format!("{c} < {}", hi.mysql_literal()),
+            Partition::Range {
+                lo: Some(lo),
+                hi: Some(hi),
+            } => format!(
+                "{c} >= {} AND {c} < {}",
+                lo.mysql_literal(),
+                hi.mysql_literal()
+            ),
+            Partition::Null => format!("{c} IS NULL"),
+            // CRC32 is unsigned, so the remainder is never negative.
+            Partition::Hash { bucket, of } => format!("MOD(CRC32({c}), {of}) = {bucket}"),
+            Partition::Predicate(p) => format!("({p})"),
+            Partition::Pages { .. } => {
+                unreachable!("page partitions are refused for MySQL shards before planning")
+            }
+            Partition::All => "TRUE".into(),
+        }
+    }
+}
+
 impl fmt::Display for Partition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -51,6 +51,22 @@ impl Mark {
         }
     }
 
+    /// [`Mark::literal`] for MySQL: its literals read backslashes as escapes (unless
+    /// `NO_BACKSLASH_ESCAPES`), so text is written as a hex string, which no mode reads
+    /// otherwise.
+    pub fn mysql_literal(&self) -> String {
+        match self {
+            Mark::Int(i) => KeyValue::Int(*i).mysql_literal(),
+            Mark::Date(d) => KeyValue::Date(*d).mysql_literal(),
+            Mark::Timestamp(micros) | Mark::Timestamptz(micros) => KeyValue::Timestamp {
+                micros: *micros,
+                utc: false,
+            }
+            .mysql_literal(),
+            Mark::Text(s) => crate::sql::mysql_text_literal(s),
+        }
+    }
+
     /// The mark `lookback` earlier, for rows that arrive late. `None` when the lookback
     /// does not apply to the mark's kind (checked when the job is resolved).
     pub fn minus(&self, lookback: &Lookback) -> Option<Mark> {
@@ -123,6 +139,21 @@ impl Window {
             (Some(after), Some(upto)) => {
                 format!("{c} > {} AND {c} <= {}", after.literal(), upto.literal())
             }
+        };
+        format!("SELECT * FROM (\n{sql}\n) AS tributary_window WHERE {predicate}")
+    }
+
+    /// [`Window::restrict`] in MySQL's dialect (backquoted column, MySQL literals).
+    pub fn restrict_mysql(&self, sql: &str) -> String {
+        let c = crate::sql::quote_ident_mysql(&self.column);
+        let predicate = match (&self.after, &self.upto) {
+            (_, None) => "FALSE".to_string(),
+            (None, Some(upto)) => format!("{c} <= {}", upto.mysql_literal()),
+            (Some(after), Some(upto)) => format!(
+                "{c} > {} AND {c} <= {}",
+                after.mysql_literal(),
+                upto.mysql_literal()
+            ),
         };
         format!("SELECT * FROM (\n{sql}\n) AS tributary_window WHERE {predicate}")
     }

@@ -4,6 +4,7 @@
 //! on the server and never hands its connection back to the pool.
 
 pub mod coalesce;
+pub mod mysql;
 pub mod pgcolumns;
 pub mod postgres;
 mod probe;
@@ -108,6 +109,7 @@ impl Cancels {
 pub enum ShardPool {
     Postgres(Box<postgres::PgShard>),
     Sqlite(sqlite::SqliteShard),
+    Mysql(Box<mysql::MysqlShard>),
 }
 
 impl ShardPool {
@@ -132,6 +134,13 @@ impl ShardPool {
                 size,
                 options.connect_timeout,
             ))),
+            SourceConfig::Mysql(m) => Ok(ShardPool::Mysql(Box::new(mysql::MysqlShard::new(
+                &shard.name,
+                m,
+                size,
+                options.connect_timeout,
+                options.types.clone(),
+            )))),
         }
     }
 
@@ -141,6 +150,7 @@ impl ShardPool {
         match self {
             ShardPool::Postgres(p) => p.close(),
             ShardPool::Sqlite(s) => s.close(),
+            ShardPool::Mysql(m) => m.close(),
         }
     }
 
@@ -149,6 +159,7 @@ impl ShardPool {
         match self {
             ShardPool::Postgres(p) => p.size(),
             ShardPool::Sqlite(s) => s.size(),
+            ShardPool::Mysql(m) => m.size(),
         }
     }
 
@@ -159,6 +170,7 @@ impl ShardPool {
             (ShardPool::Postgres(p), TaskQuery::Postgres { sql }) => {
                 Some(p.describe(sql).await.map(|c| c.schema()))
             }
+            (ShardPool::Mysql(m), TaskQuery::Mysql { sql, .. }) => Some(m.describe(sql).await),
             _ => None,
         }
     }
@@ -172,6 +184,8 @@ impl ShardPool {
             (ShardPool::Postgres(p), Some(TaskQuery::Postgres { sql })) => p.facts(Some(sql)).await,
             (ShardPool::Sqlite(s), None) => s.facts(None).await,
             (ShardPool::Sqlite(s), Some(TaskQuery::Sqlite { sql, .. })) => s.facts(Some(sql)).await,
+            (ShardPool::Mysql(m), None) => m.facts(None).await,
+            (ShardPool::Mysql(m), Some(TaskQuery::Mysql { sql, .. })) => m.facts(Some(sql)).await,
             _ => unreachable!("the planner renders each query for its shard's kind"),
         }
     }
@@ -189,12 +203,15 @@ impl ShardPool {
                     .iter()
                     .map(|q| match q {
                         TaskQuery::Postgres { sql } => Some(sql.as_str()),
-                        TaskQuery::Sqlite { .. } => None,
+                        TaskQuery::Sqlite { .. } | TaskQuery::Mysql { .. } => None,
                     })
                     .collect();
                 let sqls = sqls.expect("the planner renders each task for its shard's kind");
                 let (columns, estimates) = p.describe_estimating(sql, &sqls).await;
                 (Some(columns.map(|c| c.schema())), estimates)
+            }
+            (ShardPool::Mysql(m), TaskQuery::Mysql { sql, .. }) => {
+                (Some(m.describe(sql).await), vec![None; estimate.len()])
             }
             _ => (None, vec![None; estimate.len()]),
         }
@@ -228,6 +245,7 @@ impl ShardPool {
             (ShardPool::Sqlite(s), TaskQuery::Sqlite { sql, binds }) => {
                 s.run(sql, binds, ctx).await
             }
+            (ShardPool::Mysql(m), TaskQuery::Mysql { sql, binds }) => m.run(sql, binds, ctx).await,
             _ => unreachable!("the planner renders each task for its shard's kind"),
         }
     }
@@ -235,7 +253,8 @@ impl ShardPool {
 
 impl ShardPool {
     /// Exports the snapshot the shard's partitions will all read, on PostgreSQL (`None`
-    /// on SQLite, which has none to share). The session holding it is to be kept until
+    /// on SQLite, which has none to share, and on MySQL, which cannot share one: each
+    /// partition reads its own consistent snapshot). The session holding it is to be kept until
     /// the run ends; when its connection ends, the shard's name is sent on `lost`.
     pub async fn export_snapshot(
         &self,
@@ -244,6 +263,13 @@ impl ShardPool {
         match self {
             ShardPool::Postgres(pg) => Ok(Some(pg.open_snapshot(lost.clone()).await?)),
             ShardPool::Sqlite(_) => Ok(None),
+            ShardPool::Mysql(m) => {
+                tracing::warn!(
+                    "shard {}: MySQL shares no snapshot between connections; its probe and each of its partitions read their own consistent snapshot",
+                    m.name()
+                );
+                Ok(None)
+            }
         }
     }
 

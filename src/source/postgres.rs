@@ -881,7 +881,7 @@ enum Drained {
 /// for a whole limit gives up, so a stall is reported between `limit` and 1.25 x `limit`
 /// after the last message. Arming a timeout per message (one per row), or even reading
 /// the clock per message, cost a visible share of the CPU of a fast export.
-struct Watchdog {
+pub(super) struct Watchdog {
     limit: Option<Duration>,
     /// A tick at which the stream was known to be alive.
     alive_at: tokio::time::Instant,
@@ -889,7 +889,7 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn new(limit: Option<Duration>) -> Watchdog {
+    pub(super) fn new(limit: Option<Duration>) -> Watchdog {
         let now = tokio::time::Instant::now();
         let first = now + limit.map_or(Duration::from_secs(86_400), Watchdog::tick);
         Watchdog {
@@ -905,7 +905,7 @@ impl Watchdog {
 
     /// Awaits `fut`, which sets `alive` whenever a message arrives; `Err(limit)` once
     /// no message has arrived for `limit`.
-    async fn watch<F: Future>(
+    pub(super) async fn watch<F: Future>(
         &mut self,
         alive: &AtomicBool,
         fut: F,
@@ -952,7 +952,7 @@ fn walk_plan(node: &serde_json::Value, visit: &mut impl FnMut(&serde_json::Value
 }
 
 /// Awaits `fut`, giving up after `limit` of silence (`Err` holds the limit).
-async fn within<T>(
+pub(super) async fn within<T>(
     limit: Option<Duration>,
     fut: impl std::future::Future<Output = T>,
 ) -> Result<T, Duration> {

@@ -30,6 +30,9 @@ impl ShardProbe for Probe<'_> {
             (ShardPool::Sqlite(s), TaskQuery::Sqlite { sql, binds }) => {
                 s.probe_range(sql, binds, column).await
             }
+            (ShardPool::Mysql(m), TaskQuery::Mysql { sql, binds }) => {
+                m.probe_range(sql, binds, column).await
+            }
             _ => unreachable!("the planner renders each query for its shard's kind"),
         }
     }
@@ -43,6 +46,9 @@ impl ShardProbe for Probe<'_> {
             (ShardPool::Sqlite(s), TaskQuery::Sqlite { sql, binds }) => {
                 s.probe_mark(sql, binds, column).await
             }
+            (ShardPool::Mysql(m), TaskQuery::Mysql { sql, binds }) => {
+                m.probe_mark(sql, binds, column).await
+            }
             _ => unreachable!("the planner renders each query for its shard's kind"),
         }
     }
@@ -54,6 +60,12 @@ impl ShardProbe for Probe<'_> {
                 let pages = table.pages;
                 Ok((table, pages))
             }
+            ShardPool::Mysql(m) => Err(TaskError::new(
+                m.name(),
+                TaskErrorKind::Partition {
+                    message: "page partitions need PostgreSQL".into(),
+                },
+            )),
             ShardPool::Sqlite(s) => Err(TaskError::new(
                 s.name(),
                 TaskErrorKind::Partition {

@@ -7,6 +7,20 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A MySQL identifier: backquoted, a backquote doubled. (Double quotes are string
+/// delimiters in MySQL unless `ANSI_QUOTES`.)
+pub fn quote_ident_mysql(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// A MySQL text literal that reads the same under every `sql_mode`: a hex string
+/// (`X'..'`), so neither a backslash nor a quote in `text` is ever read as syntax,
+/// converted to the connection's character set (utf8mb4).
+pub fn mysql_text_literal(text: &str) -> String {
+    let hex: String = text.bytes().map(|b| format!("{b:02X}")).collect();
+    format!("CONVERT(X'{hex}' USING utf8mb4)")
+}
+
 /// A range key's value, in the unit the arithmetic uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyValue {
@@ -63,6 +77,20 @@ impl KeyValue {
     }
 }
 
+impl KeyValue {
+    /// [`KeyValue::literal`] for MySQL, which has no `+00` offsets in its literals:
+    /// timestamps are written in UTC, the session's time zone (`source::mysql`).
+    pub fn mysql_literal(self) -> String {
+        match self {
+            KeyValue::Timestamp { micros, .. } => {
+                let t = chrono::DateTime::from_timestamp_micros(micros).expect("in range");
+                format!("'{}'", t.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f"))
+            }
+            other => other.literal(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +98,10 @@ mod tests {
     #[test]
     fn identifiers_are_quoted() {
         assert_eq!(quote_ident("Order\"Id"), "\"Order\"\"Id\"");
+        assert_eq!(quote_ident_mysql("a`b\"c"), "`a``b\"c`");
+        assert_eq!(
+            mysql_text_literal("it's \\"),
+            "CONVERT(X'69742773205C' USING utf8mb4)"
+        );
     }
 }

@@ -12,7 +12,7 @@ mod literal;
 mod template;
 pub mod text;
 
-pub use key::{KeyValue, quote_ident};
+pub use key::{KeyValue, mysql_text_literal, quote_ident, quote_ident_mysql};
 pub use literal::{ParamValue, Params, pg_literal};
 pub use template::{SqlError, SqlTemplate};
 

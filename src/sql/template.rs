@@ -122,6 +122,24 @@ impl SqlTemplate {
         let values = order.iter().map(|n| &params[*n]).collect();
         (out, values)
     }
+
+    /// The query with a positional placeholder (`?`) for every parameter reference and
+    /// the values to bind, in order (a name used twice is bound twice): MySQL's
+    /// prepared statements, where placeholders have no numbers.
+    pub fn render_positional<'p>(&self, params: &'p Params) -> (String, Vec<&'p ParamValue>) {
+        let mut out = String::new();
+        let mut values = Vec::new();
+        for part in &self.parts {
+            match part {
+                TemplatePart::Text(t) => out.push_str(t),
+                TemplatePart::Param(n) => {
+                    out.push('?');
+                    values.push(&params[n]);
+                }
+            }
+        }
+        (out, values)
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +192,25 @@ mod tests {
         let (sql, values) = t.render_numbered(&p);
         assert_eq!(sql, "SELECT ?1, ?2, ?1");
         assert_eq!(values, [&ParamValue::Int(1), &ParamValue::Text("x".into())]);
+    }
+
+    #[test]
+    fn positional_placeholders_repeat_values() {
+        let t = SqlTemplate::parse("SELECT :a, ':b', :b, :a").unwrap();
+        let p = params(&[
+            ("a", ParamValue::Int(1)),
+            ("b", ParamValue::Text("x' OR 1 --".into())),
+        ]);
+        let (sql, values) = t.render_positional(&p);
+        assert_eq!(sql, "SELECT ?, ':b', ?, ?");
+        assert_eq!(
+            values,
+            [
+                &ParamValue::Int(1),
+                &ParamValue::Text("x' OR 1 --".into()),
+                &ParamValue::Int(1)
+            ]
+        );
     }
 
     #[test]

@@ -37,13 +37,14 @@
 //! Every column can also be read as PostgreSQL's text with the `text` option.
 //!
 //! SQLite has no column types, only declared types and per-value storage classes; see
-//! [`SqliteKind`] for the rule.
+//! [`SqliteKind`] for the rule. MySQL's and MariaDB's table is [`MysqlKind`]'s module.
 //!
 //! The table is split by what each part answers: `options` (the rendering choices a
 //! user makes, per job or per column), `postgres` (the table itself: a PostgreSQL type
 //! to the [`PgKind`] the decoder reads and the Arrow type it makes), `unify` (the column
 //! that holds two shards' types exactly) and `sqlite` (SQLite's rule).
 
+pub mod mysql;
 mod options;
 mod postgres;
 mod sqlite;
@@ -51,6 +52,7 @@ mod unify;
 
 use arrow::datatypes::Field;
 
+pub use mysql::{MysqlColumnType, MysqlKind};
 pub use options::{
     ArrayBoundsMode, EnumMode, InfinityMode, IntervalMode, InvalidValue, NumericMode, TimeTzMode,
     TypeOptionError, TypeOptions, TypeOverrides, TypeRules, UuidMode,

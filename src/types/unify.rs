@@ -66,7 +66,9 @@ pub fn unify_fields(a: &Field, b: &Field) -> Option<Field> {
 enum Exact {
     /// A signed integer of this many bits.
     Int(u8),
-    UInt32,
+    /// An unsigned integer of this many bits, less than 64 (MySQL's TINYINT UNSIGNED
+    /// to INT UNSIGNED, PostgreSQL's oid).
+    UInt(u8),
     Decimal {
         /// Digits before the point.
         int: i16,
@@ -80,10 +82,13 @@ impl Exact {
     fn of(t: &DataType) -> Option<Exact> {
         use DataType::*;
         Some(match t {
+            Int8 => Exact::Int(8),
             Int16 => Exact::Int(16),
             Int32 => Exact::Int(32),
             Int64 => Exact::Int(64),
-            UInt32 => Exact::UInt32,
+            UInt8 => Exact::UInt(8),
+            UInt16 => Exact::UInt(16),
+            UInt32 => Exact::UInt(32),
             Decimal128(p, s) if *s >= 0 && s.unsigned_abs() <= *p => Exact::Decimal {
                 int: (*p - s.unsigned_abs()).into(),
                 scale: (*s).into(),
@@ -100,13 +105,15 @@ impl Exact {
         }
     }
 
-    /// Digits before and after the point. oid counts as the int8 it joins signed
-    /// integers into, so that joining with integers first or with decimals first agrees.
+    /// Digits before and after the point. An unsigned integer counts as the signed one
+    /// it joins signed integers into (oid as int8), so that joining with integers first
+    /// or with decimals first agrees.
     fn digits(self) -> (i16, i16) {
         match self {
-            Exact::Int(16) => (5, 0),
-            Exact::Int(32) => (10, 0),
-            Exact::Int(_) | Exact::UInt32 => (19, 0),
+            Exact::Int(8) => (3, 0),
+            Exact::Int(16) | Exact::UInt(8) => (5, 0),
+            Exact::Int(32) | Exact::UInt(16) => (10, 0),
+            Exact::Int(_) | Exact::UInt(_) => (19, 0),
             Exact::Decimal { int, scale } => (int, scale),
             Exact::Text => (i16::MAX, 0),
         }
@@ -116,8 +123,11 @@ impl Exact {
         match (self, other) {
             (Exact::Text, _) | (_, Exact::Text) => Exact::Text,
             (Exact::Int(a), Exact::Int(b)) => Exact::Int(a.max(b)),
-            (Exact::UInt32, Exact::UInt32) => Exact::UInt32,
-            (Exact::UInt32, Exact::Int(_)) | (Exact::Int(_), Exact::UInt32) => Exact::Int(64),
+            (Exact::UInt(a), Exact::UInt(b)) => Exact::UInt(a.max(b)),
+            // The signed integer twice as wide holds every unsigned value.
+            (Exact::UInt(u), Exact::Int(i)) | (Exact::Int(i), Exact::UInt(u)) => {
+                Exact::Int(i.max(u * 2).min(64))
+            }
             _ => {
                 let (ia, sa) = self.digits();
                 let (ib, sb) = other.digits();
@@ -133,10 +143,13 @@ impl Exact {
 
     fn data_type(self) -> DataType {
         match self {
+            Exact::Int(8) => DataType::Int8,
             Exact::Int(16) => DataType::Int16,
             Exact::Int(32) => DataType::Int32,
             Exact::Int(_) => DataType::Int64,
-            Exact::UInt32 => DataType::UInt32,
+            Exact::UInt(8) => DataType::UInt8,
+            Exact::UInt(16) => DataType::UInt16,
+            Exact::UInt(_) => DataType::UInt32,
             Exact::Decimal { int, scale } => DataType::Decimal128((int + scale) as u8, scale as i8),
             Exact::Text => DataType::Utf8,
         }
@@ -163,7 +176,7 @@ pub fn unify(a: &DataType, b: &DataType) -> Option<DataType> {
     }
     match (a, b) {
         (Float32, Float64) | (Float64, Float32) => Some(Float64),
-        (UInt32, UInt64) | (UInt64, UInt32) => Some(UInt64),
+        (UInt8 | UInt16 | UInt32, UInt64) | (UInt64, UInt8 | UInt16 | UInt32) => Some(UInt64),
         (List(fa), List(fb)) => Some(List(Arc::new(unify_fields(fa, fb)?))),
         (Struct(fa), Struct(fb)) if fa.len() == fb.len() => {
             let fields: Option<Vec<Field>> = fa
@@ -264,6 +277,9 @@ mod tests {
             Decimal128(38, 0),
             Decimal128(38, 10),
             Date32,
+            Int8,
+            UInt8,
+            UInt16,
         ];
         let scalars = types.clone();
         for t in [Int32, Int64, Decimal128(38, 0), Decimal128(38, 10), Utf8] {

@@ -1,5 +1,5 @@
-//! Integration tests against real servers: the PostgreSQL on this machine (several
-//! databases act as shards) and SQLite files. Each test writes a job, runs it, and reads
+//! Integration tests against real servers: the PostgreSQL and the MariaDB on this machine
+//! (several databases act as shards) and SQLite files. Each test writes a job, runs it, and reads
 //! the Parquet back to compare with what the database itself returns.
 
 mod backfill;
@@ -16,6 +16,7 @@ mod ledger;
 mod libpq;
 mod manual;
 mod metrics;
+mod mysql;
 mod output;
 mod params;
 mod partitions;

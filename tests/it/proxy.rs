@@ -47,6 +47,14 @@ impl Proxy {
 
     /// Proxies to the test PostgreSQL; `policy` gives the fault of the n-th connection.
     pub async fn start(policy: impl Fn(usize) -> Fault + Send + Sync + 'static) -> Proxy {
+        Proxy::start_to(5432, policy).await
+    }
+
+    /// Proxies to the server on local port `upstream` (the test MariaDB's 3306, say).
+    pub async fn start_to(
+        upstream: u16,
+        policy: impl Fn(usize) -> Fault + Send + Sync + 'static,
+    ) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -60,7 +68,7 @@ impl Proxy {
                 };
                 let n = count.fetch_add(1, Ordering::SeqCst);
                 let fault = policy(n);
-                open.spawn(serve(client, fault));
+                open.spawn(serve(client, fault, upstream));
             }
         });
         Proxy {
@@ -84,7 +92,7 @@ impl Proxy {
     }
 }
 
-async fn serve(mut client: TcpStream, fault: Fault) {
+async fn serve(mut client: TcpStream, fault: Fault, upstream: u16) {
     if fault == Fault::BlackHole {
         let mut sink = [0u8; 1024];
         while let Ok(n) = client.read(&mut sink).await {
@@ -94,7 +102,7 @@ async fn serve(mut client: TcpStream, fault: Fault) {
         }
         return;
     }
-    let Ok(upstream) = TcpStream::connect("127.0.0.1:5432").await else {
+    let Ok(upstream) = TcpStream::connect(("127.0.0.1", upstream)).await else {
         return;
     };
     if matches!(fault, Fault::ResetAfter(_)) {

@@ -1,0 +1,789 @@
+//! MySQL and MariaDB shards, against the MariaDB server on this machine (127.0.0.1:3306,
+//! user root, no password; TRIBUTARY_TEST_MYSQL overrides): every type read back from
+//! the Parquet and compared with what the server prints, partitions, deadlines and
+//! SIGINT killing the statement on the server, a connection cut mid-stream and retried,
+//! a fleet of PostgreSQL, MariaDB and SQLite shards, hostile parameter values, and
+//! passwords kept out of every output.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    Array, AsArray, BinaryArray, DurationMicrosecondArray, RecordBatch, TimestampMicrosecondArray,
+    UInt64Array,
+};
+use arrow::datatypes::{DataType, TimeUnit};
+use tributary::config::PartitionSpec;
+use tributary::error::{Error, exit};
+
+use crate::harness::{self, Job, bin, concat, i64_column, job_args, stderr, str_column};
+use crate::proxy::{Fault, Proxy};
+
+/// The test server's URL, without a database.
+fn base() -> String {
+    std::env::var("TRIBUTARY_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+/// The `mariadb` client's connection arguments for the test server.
+fn client_args() -> Vec<String> {
+    let url = base();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let (user, hostport) = rest.split_once('@').unwrap_or(("root", rest));
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
+    vec![
+        format!("--user={user}"),
+        format!("--host={host}"),
+        format!("--port={port}"),
+        "--protocol=TCP".into(),
+        "--batch".into(),
+        "--raw".into(),
+        "--skip-column-names".into(),
+        "--default-character-set=utf8mb4".into(),
+    ]
+}
+
+/// Runs `sql` with the `mariadb` client in database `db`; its output lines, tab-split
+/// (the client prints NULL as `NULL`).
+fn client(db: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let out = Command::new("mariadb")
+        .args(client_args())
+        .arg(db)
+        .arg("-e")
+        .arg(sql)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "the mariadb client is needed for these tests (apt-get install mariadb-client): {e}"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "mariadb on {} failed: {}\nThese tests need MariaDB on 127.0.0.1:3306 with user root and no password: \
+         `apt-get install mariadb-server && service mariadb start`, or point TRIBUTARY_TEST_MYSQL at one.\n{sql}",
+        base(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            line.split('\t')
+                .map(|v| (v != "NULL").then(|| v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The full name of a test database (as the PostgreSQL tests name theirs).
+fn db(name: &str) -> String {
+    harness::db(&format!("my_{name}"))
+}
+
+/// (Re)creates database `name` and runs `setup` in it; returns its shard URL.
+fn database(name: &str, setup: &str) -> String {
+    let name = db(name);
+    client(
+        "mysql",
+        &format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name} CHARACTER SET utf8mb4"),
+    );
+    client(&name, setup);
+    format!("{}/{name}", base())
+}
+
+/// Statements running on the server whose text holds `marker` (other than this look).
+fn running(marker: &str) -> Vec<String> {
+    client(
+        "mysql",
+        &format!(
+            "SELECT INFO FROM information_schema.PROCESSLIST WHERE INFO LIKE '%{marker}%' AND ID <> CONNECTION_ID()"
+        ),
+    )
+    .into_iter()
+    .filter_map(|row| row.into_iter().next().flatten())
+    .collect()
+}
+
+/// Waits up to `limit` until no statement holding `marker` runs on the server.
+async fn assert_gone(marker: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = running(marker);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running on the server: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const TYPES_SETUP: &str = r#"
+SET SESSION sql_mode = '';
+SET time_zone = '+00:00';
+CREATE TABLE types (
+    id INT PRIMARY KEY,
+    ti TINYINT, tu TINYINT UNSIGNED, si SMALLINT, su SMALLINT UNSIGNED,
+    mi MEDIUMINT, mu MEDIUMINT UNSIGNED, i INT, iu INT UNSIGNED, bi BIGINT, bu BIGINT UNSIGNED,
+    b BOOL, de DECIMAL(12,4), du DECIMAL(5,0) UNSIGNED, dw DECIMAL(65,30),
+    f FLOAT, d DOUBLE, bits BIT(10), y YEAR,
+    dt DATE, dtm DATETIME, dt6 DATETIME(6), ts TIMESTAMP(6) NULL, tm TIME(6),
+    c CHAR(5), vc VARCHAR(50), tx TEXT, bn BINARY(3), vb VARBINARY(10), bl BLOB,
+    e ENUM('small', 'médium', 'large'), st SET('a', 'b', 'c'),
+    j JSON, g GEOMETRY, u UUID, ip INET6
+) CHARACTER SET utf8mb4;
+INSERT INTO types VALUES
+ (1, 127, 255, 32767, 65535, 8388607, 16777215, 2147483647, 4294967295,
+  9223372036854775807, 18446744073709551615, 1, 99999999.9999, 99999,
+  12345678901234567890123456789012345.123456789012345678901234567890,
+  3.5, 1e308, b'1111111111', 2155,
+  '9999-12-31', '9999-12-31 23:59:59', '2024-02-29 12:34:56.789012',
+  '2038-01-19 03:14:07.999999', '838:59:59.000000',
+  'ab', 'héllo ✓ "quoted"', 'long text', 'abc', 'v', 'blob',
+  'médium', 'a,c', '{"k": [1, 2.5, "x"]}', ST_GeomFromText('POINT(1 2)'),
+  'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2001:db8::1'),
+ (2, -128, 0, -32768, 0, -8388608, 0, -2147483648, 0,
+  -9223372036854775808, 0, 0, -99999999.9999, 0, -0.000000000000000000000000000001,
+  -0.25, -2.2250738585072014e-308, b'0', 1901,
+  '1000-01-01', '1000-01-01 00:00:00', '1970-01-01 00:00:00.000001',
+  '1970-01-01 00:00:01.000000', '-838:59:59.000000',
+  '', '', '', '', '', '',
+  'small', '', '[]', ST_GeomFromText('LINESTRING(0 0, 1 1)'),
+  '00000000-0000-0000-0000-000000000000', '::'),
+ (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL),
+ (4, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 0, 1, 0,
+  0, 0, b'1', 2024, '2024-02-29', '2024-02-29 00:00:00', '2024-02-29 23:59:59.5',
+  '2024-02-29 23:59:59.5', '-00:00:00.000001',
+  'x', 'multi
+line', 'x', 'x', X'00FF', X'00FF10',
+  'large', 'a,b,c', 'null', ST_GeomFromText('POLYGON((0 0, 1 0, 1 1, 0 0))'),
+  'ffffffff-ffff-ffff-ffff-ffffffffffff', '::ffff:192.0.2.1');
+"#;
+
+/// Each column as the server prints it, in a form the Parquet's values are printed in
+/// below: binary as hex, times with six digits, floats as doubles.
+const TYPES_SERVER_VIEW: &str = "SET time_zone = '+00:00';
+SELECT id, ti, tu, si, su, mi, mu, i, iu, bi, bu, b, de, du, dw,
+  CAST(f AS DOUBLE), d, CAST(bits AS UNSIGNED), y, dt,
+  DATE_FORMAT(dtm, '%Y-%m-%d %H:%i:%s.%f'), DATE_FORMAT(dt6, '%Y-%m-%d %H:%i:%s.%f'),
+  DATE_FORMAT(ts, '%Y-%m-%d %H:%i:%s.%f'), TIME_FORMAT(tm, '%H:%i:%s.%f'),
+  c, REPLACE(vc, '\n', '\\\\n'), tx, HEX(bn), HEX(vb), HEX(bl), e, st, j, HEX(ST_AsWKB(g)), u, ip
+FROM types ORDER BY id";
+
+/// A Parquet value printed as the server view above prints it.
+fn cell(array: &dyn Array, i: usize) -> Option<String> {
+    if array.is_null(i) {
+        return None;
+    }
+    let micros_text = |micros: i64| {
+        let t = chrono::DateTime::from_timestamp_micros(micros)
+            .unwrap()
+            .naive_utc();
+        t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    };
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02X}")).collect::<String>();
+    Some(match array.data_type() {
+        DataType::Boolean => (array.as_boolean().value(i) as u8).to_string(),
+        DataType::Int8 => array
+            .as_primitive::<arrow::datatypes::Int8Type>()
+            .value(i)
+            .to_string(),
+        DataType::Int16 => array
+            .as_primitive::<arrow::datatypes::Int16Type>()
+            .value(i)
+            .to_string(),
+        DataType::Int32 => array
+            .as_primitive::<arrow::datatypes::Int32Type>()
+            .value(i)
+            .to_string(),
+        DataType::Int64 => array
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(i)
+            .to_string(),
+        DataType::UInt8 => array
+            .as_primitive::<arrow::datatypes::UInt8Type>()
+            .value(i)
+            .to_string(),
+        DataType::UInt16 => array
+            .as_primitive::<arrow::datatypes::UInt16Type>()
+            .value(i)
+            .to_string(),
+        DataType::UInt32 => array
+            .as_primitive::<arrow::datatypes::UInt32Type>()
+            .value(i)
+            .to_string(),
+        DataType::UInt64 => array
+            .as_primitive::<arrow::datatypes::UInt64Type>()
+            .value(i)
+            .to_string(),
+        DataType::Float32 => (array
+            .as_primitive::<arrow::datatypes::Float32Type>()
+            .value(i) as f64)
+            .to_string(),
+        DataType::Float64 => array
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .value(i)
+            .to_string(),
+        DataType::Decimal128(_, s) => {
+            let v = array
+                .as_primitive::<arrow::datatypes::Decimal128Type>()
+                .value(i);
+            let sign = if v < 0 { "-" } else { "" };
+            let p = 10u128.pow(*s as u32);
+            let (whole, frac) = (v.unsigned_abs() / p, v.unsigned_abs() % p);
+            match s {
+                0 => format!("{sign}{whole}"),
+                _ => format!("{sign}{whole}.{frac:0width$}", width = *s as usize),
+            }
+        }
+        DataType::Utf8 => array.as_string::<i32>().value(i).replace('\n', "\\n"),
+        DataType::Binary => hex(array.as_binary::<i32>().value(i)),
+        DataType::FixedSizeBinary(16) => {
+            let b = array.as_fixed_size_binary().value(i);
+            uuid::Uuid::from_slice(b).unwrap().hyphenated().to_string()
+        }
+        DataType::Date32 => {
+            let d = array
+                .as_primitive::<arrow::datatypes::Date32Type>()
+                .value(i);
+            (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()
+                + chrono::Duration::days(d as i64))
+            .to_string()
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => micros_text(
+            array
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                .value(i),
+        ),
+        DataType::Duration(TimeUnit::Microsecond) => {
+            let v = array
+                .as_primitive::<arrow::datatypes::DurationMicrosecondType>()
+                .value(i);
+            let sign = if v < 0 { "-" } else { "" };
+            let a = v.unsigned_abs();
+            format!(
+                "{sign}{:02}:{:02}:{:02}.{:06}",
+                a / 3_600_000_000,
+                a / 60_000_000 % 60,
+                a / 1_000_000 % 60,
+                a % 1_000_000
+            )
+        }
+        other => panic!("no printer for {other}"),
+    })
+}
+
+/// Whether the server's text and ours say the same: floats, whose text differs in form
+/// (`1e308`, `1e+308`), as numbers, which must be equal exactly.
+fn same(ty: &DataType, server: &Option<String>, ours: &Option<String>) -> bool {
+    match (ty, server, ours) {
+        (DataType::Float32 | DataType::Float64, Some(a), Some(b)) => {
+            a.parse::<f64>().ok() == b.parse::<f64>().ok() && a.parse::<f64>().is_ok()
+        }
+        (_, a, b) => a == b,
+    }
+}
+
+#[tokio::test]
+async fn every_mysql_type_reads_back_as_the_server_prints_it() {
+    let url = database("types", TYPES_SETUP);
+    let job = Job::new("SELECT * FROM types", &[("m", &url)]);
+    let batch = concat(&job.run_ok().await);
+    let expected_types: &[(&str, DataType)] = &[
+        ("ti", DataType::Int8),
+        ("tu", DataType::UInt8),
+        ("si", DataType::Int16),
+        ("su", DataType::UInt16),
+        ("mi", DataType::Int32),
+        ("mu", DataType::UInt32),
+        ("i", DataType::Int32),
+        ("iu", DataType::UInt32),
+        ("bi", DataType::Int64),
+        ("bu", DataType::UInt64),
+        ("b", DataType::Boolean),
+        ("de", DataType::Decimal128(12, 4)),
+        ("du", DataType::Decimal128(5, 0)),
+        ("dw", DataType::Utf8),
+        ("f", DataType::Float32),
+        ("d", DataType::Float64),
+        ("bits", DataType::UInt64),
+        ("y", DataType::Int16),
+        ("dt", DataType::Date32),
+        ("dtm", DataType::Timestamp(TimeUnit::Microsecond, None)),
+        ("dt6", DataType::Timestamp(TimeUnit::Microsecond, None)),
+        (
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        ),
+        ("tm", DataType::Duration(TimeUnit::Microsecond)),
+        ("c", DataType::Utf8),
+        ("tx", DataType::Utf8),
+        ("bn", DataType::Binary),
+        ("bl", DataType::Binary),
+        ("e", DataType::Utf8),
+        ("st", DataType::Utf8),
+        ("j", DataType::Utf8),
+        ("g", DataType::Binary),
+        ("u", DataType::FixedSizeBinary(16)),
+        ("ip", DataType::Utf8),
+    ];
+    let schema = batch.schema();
+    for (name, ty) in expected_types {
+        assert_eq!(
+            schema.field_with_name(name).unwrap().data_type(),
+            ty,
+            "column {name}"
+        );
+    }
+    assert_eq!(
+        schema.field_with_name("j").unwrap().extension_type_name(),
+        Some("arrow.json")
+    );
+    assert_eq!(
+        schema.field_with_name("u").unwrap().extension_type_name(),
+        Some("arrow.uuid")
+    );
+
+    let server = client(&db("types"), TYPES_SERVER_VIEW);
+    assert_eq!(server.len(), 4);
+    for (row, want) in server.iter().enumerate() {
+        assert_eq!(want.len(), batch.num_columns(), "the view has every column");
+        for (c, want) in want.iter().enumerate() {
+            let ours = cell(batch.column(c).as_ref(), row);
+            assert!(
+                same(schema.field(c).data_type(), want, &ours),
+                "row {row}, column `{}`: the server says {want:?}, the Parquet holds {ours:?}",
+                schema.field(c).name()
+            );
+        }
+    }
+    // Spot checks of the extremes, in Arrow's own terms.
+    let col = |n: &str| batch.column_by_name(n).unwrap().clone();
+    assert_eq!(
+        col("bu")
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .unwrap()
+            .value(0),
+        u64::MAX
+    );
+    assert_eq!(
+        col("tm")
+            .as_any()
+            .downcast_ref::<DurationMicrosecondArray>()
+            .unwrap()
+            .value(1),
+        -(838 * 3600 + 59 * 60 + 59) * 1_000_000
+    );
+    assert_eq!(
+        col("ts")
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap()
+            .value(0),
+        2_147_483_647_999_999
+    );
+    assert_eq!(
+        col("bits")
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .unwrap()
+            .value(0),
+        1023
+    );
+    // WKB of POINT(1 2): little-endian, type 1, x, y.
+    let g = col("g");
+    let wkb = g.as_any().downcast_ref::<BinaryArray>().unwrap().value(0);
+    assert_eq!(&wkb[..5], &[1, 1, 0, 0, 0]);
+    assert_eq!(f64::from_le_bytes(wkb[13..21].try_into().unwrap()), 2.0);
+}
+
+#[tokio::test]
+async fn zero_dates_fail_naming_the_column_unless_read_as_null() {
+    let url = database(
+        "zero_dates",
+        "SET SESSION sql_mode = '';
+         CREATE TABLE z (id INT, d DATE, t DATETIME);
+         INSERT INTO z VALUES (1, '0000-00-00', '2024-01-01 00:00:00'), (2, '2024-01-01', '0000-00-00 00:00:00');",
+    );
+    let job = Job::new("SELECT id, d, t FROM z", &[("m", &url)]);
+    let err = job.run_err().await.to_string();
+    assert!(err.contains("`d`") && err.contains("0000-00-00"), "{err}");
+    assert!(
+        err.contains("infinity"),
+        "the message says how to read them: {err}"
+    );
+
+    let mut job = job;
+    job.args.type_options = vec![("infinity".into(), "null".into())];
+    let batch = concat(&job.run_ok().await);
+    let d = batch.column_by_name("d").unwrap();
+    let t = batch.column_by_name("t").unwrap();
+    assert!(d.is_null(0) && !d.is_null(1));
+    assert!(!t.is_null(0) && t.is_null(1));
+}
+
+/// 20,000 rows (MariaDB's sequence engine) with skewed keys, NULLs, dates, times and
+/// padding, as the PostgreSQL partition tests have.
+const ROWS_SETUP: &str = "
+CREATE TABLE t (id BIGINT PRIMARY KEY, k INT, day DATE, at DATETIME(3), label VARCHAR(20), pad VARCHAR(200));
+INSERT INTO t
+SELECT seq,
+       CASE WHEN seq % 10 = 0 THEN NULL WHEN seq % 3 = 0 THEN 7 ELSE CAST(seq AS SIGNED) - 5000 END,
+       CASE WHEN seq % 11 = 0 THEN NULL ELSE DATE '2024-01-01' + INTERVAL (seq % 400) DAY END,
+       CASE WHEN seq % 13 = 0 THEN NULL ELSE TIMESTAMP '2024-01-01 00:00:00' + INTERVAL (seq * 1023250) MICROSECOND END,
+       CASE WHEN seq % 17 = 0 THEN NULL ELSE CONCAT('label ', seq % 101) END,
+       REPEAT('x', 150)
+FROM seq_1_to_20000;
+";
+
+type Rows = Vec<(i64, Option<i64>, Option<String>)>;
+
+fn rows(batch: &RecordBatch) -> Rows {
+    let mut rows: Rows = i64_column(batch, "id")
+        .into_iter()
+        .zip(i64_column(batch, "k"))
+        .zip(str_column(batch, "label"))
+        .map(|((id, k), label)| (id.unwrap(), k, label))
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[tokio::test]
+async fn partitioned_output_equals_the_unpartitioned_output_row_for_row() {
+    let url = database("partitions", ROWS_SETUP);
+    let sql = "SELECT id, CAST(k AS SIGNED) AS k, day, at, label FROM t";
+    let whole = rows(&concat(&Job::new(sql, &[("m", &url)]).run_ok().await));
+    assert_eq!(whole.len(), 20_000);
+    for (column, partitions) in [("id", 7), ("k", 5), ("day", 4), ("at", 6)] {
+        let mut job = Job::new(sql, &[("m", &url)]);
+        job.args.partition_on = Some(column.into());
+        job.args.partitions = Some(partitions);
+        let (report, result) = job.run().await;
+        result.unwrap_or_else(|e| panic!("range on {column}: {e}\n{report}"));
+        let split = rows(&concat(&harness::read_parquet(&job.output())));
+        assert_eq!(split, whole, "range partitions on `{column}`");
+    }
+    for spec in [
+        PartitionSpec::Hash {
+            column: "label".into(),
+            partitions: 4,
+        },
+        PartitionSpec::Predicates(vec![
+            "id < 5000".into(),
+            "id >= 5000 AND k IS NULL".into(),
+            "id >= 5000 AND k IS NOT NULL".into(),
+        ]),
+    ] {
+        let job = Job::new(sql, &[("m", &url)]);
+        let spec_text = format!("{spec:?}");
+        let split = rows(&concat(
+            &job.run_ok_with(|config| config.options.partition = Some(spec))
+                .await,
+        ));
+        assert_eq!(split, whole, "{spec_text}");
+    }
+}
+
+#[tokio::test]
+async fn a_query_past_its_deadline_is_killed_on_the_server() {
+    let url = database("deadline", "SELECT 1");
+    let marker = "tributary-mysql-deadline-marker";
+    let mut job = Job::new(
+        &format!("SELECT SLEEP(60) AS slept, '{marker}' AS m"),
+        &[("sleepy", &url)],
+    );
+    job.args.query_timeout = Some(Duration::from_secs(1));
+    let started = Instant::now();
+    let err = job.run_err().await;
+    let msg = err.to_string();
+    assert!(
+        msg.contains("shard `sleepy`") && msg.contains("timed out after 1s"),
+        "{msg}"
+    );
+    assert_eq!(err.exit_code(), exit::TIMEOUT);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_gone(marker, Duration::from_secs(2)).await;
+
+    // The binary exits 6.
+    let dir = tempfile::tempdir().unwrap();
+    harness::write_job(
+        dir.path(),
+        &format!("SELECT SLEEP(60) AS slept, '{marker}-bin' AS m"),
+        &url,
+    );
+    let out = bin()
+        .current_dir(dir.path())
+        .args(job_args(
+            "run",
+            &["-o", "out.parquet", "--query-timeout", "1s"],
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(exit::TIMEOUT), "{}", stderr(&out));
+    assert_gone(&format!("{marker}-bin"), Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn sigint_exits_130_and_kills_the_statement() {
+    let url = database("sigint", "SELECT 1");
+    let marker = "tributary-mysql-sigint-marker";
+    let dir = tempfile::tempdir().unwrap();
+    harness::write_job(
+        dir.path(),
+        &format!("SELECT SLEEP(30) AS s, '{marker}' AS m"),
+        &url,
+    );
+    let child = bin()
+        .current_dir(dir.path())
+        .args(job_args("run", &["-o", "out.parquet"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running(marker).is_empty() {
+        assert!(Instant::now() < deadline, "the query never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(exit::INTERRUPTED),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("out.parquet").exists());
+    assert_gone(marker, Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn a_connection_cut_mid_stream_is_retried_and_the_output_is_whole() {
+    let url = database("cut", ROWS_SETUP);
+    let sql = "SELECT id, CAST(k AS SIGNED) AS k, label, pad FROM t";
+    let clean = rows(&concat(&Job::new(sql, &[("m", &url)]).run_ok().await));
+    let name = db("cut");
+    for fault in [Fault::CutAfter(1_000_000), Fault::ResetAfter(1_500_000)] {
+        let proxy = Proxy::start_to(3306, move |n| if n == 0 { fault } else { Fault::Pass }).await;
+        let through = format!(
+            "mysql://root@127.0.0.1:{}/{name}?ssl-mode=DISABLED",
+            proxy.port
+        );
+        let job = Job::new(sql, &[("m", &through)]);
+        let (report, result) = job.run().await;
+        result.unwrap_or_else(|e| panic!("{fault:?}: {e}\n{report}"));
+        assert!(proxy.accepted() >= 2, "{fault:?}: the task was retried");
+        let got = rows(&concat(&harness::read_parquet(&job.output())));
+        assert_eq!(got.len(), clean.len(), "{fault:?}");
+        assert!(got == clean, "{fault:?}: the retried output differs");
+    }
+}
+
+#[tokio::test]
+async fn a_fleet_of_postgres_mariadb_and_sqlite_shards_writes_one_file() {
+    let pg_setup = |first: i64| {
+        format!(
+            "CREATE TABLE t (id int8, small int2, amount numeric(10,2), name text, day date);
+             INSERT INTO t SELECT g, (g % 100)::int2, g * 1.25, 'pg ' || g, date '2024-01-01' + g::int FROM generate_series({first}, {first} + 9) g;"
+        )
+    };
+    let my_setup = |first: i64| {
+        let last = first + 9;
+        format!(
+            "CREATE TABLE t (id INT, small TINYINT, amount DECIMAL(12,3), name VARCHAR(20), day DATE);
+             INSERT INTO t SELECT seq, seq % 100, seq * 1.25, CONCAT('my ', seq), DATE '2024-01-01' + INTERVAL seq DAY
+             FROM seq_{first}_to_{last};"
+        )
+    };
+    let pg1 = harness::database("fleet_pg1", &pg_setup(1)).await;
+    let pg2 = harness::database("fleet_pg2", &pg_setup(11)).await;
+    let my1 = database("fleet1", &my_setup(21));
+    let my2 = database("fleet2", &my_setup(31));
+    let dir = tempfile::tempdir().unwrap();
+    let lite = harness::sqlite_db(
+        dir.path(),
+        "fleet.db",
+        "CREATE TABLE t (id INTEGER, name TEXT);
+         INSERT INTO t VALUES (41, 'lite 41'), (42, 'lite 42');",
+    );
+    // SQLite has no small, amount or day: the fleet reads the columns all have.
+    let job = Job::new(
+        "SELECT id, name FROM t",
+        &[
+            ("pg1", &pg1),
+            ("pg2", &pg2),
+            ("my1", &my1),
+            ("my2", &my2),
+            ("lite", &lite),
+        ],
+    );
+    let batch = concat(&job.run_ok().await);
+    assert_eq!(
+        batch.schema().field_with_name("id").unwrap().data_type(),
+        &DataType::Int64
+    );
+    assert_eq!(
+        batch.schema().field_with_name("name").unwrap().data_type(),
+        &DataType::Utf8
+    );
+    let mut ids: Vec<i64> = i64_column(&batch, "id").into_iter().flatten().collect();
+    ids.sort();
+    assert_eq!(ids, (1..=40).chain([41, 42]).collect::<Vec<_>>());
+    let names = str_column(&batch, "name");
+    assert!(names.contains(&Some("my 35".into())) && names.contains(&Some("pg 3".into())));
+
+    // Without SQLite, the wider columns unify: TINYINT with int2, DECIMAL(12,3) with
+    // numeric(10,2), MySQL's INT with int8.
+    let job = Job::new(
+        "SELECT id, small, amount, day FROM t",
+        &[("pg1", &pg1), ("pg2", &pg2), ("my1", &my1), ("my2", &my2)],
+    );
+    let batch = concat(&job.run_ok().await);
+    let schema = batch.schema();
+    assert_eq!(
+        schema.field_with_name("small").unwrap().data_type(),
+        &DataType::Int16
+    );
+    assert_eq!(
+        schema.field_with_name("amount").unwrap().data_type(),
+        &DataType::Decimal128(12, 3)
+    );
+    assert_eq!(
+        schema.field_with_name("day").unwrap().data_type(),
+        &DataType::Date32
+    );
+    assert_eq!(batch.num_rows(), 40);
+    let amounts = batch
+        .column_by_name("amount")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Decimal128Type>();
+    let ids = i64_column(&batch, "id");
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(amounts.value(i), id.unwrap() as i128 * 1250, "id {id:?}");
+    }
+}
+
+#[tokio::test]
+async fn hostile_parameter_values_are_values_never_sql() {
+    let url = database(
+        "params",
+        r"CREATE TABLE t (id INT, name VARCHAR(50));
+          INSERT INTO t VALUES (1, 'plain'), (2, 'it''s \\ tricky'), (3, 'x');",
+    );
+    let sql = "SELECT id FROM t WHERE name = :name";
+    for (value, want) in [
+        ("plain", vec![1]),
+        ("it's \\ tricky", vec![2]),
+        ("x' OR '1'='1", vec![]),
+        ("\\' OR 1=1 -- ", vec![]),
+        ("x\" OR \"1\"=\"1", vec![]),
+        ("'; DROP TABLE t; --", vec![]),
+    ] {
+        let job = Job::new(sql, &[("m", &url)]).param("name", value);
+        let ids: Vec<i64> = job
+            .run_ok()
+            .await
+            .iter()
+            .flat_map(|b| i64_column(b, "id"))
+            .flatten()
+            .collect();
+        assert_eq!(ids, want, "value {value:?}");
+    }
+    assert_eq!(
+        client(&db("params"), "SELECT COUNT(*) FROM t"),
+        [[Some("3".to_string())]]
+    );
+}
+
+#[tokio::test]
+async fn a_mysql_password_appears_in_no_output() {
+    let secret = "My-Pw-5d1e-never-print-me";
+    let dir = tempfile::tempdir().unwrap();
+    harness::write_query_and_shards(
+        dir.path(),
+        "SELECT 1 AS x",
+        &format!(
+            "[shards]\na = \"mysql://reader:{secret}@127.0.0.1:1/sales\"\nb = {{ url = \"mariadb://reader@127.0.0.1:1/sales\", password_env = \"TRIB_MY_PW\" }}\nc = \"mysql://nobody:{secret}@127.0.0.1:3306/nowhere\"\n"
+        ),
+    );
+    for (command, extra) in [
+        ("run", &["-o", "out.parquet", "--connect-timeout", "2s"][..]),
+        ("plan", &[][..]),
+        ("check", &["--connect-timeout", "2s"][..]),
+    ] {
+        let out = harness::tributary_with(dir.path(), &job_args(command, extra), |cmd| {
+            cmd.env("TRIB_MY_PW", secret)
+                .env("MYSQL_PWD", secret)
+                .env("RUST_LOG", "trace");
+        });
+        let text = format!("{}{}", harness::stdout(&out), stderr(&out));
+        assert!(
+            !text.contains(secret),
+            "`{command}` printed the password:\n{text}"
+        );
+        assert!(
+            text.contains("127.0.0.1") || text.contains("shard `a`"),
+            "`{command}` names the shard:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ssl_mode_required_never_falls_back_to_plaintext() {
+    // The test server has no TLS: REQUIRED must refuse it, PREFERRED go on in plaintext.
+    let url = database("tls", "CREATE TABLE t (x INT); INSERT INTO t VALUES (1);");
+    let job = Job::new(
+        "SELECT x FROM t",
+        &[("m", &format!("{url}?ssl-mode=PREFERRED"))],
+    );
+    assert_eq!(concat(&job.run_ok().await).num_rows(), 1);
+    let job = Job::new(
+        "SELECT x FROM t",
+        &[("m", &format!("{url}?ssl-mode=REQUIRED"))],
+    );
+    let err = job.run_err().await;
+    assert_eq!(err.exit_code(), exit::UNAVAILABLE, "{err}");
+    assert!(matches!(err, Error::Task(_)), "{err}");
+}
+
+#[tokio::test]
+async fn plan_and_check_describe_mysql_columns_without_reading_rows() {
+    let url = database(
+        "describe",
+        "CREATE TABLE t (id BIGINT UNSIGNED, amount DECIMAL(9,2), at TIMESTAMP NULL);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    harness::write_job(
+        dir.path(),
+        "SELECT id, amount, at FROM t WHERE id > :min",
+        &url,
+    );
+    let out = harness::tributary_in(dir.path(), &job_args("check", &["--param", "min=3"]));
+    let text = format!("{}{}", harness::stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("MariaDB"), "{text}");
+    assert!(
+        text.contains("BIGINT UNSIGNED") && text.contains("UInt64"),
+        "{text}"
+    );
+    assert!(text.contains("Decimal128(9, 2)"), "{text}");
+    let out = harness::tributary_in(dir.path(), &job_args("plan", &["--param", "min=3"]));
+    let text = harness::stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("WHERE id > ?"), "{text}");
+}
