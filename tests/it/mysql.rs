@@ -584,10 +584,15 @@ async fn a_connection_cut_mid_stream_is_retried_and_the_output_is_whole() {
             "mysql://root@127.0.0.1:{}/{name}?ssl-mode=DISABLED",
             proxy.port
         );
-        let job = Job::new(sql, &[("m", &through)]);
+        let mut job = Job::new(sql, &[("m", &through)]);
+        // One connection: the describe's is the task's, so the fault meets the stream.
+        job.args.pool_size = Some(1);
         let (report, result) = job.run().await;
         result.unwrap_or_else(|e| panic!("{fault:?}: {e}\n{report}"));
-        assert!(proxy.accepted() >= 2, "{fault:?}: the task was retried");
+        assert_eq!(
+            report.tasks[0].attempts, 2,
+            "{fault:?}: the task was retried\n{report}"
+        );
         let got = rows(&concat(&harness::read_parquet(&job.output())));
         assert_eq!(got.len(), clean.len(), "{fault:?}");
         assert!(got == clean, "{fault:?}: the retried output differs");
@@ -786,4 +791,37 @@ async fn plan_and_check_describe_mysql_columns_without_reading_rows() {
     let text = harness::stdout(&out);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(text.contains("WHERE id > ?"), "{text}");
+}
+
+#[tokio::test]
+async fn a_stalled_stream_is_killed_and_retried() {
+    let url = database("stall", ROWS_SETUP);
+    let sql = "SELECT id, CAST(k AS SIGNED) AS k, label, pad FROM t";
+    let clean = rows(&concat(&Job::new(sql, &[("m", &url)]).run_ok().await));
+    let proxy = Proxy::start_to(3306, |n| {
+        if n == 0 {
+            Fault::StallAfter(600_000)
+        } else {
+            Fault::Pass
+        }
+    })
+    .await;
+    let through = format!(
+        "mysql://root@127.0.0.1:{}/{}?ssl-mode=DISABLED",
+        proxy.port,
+        db("stall")
+    );
+    let mut job = Job::new(sql, &[("m", &through)]);
+    job.args.stall_timeout = Some(Duration::from_secs(1));
+    job.args.pool_size = Some(1);
+    let started = Instant::now();
+    let (report, result) = job.run().await;
+    result.unwrap_or_else(|e| panic!("{e}\n{report}"));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(report.tasks[0].attempts >= 2, "{report}");
+    assert!(rows(&concat(&harness::read_parquet(&job.output()))) == clean);
 }
