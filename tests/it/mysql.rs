@@ -1,6 +1,7 @@
 //! MySQL and MariaDB shards, against the MariaDB server on this machine (127.0.0.1:3306,
 //! user root, no password; TRIBUTARY_TEST_MYSQL overrides): every type read back from
-//! the Parquet and compared with what the server prints, partitions, deadlines and
+//! the Parquet (by arrow-rs and by pyarrow) and compared with what the server prints,
+//! partitions, deadlines and
 //! SIGINT killing the statement on the server, a connection cut mid-stream and retried,
 //! a fleet of PostgreSQL, MariaDB and SQLite shards, hostile parameter values, and
 //! passwords kept out of every output.
@@ -276,6 +277,49 @@ fn cell(array: &dyn Array, i: usize) -> Option<String> {
     })
 }
 
+/// Every column of `parquet` as pyarrow reads it, printed as the server view prints it
+/// (column by column, row by row).
+fn pyarrow_view(parquet: &std::path::Path) -> Vec<Vec<Option<String>>> {
+    const SCRIPT: &str = r#"
+import datetime, decimal, json, sys, uuid
+import pyarrow.parquet as pq
+EPOCH = datetime.datetime(1970, 1, 1)
+def show(v):
+    if v is None: return None
+    if isinstance(v, bool): return str(int(v))
+    if isinstance(v, (bytes, bytearray)): return v.hex().upper()
+    if isinstance(v, uuid.UUID): return str(v)
+    if isinstance(v, datetime.datetime):
+        return v.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(v, datetime.date): return v.isoformat()
+    if isinstance(v, datetime.timedelta):
+        us = v // datetime.timedelta(microseconds=1)
+        sign, a = ("-" if us < 0 else ""), abs(us)
+        return "%s%02d:%02d:%02d.%06d" % (sign, a // 3600000000, a // 60000000 % 60, a // 1000000 % 60, a % 1000000)
+    if isinstance(v, decimal.Decimal): return format(v, "f")
+    if isinstance(v, float): return repr(v)
+    if isinstance(v, str): return v.replace("\n", "\\n")
+    return str(v)
+table = pq.read_table(sys.argv[1])
+out = []
+for column in table.columns:
+    out.append([show(v) for v in column.to_pylist()])
+print(json.dumps(out))
+"#;
+    let out = Command::new(crate::readers::python())
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(parquet)
+        .output()
+        .expect("running pyarrow");
+    assert!(
+        out.status.success(),
+        "pyarrow cannot read the file: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+}
+
 /// Whether the server's text and ours say the same: floats, whose text differs in form
 /// (`1e308`, `1e+308`), as numbers, which must be equal exactly.
 fn same(ty: &DataType, server: &Option<String>, ours: &Option<String>) -> bool {
@@ -356,6 +400,18 @@ async fn every_mysql_type_reads_back_as_the_server_prints_it() {
             assert!(
                 same(schema.field(c).data_type(), want, &ours),
                 "row {row}, column `{}`: the server says {want:?}, the Parquet holds {ours:?}",
+                schema.field(c).name()
+            );
+        }
+    }
+    // pyarrow, an independent reader, sees the same values.
+    let by_pyarrow = pyarrow_view(&job.output());
+    for (row, want) in server.iter().enumerate() {
+        for (c, want) in want.iter().enumerate() {
+            let theirs = &by_pyarrow[c][row];
+            assert!(
+                same(schema.field(c).data_type(), want, theirs),
+                "row {row}, column `{}`: the server says {want:?}, pyarrow reads {theirs:?}",
                 schema.field(c).name()
             );
         }
