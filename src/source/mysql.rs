@@ -117,7 +117,10 @@ impl MysqlShard {
                 sqlx::Error::Database(d) => d
                     .try_downcast_ref::<MySqlDatabaseError>()
                     .is_some_and(|m| crate::error::mysql_transient(m.number())),
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+                // A refused certificate reaches sqlx as an I/O error; it will not change
+                // on its own.
+                sqlx::Error::Io(io) => !refused_certificate(io),
+                sqlx::Error::PoolTimedOut => true,
                 _ => false,
             };
             self.error(TaskErrorKind::Connect {
@@ -651,6 +654,12 @@ async fn kill_query(options: &MySqlConnectOptions, id: u64) {
             .await;
         let _ = killer.close().await;
     }
+}
+
+/// Whether an I/O error is rustls refusing the server (its certificate, the handshake).
+fn refused_certificate(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
 }
 
 /// The message of a sqlx error, with its sources.

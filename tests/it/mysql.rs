@@ -1,10 +1,10 @@
 //! MySQL and MariaDB shards, against the MariaDB server on this machine (127.0.0.1:3306,
-//! user root, no password; TRIBUTARY_TEST_MYSQL overrides): every type read back from
-//! the Parquet (by arrow-rs and by pyarrow) and compared with what the server prints,
-//! partitions, deadlines and
-//! SIGINT killing the statement on the server, a connection cut mid-stream and retried,
-//! a fleet of PostgreSQL, MariaDB and SQLite shards, hostile parameter values, and
-//! passwords kept out of every output.
+//! user root, no password; TRIBUTARY_TEST_MYSQL overrides) and one with TLS that a test
+//! starts itself: every type read back from the Parquet (by arrow-rs and by pyarrow) and
+//! compared with what the server prints, zero dates, partitions, deadlines and SIGINT
+//! killing the statement on the server, a connection cut or stalled mid-stream and
+//! retried, ssl-mode against certificates, a fleet of PostgreSQL, MariaDB and SQLite
+//! shards, hostile parameter values, and passwords kept out of every output.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -880,4 +880,187 @@ async fn a_stalled_stream_is_killed_and_retried() {
     );
     assert!(report.tasks[0].attempts >= 2, "{report}");
     assert!(rows(&concat(&harness::read_parquet(&job.output()))) == clean);
+}
+
+/// A MariaDB server of the test's own, with TLS: a certificate for `localhost` signed by
+/// a test authority, on a free port; stopped when dropped.
+struct TlsServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    server: std::process::Child,
+}
+
+impl TlsServer {
+    fn start() -> TlsServer {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let run = |what: &str, cmd: &mut Command| {
+            let out = cmd.output().unwrap_or_else(|e| {
+                panic!("{what}: {e} (the TLS test needs mariadb-server and openssl)")
+            });
+            assert!(
+                out.status.success(),
+                "{what}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(
+            "mariadb-install-db",
+            Command::new("mariadb-install-db")
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", d.join("data").display()))
+                .args([
+                    "--user=root",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ]),
+        );
+        let openssl = |args: &[&str]| {
+            run("openssl", Command::new("openssl").current_dir(d).args(args));
+        };
+        for (name, subject) in [
+            ("ca", "/CN=tributary test authority"),
+            ("other", "/CN=someone else"),
+        ] {
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                subject,
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.pem"),
+            ]);
+        }
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(d.join("ext.cnf"), "subjectAltName=DNS:localhost\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.pem",
+        ]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let path = |f: &str| d.join(f).display().to_string();
+        let server = Command::new("mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", path("data")))
+            .arg(format!("--port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--socket={}", path("sock")))
+            .arg(format!("--pid-file={}", path("pid")))
+            .arg("--user=root")
+            .arg(format!("--ssl-cert={}", path("server.pem")))
+            .arg(format!("--ssl-key={}", path("server.key")))
+            .arg(format!("--ssl-ca={}", path("ca.pem")))
+            .arg(format!("--log-error={}", path("error.log")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd starts (apt-get install mariadb-server)");
+        let server = TlsServer { dir, port, server };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let up = Command::new("mariadb")
+                .args(["-uroot", "-h127.0.0.1", "--protocol=TCP"])
+                .arg(format!("-P{port}"))
+                .args(["-e", "SELECT 1"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if up {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the TLS MariaDB did not start: {}",
+                std::fs::read_to_string(server.dir.path().join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn url(&self, host: &str, options: &str) -> String {
+        let options = options.replace("{dir}", &self.dir.path().display().to_string());
+        format!("mysql://root@{host}:{}/mysql?{options}", self.port)
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+#[tokio::test]
+async fn ssl_modes_check_what_they_promise_against_a_tls_server() {
+    let server = TlsServer::start();
+    let sql = "SELECT VARIABLE_VALUE AS tls FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Ssl_version'";
+    let tls_version = |batch: &RecordBatch| str_column(batch, "tls")[0].clone().unwrap();
+    // Encrypted whenever the server can, checked or not.
+    for (host, options) in [
+        ("127.0.0.1", ""),
+        ("127.0.0.1", "ssl-mode=REQUIRED"),
+        ("127.0.0.1", "ssl-mode=VERIFY_CA&ssl-ca={dir}/ca.pem"),
+        ("localhost", "ssl-mode=VERIFY_IDENTITY&ssl-ca={dir}/ca.pem"),
+    ] {
+        let job = Job::new(sql, &[("m", &server.url(host, options))]);
+        let batch = concat(&job.run_ok().await);
+        assert!(tls_version(&batch).starts_with("TLS"), "{host} {options}");
+    }
+    // DISABLED talks plaintext.
+    let job = Job::new(sql, &[("m", &server.url("127.0.0.1", "ssl-mode=DISABLED"))]);
+    assert_eq!(tls_version(&concat(&job.run_ok().await)), "");
+    // A certificate from another authority, or for another name, is refused, at once.
+    for (host, options, why) in [
+        (
+            "127.0.0.1",
+            "ssl-mode=VERIFY_CA&ssl-ca={dir}/other.pem",
+            "UnknownIssuer",
+        ),
+        (
+            "127.0.0.1",
+            "ssl-mode=VERIFY_IDENTITY&ssl-ca={dir}/ca.pem",
+            "not valid for name",
+        ),
+    ] {
+        let job = Job::new(sql, &[("m", &server.url(host, options))]);
+        let (report, result) = job.run().await;
+        let err = result.expect_err(options);
+        assert!(err.to_string().contains(why), "{options}: {err}");
+        assert_eq!(err.exit_code(), exit::UNAVAILABLE);
+        assert_eq!(report.tasks[0].attempts, 1, "not retried: {report}");
+    }
 }
