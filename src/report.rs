@@ -100,6 +100,10 @@ pub struct RunReport {
     pub snapshots: std::collections::BTreeMap<String, String>,
     /// False when partitions read independently (`--no-snapshot`).
     pub consistent: bool,
+    /// Partitioned shards whose partitions each read a snapshot of their own although
+    /// consistency is on: MySQL cannot share one between connections.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub independent: Vec<String>,
     /// The final step over every task's rows, when the run has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub combined: Option<Combined>,
@@ -344,6 +348,12 @@ impl fmt::Display for RunReport {
         }
         for (shard, id) in &self.snapshots {
             writeln!(f, "shard {shard}: all partitions read snapshot {id}")?;
+        }
+        for shard in &self.independent {
+            writeln!(
+                f,
+                "shard {shard}: partitions read independently, each its own snapshot (MySQL shares none between connections)"
+            )?;
         }
         if let Some(c) = &self.combined {
             writeln!(

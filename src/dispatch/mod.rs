@@ -660,6 +660,8 @@ struct RunReports {
     tasks: Vec<TaskReport>,
     snapshots: std::collections::BTreeMap<String, String>,
     consistent: bool,
+    /// See [`RunReport::independent`].
+    independent: Vec<String>,
     /// The final step's strategy, when the run has one.
     combined: Option<String>,
     /// An incremental job's window on each shard, and the marks they start after.
@@ -701,6 +703,25 @@ impl RunReports {
             tasks,
             snapshots: plan.snapshots.clone(),
             consistent: config.options.partition.is_none() || config.options.consistent,
+            independent: match config.options.consistent {
+                false => Vec::new(),
+                true => {
+                    let mut shards: Vec<String> = plan
+                        .tasks
+                        .iter()
+                        .filter(|t| {
+                            t.partition.is_some()
+                                && matches!(
+                                    config.shards[t.shard].source,
+                                    crate::config::SourceConfig::Mysql(_)
+                                )
+                        })
+                        .map(|t| t.shard_name.clone())
+                        .collect();
+                    shards.dedup();
+                    shards
+                }
+            },
             combined: plan.final_step.as_ref().map(|f| f.why.clone()),
             windows: plan.windows.clone(),
             last: config
@@ -740,6 +761,7 @@ impl RunReports {
             elapsed: self.started.elapsed(),
             snapshots: self.snapshots,
             consistent: self.consistent,
+            independent: self.independent,
         }
     }
 }

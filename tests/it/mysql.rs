@@ -521,6 +521,12 @@ async fn partitioned_output_equals_the_unpartitioned_output_row_for_row() {
         job.args.partitions = Some(partitions);
         let (report, result) = job.run().await;
         result.unwrap_or_else(|e| panic!("range on {column}: {e}\n{report}"));
+        assert_eq!(
+            report.independent,
+            ["m"],
+            "the summary says how partitions read"
+        );
+        assert!(report.to_string().contains("partitions read independently"));
         let split = rows(&concat(&harness::read_parquet(&job.output())));
         assert_eq!(split, whole, "range partitions on `{column}`");
     }
