@@ -1070,3 +1070,48 @@ async fn ssl_modes_check_what_they_promise_against_a_tls_server() {
         assert_eq!(report.tasks[0].attempts, 1, "not retried: {report}");
     }
 }
+
+#[tokio::test]
+async fn an_incremental_job_reads_only_the_rows_past_its_mark() {
+    let url = database(
+        "incremental",
+        "CREATE TABLE t (id BIGINT, at DATETIME(6));
+         INSERT INTO t VALUES (1, '2024-01-01 00:00:00.5'), (2, '2024-01-02 00:00:00');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("q.sql"), "SELECT id, at FROM t").unwrap();
+    std::fs::write(
+        dir.path().join("job.toml"),
+        format!(
+            "name = \"my-changes\"\nquery = \"q.sql\"\nledger = \"ledger.db\"\n[incremental]\ncolumn = \"at\"\n[shards]\na = \"{url}\"\n"
+        ),
+    )
+    .unwrap();
+    let run = |n: &str| {
+        let out = harness::tributary_in(
+            dir.path(),
+            &[
+                "run",
+                "--job",
+                "job.toml",
+                "-o",
+                &format!("out-{n}.parquet"),
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut ids: Vec<i64> = harness::read_parquet(&dir.path().join(format!("out-{n}.parquet")))
+            .iter()
+            .flat_map(|b| i64_column(b, "id"))
+            .flatten()
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(run("1"), [1, 2]);
+    client(
+        &db("incremental"),
+        "INSERT INTO t VALUES (3, '2024-01-02 00:00:00.000001'), (4, '2023-12-31 00:00:00')",
+    );
+    // Only the row past the mark; the late one (4) is behind it.
+    assert_eq!(run("2"), [3]);
+}
