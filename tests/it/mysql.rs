@@ -1115,3 +1115,103 @@ async fn an_incremental_job_reads_only_the_rows_past_its_mark() {
     // Only the row past the mark; the late one (4) is behind it.
     assert_eq!(run("2"), [3]);
 }
+
+/// Environment variables a run is given.
+type Env = Vec<(&'static str, String)>;
+
+#[tokio::test]
+async fn a_password_given_any_way_reads_and_appears_in_no_output() {
+    let url = database(
+        "secrets",
+        "CREATE TABLE t (x INT); INSERT INTO t VALUES (7);",
+    );
+    let name = db("secrets");
+    let secret = "My-Pw-77ab-never-print-me";
+    client(
+        "mysql",
+        &format!(
+            "CREATE USER IF NOT EXISTS 'trib_reader'@'127.0.0.1' IDENTIFIED BY '{secret}';
+             ALTER USER 'trib_reader'@'127.0.0.1' IDENTIFIED BY '{secret}';
+             GRANT SELECT ON {name}.* TO 'trib_reader'@'127.0.0.1';"
+        ),
+    );
+    let hostport = url
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(hp, _)| hp.to_string())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".my.cnf"),
+        format!("[client]\nuser = trib_reader\npassword = \"{secret}\"\n"),
+    )
+    .unwrap();
+    let home = dir.path().display().to_string();
+    // (how, the shard's entry, the environment it needs)
+    let ways: Vec<(&str, String, Env)> = vec![
+        (
+            "url",
+            format!("\"mysql://trib_reader:{secret}@{hostport}/{name}\""),
+            vec![],
+        ),
+        (
+            "password_env",
+            format!(
+                "{{ url = \"mysql://trib_reader@{hostport}/{name}\", password_env = \"TRIB_MY_SECRET\" }}"
+            ),
+            vec![("TRIB_MY_SECRET", secret.to_string())],
+        ),
+        (
+            "MYSQL_PWD",
+            format!("\"mariadb://trib_reader@{hostport}/{name}\""),
+            vec![("MYSQL_PWD", secret.to_string())],
+        ),
+        (
+            "my.cnf",
+            format!("\"mysql://{hostport}/{name}\""),
+            vec![("HOME", home.clone())],
+        ),
+    ];
+    for (way, shard, env) in ways {
+        for (sql, ok) in [("SELECT x FROM t", true), ("SELECT x FROM missing", false)] {
+            harness::write_query_and_shards(dir.path(), sql, &format!("[shards]\na = {shard}\n"));
+            let args = job_args(
+                "run",
+                &[
+                    "-o",
+                    "out.parquet",
+                    "--report",
+                    "report.json",
+                    "--no-ledger",
+                    "-vv",
+                ],
+            );
+            let out = harness::tributary_with(dir.path(), &args, |cmd| {
+                cmd.env("RUST_LOG", "trace").env_remove("MYSQL_PWD");
+                for (k, v) in &env {
+                    cmd.env(k, v);
+                }
+            });
+            assert_eq!(out.status.success(), ok, "{way}: {}", stderr(&out));
+            let mut outputs = vec![
+                ("stdout", out.stdout),
+                ("stderr", out.stderr),
+                (
+                    "report",
+                    std::fs::read(dir.path().join("report.json")).unwrap(),
+                ),
+            ];
+            if ok {
+                let parquet = dir.path().join("out.parquet");
+                let batch = concat(&harness::read_parquet(&parquet));
+                assert_eq!(i64_column(&batch, "x"), [Some(7)], "{way}");
+                outputs.push(("parquet", std::fs::read(&parquet).unwrap()));
+                std::fs::remove_file(parquet).unwrap();
+            }
+            for (what, bytes) in outputs {
+                let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+                assert!(!found, "{way}: the password appears in {what}");
+            }
+        }
+    }
+}
