@@ -156,8 +156,10 @@ impl Exact {
     }
 }
 
-/// The type that holds every value of both `a` and `b` exactly, if there is one: int2 <
-/// int4 < int8, oid < int8 and oid < xid8, float4 < float8, integers and decimals into
+/// The type that holds every value of both `a` and `b` exactly, if there is one: Int8 <
+/// int2 < int4 < int8; an unsigned integer (MySQL's, or oid) beside a signed one becomes
+/// the signed one twice as wide (oid < int8), beside UInt64 (xid8, BIGINT UNSIGNED)
+/// UInt64; float4 < float8, integers and decimals into
 /// a decimal with enough digits on both sides of the point (at most 38; oid counts 19
 /// digits, as the int8 it becomes beside signed integers), field by field inside lists
 /// and structs (see [`unify_fields`]). Commutative and associative: the result depends
