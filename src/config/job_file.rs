@@ -8,6 +8,14 @@ use super::interpolate;
 use super::partition::PartitionFile;
 use crate::error::{Error, Result};
 
+/// The job file's `snapshot`: `true`, `false` or `"lock"`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub(super) enum SnapshotSetting {
+    On(bool),
+    Mode(String),
+}
+
 /// The job file's keys.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,8 +42,9 @@ pub(super) struct JobFile {
     pub row_group_size: Option<usize>,
     pub allow_partial: Option<bool>,
     pub partition: Option<PartitionFile>,
-    /// `false` turns off snapshot consistency across partitions.
-    pub snapshot: Option<bool>,
+    /// `false` turns off snapshot consistency across partitions; `"lock"` also starts a
+    /// MySQL shard's partitions' snapshots under one `FLUSH TABLES WITH READ LOCK`.
+    pub snapshot: Option<SnapshotSetting>,
     pub retries: Option<u32>,
     pub retry_for: Option<String>,
     pub stall_timeout: Option<String>,

@@ -228,6 +228,10 @@ pub struct RunOptions {
     pub partition: Option<PartitionSpec>,
     /// Whether the partitions of one PostgreSQL shard read one exported snapshot.
     pub consistent: bool,
+    /// `snapshot = "lock"`: a partitioned MySQL shard's partitions start their snapshots
+    /// together under `FLUSH TABLES WITH READ LOCK`, before any of them runs, and hold
+    /// them (one connection each) until their turn.
+    pub mysql_lock: bool,
     /// Further attempts of a task after a transient failure (connection lost, server
     /// shutting down, too many connections, serialization failure).
     pub retries: u32,

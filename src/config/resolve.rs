@@ -12,7 +12,7 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use parquet::file::properties::EnabledStatistics;
 
-use super::job_file::LoadedJob;
+use super::job_file::{LoadedJob, SnapshotSetting};
 use super::partition::{self, PartitionSpec};
 use super::type_options::resolve_types;
 use super::values::{choice, default_compression, parse_compression, parse_duration, parse_size};
@@ -412,7 +412,17 @@ fn options(args: &RunArgs, job: &LoadedJob) -> Result<RunOptions> {
         allow_partial: args.allow_partial || file.allow_partial.unwrap_or(false),
         partition: partition::partition_spec(args, file.partition.as_ref())
             .map_err(|e| job.error(e.to_string()))?,
-        consistent: !args.no_snapshot && file.snapshot.unwrap_or(true),
+        consistent: !args.no_snapshot && !matches!(file.snapshot, Some(SnapshotSetting::On(false))),
+        mysql_lock: !args.no_snapshot
+            && match &file.snapshot {
+                Some(SnapshotSetting::Mode(mode)) if mode == "lock" => true,
+                Some(SnapshotSetting::Mode(other)) => {
+                    return Err(job.error(format!(
+                        "`snapshot` must be true, false or \"lock\", not \"{other}\""
+                    )));
+                }
+                _ => false,
+            },
         retries: args.retries.or(file.retries).unwrap_or(DEFAULT_RETRIES),
         retry_for: duration(args.retry_for, &file.retry_for, "retry_for", job)?
             .unwrap_or(DEFAULT_RETRY_FOR),

@@ -278,11 +278,37 @@ pub async fn execute(
     // Shards whose probe failed are reported like failed tasks.
     let mut unplanned = std::mem::take(&mut plan.failed);
     let plan = &plan;
-    let reports = RunReports::new(config, plan, &unplanned);
+    let mut reports = RunReports::new(config, plan, &unplanned);
     if !unplanned.is_empty() && !config.options.allow_partial {
         close(sessions).await;
         let first = unplanned.swap_remove(0);
         return (reports.finish(None), Err(first.into()));
+    }
+    // `snapshot = "lock"`: a partitioned MySQL shard's transactions start together
+    // before any task runs.
+    if config.options.consistent && config.options.mysql_lock {
+        for (index, pool) in pools.iter().enumerate() {
+            let tasks = plan.tasks.iter().filter(|t| t.shard == index).count();
+            let partitioned = plan
+                .tasks
+                .iter()
+                .any(|t| t.shard == index && t.partition.is_some());
+            if !partitioned || !matches!(pool.as_ref(), ShardPool::Mysql(_)) {
+                continue;
+            }
+            if let Err(e) = pool.hold_snapshots(tasks).await {
+                close(sessions).await;
+                return (reports.finish(None), Err(e.into()));
+            }
+            let shard = config.shards[index].name.clone();
+            reports.independent.retain(|s| *s != shard);
+            reports.snapshots.insert(
+                shard,
+                format!(
+                    "of {tasks} transactions started together under FLUSH TABLES WITH READ LOCK"
+                ),
+            );
+        }
     }
     // The output's directory is checked (and its temporary file made) before any query
     // runs.

@@ -140,6 +140,7 @@ impl ShardPool {
                 size,
                 options.connect_timeout,
                 options.types.clone(),
+                options.consistent && options.mysql_lock,
             )))),
         }
     }
@@ -263,6 +264,7 @@ impl ShardPool {
         match self {
             ShardPool::Postgres(pg) => Ok(Some(pg.open_snapshot(lost.clone()).await?)),
             ShardPool::Sqlite(_) => Ok(None),
+            ShardPool::Mysql(m) if m.locks() => Ok(None),
             ShardPool::Mysql(m) => {
                 tracing::warn!(
                     "shard {}: MySQL shares no snapshot between connections; its probe and each of its partitions read their own consistent snapshot",
@@ -270,6 +272,16 @@ impl ShardPool {
                 );
                 Ok(None)
             }
+        }
+    }
+
+    /// `snapshot = "lock"` on a MySQL shard: starts its `n` partitions' transactions
+    /// together under a brief global read lock (see `MysqlShard::hold_snapshots`);
+    /// nothing elsewhere.
+    pub async fn hold_snapshots(&self, n: usize) -> Result<(), TaskError> {
+        match self {
+            ShardPool::Mysql(m) => m.hold_snapshots(n).await,
+            _ => Ok(()),
         }
     }
 

@@ -12,7 +12,9 @@
 //!
 //! MySQL cannot share a snapshot between connections: each partition of a shard reads
 //! its own consistent snapshot, taken when its task starts, so partitions may see
-//! different moments of a shard that is being written.
+//! different moments of a shard that is being written; unless the job says
+//! `snapshot = "lock"`, where the partitions' transactions all start under one
+//! `FLUSH TABLES WITH READ LOCK` before any task runs ([`MysqlShard::hold_snapshots`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +62,11 @@ pub struct MysqlShard {
     pool: MySqlPool,
     size: usize,
     types: Arc<TypeRules>,
+    /// `snapshot = "lock"`: hold the partitions' snapshots ([`MysqlShard::hold_snapshots`]).
+    lock: bool,
+    /// The transactions started together under the lock, one per partition, each taken
+    /// by the first attempt of a task; `None` unless the shard's snapshots are held.
+    held: std::sync::Mutex<Option<Vec<MySqlConnection>>>,
 }
 
 /// MySQL's and MariaDB's ways of bounding a statement's time differ.
@@ -78,6 +85,7 @@ impl MysqlShard {
         size: usize,
         connect_timeout: Duration,
         types: Arc<TypeRules>,
+        lock: bool,
     ) -> MysqlShard {
         let options = connect_options(source);
         let pool = MySqlPoolOptions::new()
@@ -91,7 +99,66 @@ impl MysqlShard {
             pool,
             size,
             types,
+            lock,
+            held: std::sync::Mutex::new(None),
         }
+    }
+
+    /// `snapshot = "lock"`: starts `n` transactions, one for each of the shard's
+    /// partitions, while `FLUSH TABLES WITH READ LOCK` holds every write back (as
+    /// mydumper does), so that they all read one state; each task then reads in one of
+    /// them. The connections are opened first, so the lock lasts only as long as the
+    /// `START TRANSACTION`s. Needs the RELOAD privilege. Does nothing unless the job
+    /// asked for it.
+    pub async fn hold_snapshots(&self, n: usize) -> Result<(), TaskError> {
+        if !self.lock {
+            return Ok(());
+        }
+        let connect = || async {
+            self.options.connect().await.map_err(|e| {
+                self.error(TaskErrorKind::Connect {
+                    target: self.target.clone(),
+                    message: describe(&e),
+                    transient: false,
+                })
+            })
+        };
+        let server = |e| self.server(e, None);
+        let mut control = connect().await?;
+        let mut held = Vec::with_capacity(n);
+        for _ in 0..n {
+            held.push(connect().await?);
+        }
+        // Writes wait while the lock is held: not for long, and never for ever.
+        sqlx::raw_sql("SET SESSION lock_wait_timeout = 30")
+            .execute(&mut control)
+            .await
+            .map_err(server)?;
+        sqlx::raw_sql("FLUSH TABLES WITH READ LOCK")
+            .execute(&mut control)
+            .await
+            .map_err(|e| {
+                let mut error = self.server(e, None);
+                if let TaskErrorKind::Mysql { message, .. } = &mut error.kind {
+                    message.push_str(
+                        "; snapshot = \"lock\" needs the RELOAD privilege (FLUSH TABLES WITH READ LOCK)",
+                    );
+                }
+                error
+            })?;
+        let mut started = Ok(());
+        for conn in &mut held {
+            if let Err(e) = sqlx::raw_sql(BEGIN).execute(&mut *conn).await {
+                started = Err(server(e));
+                break;
+            }
+        }
+        let unlocked = sqlx::raw_sql("UNLOCK TABLES").execute(&mut control).await;
+        drop(control);
+        started?;
+        unlocked.map_err(server)?;
+        *self.held.lock().expect("not poisoned") = Some(held);
+        Ok(())
     }
 
     pub fn size(&self) -> usize {
@@ -100,6 +167,11 @@ impl MysqlShard {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the job asked for `snapshot = "lock"`.
+    pub fn locks(&self) -> bool {
+        self.lock
     }
 
     pub fn close(&self) {
@@ -241,7 +313,21 @@ impl MysqlShard {
         binds: &[ParamValue],
         ctx: &TaskContext,
     ) -> Result<u64, TaskError> {
-        let conn = self.connection().await?;
+        let held = self
+            .held
+            .lock()
+            .expect("not poisoned")
+            .as_mut()
+            .map(Vec::pop);
+        let conn = match held {
+            None => Conn::Pooled(self.connection().await?),
+            Some(Some(conn)) => Conn::Held(conn),
+            Some(None) => {
+                return Err(self.error(TaskErrorKind::SnapshotLost {
+                    message: "snapshot = \"lock\": the partition's transaction, started with the others under the lock, ended with its failed attempt, and MySQL cannot start another at the same moment".into(),
+                }));
+            }
+        };
         let mut checkout = Checkout {
             conn: Some(conn),
             id: None,
@@ -261,7 +347,8 @@ impl MysqlShard {
         ctx: &TaskContext,
     ) -> Result<u64, TaskError> {
         let stalled = |after| self.error(TaskErrorKind::Stalled { after });
-        let id = within(ctx.stall, self.begin(checkout.conn(), ctx))
+        let begin = matches!(checkout.conn, Some(Conn::Pooled(_)));
+        let id = within(ctx.stall, self.begin(checkout.conn(), ctx, begin))
             .await
             .map_err(stalled)??;
         checkout.id = Some(id);
@@ -276,7 +363,7 @@ impl MysqlShard {
         for value in binds {
             query = bind(query, value);
         }
-        let mut rows = query.fetch(&mut **conn);
+        let mut rows = query.fetch(&mut *conn);
         let mut sent = 0u64;
         let mut watchdog = Watchdog::new(ctx.stall);
         let alive = AtomicBool::new(false);
@@ -309,7 +396,7 @@ impl MysqlShard {
             }
         }
         drop(rows);
-        within(ctx.stall, sqlx::raw_sql("COMMIT").execute(&mut **conn))
+        within(ctx.stall, sqlx::raw_sql("COMMIT").execute(&mut *conn))
             .await
             .map_err(stalled)?
             .map_err(|e| self.server(e, Some(ctx)))?;
@@ -318,7 +405,13 @@ impl MysqlShard {
 
     /// Opens a task's transaction after bounding its statements' time on the server;
     /// returns the connection's id (for `KILL QUERY`).
-    async fn begin(&self, conn: &mut MySqlConnection, ctx: &TaskContext) -> Result<u64, TaskError> {
+    /// (A held transaction, `begin` false, is already open: the settings apply to it.)
+    async fn begin(
+        &self,
+        conn: &mut MySqlConnection,
+        ctx: &TaskContext,
+        begin: bool,
+    ) -> Result<u64, TaskError> {
         let server = |e| self.server(e, Some(ctx));
         let (id, version): (u64, String) = sqlx::query_as("SELECT CONNECTION_ID(), VERSION()")
             .fetch_one(&mut *conn)
@@ -348,10 +441,12 @@ impl MysqlShard {
             .execute(&mut *conn)
             .await
             .map_err(server)?;
-        sqlx::raw_sql(BEGIN)
-            .execute(&mut *conn)
-            .await
-            .map_err(server)?;
+        if begin {
+            sqlx::raw_sql(BEGIN)
+                .execute(&mut *conn)
+                .await
+                .map_err(server)?;
+        }
         Ok(id)
     }
 
@@ -608,7 +703,7 @@ fn writes(grant: &str) -> bool {
 /// wait behind the abandoned result.
 #[must_use = "release() returns the connection to the pool; dropping it kills the statement"]
 struct Checkout {
-    conn: Option<PoolConnection<MySql>>,
+    conn: Option<Conn>,
     /// The connection's id on the server, once known.
     id: Option<u64>,
     /// For the connection that sends `KILL QUERY`.
@@ -617,8 +712,11 @@ struct Checkout {
 }
 
 impl Checkout {
-    fn conn(&mut self) -> &mut PoolConnection<MySql> {
-        self.conn.as_mut().expect("present until release or drop")
+    fn conn(&mut self) -> &mut MySqlConnection {
+        match self.conn.as_mut().expect("present until release or drop") {
+            Conn::Pooled(c) => c,
+            Conn::Held(c) => c,
+        }
     }
 
     fn release(&mut self) {
@@ -641,9 +739,19 @@ impl Drop for Checkout {
             // once the kill is done, so the server never sees more of our connections
             // than the pool allows, the killer aside); closing the socket ends the
             // session.
-            drop(conn.detach());
+            match conn {
+                Conn::Pooled(c) => drop(c.detach()),
+                Conn::Held(c) => drop(c),
+            }
         });
     }
+}
+
+/// A task's connection: from the pool, or one of the transactions held under the lock
+/// (closed when the task is done).
+enum Conn {
+    Pooled(PoolConnection<MySql>),
+    Held(MySqlConnection),
 }
 
 /// Stops connection `id`'s statement from a new connection.

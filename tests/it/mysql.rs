@@ -1215,3 +1215,71 @@ async fn a_password_given_any_way_reads_and_appears_in_no_output() {
         }
     }
 }
+
+// Two threads: the writer goes on while the test waits for the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_snapshot_lock_every_partition_reads_one_state_while_a_writer_churns() {
+    use sqlx::{Connection, Executor};
+    let url = database(
+        "churn",
+        "CREATE TABLE t (id INT PRIMARY KEY, v BIGINT NOT NULL) ENGINE = InnoDB;
+         INSERT INTO t SELECT seq, 100 FROM seq_1_to_1000;",
+    );
+    // Transfers between rows of different partitions keep the total at 100,000 in every
+    // committed state.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let moved = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let (stop, moved, url) = (stop.clone(), moved.clone(), url.clone());
+        tokio::spawn(async move {
+            let mut conn = sqlx::MySqlConnection::connect(&url).await.unwrap();
+            let mut k = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                k += 1;
+                let (from, to) = (k * 7 % 1000 + 1, (k * 13 + 500) % 1000 + 1);
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "START TRANSACTION; UPDATE t SET v = v - 1 WHERE id = {from}; UPDATE t SET v = v + 1 WHERE id = {to}; COMMIT"
+                )))
+                .await
+                .unwrap();
+                moved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Each partition waits a little (once: a derived table) before it reads, so that
+    // they run at different moments of the churn.
+    std::fs::write(
+        dir.path().join("q.sql"),
+        "SELECT id, v FROM t, (SELECT SLEEP(0.1) AS slept) AS pause",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("job.toml"),
+        format!(
+            "query = \"q.sql\"\noutput = \"out.parquet\"\npool_size = 1\nsnapshot = \"lock\"\n[partition]\nkind = \"range\"\ncolumn = \"id\"\npartitions = 4\n[shards]\nm = \"{url}\"\n"
+        ),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        let before = moved.load(std::sync::atomic::Ordering::Relaxed);
+        let out = harness::tributary_in(dir.path(), &["run", "--job", "job.toml", "--no-ledger"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let said = format!("{}{}", harness::stdout(&out), stderr(&out));
+        assert!(
+            said.contains("FLUSH TABLES WITH READ LOCK"),
+            "the summary says how the partitions read: {said}"
+        );
+        let batch = concat(&harness::read_parquet(&dir.path().join("out.parquet")));
+        assert_eq!(batch.num_rows(), 1000);
+        let total: i64 = i64_column(&batch, "v").into_iter().flatten().sum();
+        assert_eq!(total, 100_000, "the partitions read different states");
+        assert!(
+            moved.load(std::sync::atomic::Ordering::Relaxed) > before,
+            "the writer wrote during the run"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+}
