@@ -313,12 +313,18 @@ impl MysqlShard {
         binds: &[ParamValue],
         ctx: &TaskContext,
     ) -> Result<u64, TaskError> {
+        // A retry must not take another partition's transaction: that one would then
+        // find none left.
+        let retry = ctx.snapshot_imported.load(Ordering::Relaxed);
         let held = self
             .held
             .lock()
             .expect("not poisoned")
             .as_mut()
-            .map(Vec::pop);
+            .map(|held| if retry { None } else { held.pop() });
+        if let Some(Some(_)) = &held {
+            ctx.snapshot_imported.store(true, Ordering::Relaxed);
+        }
         let conn = match held {
             None => Conn::Pooled(self.connection().await?),
             Some(Some(conn)) => Conn::Held(conn),
