@@ -1253,6 +1253,16 @@ impl Batcher {
     /// Checks that the result's columns are sent as the prepared statement described
     /// them (the decoder reads each value by the type it was told).
     fn check_wire(&self, row: &MySqlRow) -> Result<(), ColumnError> {
+        if row.columns().len() != self.columns.len() {
+            return Err(ColumnError {
+                column: "(result)".into(),
+                message: format!(
+                    "the server described {} columns but sent {}",
+                    self.columns.len(),
+                    row.columns().len()
+                ),
+            });
+        }
         for (c, column) in self.columns.iter().zip(row.columns()) {
             let sent = column_type(column.type_info());
             if sent.code != c.wire.code || (sent.flags ^ c.wire.flags) & 32 != 0 {
@@ -1271,14 +1281,9 @@ impl Batcher {
 
     fn push(&mut self, row: &MySqlRow) -> Result<(), ColumnError> {
         for (i, (c, b)) in self.columns.iter().zip(&mut self.builders).enumerate() {
-            // Not `Option<&[u8]>`: sqlx decodes a zero date as NULL.
-            let value = row
-                .try_get_raw(i)
-                .map_err(|e| ColumnError {
-                    column: c.name.clone(),
-                    message: e.to_string(),
-                })?
-                .raw_bytes();
+            // Not `Option<&[u8]>`: sqlx decodes a zero date as NULL. (The batcher's
+            // columns are the row's: `check_wire` compared them.)
+            let value = row.raw_value(i);
             match value {
                 None => b.append_null(),
                 Some(v) => {

@@ -16,6 +16,18 @@ pub struct MySqlRow {
     pub(crate) column_names: Arc<HashMap<UStr, usize>>,
 }
 
+impl MySqlRow {
+    /// tributary: value `index`'s bytes as the protocol sent them (`None` only for SQL
+    /// NULL, never for a zero date), without the per-value copy of the column's type
+    /// that `try_get_raw` makes; `None` too for an index past the row.
+    pub fn raw_value(&self, index: usize) -> Option<&[u8]> {
+        if index >= self.row.values.len() {
+            return None;
+        }
+        self.row.get(index)
+    }
+}
+
 impl Row for MySqlRow {
     type Database = MySql;
 
