@@ -485,12 +485,13 @@ async fn zero_dates_fail_naming_the_column_unless_read_as_null() {
 /// 20,000 rows (MariaDB's sequence engine) with skewed keys, NULLs, dates, times and
 /// padding, as the PostgreSQL partition tests have.
 const ROWS_SETUP: &str = "
-CREATE TABLE t (id BIGINT PRIMARY KEY, k INT, day DATE, at DATETIME(3), label VARCHAR(20), pad VARCHAR(200));
+CREATE TABLE t (id BIGINT PRIMARY KEY, k INT, day DATE, at DATETIME(3), ts TIMESTAMP(3) NULL, label VARCHAR(20), pad VARCHAR(200));
 INSERT INTO t
 SELECT seq,
        CASE WHEN seq % 10 = 0 THEN NULL WHEN seq % 3 = 0 THEN 7 ELSE CAST(seq AS SIGNED) - 5000 END,
        CASE WHEN seq % 11 = 0 THEN NULL ELSE DATE '2024-01-01' + INTERVAL (seq % 400) DAY END,
        CASE WHEN seq % 13 = 0 THEN NULL ELSE TIMESTAMP '2024-01-01 00:00:00' + INTERVAL (seq * 1023250) MICROSECOND END,
+       CASE WHEN seq % 19 = 0 THEN NULL ELSE TIMESTAMP '2024-06-01 00:00:00' + INTERVAL (seq * 777) SECOND END,
        CASE WHEN seq % 17 = 0 THEN NULL ELSE CONCAT('label ', seq % 101) END,
        REPEAT('x', 150)
 FROM seq_1_to_20000;
@@ -512,10 +513,10 @@ fn rows(batch: &RecordBatch) -> Rows {
 #[tokio::test]
 async fn partitioned_output_equals_the_unpartitioned_output_row_for_row() {
     let url = database("partitions", ROWS_SETUP);
-    let sql = "SELECT id, CAST(k AS SIGNED) AS k, day, at, label FROM t";
+    let sql = "SELECT id, CAST(k AS SIGNED) AS k, day, at, ts, label FROM t";
     let whole = rows(&concat(&Job::new(sql, &[("m", &url)]).run_ok().await));
     assert_eq!(whole.len(), 20_000);
-    for (column, partitions) in [("id", 7), ("k", 5), ("day", 4), ("at", 6)] {
+    for (column, partitions) in [("id", 7), ("k", 5), ("day", 4), ("at", 6), ("ts", 3)] {
         let mut job = Job::new(sql, &[("m", &url)]);
         job.args.partition_on = Some(column.into());
         job.args.partitions = Some(partitions);
