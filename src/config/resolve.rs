@@ -30,8 +30,13 @@ use crate::sql::{ParamValue, Params, SqlTemplate};
 /// [`JobConfig::resolve_for_plan`]).
 pub(super) fn resolve(args: RunArgs, needs_output: bool) -> Result<JobConfig> {
     let job = LoadedJob::read(args.job.as_deref())?;
-    let query = Query::read(&args, &job)?;
     let shards = shards(&args, &job)?;
+    // A fleet of MySQL shards only reads the query as MySQL does; any other, as
+    // PostgreSQL does (see `crate::sql`).
+    let mysql = shards
+        .iter()
+        .all(|s| matches!(s.source, SourceConfig::Mysql(_)));
+    let query = Query::read(&args, &job, mysql)?;
     let as_of = as_of(&args, &job)?;
     let Resolved { params, relative } = params(&args, &job, &query, &as_of)?;
     let output = output(&args, &job, needs_output, &params)?;
@@ -206,7 +211,7 @@ struct Query {
 }
 
 impl Query {
-    fn read(args: &RunArgs, job: &LoadedJob) -> Result<Query> {
+    fn read(args: &RunArgs, job: &LoadedJob, mysql: bool) -> Result<Query> {
         let path = args
             .query
             .clone()
@@ -216,7 +221,11 @@ impl Query {
             })?;
         let text = std::fs::read_to_string(&path)
             .map_err(|e| Error::config(Some(path.clone()), format!("cannot read: {e}")))?;
-        let template = SqlTemplate::parse(&text).map_err(|e| query_error(&path, e))?;
+        let template = match mysql {
+            true => SqlTemplate::parse_mysql(&text),
+            false => SqlTemplate::parse(&text),
+        }
+        .map_err(|e| query_error(&path, e))?;
         Ok(Query {
             path,
             text,

@@ -2,13 +2,15 @@
 //!
 //! A query is lexed once into literal text and parameter references ([`text`]), then
 //! rendered for each kind of shard ([`SqlTemplate`]): SQLite binds the values (numbered
-//! placeholders); PostgreSQL reads through `COPY`, which cannot bind, so the values are
+//! placeholders), and so does MySQL (`?`, its own lexer for a fleet of MySQL shards:
+//! `mysql_text`); PostgreSQL reads through `COPY`, which cannot bind, so the values are
 //! inlined as literals ([`pg_literal`]). Partitions and probes wrap the query in SQL of
 //! their own, naming its columns with [`quote_ident`] and its keys' values with
 //! [`KeyValue::literal`].
 
 mod key;
 mod literal;
+mod mysql_text;
 mod template;
 pub mod text;
 

@@ -48,6 +48,14 @@ impl SqlTemplate {
         })
     }
 
+    /// Lexes `sql` as MySQL and MariaDB do by default (backslash escapes in strings, `#`
+    /// comments: see [`super::mysql_text`]), for a fleet of MySQL shards.
+    pub fn parse_mysql(sql: &str) -> Result<SqlTemplate, SqlError> {
+        Ok(SqlTemplate {
+            parts: super::mysql_text::lex(sql)?,
+        })
+    }
+
     /// The names of the parameters the query uses.
     pub fn param_names(&self) -> BTreeSet<&str> {
         self.parts

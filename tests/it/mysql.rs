@@ -1284,3 +1284,21 @@ async fn with_snapshot_lock_every_partition_reads_one_state_while_a_writer_churn
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_query_is_read_as_mysql_reads_it() {
+    let url = database(
+        "lexing",
+        r"CREATE TABLE t (id INT, name VARCHAR(50));
+          INSERT INTO t VALUES (1, 'it''s :not'), (2, 'x');",
+    );
+    // A backslash-escaped quote, a `:word` in a string, in a `#` comment and in a
+    // backquoted alias: only `:id` is a parameter.
+    let sql =
+        "SELECT id AS `a:b`, name FROM t # rows of :nobody\nWHERE name = 'it\\'s :not' OR id = :id";
+    let job = Job::new(sql, &[("m", &url)]).param("id", "2");
+    let batch = concat(&job.run_ok().await);
+    let mut ids: Vec<i64> = i64_column(&batch, "a:b").into_iter().flatten().collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2]);
+}
