@@ -962,7 +962,43 @@ async fn every_type_written_for_spark_reads_back_in_pyspark_and_the_other_reader
 
     let expected = expected(&cols, "types_spark", FOR_SPARK).await;
     eprintln!("{}", readers::check(&job.output(), &expected));
-    eprintln!("{}", readers::spark(&[(&job.output(), &expected)]));
+
+    // In the same Spark session: what the reader table says of Spark, on files written
+    // without the profile (refused: uuid, time, names equal but for case), and xid8,
+    // which Spark reads as decimal(20,0) itself.
+    let mut files = vec![(job.output(), expected)];
+    for (i, (sql, error)) in [
+        ("SELECT u FROM fixture", "PARQUET_TYPE_ILLEGAL"),
+        ("SELECT tm FROM fixture", "UNSUPPORTED_TIME_TYPE"),
+        (
+            "SELECT id, i4 AS \"ID\" FROM fixture",
+            "COLUMN_ALREADY_EXISTS",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut refused = Job::new(sql, &[("only", &url)]);
+        refused.args.output = Some(job.dir.path().join(format!("refused-{i}.parquet")));
+        refused.run_ok().await;
+        files.push((refused.output(), serde_json::json!({ "error": error })));
+    }
+    let mut x8 = Job::new(
+        "SELECT x8 FROM (VALUES (1, '18446744073709551615'::xid8), (2, NULL), (3, '0')) AS v(i, x8) ORDER BY i",
+        &[("only", &url)],
+    );
+    x8.args.output = Some(job.dir.path().join("xid8.parquet"));
+    x8.args.readers = vec!["spark".into()];
+    x8.run_ok().await;
+    let x8_expected = serde_json::json!({"columns": [{
+        "name": "x8",
+        "types": {"spark": "decimal(20,0)"},
+        "values": ["18446744073709551615", null, "0"],
+    }]});
+    files.push((x8.output(), x8_expected));
+    let files: Vec<(&std::path::Path, &serde_json::Value)> =
+        files.iter().map(|(p, e)| (p.as_path(), e)).collect();
+    eprintln!("{}", readers::spark(&files));
 }
 
 #[tokio::test]

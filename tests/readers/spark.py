@@ -6,6 +6,7 @@ Usage: spark.py EXPECTED.json FILE.parquet [EXPECTED.json FILE.parquet ...]
 
 EXPECTED.json is check.py's: {"columns": [{"name", "types": {reader: type}, "values"}]};
 a "spark" entry in "types" is checked against Spark's simpleString() of the column.
+{"error": "CLASS"} instead says that Spark must refuse the file with that error class.
 Values are compared in check.py's canonical form. Top-level timestamps and dates are
 taken through Spark SQL (unix_micros, unix_date, decimals as Spark's text), in Spark itself, since Python's datetime
 stops at years 1 to 9999 and Spark converts timestamps through the local zone; nested ones
@@ -44,6 +45,19 @@ def quoted(name):
 def check(spark, expected_path, path, problems):
     with open(expected_path) as f:
         expected = json.load(f)
+    if "error" in expected:
+        # A file Spark must refuse, with this error class: what the reader table says.
+        try:
+            spark.read.parquet(path).collect()
+        except Exception as e:  # noqa: BLE001 - the refusal expected
+            message = str(e).splitlines()[0]
+            if expected["error"] not in message:
+                problems.append(f"spark: {path}: refused with {message}, expected {expected['error']}")
+            else:
+                print(f"spark refuses {os.path.basename(path)}: {message}")
+            return
+        problems.append(f"spark: {path}: read, expected a refusal with {expected['error']}")
+        return
     df = spark.read.parquet(path)
     select = []
     for field in df.schema.fields:
