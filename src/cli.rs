@@ -408,6 +408,13 @@ pub struct RunCommand {
     #[arg(long = "column-type", value_name = "COLUMN:KEY=VALUE", value_parser = parse_column_type)]
     pub column_types: Vec<(String, String, String)>,
 
+    /// The readers the output is for (repeatable, or a comma list): spark, trino,
+    /// bigquery, duckdb, pandas, or any. Each column is written in an exact form every
+    /// one of them opens (Spark: uuid as text, time as int64 microseconds since
+    /// midnight); a column none fits fails the run before it writes. See docs/types.md.
+    #[arg(long = "for", value_name = "READER")]
+    pub readers: Vec<String>,
+
     /// Parquet dictionary encoding: on or off [default: on].
     #[arg(long, value_name = "on|off", value_parser = on_off)]
     pub dictionary: Option<bool>,
@@ -578,6 +585,7 @@ impl From<RunCommand> for RunArgs {
             metrics_file: c.metrics_file,
             type_options: c.type_options,
             column_types: c.column_types,
+            readers: c.readers,
             dictionary: c.dictionary,
             encoding: c.encoding,
             statistics: c.statistics,

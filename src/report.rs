@@ -111,6 +111,10 @@ pub struct RunReport {
     /// holds in full: the next run reads past it.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub marks: std::collections::BTreeMap<String, crate::plan::window::Mark>,
+    /// The reader profile's renderings (`--for`), and the columns common readers cannot
+    /// open as written (warnings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readers: Option<crate::types::ReaderNotes>,
 }
 
 /// What a run's final step combined.
@@ -365,6 +369,9 @@ impl fmt::Display for RunReport {
             if let Some(partial) = c.partial() {
                 writeln!(f, "{partial}")?;
             }
+        }
+        if let Some(readers) = &self.readers {
+            write!(f, "{readers}")?;
         }
         let outcome = match &self.output {
             Some(o) if o.files.len() > 1 => format!(

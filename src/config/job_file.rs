@@ -52,6 +52,9 @@ pub(super) struct JobFile {
     /// Where to write the run's metrics for node_exporter's textfile collector.
     pub metrics_file: Option<PathBuf>,
     pub types: Option<toml::Table>,
+    /// The readers the output is for: a name, a comma list, or a list of names.
+    #[serde(rename = "for")]
+    pub readers: Option<toml::Value>,
     pub dictionary: Option<bool>,
     #[serde(alias = "text_encoding")]
     pub encoding: Option<String>,

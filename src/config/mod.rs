@@ -96,6 +96,8 @@ pub struct RunArgs {
     pub type_options: Vec<(String, String)>,
     /// Type options for one column: `(column, key, value)`.
     pub column_types: Vec<(String, String, String)>,
+    /// `--for READER`: the readers the output is for, each a name, `any` or a comma list.
+    pub readers: Vec<String>,
     /// Parquet dictionary encoding.
     pub dictionary: Option<bool>,
     /// The encoding of values outside a dictionary: `delta` or `plain`.
@@ -246,6 +248,10 @@ pub struct RunOptions {
     pub metrics_file: Option<PathBuf>,
     /// How source types are rendered (see `types` and docs/types.md).
     pub types: Arc<TypeRules>,
+    /// The readers the output is for (`--for`): columns are written in forms they all
+    /// read (see `types::Profile`); empty: as the type table says, with a warning for
+    /// columns common readers cannot open.
+    pub readers: crate::types::Readers,
     /// Parquet dictionary encoding (on by default; off can suit unique values).
     pub dictionary: bool,
     /// Integer and byte-array columns outside a dictionary in Parquet's delta encodings

@@ -454,6 +454,7 @@ fn options(args: &RunArgs, job: &LoadedJob) -> Result<RunOptions> {
             "metrics file",
         )?,
         types: Arc::new(types),
+        readers: readers(args, job)?,
         dictionary: args.dictionary.or(file.dictionary).unwrap_or(true),
         delta,
         statistics,
@@ -461,6 +462,37 @@ fn options(args: &RunArgs, job: &LoadedJob) -> Result<RunOptions> {
         split,
         memory_limit: memory_limit(args, job)?,
     })
+}
+
+/// The readers the output is for: `--for` (every flag), else the job's `for` (a
+/// string or a list of strings), else none.
+fn readers(args: &RunArgs, job: &LoadedJob) -> Result<crate::types::Readers> {
+    let mut readers = crate::types::Readers::default();
+    if !args.readers.is_empty() {
+        for value in &args.readers {
+            readers
+                .add(value)
+                .map_err(|e| Error::config(None, format!("--for: {e}")))?;
+        }
+        return Ok(readers);
+    }
+    let values: Vec<&toml::Value> = match &job.file.readers {
+        None => Vec::new(),
+        Some(toml::Value::Array(list)) => list.iter().collect(),
+        Some(value) => vec![value],
+    };
+    for value in values {
+        let toml::Value::String(text) = value else {
+            return Err(job.error(format!(
+                "for = {value}: expected a reader's name or a list of them ({})",
+                crate::types::Reader::NAMES.join(", ")
+            )));
+        };
+        readers
+            .add(text)
+            .map_err(|e| job.error(format!("for: {e}")))?;
+    }
+    Ok(readers)
 }
 
 /// A file the run writes beside its output (`--report`, `--metrics-file`): the flag,

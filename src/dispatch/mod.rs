@@ -86,8 +86,9 @@ pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
         PlanMode::Offline => {
             let plan = plan::offline(config);
             Ok(format!(
-                "-- planned offline: no shard was connected to\n{}{}",
+                "-- planned offline: no shard was connected to\n{}{}{}",
                 plan::describe_params(config),
+                plan::describe_readers(config),
                 plan.describe(None)
             ))
         }
@@ -101,8 +102,9 @@ pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
                 None => "the row estimates' EXPLAINs",
             };
             Ok(format!(
-                "-- planned by running {probed} on the shards, in READ ONLY transactions (no result row fetched; --offline connects to nothing)\n{}{text}",
-                plan::describe_params(config)
+                "-- planned by running {probed} on the shards, in READ ONLY transactions (no result row fetched; --offline connects to nothing)\n{}{}{text}",
+                plan::describe_params(config),
+                plan::describe_readers(config)
             ))
         }
     }
@@ -335,6 +337,11 @@ pub async fn execute(
                 sorted: f.sorted.clone(),
                 strategy: f.why.clone(),
             }),
+            profile: crate::types::Profile {
+                readers: config.options.readers,
+                rules: config.options.types.clone(),
+            },
+            reader_notes: reports.reader_notes.clone(),
         },
     );
     let global = Arc::new(Semaphore::new(config.options.concurrency));
@@ -693,6 +700,8 @@ struct RunReports {
     /// An incremental job's window on each shard, and the marks they start after.
     windows: std::collections::BTreeMap<String, crate::plan::window::Window>,
     last: std::collections::BTreeMap<String, crate::plan::window::Mark>,
+    /// What the reader profile did to the output, filled in by the merger.
+    reader_notes: Arc<std::sync::Mutex<crate::types::ReaderNotes>>,
 }
 
 impl RunReports {
@@ -755,6 +764,7 @@ impl RunReports {
                 .as_ref()
                 .map(|inc| inc.last.clone())
                 .unwrap_or_default(),
+            reader_notes: Default::default(),
         }
     }
 
@@ -776,7 +786,9 @@ impl RunReports {
                 .filter_map(|(shard, w)| Some((shard.clone(), w.next(self.last.get(shard))?)))
                 .collect(),
         };
+        let readers = std::mem::take(&mut *self.reader_notes.lock().expect("never poisoned"));
         RunReport {
+            readers: (!readers.is_empty()).then_some(readers),
             marks,
             inputs: self.inputs,
             combined: self

@@ -189,6 +189,13 @@ pub struct MergeSettings {
     /// The final step across shards: the tasks' rows are spooled, and what the step
     /// returns is the output (see `combine`).
     pub final_step: Option<FinalStep>,
+    /// The readers the output is for, with the user's type options, which win over it:
+    /// the file's schema is the merged one under the profile's renderings, and batches
+    /// are converted to it as they are conformed (see `types::Profile`).
+    pub profile: crate::types::Profile,
+    /// Where the merger leaves what the profile did (renderings, warnings) for the
+    /// run's report, once the file's schema is fixed.
+    pub reader_notes: Arc<std::sync::Mutex<crate::types::ReaderNotes>>,
 }
 
 /// Starts the merger on a blocking thread, writing to `sink`. It commits when it
@@ -271,6 +278,7 @@ impl Merger {
                     for (task, schema) in &schemas {
                         self.observe(*task, schema)?;
                     }
+                    self.check_profile()?;
                     held.take().unwrap_or_default()
                 }
                 (event, Some(queue)) => {
@@ -323,6 +331,36 @@ impl Merger {
         let fixed = self.sink.schema().is_some();
         self.schema
             .observe(&self.settings.task_shards[task], schema, fixed)
+    }
+
+    /// Fails the run when the shards' columns, as described, have no form a reader of
+    /// the profile reads exactly: before any row is written. (A final step's columns
+    /// are checked when its first row is.)
+    fn check_profile(&self) -> Result<()> {
+        if self.settings.final_step.is_some() {
+            return Ok(());
+        }
+        self.settings
+            .profile
+            .plan(&self.schema.output())
+            .map(|_| ())
+            .map_err(|e| Error::config(None, e.to_string()))
+    }
+
+    /// The schema the file is started with: the merged schema under the reader
+    /// profile's renderings. Records what the profile did for the report, and logs its
+    /// warnings.
+    fn output_schema(&mut self) -> Result<SchemaRef> {
+        let profile = &self.settings.profile;
+        let plan = profile
+            .plan(&self.schema.output())
+            .map_err(|e| Error::config(None, e.to_string()))?;
+        let notes = crate::types::ReaderNotes::new(profile.readers, &plan);
+        for w in &notes.warnings {
+            tracing::warn!("{}", w.message);
+        }
+        *self.settings.reader_notes.lock().expect("never poisoned") = notes;
+        Ok(plan.schema)
     }
 
     /// Drops a failed task's group in progress and leaves its written groups out of
@@ -391,8 +429,16 @@ impl Merger {
         self.flush_all()?;
         if self.sink.schema().is_none() {
             // No row was written: the file still holds the columns.
-            self.sink.start(self.schema.output())?;
+            let schema = self.output_schema()?;
+            self.sink.start(schema)?;
         }
+        metadata.extend(
+            self.settings
+                .reader_notes
+                .lock()
+                .expect("never poisoned")
+                .metadata(),
+        );
         tracing::debug!(
             "merger: waited {:.2?} for batches, encoded for {:.2?}, closed row groups for {:.2?} ({} encoder threads)",
             self.timings.waiting,

@@ -89,7 +89,7 @@ impl Merger {
             Some(schema) => schema.clone(),
             None => {
                 // The first row: the output's schema is fixed now.
-                let schema = self.schema.output();
+                let schema = self.output_schema()?;
                 self.sink.start(schema.clone())?;
                 schema
             }

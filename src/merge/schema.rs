@@ -176,7 +176,8 @@ fn mismatch(first: &str, other: &str, detail: String) -> Error {
 }
 
 /// The batch in the output's `schema`: the shard column added (when `shard` is given),
-/// untyped NULL columns typed, narrower types cast up to the common type.
+/// untyped NULL columns typed, narrower types cast up to the common type, and columns
+/// a reader profile renders otherwise converted ([`types::convert`]).
 pub(super) fn conform(
     batch: RecordBatch,
     schema: &SchemaRef,
@@ -197,8 +198,9 @@ pub(super) fn conform(
         } else if column.data_type() == &DataType::Null {
             columns.push(new_null_array(want, rows));
         } else {
-            // A narrower type of this shard: `observe` checked that it widens losslessly.
-            columns.push(arrow::compute::cast(column, want)?);
+            // A narrower type of this shard (`observe` checked that it widens
+            // losslessly), or a reader profile's rendering.
+            columns.push(types::convert(column, want)?);
         }
     }
     RecordBatch::try_new(schema.clone(), columns)

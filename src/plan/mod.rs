@@ -570,6 +570,34 @@ pub fn describe_params(config: &JobConfig) -> String {
     out
 }
 
+/// The reader profile as `tributary plan` shows it (`--for`): the renderings it writes
+/// for the readers named. Empty without a profile.
+pub fn describe_readers(config: &JobConfig) -> String {
+    let readers = config.options.readers;
+    if readers.is_empty() {
+        return String::new();
+    }
+    let profile = crate::types::Profile {
+        readers,
+        rules: config.options.types.clone(),
+    };
+    let mut out = format!("for {readers}:");
+    let rules = profile.describe();
+    if rules.is_empty() {
+        out.push_str(" every column as the type table writes it\n");
+        return out;
+    }
+    out.push('\n');
+    for rule in rules {
+        let _ = writeln!(out, "  {rule}");
+    }
+    let _ = writeln!(
+        out,
+        "  (unless a column's own type option says otherwise; columns whose names differ only in case are refused for Spark, Trino and BigQuery)"
+    );
+    out
+}
+
 /// A task's statement, indented under its heading.
 fn write_query(out: &mut String, query: &TaskQuery) {
     match query {

@@ -42,11 +42,14 @@
 //! The table is split by what each part answers: `options` (the rendering choices a
 //! user makes, per job or per column), `postgres` (the table itself: a PostgreSQL type
 //! to the [`PgKind`] the decoder reads and the Arrow type it makes), `unify` (the column
-//! that holds two shards' types exactly) and `sqlite` (SQLite's rule).
+//! that holds two shards' types exactly), `sqlite` (SQLite's rule) and `readers` (the
+//! reader profiles of `--for`: what Spark, Trino, BigQuery, DuckDB and pandas open, and
+//! the exact renderings a profile writes for them).
 
 pub mod mysql;
 mod options;
 mod postgres;
+mod readers;
 mod sqlite;
 mod unify;
 
@@ -58,6 +61,10 @@ pub use options::{
     TypeOptionError, TypeOptions, TypeOverrides, TypeRules, UuidMode,
 };
 pub use postgres::{ColumnPlan, PgKind, TextReason, hstore_entries};
+pub use readers::{
+    Conversion, NoExactForm, Profile, ProfilePlan, Reader, ReaderNotes, ReaderWarning,
+    ReaderWarningNote, Readers, Rendering, Shape, Verdict, convert,
+};
 pub use sqlite::SqliteKind;
 pub use unify::{NUMERIC_TEXT_KEY, unify, unify_fields};
 

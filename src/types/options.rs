@@ -362,6 +362,24 @@ impl TypeRules {
             .or(self.global.array_dims)
     }
 
+    /// Whether the user set option `key` for a column (its own, or the job's), so that
+    /// a reader profile leaves the column's rendering to them.
+    pub fn is_set(&self, name: &str, key: &str) -> bool {
+        let set = |o: &TypeOverrides| match key {
+            "uuid" => o.uuid.is_some(),
+            "array_dims" => o.array_dims.is_some(),
+            "text" => o.text.is_some(),
+            "numeric" => o.numeric.is_some(),
+            "enums" => o.enums.is_some(),
+            "interval" => o.interval.is_some(),
+            "timetz" => o.timetz.is_some(),
+            "infinity" => o.infinity.is_some(),
+            "array_bounds" => o.array_bounds.is_some(),
+            _ => false,
+        };
+        set(&self.global) || self.columns.get(name).is_some_and(set)
+    }
+
     /// The options for a result column: its own, else the job's, else the defaults.
     pub fn for_column(&self, name: &str) -> TypeOptions {
         let options = self.global.apply(TypeOptions::default());

@@ -21,6 +21,7 @@ mod output;
 mod params;
 mod partitions;
 mod postgres;
+mod profiles;
 mod progress;
 mod proxy;
 mod readers;

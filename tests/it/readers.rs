@@ -1,5 +1,6 @@
-//! The independent readers: a Python virtual environment with pyarrow, pandas, polars and
-//! DuckDB, and the Prometheus client's parser for metrics files (pinned in
+//! The independent readers: a Python virtual environment with pyarrow, pandas, polars,
+//! DuckDB and PySpark (local mode, on the machine's Java), and the Prometheus client's
+//! parser for metrics files (pinned in
 //! `tests/readers/requirements.txt`), made under `target/` on first use
 //! and reused while the requirements are unchanged. Made once per machine and guarded by
 //! a file lock, so concurrent test processes wait for one another rather than race.
@@ -12,6 +13,7 @@ use std::sync::OnceLock;
 
 const REQUIREMENTS: &str = "tests/readers/requirements.txt";
 pub const CHECK_SCRIPT: &str = "tests/readers/check.py";
+const SPARK_SCRIPT: &str = "tests/readers/spark.py";
 const METRICS_SCRIPT: &str = "tests/readers/metrics.py";
 
 fn root() -> PathBuf {
@@ -109,6 +111,49 @@ pub fn check(parquet: &Path, expected: &serde_json::Value) -> String {
     assert!(
         out.status.success(),
         "the readers disagree with PostgreSQL:\n{report}"
+    );
+    report
+}
+
+/// Checks each `(parquet, expected)` with PySpark, all in one Spark session (its start
+/// takes seconds): every value as PostgreSQL returned it (see `tests/readers/spark.py`).
+/// Returns the script's report (Spark's types); panics with the mismatches, if any.
+pub fn spark(files: &[(&Path, &serde_json::Value)]) -> String {
+    let dir = target_dir().join("py-readers-last");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut args = Vec::new();
+    for (i, (parquet, expected)) in files.iter().enumerate() {
+        let kept = dir.join(format!(
+            "spark-{i}-{}",
+            parquet.file_name().unwrap().to_string_lossy()
+        ));
+        std::fs::copy(parquet, &kept).unwrap();
+        let expected_path = dir.join(format!("spark-{i}-expected.json"));
+        std::fs::write(&expected_path, serde_json::to_vec_pretty(expected).unwrap()).unwrap();
+        args.push(expected_path);
+        args.push(kept);
+    }
+    let started = std::time::Instant::now();
+    let out = Command::new(python())
+        .arg(root().join(SPARK_SCRIPT))
+        .args(&args)
+        // Spark hands nested timestamps to Python in the local zone.
+        .env("TZ", "UTC")
+        .output()
+        .expect("running the Spark check (needs Java 17 or later on PATH)");
+    let report = format!(
+        "{}{}spark check took {:.1?}\n",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.contains("WARN") && !l.trim().is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+        started.elapsed()
+    );
+    assert!(
+        out.status.success(),
+        "Spark disagrees with PostgreSQL:\n{report}"
     );
     report
 }

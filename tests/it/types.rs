@@ -772,6 +772,235 @@ fn fixture_sql(cols: &[Col]) -> String {
     sql
 }
 
+/// What PostgreSQL says, column by column, in the canonical form, and the type each
+/// reader reports; `overrides` replaces the expected SQL (when given) and the types of
+/// some columns: (column, expected SQL, types).
+async fn expected(
+    cols: &[Col],
+    db: &str,
+    overrides: &[(&str, Option<&str>, [&str; 4])],
+) -> serde_json::Value {
+    let client = harness::connect(&harness::db(db)).await;
+    let mut expected = Vec::new();
+    for c in cols {
+        let over = overrides.iter().find(|(name, ..)| *name == c.name);
+        let expr = over
+            .and_then(|(_, sql, _)| *sql)
+            .unwrap_or(c.expected)
+            .replace("{c}", c.name);
+        let sql = format!(
+            "SELECT CASE WHEN num_nulls({name}) = 1 THEN NULL ELSE to_json(({expr})) END FROM fixture ORDER BY id",
+            name = c.name
+        );
+        let rows = client
+            .query(&sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("expected values of {}: {e:?}", c.name));
+        let values: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                r.get::<_, Option<serde_json::Value>>(0)
+                    .unwrap_or(serde_json::Value::Null)
+            })
+            .collect();
+        let [pyarrow, pandas, polars, duckdb] = over.map_or(c.types, |(.., types)| *types);
+        let mut types = serde_json::json!({"pyarrow": pyarrow, "pandas": pandas, "polars": polars, "duckdb": duckdb});
+        if let Some((_, spark)) = SPARK_TYPES.iter().find(|(name, _)| *name == c.name)
+            && !overrides.is_empty()
+        {
+            types["spark"] = serde_json::json!(spark);
+        }
+        expected.push(serde_json::json!({
+            "name": c.name,
+            "types": types,
+            "values": values,
+        }));
+    }
+    serde_json::json!({ "columns": expected })
+}
+
+/// The fixture's columns the Spark profile writes otherwise: (column, expected SQL when
+/// the values change, the types pyarrow, pandas, polars and DuckDB then report).
+const FOR_SPARK: &[(&str, Option<&str>, [&str; 4])] = &[
+    ("u", Some(TEXT), ["string", "str", "String", "VARCHAR"]),
+    ("tm", None, ["int64", "float64", "Int64", "BIGINT"]),
+    (
+        "tz_time",
+        None,
+        [
+            "struct<time: int64, utc_offset: int32>",
+            "object",
+            "Struct({'time': Int64, 'utc_offset': Int32})",
+            "STRUCT(\"time\" BIGINT, utc_offset INTEGER)",
+        ],
+    ),
+    ("tz_time_utc", None, ["int64", "float64", "Int64", "BIGINT"]),
+];
+
+/// What Spark reports for the fixture's columns written with `--for spark`.
+const SPARK_TYPES: &[(&str, &str)] = &[
+    ("b", "boolean"),
+    ("i2", "smallint"),
+    ("i4", "int"),
+    ("i8", "bigint"),
+    ("o", "bigint"),
+    ("f4", "float"),
+    ("f8", "double"),
+    ("n", "decimal(12,3)"),
+    ("n38", "decimal(38,10)"),
+    ("nu", "string"),
+    ("nf", "double"),
+    ("nd", "decimal(20,4)"),
+    ("m", "decimal(19,2)"),
+    ("t", "string"),
+    ("bp", "string"),
+    ("ch", "string"),
+    ("ci", "string"),
+    ("x", "string"),
+    ("j", "string"),
+    ("jb", "string"),
+    ("by", "binary"),
+    ("d", "date"),
+    ("d_inf", "date"),
+    ("tm", "bigint"),
+    ("tz_time", "struct<time:bigint,utc_offset:int>"),
+    ("tz_time_utc", "bigint"),
+    ("ts", "timestamp_ntz"),
+    ("tstz", "timestamp"),
+    ("ts_inf_null", "timestamp_ntz"),
+    ("ts_inf_clamp", "timestamp"),
+    ("iv", "struct<months:int,days:int,microseconds:bigint>"),
+    ("iv_dur", "bigint"),
+    ("u", "string"),
+    ("u_str", "string"),
+    ("ip", "string"),
+    ("ip6", "string"),
+    ("net", "string"),
+    ("mac", "string"),
+    ("mac8", "string"),
+    ("bits", "string"),
+    ("pt", "struct<x:double,y:double>"),
+    ("hs", "map<string,string>"),
+    ("lt", "string"),
+    ("tsv", "string"),
+    ("lsn", "string"),
+    ("e", "string"),
+    ("e_dict", "string"),
+    ("dom", "int"),
+    ("dom_text", "string"),
+    (
+        "comp",
+        "struct<n:int,s:string,ok:boolean,tags:array<string>>",
+    ),
+    ("a_i4", "array<int>"),
+    ("a_text", "array<string>"),
+    ("a_2d", "array<array<bigint>>"),
+    ("a_num", "array<decimal(10,2)>"),
+    ("a_tstz", "array<timestamp>"),
+    ("a_uuid", "array<string>"),
+    ("a_mood", "array<string>"),
+    (
+        "a_comp",
+        "array<struct<n:int,s:string,ok:boolean,tags:array<string>>>",
+    ),
+    (
+        "r_i4",
+        "struct<lower:int,upper:int,lower_inclusive:boolean,upper_inclusive:boolean,empty:boolean>",
+    ),
+    (
+        "r_ts",
+        "struct<lower:timestamp,upper:timestamp,lower_inclusive:boolean,upper_inclusive:boolean,empty:boolean>",
+    ),
+    (
+        "r_num",
+        "struct<lower:string,upper:string,lower_inclusive:boolean,upper_inclusive:boolean,empty:boolean>",
+    ),
+    (
+        "mr",
+        "array<struct<lower:date,upper:date,lower_inclusive:boolean,upper_inclusive:boolean,empty:boolean>>",
+    ),
+    ("as_text", "string"),
+    ("all_null", "int"),
+];
+
+/// Every column of the type suite, written with `--for spark`: PySpark reads every value
+/// as PostgreSQL returns it, and so do pyarrow, pandas, polars and DuckDB.
+#[tokio::test]
+async fn every_type_written_for_spark_reads_back_in_pyspark_and_the_other_readers() {
+    let cols = columns();
+    let url = harness::database("types_spark", &fixture_sql(&cols)).await;
+    let names: Vec<&str> = cols.iter().map(|c| c.name).collect();
+    let sql = format!("SELECT {} FROM fixture ORDER BY id", names.join(", "));
+    let mut job = Job::new(&sql, &[("only", &url)]);
+    for c in &cols {
+        for (key, value) in c.options {
+            job.args
+                .column_types
+                .push((c.name.into(), (*key).into(), (*value).into()));
+        }
+    }
+    job.args.readers = vec!["spark".into()];
+    let (report, result) = job.run().await;
+    result.unwrap();
+    let readers = report.readers.as_ref().expect("the profile's notes");
+    assert_eq!(readers.readers, ["spark"]);
+    let converted: Vec<&str> = readers
+        .conversions
+        .iter()
+        .map(|c| c.column.as_str())
+        .collect();
+    assert_eq!(converted, ["tm", "tz_time.time", "tz_time_utc", "u"]);
+    assert!(readers.warnings.is_empty(), "{:?}", readers.warnings);
+    let meta = harness::parquet_metadata(&job.output());
+    assert_eq!(meta["tributary.for"], "spark");
+    assert!(
+        meta["tributary.conversions"]
+            .contains("\"u\":\"uuid (Parquet UUID) as 36-character text\""),
+        "{}",
+        meta["tributary.conversions"]
+    );
+
+    let expected = expected(&cols, "types_spark", FOR_SPARK).await;
+    eprintln!("{}", readers::check(&job.output(), &expected));
+
+    // In the same Spark session: what the reader table says of Spark, on files written
+    // without the profile (refused: uuid, time, names equal but for case), and xid8,
+    // which Spark reads as decimal(20,0) itself.
+    let mut files = vec![(job.output(), expected)];
+    for (i, (sql, error)) in [
+        ("SELECT u FROM fixture", "PARQUET_TYPE_ILLEGAL"),
+        ("SELECT tm FROM fixture", "UNSUPPORTED_TIME_TYPE"),
+        (
+            "SELECT id, i4 AS \"ID\" FROM fixture",
+            "COLUMN_ALREADY_EXISTS",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut refused = Job::new(sql, &[("only", &url)]);
+        refused.args.output = Some(job.dir.path().join(format!("refused-{i}.parquet")));
+        refused.run_ok().await;
+        files.push((refused.output(), serde_json::json!({ "error": error })));
+    }
+    let mut x8 = Job::new(
+        "SELECT x8 FROM (VALUES (1, '18446744073709551615'::xid8), (2, NULL), (3, '0')) AS v(i, x8) ORDER BY i",
+        &[("only", &url)],
+    );
+    x8.args.output = Some(job.dir.path().join("xid8.parquet"));
+    x8.args.readers = vec!["spark".into()];
+    x8.run_ok().await;
+    let x8_expected = serde_json::json!({"columns": [{
+        "name": "x8",
+        "types": {"spark": "decimal(20,0)"},
+        "values": ["18446744073709551615", null, "0"],
+    }]});
+    files.push((x8.output(), x8_expected));
+    let files: Vec<(&std::path::Path, &serde_json::Value)> =
+        files.iter().map(|(p, e)| (p.as_path(), e)).collect();
+    eprintln!("{}", readers::spark(&files));
+}
+
 #[tokio::test]
 async fn every_type_reads_back_in_pyarrow_pandas_polars_and_duckdb_as_postgres_returns_it() {
     let cols = columns();
@@ -795,34 +1024,7 @@ async fn every_type_reads_back_in_pyarrow_pandas_polars_and_duckdb_as_postgres_r
     plain_job.args.dictionary = Some(false);
     assert_eq!(concat(&plain_job.run_ok().await).num_rows(), ROWS);
 
-    // What PostgreSQL says, column by column, in the canonical form.
-    let client = harness::connect(&harness::db("types_readers")).await;
-    let mut expected = Vec::new();
-    for c in &cols {
-        let expr = c.expected.replace("{c}", c.name);
-        let sql = format!(
-            "SELECT CASE WHEN num_nulls({name}) = 1 THEN NULL ELSE to_json(({expr})) END FROM fixture ORDER BY id",
-            name = c.name
-        );
-        let rows = client
-            .query(&sql, &[])
-            .await
-            .unwrap_or_else(|e| panic!("expected values of {}: {e:?}", c.name));
-        let values: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|r| {
-                r.get::<_, Option<serde_json::Value>>(0)
-                    .unwrap_or(serde_json::Value::Null)
-            })
-            .collect();
-        let [pyarrow, pandas, polars, duckdb] = c.types;
-        expected.push(serde_json::json!({
-            "name": c.name,
-            "types": {"pyarrow": pyarrow, "pandas": pandas, "polars": polars, "duckdb": duckdb},
-            "values": values,
-        }));
-    }
-    let expected = serde_json::json!({ "columns": expected });
+    let expected = expected(&cols, "types_readers", &[]).await;
     for job in [&job, &plain_job] {
         let report = readers::check(&job.output(), &expected);
         eprintln!("{report}");
