@@ -14,6 +14,12 @@
 //! what a value means.
 
 use super::template::{SqlError, TemplatePart};
+use super::text::skip_quoted;
+
+/// Where `needle` first occurs in `b` at or past `from`.
+fn find(b: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    super::text::find(b.get(from..)?, needle).map(|p| from + p)
+}
 
 /// Lexes `sql` into text and parameter references. A trailing `;` ends the text: after
 /// it only blanks, comments and more `;` may follow.
@@ -52,9 +58,11 @@ pub(super) fn lex(sql: &str) -> Result<Vec<TemplatePart>, SqlError> {
         has_code = true;
         i = match c {
             b'\'' | b'"' => {
-                skip_quoted(b, i, true).ok_or(SqlError::Unterminated("string literal"))?
+                skip_quoted(b, i, c, true).ok_or(SqlError::Unterminated("string literal"))?
             }
-            b'`' => skip_quoted(b, i, false).ok_or(SqlError::Unterminated("quoted identifier"))?,
+            b'`' => {
+                skip_quoted(b, i, b'`', false).ok_or(SqlError::Unterminated("quoted identifier"))?
+            }
             b':' if b
                 .get(i + 1)
                 .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_') =>
@@ -96,34 +104,6 @@ fn dash_comment(b: &[u8], i: usize) -> bool {
 
 fn is_name(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80
-}
-
-/// The end (past the closing quote) of the quoted run opening at `open`, where a doubled
-/// quote stays inside and, with `backslash`, a backslash escapes the next byte.
-fn skip_quoted(b: &[u8], open: usize, backslash: bool) -> Option<usize> {
-    let quote = b[open];
-    let mut i = open + 1;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if backslash => i += 2,
-            c if c == quote => {
-                if b.get(i + 1) == Some(&quote) {
-                    i += 2;
-                } else {
-                    return Some(i + 1);
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    None
-}
-
-fn find(b: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    b.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| from + p)
 }
 
 #[cfg(test)]

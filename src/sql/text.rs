@@ -341,7 +341,12 @@ fn skip_identifier(b: &[u8], open: usize, quote: u8) -> Result<usize, SqlError> 
 
 /// Skips a quoted run starting at `start` (the opening quote); doubled quotes stay inside.
 /// Returns the index after the closing quote.
-fn skip_quoted(b: &[u8], start: usize, quote: u8, backslash_escapes: bool) -> Option<usize> {
+pub(super) fn skip_quoted(
+    b: &[u8],
+    start: usize,
+    quote: u8,
+    backslash_escapes: bool,
+) -> Option<usize> {
     let mut i = start + 1;
     while i < b.len() {
         if backslash_escapes && b[i] == b'\\' {
@@ -393,7 +398,7 @@ fn dollar_tag(b: &[u8], i: usize) -> Option<usize> {
     (b.get(j) == Some(&b'$')).then_some(j + 1 - i)
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(super) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
