@@ -285,15 +285,7 @@ async fn signals_cancel_every_statement_and_leave_nothing() {
             assert!(Instant::now() < deadline, "the query never started");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(
-            Command::new("kill")
-                .args([&format!("-{signal}"), &child.id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+        let out = harness::signal_and_wait(child, signal, code);
         assert!(stderr(&out).contains("interrupted"));
         assert!(!dir.path().join("out.parquet").exists());
         harness::assert_no_temporaries(dir.path());

@@ -423,3 +423,18 @@ pub fn assert_timed_out(report: &RunReport, index: usize) {
         "task {index} did not time out: {report}"
     );
 }
+
+/// Sends `signal` (`"INT"`, `"TERM"`) to `child`, waits for it and checks that it exited
+/// with `code`; returns its output.
+pub fn signal_and_wait(child: std::process::Child, signal: &str, code: i32) -> Output {
+    assert!(
+        std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+    out
+}

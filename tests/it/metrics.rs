@@ -2,7 +2,7 @@
 //! a run, successful or not, read back with the Prometheus client's own parser.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
@@ -254,20 +254,7 @@ async fn an_interrupted_run_leaves_its_metrics() {
         assert!(Instant::now() < deadline, "the query never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(exit::TERMINATED),
-        "{}",
-        stderr(&out)
-    );
+    harness::signal_and_wait(child, "TERM", exit::TERMINATED);
     let metrics = readers::prometheus(&dir.path().join("run.prom"));
     // Named after the query file, as there is no job file.
     assert_eq!(

@@ -617,20 +617,7 @@ async fn sigint_exits_130_and_kills_the_statement() {
         assert!(Instant::now() < deadline, "the query never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(exit::INTERRUPTED),
-        "{}",
-        stderr(&out)
-    );
+    harness::signal_and_wait(child, "INT", exit::INTERRUPTED);
     assert!(!dir.path().join("out.parquet").exists());
     assert_gone(marker, Duration::from_secs(2)).await;
 }
