@@ -293,6 +293,12 @@ pub struct RunCommand {
     #[arg(short, long, value_name = "OUT.parquet")]
     pub output: Option<PathBuf>,
 
+    /// An option of a remote output (repeatable): `region=eu-west-1`,
+    /// `endpoint=http://127.0.0.1:9000`, `part_size=16MiB`, ... (see README, "Remote
+    /// outputs").
+    #[arg(long = "storage-option", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub storage_options: Vec<(String, String)>,
+
     /// A query parameter (repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
@@ -564,6 +570,7 @@ impl From<RunCommand> for RunArgs {
             job: c.job,
             shards: c.shards,
             output: c.output,
+            storage_options: c.storage_options,
             params: c.params,
             as_of: c.as_of,
             timezone: c.timezone,

@@ -26,6 +26,9 @@ pub(super) struct JobFile {
     /// A shards file's path, or the `[shards]` table itself.
     pub shards: Option<toml::Value>,
     pub output: Option<PathBuf>,
+    /// `[storage]`: options of a remote output (`region`, `endpoint`, `part_size`, ...).
+    #[serde(default)]
+    pub storage: toml::Table,
     #[serde(default)]
     pub params: toml::Table,
     /// The instant relative dates are evaluated against: a TOML date or date-time, or

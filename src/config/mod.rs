@@ -18,6 +18,7 @@ pub mod partition;
 mod pgpass;
 mod resolve;
 pub mod shards;
+pub mod storage;
 mod type_options;
 pub mod values;
 
@@ -36,6 +37,7 @@ use crate::types::TypeRules;
 pub use output::{Split, manifest_path, part_path};
 pub use partition::{PageSplit, PartitionSettingError, PartitionSpec};
 pub use shards::{ShardConfig, SourceConfig};
+pub use storage::{ObjectOutput, StorageError};
 pub use type_options::TypeOptionsError;
 pub use values::SettingError;
 
@@ -65,6 +67,8 @@ pub struct RunArgs {
     pub job: Option<PathBuf>,
     pub shards: Option<PathBuf>,
     pub output: Option<PathBuf>,
+    /// `--storage-option KEY=VALUE` pairs, in the order given (over the job's `[storage]`).
+    pub storage_options: Vec<(String, String)>,
     /// `name=value` pairs, in the order given.
     pub params: Vec<(String, String)>,
     /// `--as-of DATE|TIMESTAMP`: the instant relative dates are evaluated against.
@@ -151,7 +155,10 @@ pub struct JobConfig {
     /// output's metadata show where a value came from.
     pub relative: BTreeMap<String, String>,
     pub shards: Vec<ShardConfig>,
+    /// The local output path; for a remote output, where it is staged while it uploads.
     pub output: PathBuf,
+    /// The output in object storage, when the output is given as such a URL.
+    pub remote: Option<ObjectOutput>,
     pub options: RunOptions,
     /// How the shards' results are combined.
     pub combine: Combine,
@@ -304,6 +311,14 @@ impl JobConfig {
     /// The IANA name of the zone relative dates were evaluated in (`UTC`, `Europe/Berlin`).
     pub fn timezone(&self) -> &'static str {
         self.as_of.timezone().name()
+    }
+
+    /// The output as the user gave it: the path, or the remote output's URL.
+    pub fn output_display(&self) -> String {
+        match &self.remote {
+            Some(remote) => remote.display(),
+            None => self.output.display().to_string(),
+        }
     }
 
     /// The first file the run writes: the output, or its part 0 when the output is split.

@@ -14,6 +14,7 @@ use parquet::file::properties::EnabledStatistics;
 
 use super::job_file::{LoadedJob, SnapshotSetting};
 use super::partition::{self, PartitionSpec};
+use super::storage::{self, ObjectOutput, OutputUrl, StorageError};
 use super::type_options::resolve_types;
 use super::values::{choice, default_compression, parse_compression, parse_duration, parse_size};
 use super::{
@@ -39,7 +40,7 @@ pub(super) fn resolve(args: RunArgs, needs_output: bool) -> Result<JobConfig> {
     let query = Query::read(&args, &job, mysql)?;
     let as_of = as_of(&args, &job)?;
     let Resolved { params, relative } = params(&args, &job, &query, &as_of)?;
-    let output = output(&args, &job, needs_output, &params)?;
+    let (output, remote) = output(&args, &job, needs_output, &params)?;
     let options = options(&args, &job)?;
     check(&options, &shards, &query, &job)?;
     let combine = combine(&args, &job, &query, &params, &shards, &options)?;
@@ -60,6 +61,7 @@ pub(super) fn resolve(args: RunArgs, needs_output: bool) -> Result<JobConfig> {
         relative,
         shards,
         output,
+        remote,
         options,
         combine,
         ledger,
@@ -254,12 +256,54 @@ fn shards(args: &RunArgs, job: &LoadedJob) -> Result<Vec<ShardConfig>> {
 }
 
 /// The output path, its template (`{name}`) filled in with the parameters; empty when
-/// none is given and none is needed.
-fn output(args: &RunArgs, job: &LoadedJob, needs_output: bool, params: &Params) -> Result<PathBuf> {
+/// none is given and none is needed. An object-store URL gives the path it is staged at
+/// and the remote output (see `storage`).
+fn output(
+    args: &RunArgs,
+    job: &LoadedJob,
+    needs_output: bool,
+    params: &Params,
+) -> Result<(PathBuf, Option<ObjectOutput>)> {
     let expand = |template: &Path| {
         super::output::expand(template, params)
             .map_err(|e| job.error(format!("output {}: {e}", template.display())))
     };
+    let mut options = Vec::new();
+    for (key, value) in &job.file.storage {
+        let value = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(job.error(format!(
+                    "storage.{key}: `{other}` is not text, a number or a boolean"
+                )));
+            }
+        };
+        options.push((key.clone(), value));
+    }
+    options.extend(args.storage_options.iter().cloned());
+    let given = args.output.as_ref().or(job.file.output.as_ref());
+    if let Some(template) = given
+        && storage::is_url(&template.to_string_lossy())
+    {
+        let text = expand(template)?.to_string_lossy().into_owned();
+        let error = |e: StorageError| match args.output {
+            Some(_) => Error::config(None, format!("-o {e}")),
+            None => job.error(format!("output: {e}")),
+        };
+        return match storage::parse_output(&text, &options).map_err(error)? {
+            OutputUrl::Local(path) => Ok((path, None)),
+            OutputUrl::Object(remote) => Ok((remote.staging_path(), Some(*remote))),
+        };
+    }
+    if !options.is_empty() {
+        let shown = given.map_or(String::new(), |p| p.display().to_string());
+        return Err(Error::config(
+            None,
+            StorageError::NotRemote(shown).to_string(),
+        ));
+    }
     let output = match (&args.output, &job.file.output) {
         (Some(output), _) => expand(output)?,
         (None, Some(output)) => job.path_in(&expand(output)?),
@@ -275,7 +319,7 @@ fn output(args: &RunArgs, job: &LoadedJob, needs_output: bool, params: &Params) 
             format!("output {} must name a file", output.display()),
         ));
     }
-    Ok(output)
+    Ok((output, None))
 }
 
 /// The instant relative dates are evaluated against: `--as-of`, else the job's `as_of`,

@@ -313,7 +313,13 @@ pub async fn execute(
         }
     }
     // The output's directory is checked (and its temporary file made) before any query
-    // runs.
+    // runs; a remote output's bucket is reached.
+    if let Some(remote) = &config.remote
+        && let Err(e) = sink::object::check(remote).await
+    {
+        close(sessions).await;
+        return (reports.finish(None), Err(e));
+    }
     let sink = match sink::open(config) {
         Ok(sink) => sink,
         Err(e) => {

@@ -24,7 +24,10 @@ pub fn identity(config: &JobConfig) -> String {
             .map(|(name, value)| (name.clone(), serde_json::Value::String(value.to_string())))
             .collect::<serde_json::Map<_, _>>(),
         "shards": shards_json(config),
-        "output": absolute(&config.output),
+        "output": match &config.remote {
+            Some(remote) => serde_json::json!(remote.display()),
+            None => serde_json::json!(absolute(&config.output)),
+        },
         "combine": combine,
         "shard_column": o.shard_column,
         "compression": format!("{:?}", o.compression),

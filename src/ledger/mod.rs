@@ -63,6 +63,11 @@ fn migrator() -> Migrator {
             "task bytes",
             include_str!("../../migrations/ledger/0003_task_bytes.sql"),
         ),
+        migration(
+            4,
+            "output e_tag",
+            include_str!("../../migrations/ledger/0004_output_e_tag.sql"),
+        ),
     ])
 }
 
@@ -166,14 +171,19 @@ pub struct OutputRow {
     pub path: String,
     pub bytes: i64,
     pub sha256: String,
+    /// A remote output object's entity tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
 }
 
-/// A file a run wrote, as it was committed.
+/// A file a run wrote, as it was committed: a local path or a remote output's URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRecord {
     pub path: PathBuf,
     pub bytes: u64,
     pub sha256: String,
+    /// The entity tag of an object in object storage.
+    pub e_tag: Option<String>,
 }
 
 impl FileRecord {
@@ -202,6 +212,7 @@ impl FileRecord {
             path: path.to_owned(),
             bytes,
             sha256,
+            e_tag: None,
         })
     }
 }
@@ -317,7 +328,10 @@ impl Ledger {
             lock,
             took_over,
         };
-        if !force && let Some((previous, ended_at, files)) = self.intact(&started.identity).await? {
+        if !force
+            && let Some((previous, ended_at, files)) =
+                self.intact(&started.identity, config).await?
+        {
             self.end_skipped(&started, previous).await?;
             return Ok(Begin::Done {
                 run: started.run,
@@ -331,7 +345,11 @@ impl Ledger {
 
     /// The last successful run of `identity`, if every file it wrote is still there with
     /// the size and SHA-256 it was committed with.
-    async fn intact(&self, identity: &str) -> Result<Option<(i64, String, Vec<PathBuf>)>> {
+    async fn intact(
+        &self,
+        identity: &str,
+        config: &JobConfig,
+    ) -> Result<Option<(i64, String, Vec<PathBuf>)>> {
         let Some(row) = sqlx::query(
             "SELECT id, ended_at FROM runs WHERE identity = ? AND status = 'succeeded' \
              ORDER BY id DESC LIMIT 1",
@@ -352,13 +370,16 @@ impl Ledger {
         let mut files = Vec::new();
         for output in outputs {
             let path = PathBuf::from(&output.path);
-            let same = tokio::task::spawn_blocking({
-                let path = path.clone();
-                move || FileRecord::of(&path)
-            })
-            .await
-            .expect("hashing does not panic")
-            .is_ok_and(|f| f.bytes == output.bytes as u64 && f.sha256 == output.sha256);
+            let same = match &config.remote {
+                Some(remote) => remote_intact(remote, &output).await,
+                None => tokio::task::spawn_blocking({
+                    let path = path.clone();
+                    move || FileRecord::of(&path)
+                })
+                .await
+                .expect("hashing does not panic")
+                .is_ok_and(|f| f.bytes == output.bytes as u64 && f.sha256 == output.sha256),
+            };
             if !same {
                 tracing::info!(
                     "{} is missing or changed since run {previous} wrote it: running again",
@@ -464,12 +485,14 @@ impl Ledger {
             }
             for file in files {
                 sqlx::query(
-                    "INSERT INTO outputs (run_id, path, bytes, sha256) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO outputs (run_id, path, bytes, sha256, e_tag) \
+                     VALUES (?, ?, ?, ?, ?)",
                 )
                 .bind(started.run)
                 .bind(file.path.display().to_string())
                 .bind(file.bytes as i64)
                 .bind(&file.sha256)
+                .bind(&file.e_tag)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -593,21 +616,42 @@ impl Ledger {
     }
 
     async fn outputs(&self, run: i64) -> Result<Vec<OutputRow>> {
-        Ok(
-            sqlx::query("SELECT path, bytes, sha256 FROM outputs WHERE run_id = ? ORDER BY path")
-                .bind(run)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.error(e))?
-                .iter()
-                .map(|r| OutputRow {
-                    path: r.get(0),
-                    bytes: r.get(1),
-                    sha256: r.get(2),
-                })
-                .collect(),
+        Ok(sqlx::query(
+            "SELECT path, bytes, sha256, e_tag FROM outputs WHERE run_id = ? ORDER BY path",
         )
+        .bind(run)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.error(e))?
+        .iter()
+        .map(|r| OutputRow {
+            path: r.get(0),
+            bytes: r.get(1),
+            sha256: r.get(2),
+            e_tag: r.get(3),
+        })
+        .collect())
     }
+}
+
+/// Whether the object a remote output wrote is still there as it was committed: the
+/// same size and entity tag (an object written again gets a new one). Nothing is read
+/// back.
+async fn remote_intact(remote: &crate::config::ObjectOutput, output: &OutputRow) -> bool {
+    use object_store::ObjectStoreExt;
+    let (Some(e_tag), Ok(url)) = (&output.e_tag, url::Url::parse(&output.path)) else {
+        return false;
+    };
+    let Ok(key) = object_store::path::Path::from_url_path(url.path()) else {
+        return false;
+    };
+    let Ok(store) = crate::sink::object::store(remote) else {
+        return false;
+    };
+    store
+        .head(&key)
+        .await
+        .is_ok_and(|meta| meta.size == output.bytes as u64 && meta.e_tag.as_ref() == Some(e_tag))
 }
 
 /// Inside the ledger's write transaction on `conn`: takes `lock` for a new run of `config`

@@ -87,6 +87,17 @@ pub async fn run_recorded(
     }
     let (report, result) = crate::run(config, interactive, interrupt).await;
     let files = match (&result, &report.output) {
+        // A remote output's objects, as they were sent (nothing is read back).
+        (Ok(()), Some(output)) if !output.remote.is_empty() => Ok(output
+            .remote
+            .iter()
+            .map(|o| FileRecord {
+                path: PathBuf::from(&o.url),
+                bytes: o.bytes,
+                sha256: o.sha256.clone(),
+                e_tag: o.e_tag.clone(),
+            })
+            .collect()),
         (Ok(()), Some(output)) => {
             let paths: Vec<PathBuf> = output
                 .files

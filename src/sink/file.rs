@@ -58,6 +58,11 @@ impl FileSink {
         })
     }
 
+    /// The open file's handle, if one is open.
+    pub(super) fn open_handle(&self) -> Option<&std::fs::File> {
+        self.open.as_ref().map(ParquetFile::handle)
+    }
+
     /// The open file, opening the next one (a split output's) if there is none.
     fn open_file(&mut self) -> Result<&mut ParquetFile> {
         if self.open.is_none() {

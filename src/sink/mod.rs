@@ -4,8 +4,8 @@
 //! everything about the files: preparing them before any query runs (the directory,
 //! a locked temporary, stale temporaries removed, the Parquet writer properties),
 //! appending row groups, leaving out the groups of failed task attempts, and the commit.
-//! [`Sink`] is that seam; a local file (or a split set of them, [`FileSink`]) is its one
-//! kind today.
+//! [`Sink`] is that seam; a local file (or a split set of them, [`FileSink`]) is one
+//! kind, an object in S3, GCS or Azure Blob (staged locally, `object`) the other.
 //!
 //! A local file is written to a temporary file beside the target, fsynced, and renamed
 //! into place only when the run commits; the directory is fsynced after the rename. Until
@@ -20,6 +20,8 @@
 
 mod dictionary;
 mod file;
+mod gcs;
+pub mod object;
 mod parquet;
 mod properties;
 mod split;
@@ -104,7 +106,10 @@ pub trait Sink: Send {
 /// run's locked temporary.
 #[must_use = "dropping a sink removes its temporary files"]
 pub fn open(config: &JobConfig) -> Result<Box<dyn Sink>> {
-    Ok(Box::new(FileSink::create(config)?))
+    match &config.remote {
+        Some(remote) => Ok(Box::new(object::ObjectSink::create(config, remote)?)),
+        None => Ok(Box::new(FileSink::create(config)?)),
+    }
 }
 
 /// The column writers of a new row group, and which leaf columns they write without a
@@ -134,7 +139,8 @@ pub struct RowGroupId {
 /// What was written.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct OutputSummary {
-    /// The output path (the first file's when the output is split).
+    /// The output path (the first file's when the output is split); a remote output's
+    /// URL.
     pub path: PathBuf,
     /// Every file written, in order (one unless the output is split).
     pub files: Vec<PathBuf>,
@@ -147,4 +153,17 @@ pub struct OutputSummary {
     /// Bytes of row groups left out (written by task attempts that failed), which stay in
     /// the files unreferenced by their footers; included in `bytes`.
     pub unreferenced_bytes: u64,
+    /// The objects a remote output wrote (its parts, then its manifest), as uploaded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote: Vec<RemoteObject>,
+}
+
+/// An object a remote output wrote: its URL, size, SHA-256 of the bytes sent and the
+/// entity tag the store gave it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RemoteObject {
+    pub url: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub e_tag: Option<String>,
 }

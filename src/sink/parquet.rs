@@ -62,6 +62,11 @@ impl ParquetFile {
         })
     }
 
+    /// The file's handle (for reading back what was written).
+    pub(super) fn handle(&self) -> &File {
+        &self.temp.file
+    }
+
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -172,6 +177,7 @@ impl ParquetFile {
             row_groups,
             bytes,
             unreferenced_bytes,
+            remote: Vec::new(),
         })
     }
 

@@ -74,6 +74,7 @@ pub fn commit_parts(
         row_groups: 0,
         bytes: 0,
         unreferenced_bytes: 0,
+        remote: Vec::new(),
     };
     let mut listed = Vec::with_capacity(kept.len());
     for (i, part) in kept.into_iter().enumerate() {

@@ -27,5 +27,6 @@ mod proxy;
 mod readers;
 mod readonly;
 mod sqlite;
+mod storage;
 mod tls;
 mod types;

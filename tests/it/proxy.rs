@@ -24,6 +24,8 @@ pub enum Fault {
     ResetAfter(usize),
     /// Accept, never connect upstream, never answer.
     BlackHole,
+    /// After this many bytes from the client (an upload's), close both sides.
+    CutUploadAfter(usize),
 }
 
 pub struct Proxy {
@@ -112,6 +114,26 @@ async fn serve(mut client: TcpStream, fault: Fault, upstream: u16) {
     }
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();
+    if let Fault::CutUploadAfter(limit) = fault {
+        // Forward `limit` bytes up, then drop every half: both connections close.
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut sent = 0usize;
+        let down = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut ur, &mut cw).await;
+        });
+        while sent < limit {
+            let n = match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n.min(limit - sent),
+            };
+            if uw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            sent += n;
+        }
+        down.abort();
+        return;
+    }
     let up = tokio::spawn(async move {
         let _ = tokio::io::copy(&mut cr, &mut uw).await;
         let _ = uw.shutdown().await;

@@ -1,0 +1,495 @@
+//! The object-store sink: the output staged locally as a [`FileSink`] writes it, and
+//! uploaded to S3, GCS or Azure Blob as a multipart upload.
+//!
+//! One file streams out while the run goes on: each time the staged file has grown by
+//! another part (`part_size`), that part is read back and sent, at most
+//! `upload_concurrency` parts at once (the merger waits when more are in flight, so memory
+//! stays bounded by the parts in flight). The bytes of a Parquet file never change once
+//! written, except past the last row group, where the footer goes at commit (see
+//! `parquet`): the commit sends what is left and completes the upload. Only a completed
+//! multipart upload creates an object, so nothing appears at the target before the
+//! commit, and an object already there is untouched until then. A run that fails, is
+//! interrupted, or whose commit fails aborts its upload, which deletes the parts already
+//! sent.
+//!
+//! A split output's parts are uploaded at commit, each as its own multipart upload, then
+//! its manifest, the commit point (as for local files, see `split`): the previous run's
+//! manifest is deleted first, and its parts numbered past this run's are deleted last.
+//!
+//! Every message about the output has its secrets replaced by `***` (see
+//! [`ObjectOutput::scrub`]).
+
+use std::fs::File;
+use std::future::Future;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use futures_util::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use sha2::{Digest, Sha256};
+
+use super::file::FileSink;
+use super::{EncodedRowGroup, OutputSummary, RemoteObject, RowGroupId, RowGroupWriters, Sink};
+use crate::config::storage::Cloud;
+use crate::config::{JobConfig, ObjectOutput, part_path};
+use crate::error::{Error, Result};
+
+/// A [`Sink`] writing to object storage (see the module doc).
+#[must_use = "dropping a sink aborts its upload"]
+pub struct ObjectSink {
+    /// Writes the staged files; taken by the commit.
+    staged: Option<FileSink>,
+    remote: ObjectOutput,
+    store: Arc<dyn ObjectStore>,
+    runtime: tokio::runtime::Handle,
+    /// The one file's upload while it streams (not for a split output).
+    upload: Option<Upload>,
+    split: bool,
+}
+
+/// A multipart upload fed from a staged file.
+struct Upload {
+    parts: WriteMultipart,
+    /// A handle on the staged file (it stays valid when the file is renamed).
+    file: File,
+    /// Bytes of the file sent so far.
+    sent: u64,
+    sha256: Sha256,
+    part_size: usize,
+    concurrency: usize,
+}
+
+impl ObjectSink {
+    /// Prepares the staged output (see `FileSink::create`); the upload starts with the
+    /// first row group. No request is made: [`check`] reaches the bucket.
+    pub fn create(config: &JobConfig, remote: &ObjectOutput) -> Result<ObjectSink> {
+        let store = store(remote).map_err(|e| Error::output(remote.display(), e))?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| Error::output(remote.display(), e))?;
+        Ok(ObjectSink {
+            staged: Some(FileSink::create(config)?),
+            remote: remote.clone(),
+            store,
+            runtime,
+            upload: None,
+            split: config.options.split.is_some(),
+        })
+    }
+
+    fn error(&self, message: impl std::fmt::Display) -> Error {
+        Error::output(self.remote.display(), self.remote.scrub(&message))
+    }
+
+    fn staged(&mut self) -> &mut FileSink {
+        self.staged.as_mut().expect("taken only by the commit")
+    }
+
+    /// Sends every complete part the staged file holds past what was sent.
+    fn pump(&mut self) -> Result<()> {
+        let Some(mut upload) = self.upload.take() else {
+            return Ok(());
+        };
+        let result = self.wait(upload.send_parts(false));
+        self.upload = Some(upload);
+        result.map_err(|e| self.error(e))
+    }
+
+    /// Runs `future` to its end on the runtime, from any thread (see [`block_on`]).
+    fn wait<F: Future + Send>(&self, future: F) -> F::Output
+    where
+        F::Output: Send,
+    {
+        block_on(&self.runtime, future)
+    }
+}
+
+/// Runs `future` on `runtime` from a thread of its own, and waits for it. The sink runs
+/// on the merger's blocking thread, but it may be dropped on one of the runtime's, where
+/// `Handle::block_on` is not allowed; a scoped thread costs microseconds a part.
+fn block_on<F: Future + Send>(runtime: &tokio::runtime::Handle, future: F) -> F::Output
+where
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| runtime.block_on(future))
+            .join()
+            .expect("an upload step does not panic")
+    })
+}
+
+impl Upload {
+    /// Sends the parts of the file past `sent`: whole parts only, or (at the end) the
+    /// rest too. Waits while `concurrency` parts are in flight.
+    async fn send_parts(&mut self, to_end: bool) -> std::io::Result<()> {
+        let len = self.file.metadata()?.len();
+        while self.sent < len {
+            let left = len - self.sent;
+            if left < self.part_size as u64 && !to_end {
+                break;
+            }
+            let n = left.min(self.part_size as u64) as usize;
+            let mut buf = vec![0u8; n];
+            self.file.read_exact_at(&mut buf, self.sent)?;
+            self.sha256.update(&buf);
+            self.sent += n as u64;
+            self.parts.put(buf.into());
+            self.parts
+                .wait_for_capacity(self.concurrency)
+                .await
+                .map_err(std::io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the rest of the file and completes the upload: the object appears.
+    async fn finish(mut self) -> std::io::Result<RemoteDone> {
+        // `WriteMultipart::finish` aborts when the completion fails, not when a part
+        // does: the parts are awaited here first.
+        let sent = match self.send_parts(true).await {
+            Ok(()) => self
+                .parts
+                .wait_for_capacity(0)
+                .await
+                .map_err(std::io::Error::other),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            let _ = self.parts.abort().await;
+            return Err(e);
+        }
+        let bytes = self.sent;
+        let sha256 = hex(&self.sha256.finalize());
+        let put = self.parts.finish().await.map_err(std::io::Error::other)?;
+        Ok(RemoteDone {
+            bytes,
+            sha256,
+            e_tag: put.e_tag,
+        })
+    }
+}
+
+struct RemoteDone {
+    bytes: u64,
+    sha256: String,
+    e_tag: Option<String>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Starts a multipart upload of `file` to `key`.
+async fn start_upload(
+    store: &Arc<dyn ObjectStore>,
+    key: &ObjectPath,
+    file: File,
+    remote: &ObjectOutput,
+) -> object_store::Result<Upload> {
+    let upload = store.put_multipart(key).await?;
+    Ok(Upload {
+        parts: WriteMultipart::new_with_chunk_size(upload, remote.part_size),
+        file,
+        sent: 0,
+        sha256: Sha256::new(),
+        part_size: remote.part_size,
+        concurrency: remote.concurrency,
+    })
+}
+
+/// Uploads the local file `path` to `key` whole (multipart), returning what was sent.
+async fn upload_file(
+    store: &Arc<dyn ObjectStore>,
+    key: &ObjectPath,
+    path: &Path,
+    remote: &ObjectOutput,
+) -> std::io::Result<RemoteDone> {
+    let file = File::open(path)?;
+    let upload = start_upload(store, key, file, remote)
+        .await
+        .map_err(std::io::Error::other)?;
+    upload.finish().await
+}
+
+impl Sink for ObjectSink {
+    fn path(&self) -> PathBuf {
+        PathBuf::from(self.remote.display())
+    }
+
+    fn schema(&self) -> Option<&SchemaRef> {
+        self.staged.as_ref().and_then(|s| s.schema())
+    }
+
+    fn start(&mut self, schema: SchemaRef) -> Result<()> {
+        self.staged().start(schema)?;
+        if self.split {
+            return Ok(());
+        }
+        let file = self
+            .staged()
+            .open_handle()
+            .expect("start opens the first file")
+            .try_clone()
+            .map_err(|e| self.error(e))?;
+        let upload = self.wait(start_upload(
+            &self.store,
+            &self.remote.key,
+            file,
+            &self.remote,
+        ));
+        self.upload = Some(upload.map_err(|e| self.error(e))?);
+        Ok(())
+    }
+
+    fn row_group_writers(&mut self) -> Result<RowGroupWriters> {
+        self.staged().row_group_writers()
+    }
+
+    fn append(&mut self, group: EncodedRowGroup) -> Result<RowGroupId> {
+        let id = self.staged().append(group)?;
+        self.pump()?;
+        Ok(id)
+    }
+
+    fn exclude(&mut self, group: RowGroupId) {
+        self.staged().exclude(group);
+    }
+
+    fn file_rows(&self) -> u64 {
+        self.staged.as_ref().map_or(0, |s| s.file_rows())
+    }
+
+    fn file_row_limit(&self) -> Option<u64> {
+        self.staged.as_ref().and_then(|s| s.file_row_limit())
+    }
+
+    fn end_file(&mut self) {
+        self.staged().end_file();
+    }
+
+    fn commit(mut self: Box<Self>, metadata: Vec<(String, String)>) -> Result<OutputSummary> {
+        let staged = self.staged.take().expect("committed once");
+        let local = Box::new(staged).commit(metadata)?;
+        // The staged files are removed whatever happens next.
+        let _cleanup = Cleanup(local.files.iter().chain(&local.manifest).cloned().collect());
+        let mut summary = OutputSummary {
+            path: self.path(),
+            files: Vec::new(),
+            manifest: None,
+            remote: Vec::new(),
+            ..local.clone()
+        };
+        if !self.split {
+            let staged_file = &local.path;
+            let done = match self.upload.take() {
+                Some(upload) => self.wait(upload.finish()),
+                // Not started (the schema was fixed at the commit): sent whole now.
+                None => self.wait(upload_file(
+                    &self.store,
+                    &self.remote.key,
+                    staged_file,
+                    &self.remote,
+                )),
+            }
+            .map_err(|e| self.error(e))?;
+            summary.bytes = done.bytes;
+            summary.files.push(self.path());
+            summary.remote.push(RemoteObject {
+                url: self.remote.display(),
+                bytes: done.bytes,
+                sha256: done.sha256,
+                e_tag: done.e_tag,
+            });
+            return Ok(summary);
+        }
+        self.commit_split(&local, summary)
+    }
+}
+
+impl ObjectSink {
+    /// Uploads a split output committed locally (see the module doc).
+    fn commit_split(
+        &self,
+        local: &OutputSummary,
+        mut summary: OutputSummary,
+    ) -> Result<OutputSummary> {
+        let manifest = local
+            .manifest
+            .as_ref()
+            .expect("a split output has a manifest");
+        let name = |path: &Path| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let (manifest_key, manifest_url) = self.remote.sibling(&name(manifest));
+        match self.wait(self.store.delete(&manifest_key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.error(e)),
+        }
+        let mut sent = Vec::new();
+        for file in &local.files {
+            let (key, url) = self.remote.sibling(&name(file));
+            let done = match self.wait(upload_file(&self.store, &key, file, &self.remote)) {
+                Ok(done) => done,
+                Err(e) => {
+                    for key in &sent {
+                        let _ = self.wait(self.store.delete(key));
+                    }
+                    return Err(self.error(e));
+                }
+            };
+            sent.push(key);
+            summary.files.push(PathBuf::from(&url));
+            summary.remote.push(RemoteObject {
+                url,
+                bytes: done.bytes,
+                sha256: done.sha256,
+                e_tag: done.e_tag,
+            });
+        }
+        let text = std::fs::read(manifest).map_err(|e| Error::output(manifest, e))?;
+        let sha256 = hex(&Sha256::digest(&text));
+        let bytes = text.len() as u64;
+        let put = self.wait(self.store.put(&manifest_key, PutPayload::from(text)));
+        let put = match put {
+            Ok(put) => put,
+            Err(e) => {
+                for key in &sent {
+                    let _ = self.wait(self.store.delete(key));
+                }
+                return Err(self.error(e));
+            }
+        };
+        summary.bytes = summary.remote.iter().map(|o| o.bytes).sum();
+        summary.path = summary
+            .files
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.path());
+        summary.manifest = Some(PathBuf::from(&manifest_url));
+        summary.remote.push(RemoteObject {
+            url: manifest_url,
+            bytes,
+            sha256,
+            e_tag: put.e_tag,
+        });
+        self.remove_stale_parts(local.files.len());
+        Ok(summary)
+    }
+
+    /// Deletes the previous run's parts numbered `from` and above.
+    fn remove_stale_parts(&self, from: usize) {
+        let output = Path::new(self.remote.key.filename().unwrap_or_default());
+        let first = part_path(output, 0).to_string_lossy().into_owned();
+        let ext = output.extension().map_or(0, |e| e.len() + 1);
+        let (prefix, suffix) = (&first[..first.len() - 5 - ext], &first[first.len() - ext..]);
+        let parent: ObjectPath = {
+            let parts: Vec<_> = self.remote.key.parts().collect();
+            parts[..parts.len().saturating_sub(1)]
+                .iter()
+                .cloned()
+                .collect()
+        };
+        let (store, dir) = (self.store.clone(), parent.clone());
+        let listed: Vec<_> = self.wait(async move {
+            store
+                .list(Some(&dir))
+                .filter_map(|m| async move { m.ok() })
+                .collect()
+                .await
+        });
+        for meta in listed {
+            let Some(name) = meta.location.filename() else {
+                continue;
+            };
+            let stale = name
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix(suffix))
+                .is_some_and(|digits| {
+                    digits.len() == 5
+                        && digits.bytes().all(|b| b.is_ascii_digit())
+                        && digits.parse::<usize>().is_ok_and(|n| n >= from)
+                });
+            if stale && meta.location.prefix_matches(&parent) {
+                let _ = self.wait(self.store.delete(&meta.location));
+            }
+        }
+    }
+}
+
+impl Drop for ObjectSink {
+    /// An upload not completed is aborted: the parts sent are deleted and no object
+    /// appears.
+    fn drop(&mut self) {
+        if let Some(upload) = self.upload.take() {
+            let runtime = self.runtime.clone();
+            if let Err(e) = block_on(&runtime, upload.parts.abort()) {
+                tracing::warn!(
+                    "{}: the unfinished upload could not be aborted ({}); the bucket's \
+                     lifecycle rule for incomplete multipart uploads removes its parts",
+                    self.remote.display(),
+                    self.remote.scrub(&e)
+                );
+            }
+        }
+    }
+}
+
+/// Removes the staged files when dropped.
+struct Cleanup(Vec<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+        if let Some(dir) = self.0.first().and_then(|p| p.parent()) {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// A client for the output's bucket: `object_store`'s for S3 and Azure, the JSON API
+/// one (`gcs`) for GCS.
+pub fn store(remote: &ObjectOutput) -> std::result::Result<Arc<dyn ObjectStore>, String> {
+    match remote.cloud {
+        Cloud::Gcs => {
+            let (credentials, base) = remote.google()?;
+            Ok(Arc::new(super::gcs::GcsJson::new(
+                &base,
+                &remote.bucket,
+                credentials,
+            )))
+        }
+        _ => remote.store(),
+    }
+}
+
+/// Reaches the output's bucket before any query runs: lists the object's directory, so
+/// that missing credentials, a wrong key or a missing bucket fail the run at once.
+pub async fn check(remote: &ObjectOutput) -> Result<()> {
+    let error = |e: &dyn std::fmt::Display| {
+        Error::output(
+            remote.display(),
+            format!(
+                "cannot reach bucket `{}`: {}",
+                remote.bucket,
+                remote.scrub(e)
+            ),
+        )
+    };
+    let store = store(remote).map_err(|e| error(&e))?;
+    let parts: Vec<_> = remote.key.parts().collect();
+    let parent: ObjectPath = parts[..parts.len().saturating_sub(1)]
+        .iter()
+        .cloned()
+        .collect();
+    store
+        .list_with_delimiter(Some(&parent))
+        .await
+        .map_err(|e| error(&e))?;
+    Ok(())
+}
