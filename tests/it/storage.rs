@@ -554,22 +554,19 @@ async fn s3_a_ledger_rerun_is_skipped_while_the_object_is_intact() {
             .map(|r| r["status"].as_str().unwrap().to_string())
             .collect()
     };
-    for _ in 0..2 {
+    let run_job = |emulator: &Emulator| {
         let out = emulator
             .tributary(dir)
             .args(["run", "--job", "job.toml"])
             .output()
             .unwrap();
         harness::succeeded(&out);
-    }
+    };
+    run_job(&emulator);
+    run_job(&emulator);
     assert_eq!(statuses(&emulator), ["skipped", "succeeded"]);
     emulator.put("ledger/x.parquet", "replaced");
-    let out = emulator
-        .tributary(dir)
-        .args(["run", "--job", "job.toml"])
-        .output()
-        .unwrap();
-    harness::succeeded(&out);
+    run_job(&emulator);
     assert_eq!(statuses(&emulator), ["succeeded", "skipped", "succeeded"]);
     let got = emulator.get("ledger/x.parquet", &dir.join("got.parquet"));
     assert_ne!(got, b"replaced");
