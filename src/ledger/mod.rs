@@ -237,14 +237,11 @@ impl Ledger {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
-            .await
-            .map_err(|e| error(format!("cannot open: {e}")))?;
         // SQLite has no advisory lock for the migrator to take: two processes opening a
-        // new ledger at once would both create its tables. A lock on a file beside it
-        // makes them take turns.
+        // new ledger at once would both create its tables, and the second one's switch
+        // to WAL can meet the first one's schema change with SQLITE_BUSY, which the busy
+        // timeout does not wait out. A lock on a file beside it makes them take turns at
+        // opening and migrating.
         let guard = {
             let mut name = path.as_os_str().to_owned();
             name.push(".lock");
@@ -260,6 +257,11 @@ impl Ledger {
             .await
             .expect("locking does not panic")
             .map_err(|e| error(format!("cannot lock {}: {e}", guard.display())))?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .map_err(|e| error(format!("cannot open: {e}")))?;
         let migrated = migrator().run(&pool).await;
         drop(lock);
         migrated.map_err(|e| error(format!("cannot bring its schema up to date: {e}")))?;
