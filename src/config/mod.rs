@@ -34,7 +34,7 @@ use crate::error::Result;
 use crate::sql::{Params, SqlTemplate};
 use crate::types::TypeRules;
 
-pub use output::{Split, manifest_path, part_path};
+pub use output::{Split, manifest_path, part_index, part_path};
 pub use partition::{PageSplit, PartitionSettingError, PartitionSpec};
 pub use shards::{ShardConfig, SourceConfig};
 pub use storage::{ObjectOutput, StorageError};

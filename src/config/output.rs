@@ -27,6 +27,21 @@ pub fn part_path(output: &Path, index: usize) -> PathBuf {
     output.with_file_name(name)
 }
 
+/// The number of the split output's part named `name` (beside `output`): `out-00003.parquet`
+/// -> 3; `None` for any other name.
+pub fn part_index(output: &Path, name: &str) -> Option<usize> {
+    let first = part_path(Path::new(output.file_name()?), 0);
+    let first = first.to_str()?;
+    let ext = output.extension().map_or(0, |e| e.len() + 1);
+    // `STEM-` and `.EXT` around the five digits of part 0's name.
+    let (prefix, suffix) = (&first[..first.len() - 5 - ext], &first[first.len() - ext..]);
+    let digits = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    if digits.len() != 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// The manifest of a split output, beside its parts: `out.parquet` ->
 /// `out.manifest.json`. It lists exactly the parts of the run that wrote it and is written
 /// last (see `sink::commit_parts`); its name matches no `out-*.parquet` glob.
@@ -117,6 +132,23 @@ mod tests {
             Path::new("/d/out-00003.parquet")
         );
         assert_eq!(part_path(Path::new("out"), 0), Path::new("out-00000"));
+    }
+
+    #[test]
+    fn part_numbers_are_read_back_from_names_only() {
+        let output = Path::new("/d/out.parquet");
+        assert_eq!(part_index(output, "out-00003.parquet"), Some(3));
+        assert_eq!(part_index(output, "out-12345.parquet"), Some(12345));
+        for other in [
+            "out.parquet",
+            "out-0003.parquet",
+            "out-0000a.parquet",
+            "x-00001.parquet",
+        ] {
+            assert_eq!(part_index(output, other), None, "{other}");
+        }
+        assert_eq!(part_index(Path::new("out"), "out-00001"), Some(1));
+        assert_eq!(part_index(Path::new("out"), "out-00001.parquet"), None);
     }
 
     fn params() -> crate::sql::Params {

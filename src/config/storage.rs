@@ -15,9 +15,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use object_store::ObjectStore;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::path::Path as ObjectPath;
 use url::Url;
@@ -234,10 +233,12 @@ pub fn parse_output(text: &str, options: &[(String, String)]) -> Result<OutputUr
         secrets: Arc::new(secrets),
     };
     // Building the client checks the options' values (no request is made).
-    output.store().map_err(|message| StorageError::BadOption {
-        key: "(storage)".into(),
-        message,
-    })?;
+    output
+        .check_client()
+        .map_err(|message| StorageError::BadOption {
+            key: "(storage)".into(),
+            message,
+        })?;
     Ok(OutputUrl::Object(Box::new(output)))
 }
 
@@ -249,13 +250,7 @@ impl ObjectOutput {
 
     /// The URL of `name` beside the output (a split output's part or manifest).
     pub fn sibling(&self, name: &str) -> (ObjectPath, String) {
-        let parts: Vec<_> = self.key.parts().collect();
-        let parent = &parts[..parts.len().saturating_sub(1)];
-        let key: ObjectPath = parent
-            .iter()
-            .cloned()
-            .chain(std::iter::once(name.into()))
-            .collect();
+        let key = self.parent().join(name);
         let mut url = self.url.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.pop().push(name);
@@ -263,57 +258,59 @@ impl ObjectOutput {
         (key, url.to_string())
     }
 
-    /// A client for the output's bucket: the cloud's credential chain, then the options.
-    pub fn store(&self) -> Result<Arc<dyn ObjectStore>, String> {
-        let url = self.url.as_str();
-        let store: Arc<dyn ObjectStore> = match self.cloud {
-            Cloud::S3 => {
-                let mut builder = aws_profile(AmazonS3Builder::from_env()).with_url(url);
-                for (key, value) in &self.options {
-                    let key = AmazonS3ConfigKey::from_str(key).map_err(|e| e.to_string())?;
-                    builder = builder.with_config(key, value);
-                }
-                Arc::new(builder.build().map_err(|e| self.scrub(&e))?)
-            }
-            Cloud::Gcs => {
-                let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url);
-                for (key, value) in &self.options {
-                    let key = GoogleConfigKey::from_str(key).map_err(|e| e.to_string())?;
-                    builder = builder.with_config(key, value);
-                }
-                Arc::new(builder.build().map_err(|e| self.scrub(&e))?)
-            }
-            Cloud::Azure => {
-                let mut builder = MicrosoftAzureBuilder::from_env().with_url(url);
-                for (key, value) in &self.options {
-                    let key = AzureConfigKey::from_str(key).map_err(|e| e.to_string())?;
-                    builder = builder.with_config(key, value);
-                }
-                Arc::new(builder.build().map_err(|e| self.scrub(&e))?)
-            }
-        };
-        Ok(store)
+    /// The object's directory in the bucket.
+    pub fn parent(&self) -> ObjectPath {
+        let parts: Vec<_> = self.key.parts().collect();
+        parts[..parts.len().saturating_sub(1)]
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Builds the client `sink::object::store` uses for the URL's cloud, which checks
+    /// the options' values (no request is made).
+    fn check_client(&self) -> Result<(), String> {
+        match self.cloud {
+            Cloud::S3 => self.s3().map(drop),
+            Cloud::Gcs => self.google().map(drop),
+            Cloud::Azure => self.azure().map(drop),
+        }
+    }
+
+    /// An S3 client: the credential chain (with the shared credentials files), then the
+    /// options.
+    pub fn s3(&self) -> Result<AmazonS3, String> {
+        let builder = aws_profile(AmazonS3Builder::from_env()).with_url(self.url.as_str());
+        configured(builder, &self.options, AmazonS3Builder::with_config)?
+            .build()
+            .map_err(|e| self.scrub(&e))
+    }
+
+    /// An Azure Blob client: the credential chain, then the options.
+    pub fn azure(&self) -> Result<MicrosoftAzure, String> {
+        let builder = MicrosoftAzureBuilder::from_env().with_url(self.url.as_str());
+        configured(builder, &self.options, MicrosoftAzureBuilder::with_config)?
+            .build()
+            .map_err(|e| self.scrub(&e))
     }
 
     /// What the GCS JSON API store needs (`sink::gcs`): the credential chain of
     /// `object_store`'s GCS client, and the API's address (`base_url`, else the service
     /// account file's `gcs_base_url`, else Google's).
     pub fn google(&self) -> Result<(GcpCredentialProvider, String), String> {
-        let mut builder = GoogleCloudStorageBuilder::from_env().with_url(self.url.as_str());
-        let mut base = None;
-        for (key, value) in &self.options {
-            let key = GoogleConfigKey::from_str(key).map_err(|e| e.to_string())?;
-            if key == GoogleConfigKey::BaseUrl {
-                base = Some(value.clone());
-            }
-            builder = builder.with_config(key, value);
-        }
+        let builder = GoogleCloudStorageBuilder::from_env().with_url(self.url.as_str());
+        let builder = configured(
+            builder,
+            &self.options,
+            GoogleCloudStorageBuilder::with_config,
+        )?;
         let account = builder
             .get_config_value(&GoogleConfigKey::ServiceAccount)
             .and_then(|path| std::fs::read(path).ok())
             .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).ok())
             .and_then(|json| json["gcs_base_url"].as_str().map(str::to_string));
-        let base = base
+        let base = builder
+            .get_config_value(&GoogleConfigKey::BaseUrl)
             .or(account)
             .unwrap_or_else(|| "https://storage.googleapis.com".to_string());
         let store = builder.build().map_err(|e| self.scrub(&e))?;
@@ -340,6 +337,22 @@ impl ObjectOutput {
         let name = self.key.filename().unwrap_or("output.parquet");
         root.join(hash).join(name)
     }
+}
+
+/// `builder` with `options` applied, each read as the cloud's configuration key `K`.
+fn configured<B, K>(
+    builder: B,
+    options: &[(String, String)],
+    with_config: impl Fn(B, K, String) -> B,
+) -> Result<B, String>
+where
+    K: FromStr,
+    K::Err: std::fmt::Display,
+{
+    options.iter().try_fold(builder, |builder, (key, value)| {
+        let key = K::from_str(key).map_err(|e| e.to_string())?;
+        Ok(with_config(builder, key, value.clone()))
+    })
 }
 
 /// Whether a storage option's value is a secret (never printed).

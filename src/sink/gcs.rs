@@ -212,10 +212,6 @@ async fn json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map_err(generic)
 }
 
-fn payload_bytes(payload: PutPayload) -> Bytes {
-    Bytes::from(payload)
-}
-
 #[async_trait::async_trait]
 impl ObjectStore for GcsJson {
     async fn put_opts(
@@ -230,7 +226,7 @@ impl ObjectStore for GcsJson {
             .await?
             .query(&[("uploadType", "media"), ("name", location.as_ref())])
             .header("Content-Type", "application/octet-stream")
-            .body(payload_bytes(payload))
+            .body(Bytes::from(payload))
             .send()
             .await
             .map_err(generic)?;
@@ -424,7 +420,7 @@ impl Resumable {
 #[async_trait::async_trait]
 impl MultipartUpload for Resumable {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let body = payload_bytes(data);
+        let body = Bytes::from(data);
         let start = self.sent;
         self.sent += body.len() as u64;
         let previous = self.previous.clone();

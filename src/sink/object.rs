@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 use super::file::FileSink;
 use super::{EncodedRowGroup, OutputSummary, RemoteObject, RowGroupId, RowGroupWriters, Sink};
 use crate::config::storage::Cloud;
-use crate::config::{JobConfig, ObjectOutput, part_path};
+use crate::config::{JobConfig, ObjectOutput, part_index};
 use crate::error::{Error, Result};
 
 /// A [`Sink`] writing to object storage (see the module doc).
@@ -383,17 +383,7 @@ impl ObjectSink {
     /// Deletes the previous run's parts numbered `from` and above.
     fn remove_stale_parts(&self, from: usize) {
         let output = Path::new(self.remote.key.filename().unwrap_or_default());
-        let first = part_path(output, 0).to_string_lossy().into_owned();
-        let ext = output.extension().map_or(0, |e| e.len() + 1);
-        let (prefix, suffix) = (&first[..first.len() - 5 - ext], &first[first.len() - ext..]);
-        let parent: ObjectPath = {
-            let parts: Vec<_> = self.remote.key.parts().collect();
-            parts[..parts.len().saturating_sub(1)]
-                .iter()
-                .cloned()
-                .collect()
-        };
-        let (store, dir) = (self.store.clone(), parent.clone());
+        let (store, dir) = (self.store.clone(), self.remote.parent());
         let listed: Vec<_> = self.wait(async move {
             store
                 .list(Some(&dir))
@@ -402,18 +392,13 @@ impl ObjectSink {
                 .await
         });
         for meta in listed {
-            let Some(name) = meta.location.filename() else {
-                continue;
-            };
-            let stale = name
-                .strip_prefix(prefix)
-                .and_then(|r| r.strip_suffix(suffix))
-                .is_some_and(|digits| {
-                    digits.len() == 5
-                        && digits.bytes().all(|b| b.is_ascii_digit())
-                        && digits.parse::<usize>().is_ok_and(|n| n >= from)
-                });
-            if stale && meta.location.prefix_matches(&parent) {
+            let stale = meta
+                .location
+                .filename()
+                .and_then(|name| part_index(output, name))
+                .is_some_and(|n| n >= from);
+            // `list` is recursive: only the output's own directory counts.
+            if stale && meta.location.parts().count() == self.remote.key.parts().count() {
                 let _ = self.wait(self.store.delete(&meta.location));
             }
         }
@@ -456,6 +441,8 @@ impl Drop for Cleanup {
 /// one (`gcs`) for GCS.
 pub fn store(remote: &ObjectOutput) -> std::result::Result<Arc<dyn ObjectStore>, String> {
     match remote.cloud {
+        Cloud::S3 => Ok(Arc::new(remote.s3()?)),
+        Cloud::Azure => Ok(Arc::new(remote.azure()?)),
         Cloud::Gcs => {
             let (credentials, base) = remote.google()?;
             Ok(Arc::new(super::gcs::GcsJson::new(
@@ -464,7 +451,6 @@ pub fn store(remote: &ObjectOutput) -> std::result::Result<Arc<dyn ObjectStore>,
                 credentials,
             )))
         }
-        _ => remote.store(),
     }
 }
 
@@ -482,13 +468,8 @@ pub async fn check(remote: &ObjectOutput) -> Result<()> {
         )
     };
     let store = store(remote).map_err(|e| error(&e))?;
-    let parts: Vec<_> = remote.key.parts().collect();
-    let parent: ObjectPath = parts[..parts.len().saturating_sub(1)]
-        .iter()
-        .cloned()
-        .collect();
     store
-        .list_with_delimiter(Some(&parent))
+        .list_with_delimiter(Some(&remote.parent()))
         .await
         .map_err(|e| error(&e))?;
     Ok(())

@@ -15,7 +15,7 @@ use std::path::Path;
 use super::OutputSummary;
 use super::parquet::{Closed, ParquetFile};
 use super::temp::{parent_dir, sync_dir, write_atomically};
-use crate::config::{manifest_path, part_path};
+use crate::config::{manifest_path, part_index, part_path};
 use crate::error::{Error, Result};
 
 /// One file of a split output, as its manifest lists it.
@@ -125,33 +125,10 @@ fn remove_stale_parts(output: &Path, from: usize) {
     let Ok(entries) = std::fs::read_dir(parent_dir(output)) else {
         return;
     };
-    let first = part_path(output, 0);
-    let Some(first) = first.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return;
-    };
-    // `STEM-` and `.EXT` around the five digits of part 0's name.
-    let (prefix, suffix) = (&first[..first.len() - 5 - ext_len(output)], {
-        let n = ext_len(output);
-        &first[first.len() - n..]
-    });
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(digits) = name
-            .strip_prefix(prefix)
-            .and_then(|r| r.strip_suffix(suffix))
-        else {
-            continue;
-        };
-        if digits.len() == 5
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && digits.parse::<usize>().is_ok_and(|n| n >= from)
-        {
+        if part_index(output, &name).is_some_and(|n| n >= from) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-}
-
-/// Length of `.EXT` in the output's name (0 without an extension).
-fn ext_len(output: &Path) -> usize {
-    output.extension().map_or(0, |e| e.len() + 1)
 }
