@@ -447,6 +447,21 @@ pub struct RunCommand {
     /// Split the output into files of at most about this size (e.g. 512MB, 1GiB).
     #[arg(long, value_name = "SIZE")]
     pub max_file_size: Option<String>,
+
+    /// Write a Hive-partitioned dataset: OUT becomes a directory with one level per
+    /// column, OUT/region=eu/month=2025-01/part-00000.parquet, committed as a whole.
+    #[arg(long, value_name = "COLUMNS", value_delimiter = ',')]
+    pub partition_by: Vec<String>,
+
+    /// Keep the partition columns in the dataset's files too (by default they are only
+    /// in the directory names, as Hive readers expect).
+    #[arg(long)]
+    pub keep_partition_columns: bool,
+
+    /// Files a dataset keeps open at once; past it, the least recently written is
+    /// closed and its directory's next rows start a new file [default: 100].
+    #[arg(long, value_name = "N")]
+    pub max_open_files: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -599,6 +614,9 @@ impl From<RunCommand> for RunArgs {
             page_index: c.page_index,
             max_file_rows: c.max_file_rows,
             max_file_size: c.max_file_size,
+            partition_by: c.partition_by,
+            keep_partition_columns: c.keep_partition_columns,
+            max_open_files: c.max_open_files,
             combine: c.combine,
             merge: c.merge,
             merge_file: c.merge_file,

@@ -64,6 +64,10 @@ pub(super) struct JobFile {
     pub statistics: Option<String>,
     pub page_index: Option<bool>,
     pub max_file_rows: Option<u64>,
+    /// Partition columns of a dataset output: a list, or text with commas.
+    pub partition_by: Option<toml::Value>,
+    pub keep_partition_columns: Option<bool>,
+    pub max_open_files: Option<usize>,
     /// A size: a number of bytes, or text such as `"512MB"`.
     pub max_file_size: Option<toml::Value>,
     /// `false`: the shards' rows, concatenated.

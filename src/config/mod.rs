@@ -34,7 +34,7 @@ use crate::error::Result;
 use crate::sql::{Params, SqlTemplate};
 use crate::types::TypeRules;
 
-pub use output::{Split, manifest_path, part_index, part_path};
+pub use output::{DEFAULT_MAX_OPEN_FILES, Dataset, Split, manifest_path, part_index, part_path};
 pub use partition::{PageSplit, PartitionSettingError, PartitionSpec};
 pub use shards::{ShardConfig, SourceConfig};
 pub use storage::{ObjectOutput, StorageError};
@@ -114,6 +114,12 @@ pub struct RunArgs {
     pub max_file_rows: Option<u64>,
     /// Start a new output file past this many bytes (`512MB`, `2GiB`, or a number).
     pub max_file_size: Option<String>,
+    /// `--partition-by COLS`: write a Hive-partitioned dataset by these columns.
+    pub partition_by: Vec<String>,
+    /// `--keep-partition-columns`: the dataset's files hold the partition columns too.
+    pub keep_partition_columns: bool,
+    /// `--max-open-files N`: a dataset's files open at once.
+    pub max_open_files: Option<usize>,
     /// `--combine on|off`: split the query across shards when it needs it (on, the
     /// default), or concatenate the shards' rows.
     pub combine: Option<bool>,
@@ -270,6 +276,8 @@ pub struct RunOptions {
     pub page_index: bool,
     /// Splitting the output into several files; `None` writes one file.
     pub split: Option<Split>,
+    /// Writing a Hive-partitioned dataset (a directory) instead of a file.
+    pub dataset: Option<Dataset>,
     /// What the final step across shards holds in memory before it spills to disk.
     pub memory_limit: u64,
 }
@@ -371,6 +379,62 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         p
+    }
+
+    #[test]
+    fn a_dataset_takes_its_columns_from_the_flag_over_the_job_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "q.sql", "SELECT 1 AS a, 2 AS b");
+        write(
+            dir.path(),
+            "shards.toml",
+            "[shards]\na = \"sqlite://a.db\"\n",
+        );
+        std::fs::create_dir(dir.path().join("lake")).unwrap();
+        for (partition_by, columns) in [
+            (r#"["region", "day"]"#, vec!["region", "day"]),
+            (r#""region, day""#, vec!["region", "day"]),
+        ] {
+            let job = write(
+                dir.path(),
+                "job.toml",
+                &format!(
+                    "query = \"q.sql\"\nshards = \"shards.toml\"\noutput = \"lake\"\n\
+                     partition_by = {partition_by}\nmax_open_files = 7\n"
+                ),
+            );
+            let config = JobConfig::resolve(RunArgs {
+                job: Some(job.clone()),
+                ..Default::default()
+            })
+            .unwrap();
+            let dataset = config.options.dataset.unwrap();
+            assert_eq!(dataset.columns, columns);
+            assert_eq!(dataset.max_open_files, 7);
+            assert!(!dataset.keep_columns);
+            // An existing directory is a dataset's output.
+            assert_eq!(config.output, dir.path().join("lake"));
+
+            let config = JobConfig::resolve(RunArgs {
+                job: Some(job),
+                partition_by: vec!["day".into()],
+                keep_partition_columns: true,
+                ..Default::default()
+            })
+            .unwrap();
+            let dataset = config.options.dataset.unwrap();
+            assert_eq!(dataset.columns, ["day"]);
+            assert!(dataset.keep_columns);
+        }
+        // Without partition columns a directory is no output.
+        let err = JobConfig::resolve(RunArgs {
+            query: Some(dir.path().join("q.sql")),
+            shards: Some(dir.path().join("shards.toml")),
+            output: Some(dir.path().join("lake")),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("must name a file"), "{err}");
     }
 
     #[test]

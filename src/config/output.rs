@@ -13,6 +13,23 @@ pub struct Split {
     pub max_bytes: Option<u64>,
 }
 
+/// A Hive-partitioned dataset: the output is a directory with one directory level per
+/// partition column (see `sink::DatasetSink`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dataset {
+    /// The partition columns, outermost first (`--partition-by region,month`).
+    pub columns: Vec<String>,
+    /// Keep the partition columns in the files too (Hive readers take them from the
+    /// directory names, so by default the files leave them out).
+    pub keep_columns: bool,
+    /// Files open at once, past which the least recently written is closed.
+    pub max_open_files: usize,
+}
+
+/// Files a dataset keeps open at once by default (DuckDB's default for its partitioned
+/// writes is the same).
+pub const DEFAULT_MAX_OPEN_FILES: usize = 100;
+
 /// The path of output file `index` when the output is split: `out.parquet` ->
 /// `out-00000.parquet`, `out-00001.parquet`, ...
 pub fn part_path(output: &Path, index: usize) -> PathBuf {

@@ -19,9 +19,9 @@ use super::type_options::resolve_types;
 use super::values::{choice, default_compression, parse_compression, parse_duration, parse_size};
 use super::{
     Combine, DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_LOCK_TIMEOUT, DEFAULT_RETRIES, DEFAULT_RETRY_FOR, DEFAULT_ROW_GROUP_SIZE,
-    DEFAULT_STALL_TIMEOUT, Incremental, JobConfig, LedgerSettings, RunArgs, RunOptions,
-    ShardConfig, SourceConfig, Split, dates, shards, values,
+    DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_OPEN_FILES, DEFAULT_RETRIES, DEFAULT_RETRY_FOR,
+    DEFAULT_ROW_GROUP_SIZE, DEFAULT_STALL_TIMEOUT, Dataset, Incremental, JobConfig, LedgerSettings,
+    RunArgs, RunOptions, ShardConfig, SourceConfig, Split, dates, shards, values,
 };
 use crate::error::{Error, Result};
 use crate::sql::{ParamValue, Params, SqlTemplate};
@@ -313,7 +313,8 @@ fn output(
         }
     };
     let given = !output.as_os_str().is_empty();
-    if given && (output.file_name().is_none() || output.is_dir()) {
+    let dataset = !args.partition_by.is_empty() || job.file.partition_by.is_some();
+    if given && (output.file_name().is_none() || (output.is_dir() && !dataset)) {
         return Err(Error::config(
             None,
             format!("output {} must name a file", output.display()),
@@ -504,8 +505,75 @@ fn options(args: &RunArgs, job: &LoadedJob) -> Result<RunOptions> {
         statistics,
         page_index: args.page_index.or(file.page_index).unwrap_or(true),
         split,
+        dataset: dataset(args, job)?,
         memory_limit: memory_limit(args, job)?,
     })
+}
+
+/// The dataset the output is, when partition columns are given: `--partition-by` over
+/// the job's `partition_by`.
+fn dataset(args: &RunArgs, job: &LoadedJob) -> Result<Option<Dataset>> {
+    let file = &job.file;
+    let columns: Vec<String> = if !args.partition_by.is_empty() {
+        args.partition_by.clone()
+    } else {
+        match &file.partition_by {
+            None => Vec::new(),
+            Some(toml::Value::String(s)) => s.split(',').map(str::to_owned).collect(),
+            Some(toml::Value::Array(list)) => list
+                .iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    other => {
+                        Err(job.error(format!("partition_by: `{other}` is not a column name")))
+                    }
+                })
+                .collect::<Result<_>>()?,
+            Some(other) => {
+                return Err(job.error(format!(
+                    "partition_by: `{other}` is not a list of column names"
+                )));
+            }
+        }
+    };
+    let columns: Vec<String> = columns.iter().map(|c| c.trim().to_owned()).collect();
+    let keep_columns = args.keep_partition_columns || file.keep_partition_columns.unwrap_or(false);
+    let max_open_files = args.max_open_files.or(file.max_open_files);
+    if columns.is_empty() {
+        if keep_columns || max_open_files.is_some() {
+            return Err(Error::config(
+                None,
+                "keep_partition_columns and max_open_files apply to a dataset: give --partition-by",
+            ));
+        }
+        return Ok(None);
+    }
+    if let Some(bad) = columns.iter().find(|c| c.is_empty()) {
+        return Err(Error::config(
+            None,
+            format!(
+                "--partition-by: an empty column name in `{}`{bad}",
+                columns.join(",")
+            ),
+        ));
+    }
+    for (i, c) in columns.iter().enumerate() {
+        if columns[..i].contains(c) {
+            return Err(Error::config(
+                None,
+                format!("--partition-by: column `{c}` is named twice"),
+            ));
+        }
+    }
+    let max_open_files = max_open_files.unwrap_or(DEFAULT_MAX_OPEN_FILES);
+    if max_open_files == 0 {
+        return Err(Error::config(None, "max_open_files must be at least 1"));
+    }
+    Ok(Some(Dataset {
+        columns,
+        keep_columns,
+        max_open_files,
+    }))
 }
 
 /// The readers the output is for: `--for` (every flag), else the job's `for` (a

@@ -258,6 +258,19 @@ impl ObjectOutput {
         (key, url.to_string())
     }
 
+    /// The key and URL of `relative` (`a=1/part-00000.parquet`) under the output, taken
+    /// as a prefix (a dataset's): the key holds the segments as they are (a Hive name's
+    /// `%XX` stays), the URL has them percent-encoded.
+    pub fn under(&self, relative: &str) -> Result<(ObjectPath, String), String> {
+        let key = ObjectPath::parse(format!("{}/{relative}", self.key.as_ref()))
+            .map_err(|e| e.to_string())?;
+        let mut url = self.url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(relative.split('/'));
+        }
+        Ok((key, url.to_string()))
+    }
+
     /// The object's directory in the bucket.
     pub fn parent(&self) -> ObjectPath {
         let parts: Vec<_> = self.key.parts().collect();

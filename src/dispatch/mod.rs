@@ -315,7 +315,7 @@ pub async fn execute(
     // The output's directory is checked (and its temporary file made) before any query
     // runs; a remote output's bucket is reached.
     if let Some(remote) = &config.remote
-        && let Err(e) = sink::object::check(remote).await
+        && let Err(e) = sink::object::check(remote, config.options.dataset.is_some()).await
     {
         close(sessions).await;
         return (reports.finish(None), Err(e));

@@ -15,7 +15,7 @@ pub fn identity(config: &JobConfig) -> String {
         Combine::Split { .. } => serde_json::json!("split"),
         Combine::Merge(sql) => serde_json::json!({ "merge": sql }),
     };
-    let input = serde_json::json!({
+    let mut input = serde_json::json!({
         "job": config.name,
         "query": config.query_text,
         "params": config
@@ -42,6 +42,13 @@ pub fn identity(config: &JobConfig) -> String {
         "page_index": o.page_index,
         "split": format!("{:?}", o.split),
     });
+    // Present only for a dataset, so that the identities of other jobs stay as they were.
+    if let Some(dataset) = &o.dataset {
+        input["dataset"] = serde_json::json!({
+            "partition_by": dataset.columns,
+            "keep_columns": dataset.keep_columns,
+        });
+    }
     let digest = Sha256::digest(input.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }

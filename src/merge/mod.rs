@@ -8,8 +8,10 @@
 //!   begun, so the dispatcher describes every PostgreSQL task first; a wider type that
 //!   only shows up after rows were written (a source that cannot be described ahead,
 //!   such as SQLite typing by values) is an error naming both shards.
-//! - `row_groups`: batches are cut into row groups, one task's rows each, so a failed
-//!   task's unfinished group is dropped and its finished groups are left out at commit.
+//! - `row_groups`: batches are cut by the output's directories (a Hive-partitioned
+//!   dataset's; one for every other output, see `Sink::route`) and into row groups, one
+//!   task's rows of one directory each, so a failed task's unfinished group is dropped
+//!   and its finished groups are left out at commit.
 //!   The groups in progress are bounded together: past [`ENCODER_BUDGET`] the largest is
 //!   flushed. When the output is split, a file is set aside at the job's row limit
 //!   exactly (a batch that would pass it is cut, and every group in progress is flushed
@@ -218,8 +220,8 @@ struct Merger {
     settings: MergeSettings,
     sink: Box<dyn Sink>,
     schema: CommonSchema,
-    /// Each task's row group being encoded, by task.
-    in_progress: HashMap<usize, GroupInProgress>,
+    /// Each task's row group being encoded, by task and output directory.
+    in_progress: HashMap<row_groups::Stream, GroupInProgress>,
     /// The row groups each task has written, to leave out if it fails.
     written: HashMap<usize, Vec<RowGroupId>>,
     pool: EncoderPool,
@@ -313,7 +315,7 @@ impl Merger {
             }
             Event::Done { task } => match &mut self.spool {
                 Some(spool) => spool.finish(task)?,
-                None => self.flush(task)?,
+                None => self.flush_task(task)?,
             },
             Event::Failed { task } => match &mut self.spool {
                 Some(spool) => spool.discard(task),
@@ -367,8 +369,10 @@ impl Merger {
     /// their files now, so that a split output fills the current file by the rows it
     /// will hold.
     fn discard(&mut self, task: usize) {
-        if let Some(group) = self.in_progress.remove(&task) {
-            self.pool.abandon(&group.lanes);
+        for stream in self.streams(|(t, _)| t == task) {
+            if let Some(group) = self.in_progress.remove(&stream) {
+                self.pool.abandon(&group.lanes);
+            }
         }
         for id in self.written.remove(&task).into_iter().flatten() {
             self.sink.exclude(id);

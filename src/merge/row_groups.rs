@@ -36,52 +36,15 @@ impl GroupInProgress {
     }
 }
 
+/// Which group in progress rows go to: a task's, in one directory of the output (0
+/// unless the output is a dataset, see `Sink::route`).
+pub(super) type Stream = (usize, usize);
+
 impl Merger {
-    /// Encodes a task's batch. With a row limit per file, a batch that would pass it is
-    /// cut, and the file is closed (all tasks' groups in progress flushed into it) at the
-    /// limit exactly.
-    pub(super) fn encode(
-        &mut self,
-        task: usize,
-        mut batch: RecordBatch,
-        hold: &Hold,
-    ) -> Result<()> {
-        while let Some(max) = self.sink.file_row_limit() {
-            let in_file =
-                self.sink.file_rows() + self.in_progress.values().map(|g| g.rows).sum::<u64>();
-            let room = max.saturating_sub(in_file) as usize;
-            if batch.num_rows() <= room {
-                break;
-            }
-            let tail = batch.slice(room, batch.num_rows() - room);
-            self.encode_group(task, batch.slice(0, room), hold)?;
-            self.flush_all()?;
-            self.sink.end_file();
-            batch = tail;
-        }
-        self.encode_group(task, batch, hold)
-    }
-
-    /// Encodes the batch into the task's row groups, cutting it where a group reaches
-    /// `row_group_size` rows: batches need not divide it (a source's batch can pass its
-    /// batch size by part of a network read, or end early at its byte bound).
-    fn encode_group(&mut self, task: usize, mut batch: RecordBatch, hold: &Hold) -> Result<()> {
-        let size = self.settings.row_group_size;
-        loop {
-            let in_group = self.in_progress.get(&task).map_or(0, |g| g.rows as usize);
-            let room = size.saturating_sub(in_group).max(1);
-            if batch.num_rows() <= room {
-                return self.encode_rows(task, batch, hold);
-            }
-            let tail = batch.slice(room, batch.num_rows() - room);
-            self.encode_rows(task, batch.slice(0, room), hold)?;
-            batch = tail;
-        }
-    }
-
-    /// Queues rows that fit the task's group on its lanes, then closes groups that are
-    /// full and, past the budget, the largest group in progress.
-    fn encode_rows(&mut self, task: usize, batch: RecordBatch, hold: &Hold) -> Result<()> {
+    /// Encodes a task's batch: conforms it to the output's schema (fixing that schema
+    /// with the first row), cuts it by the output's directories, and encodes each
+    /// directory's rows (see [`Merger::encode_in`]).
+    pub(super) fn encode(&mut self, task: usize, batch: RecordBatch, hold: &Hold) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -101,10 +64,66 @@ impl Merger {
             .map(|_| self.settings.task_shards[task].as_str());
         let batch =
             conform(batch, &schema, shard).map_err(|e| Error::output(self.sink.path(), e))?;
-        if !self.in_progress.contains_key(&task) {
-            let writers = self.sink.row_group_writers()?;
+        for (dir, rows) in self.sink.route(batch)? {
+            self.encode_in((task, dir), rows, hold)?;
+        }
+        Ok(())
+    }
+
+    /// Encodes rows of one directory. With a row limit per file, a batch that would pass
+    /// it is cut, and the directory's file is closed (the directory's groups in progress
+    /// flushed into it) at the limit exactly.
+    fn encode_in(&mut self, stream: Stream, mut batch: RecordBatch, hold: &Hold) -> Result<()> {
+        let dir = stream.1;
+        while let Some(max) = self.sink.file_row_limit() {
+            let in_file = self.sink.file_rows(dir)
+                + self
+                    .in_progress
+                    .iter()
+                    .filter(|((_, d), _)| *d == dir)
+                    .map(|(_, g)| g.rows)
+                    .sum::<u64>();
+            let room = max.saturating_sub(in_file) as usize;
+            if batch.num_rows() <= room {
+                break;
+            }
+            let tail = batch.slice(room, batch.num_rows() - room);
+            self.encode_group(stream, batch.slice(0, room), hold)?;
+            self.flush_dir(dir)?;
+            self.sink.end_file(dir);
+            batch = tail;
+        }
+        self.encode_group(stream, batch, hold)
+    }
+
+    /// Encodes the batch into the stream's row groups, cutting it where a group reaches
+    /// `row_group_size` rows: batches need not divide it (a source's batch can pass its
+    /// batch size by part of a network read, or end early at its byte bound).
+    fn encode_group(&mut self, stream: Stream, mut batch: RecordBatch, hold: &Hold) -> Result<()> {
+        let size = self.settings.row_group_size;
+        loop {
+            let in_group = self.in_progress.get(&stream).map_or(0, |g| g.rows as usize);
+            let room = size.saturating_sub(in_group).max(1);
+            if batch.num_rows() <= room {
+                return self.encode_rows(stream, batch, hold);
+            }
+            let tail = batch.slice(room, batch.num_rows() - room);
+            self.encode_rows(stream, batch.slice(0, room), hold)?;
+            batch = tail;
+        }
+    }
+
+    /// Queues rows (conformed, in the files' columns) that fit the stream's group on its
+    /// lanes, then closes groups that are full and, past the budget, the largest group
+    /// in progress.
+    fn encode_rows(&mut self, stream: Stream, batch: RecordBatch, hold: &Hold) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if !self.in_progress.contains_key(&stream) {
+            let writers = self.sink.row_group_writers(stream.1)?;
             self.in_progress.insert(
-                task,
+                stream,
                 GroupInProgress {
                     lanes: writers.columns.into_iter().map(Lane::new).collect(),
                     rows: 0,
@@ -113,12 +132,12 @@ impl Merger {
                 },
             );
         }
-        let group = self.in_progress.get_mut(&task).expect("inserted above");
+        let group = self.in_progress.get_mut(&stream).expect("inserted above");
         let path = self.sink.path();
         let err = |e: ParquetError| Error::output(&path, e);
         let started = Instant::now();
         let mut leaves = Vec::with_capacity(group.lanes.len());
-        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
             leaves.extend(compute_leaves(field, column).map_err(err)?);
             group.bytes += column.to_data().get_slice_memory_size().unwrap_or(0);
         }
@@ -126,7 +145,7 @@ impl Merger {
         self.timings.encoding += started.elapsed();
         group.rows += batch.num_rows() as u64;
         if group.rows >= self.settings.row_group_size as u64 || group.bytes >= ROW_GROUP_BYTES {
-            self.flush(task)?;
+            self.flush(stream)?;
         }
         let total: usize = self.in_progress.values().map(GroupInProgress::memory).sum();
         if total > ENCODER_BUDGET {
@@ -134,17 +153,17 @@ impl Merger {
                 .in_progress
                 .iter()
                 .max_by_key(|(_, g)| g.memory())
-                .map(|(t, _)| *t);
-            if let Some(t) = largest {
-                self.flush(t)?;
+                .map(|(s, _)| *s);
+            if let Some(s) = largest {
+                self.flush(s)?;
             }
         }
         Ok(())
     }
 
-    /// Closes the task's row group and appends it to the sink.
-    pub(super) fn flush(&mut self, task: usize) -> Result<()> {
-        let Some(group) = self.in_progress.remove(&task) else {
+    /// Closes the stream's row group and appends it to the sink.
+    pub(super) fn flush(&mut self, stream: Stream) -> Result<()> {
+        let Some(group) = self.in_progress.remove(&stream) else {
             return Ok(());
         };
         if group.rows == 0 {
@@ -155,21 +174,50 @@ impl Merger {
             .pool
             .close(group.lanes)
             .map_err(|e| Error::output(self.sink.path(), e))?;
-        let id = self.sink.append(EncodedRowGroup {
-            chunks,
-            rows: group.rows,
-            plain: group.plain,
-        })?;
-        self.written.entry(task).or_default().push(id);
+        let id = self.sink.append(
+            stream.1,
+            EncodedRowGroup {
+                chunks,
+                rows: group.rows,
+                plain: group.plain,
+            },
+        )?;
+        self.written.entry(stream.0).or_default().push(id);
         self.timings.flushing += started.elapsed();
         Ok(())
     }
 
+    /// Closes every group in progress of directory `dir`.
+    fn flush_dir(&mut self, dir: usize) -> Result<()> {
+        self.flush_where(|(_, d)| d == dir)
+    }
+
+    /// Closes every group in progress of `task` (it finished).
+    pub(super) fn flush_task(&mut self, task: usize) -> Result<()> {
+        self.flush_where(|(t, _)| t == task)
+    }
+
     /// Closes every group in progress.
     pub(super) fn flush_all(&mut self) -> Result<()> {
-        let tasks: Vec<usize> = self.in_progress.keys().copied().collect();
-        for task in tasks {
-            self.flush(task)?;
+        self.flush_where(|_| true)
+    }
+
+    /// The streams with a group in progress that `which` picks, in a fixed order (so
+    /// that the same rows make the same files).
+    pub(super) fn streams(&self, which: impl Fn(Stream) -> bool) -> Vec<Stream> {
+        let mut streams: Vec<Stream> = self
+            .in_progress
+            .keys()
+            .copied()
+            .filter(|s| which(*s))
+            .collect();
+        streams.sort_unstable();
+        streams
+    }
+
+    fn flush_where(&mut self, which: impl Fn(Stream) -> bool) -> Result<()> {
+        for stream in self.streams(which) {
+            self.flush(stream)?;
         }
         Ok(())
     }

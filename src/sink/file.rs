@@ -115,13 +115,13 @@ impl Sink for FileSink {
         self.open_file().map(|_| ())
     }
 
-    fn row_group_writers(&mut self) -> Result<RowGroupWriters> {
+    fn row_group_writers(&mut self, _dir: usize) -> Result<RowGroupWriters> {
         let plain = self.dictionary.plain();
         let columns = self.open_file()?.column_writers(&plain)?;
         Ok(RowGroupWriters { columns, plain })
     }
 
-    fn append(&mut self, group: EncodedRowGroup) -> Result<RowGroupId> {
+    fn append(&mut self, _dir: usize, group: EncodedRowGroup) -> Result<RowGroupId> {
         let file = self.open_file()?;
         let index = file.append(group.chunks, group.rows)?;
         let closed = file.closed_columns(index, &group.plain);
@@ -131,7 +131,7 @@ impl Sink for FileSink {
             index,
         };
         if self.full() {
-            self.end_file();
+            self.end_file(0);
         }
         Ok(id)
     }
@@ -146,7 +146,7 @@ impl Sink for FileSink {
         }
     }
 
-    fn file_rows(&self) -> u64 {
+    fn file_rows(&self, _dir: usize) -> u64 {
         self.open.as_ref().map_or(0, ParquetFile::rows)
     }
 
@@ -154,7 +154,7 @@ impl Sink for FileSink {
         self.split.and_then(|s| s.max_rows)
     }
 
-    fn end_file(&mut self) {
+    fn end_file(&mut self, _dir: usize) {
         if let Some(file) = self.open.take() {
             self.set_aside.push(file);
         }
@@ -166,7 +166,7 @@ impl Sink for FileSink {
             let file = self.open.take().expect("opened above");
             return file.commit(metadata);
         }
-        self.end_file();
+        self.end_file(0);
         let parts = std::mem::take(&mut self.set_aside);
         commit_parts(&self.output, parts, metadata)
     }

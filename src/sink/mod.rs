@@ -18,6 +18,7 @@
 //! rewriting the footer alone (`parquet`). A split output is several such files and a
 //! manifest, the commit point (`split`).
 
+mod dataset;
 mod dictionary;
 mod file;
 mod gcs;
@@ -30,18 +31,20 @@ mod temp;
 use std::path::PathBuf;
 
 use ::parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter};
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
 use crate::config::JobConfig;
 use crate::error::Result;
 
+pub use dataset::{DEFAULT_PARTITION, DatasetSink, SUCCESS, hive_escape};
 pub use dictionary::{
     ClosedColumn, DICTIONARY_PAGE_LIMIT, DICTIONARY_RETRY, DICTIONARY_RETRY_MAX, DictionaryProbe,
 };
 pub use file::FileSink;
 pub use parquet::{ParquetFile, WRITEBACK_EVERY};
 pub use properties::{file_properties, writer_properties};
-pub use split::{Manifest, ManifestPart, commit_parts};
+pub use split::{Manifest, ManifestPart, PartitionColumn, commit_parts};
 pub use temp::{TempFile, write_atomically};
 
 /// Where a run's merged row groups go, from before the first query to the commit.
@@ -75,26 +78,34 @@ pub trait Sink: Send {
     /// Fixes the output's schema and opens the first file. Called once.
     fn start(&mut self, schema: SchemaRef) -> Result<()>;
 
-    /// Column writers for a new row group, opening the next file of a split output if
-    /// the last one was set aside.
-    fn row_group_writers(&mut self) -> Result<RowGroupWriters>;
+    /// Cuts a batch of the output's schema by the directory its rows go to, giving each
+    /// directory's rows in the files' columns. Only a dataset has directories (see
+    /// `dataset`); every other sink has one, 0, and takes the batch as it is.
+    fn route(&mut self, batch: RecordBatch) -> Result<Vec<(usize, RecordBatch)>> {
+        Ok(vec![(0, batch)])
+    }
 
-    /// Appends an encoded row group made with [`Sink::row_group_writers`]; returns where
-    /// it lies.
-    fn append(&mut self, group: EncodedRowGroup) -> Result<RowGroupId>;
+    /// Column writers for a new row group of directory `dir` (see [`Sink::route`]),
+    /// opening the directory's next file if its last one was set aside.
+    fn row_group_writers(&mut self, dir: usize) -> Result<RowGroupWriters>;
+
+    /// Appends an encoded row group made with [`Sink::row_group_writers`] for the same
+    /// `dir`; returns where it lies.
+    fn append(&mut self, dir: usize, group: EncodedRowGroup) -> Result<RowGroupId>;
 
     /// Leaves a row group out of the output (its task's attempt failed).
     fn exclude(&mut self, group: RowGroupId);
 
-    /// Rows the open file will hold (0 when none is open): appended, not left out.
-    fn file_rows(&self) -> u64;
+    /// Rows the open file of `dir` will hold (0 when none is open): appended, not left
+    /// out.
+    fn file_rows(&self, dir: usize) -> u64;
 
     /// The most rows a file may hold (`None`: no limit).
     fn file_row_limit(&self) -> Option<u64>;
 
-    /// Sets the open file aside, complete but for its footer: the next row group starts
-    /// the next file. Does nothing when no file is open.
-    fn end_file(&mut self);
+    /// Sets the open file of `dir` aside, complete but for its footer: the directory's
+    /// next row group starts its next file. Does nothing when no file is open.
+    fn end_file(&mut self, dir: usize);
 
     /// Writes the footers with `metadata` (Parquet key-value pairs), leaving out the
     /// excluded row groups, and moves the output into place.
@@ -106,9 +117,10 @@ pub trait Sink: Send {
 /// run's locked temporary.
 #[must_use = "dropping a sink removes its temporary files"]
 pub fn open(config: &JobConfig) -> Result<Box<dyn Sink>> {
-    match &config.remote {
-        Some(remote) => Ok(Box::new(object::ObjectSink::create(config, remote)?)),
-        None => Ok(Box::new(FileSink::create(config)?)),
+    match (&config.remote, &config.options.dataset) {
+        (Some(remote), _) => Ok(Box::new(object::ObjectSink::create(config, remote)?)),
+        (None, Some(dataset)) => Ok(Box::new(DatasetSink::create(config, dataset)?)),
+        (None, None) => Ok(Box::new(FileSink::create(config)?)),
     }
 }
 
@@ -128,8 +140,8 @@ pub struct EncodedRowGroup {
     pub plain: Vec<bool>,
 }
 
-/// Where an appended row group lies: the file (0 unless the output is split) and its
-/// index in the file.
+/// Where an appended row group lies: the file (0 unless the output is split or a
+/// dataset; numbered across all its directories) and its index in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowGroupId {
     pub file: usize,

@@ -16,6 +16,13 @@
 //! its manifest, the commit point (as for local files, see `split`): the previous run's
 //! manifest is deleted first, and its parts numbered past this run's are deleted last.
 //!
+//! A dataset (`--partition-by`) is staged whole and uploaded at commit: the previous
+//! run's `_SUCCESS` is deleted first, every file is uploaded to its name under the
+//! dataset's prefix, the new `_SUCCESS` is written (the commit point: object stores have
+//! no rename), and the previous run's files this run did not write are deleted last. A
+//! reader that lists the prefix during the commit can find files of both runs; one that
+//! reads the files `_SUCCESS` lists never does.
+//!
 //! Every message about the output has its secrets replaced by `***` (see
 //! [`ObjectOutput::scrub`]).
 
@@ -25,12 +32,14 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
 
+use super::dataset::{DatasetSink, SUCCESS, is_dataset_file};
 use super::file::FileSink;
 use super::{EncodedRowGroup, OutputSummary, RemoteObject, RowGroupId, RowGroupWriters, Sink};
 use crate::config::storage::Cloud;
@@ -41,13 +50,41 @@ use crate::error::{Error, Result};
 #[must_use = "dropping a sink aborts its upload"]
 pub struct ObjectSink {
     /// Writes the staged files; taken by the commit.
-    staged: Option<FileSink>,
+    staged: Option<Staged>,
     remote: ObjectOutput,
     store: Arc<dyn ObjectStore>,
     runtime: tokio::runtime::Handle,
-    /// The one file's upload while it streams (not for a split output).
+    /// The one file's upload while it streams (not for a split output or a dataset).
     upload: Option<Upload>,
-    split: bool,
+}
+
+/// What the output is staged as locally.
+enum Staged {
+    /// One file, which streams out while it is written, or a split output's files.
+    File { sink: Box<FileSink>, split: bool },
+    /// A Hive-partitioned dataset, uploaded at the commit.
+    Dataset(Box<DatasetSink>),
+}
+
+impl Staged {
+    fn sink(&mut self) -> &mut dyn Sink {
+        match self {
+            Staged::File { sink, .. } => sink.as_mut(),
+            Staged::Dataset(sink) => sink.as_mut(),
+        }
+    }
+
+    fn sink_ref(&self) -> &dyn Sink {
+        match self {
+            Staged::File { sink, .. } => sink.as_ref(),
+            Staged::Dataset(sink) => sink.as_ref(),
+        }
+    }
+
+    /// Whether the output is one file, streamed while it is written.
+    fn streams(&self) -> bool {
+        matches!(self, Staged::File { split: false, .. })
+    }
 }
 
 /// A multipart upload fed from a staged file.
@@ -69,13 +106,19 @@ impl ObjectSink {
         let store = store(remote).map_err(|e| Error::output(remote.display(), e))?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| Error::output(remote.display(), e))?;
+        let staged = match &config.options.dataset {
+            Some(dataset) => Staged::Dataset(Box::new(DatasetSink::create(config, dataset)?)),
+            None => Staged::File {
+                sink: Box::new(FileSink::create(config)?),
+                split: config.options.split.is_some(),
+            },
+        };
         Ok(ObjectSink {
-            staged: Some(FileSink::create(config)?),
+            staged: Some(staged),
             remote: remote.clone(),
             store,
             runtime,
             upload: None,
-            split: config.options.split.is_some(),
         })
     }
 
@@ -83,8 +126,11 @@ impl ObjectSink {
         Error::output(self.remote.display(), self.remote.scrub(&message))
     }
 
-    fn staged(&mut self) -> &mut FileSink {
-        self.staged.as_mut().expect("taken only by the commit")
+    fn staged(&mut self) -> &mut dyn Sink {
+        self.staged
+            .as_mut()
+            .expect("taken only by the commit")
+            .sink()
     }
 
     /// Sends every complete part the staged file holds past what was sent.
@@ -219,16 +265,15 @@ impl Sink for ObjectSink {
     }
 
     fn schema(&self) -> Option<&SchemaRef> {
-        self.staged.as_ref().and_then(|s| s.schema())
+        self.staged.as_ref().and_then(|s| s.sink_ref().schema())
     }
 
     fn start(&mut self, schema: SchemaRef) -> Result<()> {
         self.staged().start(schema)?;
-        if self.split {
+        let Some(Staged::File { sink, split: false }) = &self.staged else {
             return Ok(());
-        }
-        let file = self
-            .staged()
+        };
+        let file = sink
             .open_handle()
             .expect("start opens the first file")
             .try_clone()
@@ -243,12 +288,12 @@ impl Sink for ObjectSink {
         Ok(())
     }
 
-    fn row_group_writers(&mut self) -> Result<RowGroupWriters> {
-        self.staged().row_group_writers()
+    fn row_group_writers(&mut self, dir: usize) -> Result<RowGroupWriters> {
+        self.staged().row_group_writers(dir)
     }
 
-    fn append(&mut self, group: EncodedRowGroup) -> Result<RowGroupId> {
-        let id = self.staged().append(group)?;
+    fn append(&mut self, dir: usize, group: EncodedRowGroup) -> Result<RowGroupId> {
+        let id = self.staged().append(dir, group)?;
         self.pump()?;
         Ok(id)
     }
@@ -257,90 +302,147 @@ impl Sink for ObjectSink {
         self.staged().exclude(group);
     }
 
-    fn file_rows(&self) -> u64 {
-        self.staged.as_ref().map_or(0, |s| s.file_rows())
+    fn route(&mut self, batch: RecordBatch) -> Result<Vec<(usize, RecordBatch)>> {
+        self.staged().route(batch)
+    }
+
+    fn file_rows(&self, dir: usize) -> u64 {
+        self.staged
+            .as_ref()
+            .map_or(0, |s| s.sink_ref().file_rows(dir))
     }
 
     fn file_row_limit(&self) -> Option<u64> {
-        self.staged.as_ref().and_then(|s| s.file_row_limit())
+        self.staged
+            .as_ref()
+            .and_then(|s| s.sink_ref().file_row_limit())
     }
 
-    fn end_file(&mut self) {
-        self.staged().end_file();
+    fn end_file(&mut self, dir: usize) {
+        self.staged().end_file(dir);
     }
 
     fn commit(mut self: Box<Self>, metadata: Vec<(String, String)>) -> Result<OutputSummary> {
         let staged = self.staged.take().expect("committed once");
-        let local = Box::new(staged).commit(metadata)?;
+        let streams = staged.streams();
+        let local = match staged {
+            Staged::File { sink, .. } => sink.commit(metadata)?,
+            Staged::Dataset(sink) => {
+                let local = sink.commit(metadata)?;
+                // The staged dataset is removed whatever happens next.
+                let _cleanup = CleanupDir(local.path.clone());
+                return self.commit_dataset(&local);
+            }
+        };
         // The staged files are removed whatever happens next.
         let _cleanup = Cleanup(local.files.iter().chain(&local.manifest).cloned().collect());
-        let mut summary = OutputSummary {
+        if !streams {
+            return self.commit_split(&local);
+        }
+        let done = match self.upload.take() {
+            Some(upload) => self.wait(upload.finish()),
+            // Not started (the schema was fixed at the commit): sent whole now.
+            None => self.wait(upload_file(
+                &self.store,
+                &self.remote.key,
+                &local.path,
+                &self.remote,
+            )),
+        }
+        .map_err(|e| self.error(e))?;
+        Ok(OutputSummary {
             path: self.path(),
-            files: Vec::new(),
+            files: vec![self.path()],
             manifest: None,
-            remote: Vec::new(),
-            ..local.clone()
-        };
-        if !self.split {
-            let staged_file = &local.path;
-            let done = match self.upload.take() {
-                Some(upload) => self.wait(upload.finish()),
-                // Not started (the schema was fixed at the commit): sent whole now.
-                None => self.wait(upload_file(
-                    &self.store,
-                    &self.remote.key,
-                    staged_file,
-                    &self.remote,
-                )),
-            }
-            .map_err(|e| self.error(e))?;
-            summary.bytes = done.bytes;
-            summary.files.push(self.path());
-            summary.remote.push(RemoteObject {
+            bytes: done.bytes,
+            remote: vec![RemoteObject {
                 url: self.remote.display(),
                 bytes: done.bytes,
                 sha256: done.sha256,
                 e_tag: done.e_tag,
-            });
-            return Ok(summary);
-        }
-        self.commit_split(&local, summary)
+            }],
+            ..local.clone()
+        })
     }
 }
 
 impl ObjectSink {
     /// Uploads a split output committed locally (see the module doc).
-    fn commit_split(
-        &self,
-        local: &OutputSummary,
-        mut summary: OutputSummary,
-    ) -> Result<OutputSummary> {
-        let manifest = local
-            .manifest
-            .as_ref()
-            .expect("a split output has a manifest");
+    fn commit_split(&self, local: &OutputSummary) -> Result<OutputSummary> {
         let name = |path: &Path| {
             path.file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         };
-        let (manifest_key, manifest_url) = self.remote.sibling(&name(manifest));
+        let files = local
+            .files
+            .iter()
+            .map(|file| Ok(self.remote.sibling(&name(file))))
+            .collect::<Result<Vec<_>>>()?;
+        let manifest = local
+            .manifest
+            .as_ref()
+            .expect("a split output has a manifest");
+        let (mut summary, _) = self.publish(local, files, self.remote.sibling(&name(manifest)))?;
+        summary.path = summary
+            .files
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.path());
+        self.remove_stale_parts(local.files.len());
+        Ok(summary)
+    }
+
+    /// Uploads a dataset committed locally (see the module doc): its files go under the
+    /// dataset's prefix with its `_SUCCESS`, and the previous run's files this run did
+    /// not write are deleted last.
+    fn commit_dataset(&self, local: &OutputSummary) -> Result<OutputSummary> {
+        let under = |relative: &str| self.remote.under(relative).map_err(|e| self.error(e));
+        let files = local
+            .files
+            .iter()
+            .map(|file| {
+                let relative = file.strip_prefix(&local.path).unwrap_or(file);
+                under(&relative.to_string_lossy())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (mut summary, written) = self.publish(local, files, under(SUCCESS)?)?;
+        summary.path = self.path();
+        self.remove_stale_files(&written);
+        Ok(summary)
+    }
+
+    /// Publishes an output of several files committed locally, the manifest last: the
+    /// previous run's manifest is deleted, every file is uploaded to its key, then the
+    /// manifest, the commit point. A failure deletes what this run uploaded. Returns the
+    /// summary of what was uploaded and the files' keys.
+    fn publish(
+        &self,
+        local: &OutputSummary,
+        files: Vec<(ObjectPath, String)>,
+        (manifest_key, manifest_url): (ObjectPath, String),
+    ) -> Result<(OutputSummary, Vec<ObjectPath>)> {
         match self.wait(self.store.delete(&manifest_key)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(self.error(e)),
         }
+        let mut summary = OutputSummary {
+            files: Vec::new(),
+            manifest: Some(PathBuf::from(&manifest_url)),
+            remote: Vec::new(),
+            ..local.clone()
+        };
         let mut sent = Vec::new();
-        for file in &local.files {
-            let (key, url) = self.remote.sibling(&name(file));
-            let done = match self.wait(upload_file(&self.store, &key, file, &self.remote)) {
-                Ok(done) => done,
-                Err(e) => {
-                    for key in &sent {
-                        let _ = self.wait(self.store.delete(key));
-                    }
-                    return Err(self.error(e));
-                }
-            };
+        let undo = |sent: &[ObjectPath], e: &dyn std::fmt::Display| {
+            for key in sent {
+                let _ = self.wait(self.store.delete(key));
+            }
+            self.error(e)
+        };
+        for (file, (key, url)) in local.files.iter().zip(files) {
+            let done = self
+                .wait(upload_file(&self.store, &key, file, &self.remote))
+                .map_err(|e| undo(&sent, &e))?;
             sent.push(key);
             summary.files.push(PathBuf::from(&url));
             summary.remote.push(RemoteObject {
@@ -350,48 +452,55 @@ impl ObjectSink {
                 e_tag: done.e_tag,
             });
         }
+        let manifest = local.manifest.as_ref().expect("published with a manifest");
         let text = std::fs::read(manifest).map_err(|e| Error::output(manifest, e))?;
-        let sha256 = hex(&Sha256::digest(&text));
-        let bytes = text.len() as u64;
-        let put = self.wait(self.store.put(&manifest_key, PutPayload::from(text)));
-        let put = match put {
-            Ok(put) => put,
-            Err(e) => {
-                for key in &sent {
-                    let _ = self.wait(self.store.delete(key));
-                }
-                return Err(self.error(e));
-            }
-        };
+        let (sha256, bytes) = (hex(&Sha256::digest(&text)), text.len() as u64);
+        let put = self
+            .wait(self.store.put(&manifest_key, PutPayload::from(text)))
+            .map_err(|e| undo(&sent, &e))?;
         summary.bytes = summary.remote.iter().map(|o| o.bytes).sum();
-        summary.path = summary
-            .files
-            .first()
-            .cloned()
-            .unwrap_or_else(|| self.path());
-        summary.manifest = Some(PathBuf::from(&manifest_url));
         summary.remote.push(RemoteObject {
             url: manifest_url,
             bytes,
             sha256,
             e_tag: put.e_tag,
         });
-        self.remove_stale_parts(local.files.len());
-        Ok(summary)
+        Ok((summary, sent))
+    }
+
+    /// Every object under `prefix` (recursively); what cannot be listed is left out.
+    fn list(&self, prefix: ObjectPath) -> Vec<object_store::ObjectMeta> {
+        let store = self.store.clone();
+        self.wait(async move {
+            store
+                .list(Some(&prefix))
+                .filter_map(|m| async move { m.ok() })
+                .collect()
+                .await
+        })
+    }
+
+    /// Deletes the files of a previous run of the dataset that this run did not write:
+    /// objects under its prefix named as a dataset's files are (`a=1/part-00000.parquet`).
+    fn remove_stale_files(&self, written: &[ObjectPath]) {
+        let depth = self.remote.key.parts().count();
+        for meta in self.list(self.remote.key.clone()) {
+            let relative: Vec<String> = meta
+                .location
+                .parts()
+                .skip(depth)
+                .map(|p| p.as_ref().to_owned())
+                .collect();
+            if is_dataset_file(&relative) && !written.contains(&meta.location) {
+                let _ = self.wait(self.store.delete(&meta.location));
+            }
+        }
     }
 
     /// Deletes the previous run's parts numbered `from` and above.
     fn remove_stale_parts(&self, from: usize) {
         let output = Path::new(self.remote.key.filename().unwrap_or_default());
-        let (store, dir) = (self.store.clone(), self.remote.parent());
-        let listed: Vec<_> = self.wait(async move {
-            store
-                .list(Some(&dir))
-                .filter_map(|m| async move { m.ok() })
-                .collect()
-                .await
-        });
-        for meta in listed {
+        for meta in self.list(self.remote.parent()) {
             let stale = meta
                 .location
                 .filename()
@@ -420,6 +529,15 @@ impl Drop for ObjectSink {
                 );
             }
         }
+    }
+}
+
+/// Removes a staged directory, with all it holds, when dropped.
+struct CleanupDir(PathBuf);
+
+impl Drop for CleanupDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -455,8 +573,10 @@ pub fn store(remote: &ObjectOutput) -> std::result::Result<Arc<dyn ObjectStore>,
 }
 
 /// Reaches the output's bucket before any query runs: lists the object's directory, so
-/// that missing credentials, a wrong key or a missing bucket fail the run at once.
-pub async fn check(remote: &ObjectOutput) -> Result<()> {
+/// that missing credentials, a wrong key or a missing bucket fail the run at once. A
+/// dataset's prefix must hold nothing, or a dataset (its `_SUCCESS`): a run replaces
+/// no other objects.
+pub async fn check(remote: &ObjectOutput, dataset: bool) -> Result<()> {
     let error = |e: &dyn std::fmt::Display| {
         Error::output(
             remote.display(),
@@ -468,9 +588,25 @@ pub async fn check(remote: &ObjectOutput) -> Result<()> {
         )
     };
     let store = store(remote).map_err(|e| error(&e))?;
-    store
-        .list_with_delimiter(Some(&remote.parent()))
+    if !dataset {
+        store
+            .list_with_delimiter(Some(&remote.parent()))
+            .await
+            .map_err(|e| error(&e))?;
+        return Ok(());
+    }
+    let listed = store
+        .list_with_delimiter(Some(&remote.key))
         .await
         .map_err(|e| error(&e))?;
-    Ok(())
+    let empty = listed.objects.is_empty() && listed.common_prefixes.is_empty();
+    let manifest = remote.under(SUCCESS).map_err(|e| error(&e))?.0;
+    if empty || store.head(&manifest).await.is_ok() {
+        return Ok(());
+    }
+    Err(Error::output(
+        remote.display(),
+        "the prefix holds objects but no _SUCCESS manifest of a tributary dataset; a run \
+         replaces only its own datasets: remove them or choose another output",
+    ))
 }

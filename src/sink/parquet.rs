@@ -18,10 +18,11 @@ use parquet::arrow::arrow_writer::{
     ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory,
 };
 use parquet::file::metadata::{
-    KeyValue, ParquetMetaData, ParquetMetaDataBuilder, ParquetMetaDataWriter,
+    FileMetaData, KeyValue, ParquetMetaData, ParquetMetaDataBuilder, ParquetMetaDataWriter,
 };
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::{SerializedFileWriter, TrackedWrite};
+use parquet::schema::types::SchemaDescriptor;
 
 use super::OutputSummary;
 use super::dictionary::{ClosedColumn, dictionary_abandoned};
@@ -43,7 +44,11 @@ pub struct ParquetFile {
 }
 
 impl ParquetFile {
-    pub fn new(temp: TempFile, schema: SchemaRef, props: WriterProperties) -> Result<ParquetFile> {
+    pub fn new(
+        mut temp: TempFile,
+        schema: SchemaRef,
+        props: WriterProperties,
+    ) -> Result<ParquetFile> {
         let target = temp.target.clone();
         let file = temp.handle().map_err(|e| Error::output(&target, e))?;
         let writeback = Writeback::start(&file);
@@ -64,7 +69,9 @@ impl ParquetFile {
 
     /// The file's handle (for reading back what was written).
     pub(super) fn handle(&self) -> &File {
-        &self.temp.file
+        self.temp
+            .open_handle()
+            .expect("an open file's handle is open")
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -79,12 +86,7 @@ impl ParquetFile {
     /// Rows in the row groups appended so far and not left out: the rows the file will
     /// hold (a split output fills a file by these).
     pub fn rows(&self) -> u64 {
-        self.row_group_rows
-            .iter()
-            .zip(&self.excluded)
-            .filter(|(_, excluded)| !**excluded)
-            .map(|(rows, _)| rows)
-            .sum()
+        kept_rows(&self.row_group_rows, &self.excluded)
     }
 
     /// Leaves row group `index` out of the file (its task's attempt failed).
@@ -109,21 +111,7 @@ impl ParquetFile {
                 .create_column_writers(self.row_group_rows.len())
                 .map_err(err);
         }
-        let descr = self.writer.schema_descr();
-        let mut builder = self.props.clone().into_builder();
-        for (column, _) in descr.columns().iter().zip(plain).filter(|(_, p)| **p) {
-            builder = builder.set_column_dictionary_enabled(column.path().clone(), false);
-        }
-        // The factory's properties are the file's; a row group with other per-column
-        // settings takes its writers from the function the factory replaced, which
-        // builds the same writers (tributary writes no encrypted files).
-        #[allow(deprecated)]
-        parquet::arrow::arrow_writer::get_column_writers(
-            descr,
-            &std::sync::Arc::new(builder.build()),
-            &self.schema,
-        )
-        .map_err(err)
+        column_writers(self.writer.schema_descr(), &self.props, &self.schema, plain).map_err(err)
     }
 
     /// Each leaf column of row group `index`, which was written with `plain` (see
@@ -213,7 +201,8 @@ impl ParquetFile {
             .sum();
         if self.excluded.contains(&true) {
             let kept = without_row_groups(written, &self.excluded).map_err(err)?;
-            rewrite_footer(&self.temp.file, data_end, &kept).map_err(err)?;
+            let file = self.temp.file().map_err(|e| Error::output(&target, e))?;
+            rewrite_footer(file, data_end, &kept).map_err(err)?;
         }
         Ok(Closed {
             temp: self.temp,
@@ -222,6 +211,148 @@ impl ParquetFile {
             unreferenced_bytes,
         })
     }
+}
+
+/// Column writers for a row group of files of `schema` (whose Parquet schema is
+/// `descr`) written with `props`, the leaf columns marked in `plain` without a
+/// dictionary. They need no file: a row group can be begun before its file is opened.
+pub(super) fn column_writers(
+    descr: &SchemaDescriptor,
+    props: &WriterProperties,
+    schema: &SchemaRef,
+    plain: &[bool],
+) -> parquet::errors::Result<Vec<ArrowColumnWriter>> {
+    let mut builder = props.clone().into_builder();
+    for (column, _) in descr.columns().iter().zip(plain).filter(|(_, p)| **p) {
+        builder = builder.set_column_dictionary_enabled(column.path().clone(), false);
+    }
+    // A file's writer factory builds its writers with the file's properties; a row group
+    // with other per-column settings, or one begun without its file, takes them from
+    // the function the factory replaced, which builds the same writers (tributary
+    // writes no encrypted files).
+    #[allow(deprecated)]
+    parquet::arrow::arrow_writer::get_column_writers(
+        descr,
+        &std::sync::Arc::new(builder.build()),
+        schema,
+    )
+}
+
+/// A file closed before the commit (a dataset keeps few files open, see `dataset`): its
+/// footer lists every row group, and the commit writes it again with the job's metadata
+/// and without the row groups left out since.
+pub(super) struct Parked {
+    temp: TempFile,
+    /// Where the row groups end and the first footer begins.
+    data_end: u64,
+    metadata: ParquetMetaData,
+    row_group_rows: Vec<u64>,
+    excluded: Vec<bool>,
+}
+
+impl ParquetFile {
+    /// Closes the file before the commit, releasing its writer, its writeback thread and
+    /// every handle on it, its lock's too (see [`TempFile::close_handle`]: only for a
+    /// file in a dataset's staging directory); [`Parked::close`] finishes it.
+    pub(super) fn park(mut self) -> Result<Parked> {
+        let target = self.temp.target.clone();
+        let data_end = self.writer.bytes_written() as u64;
+        let metadata = self.writer.close().map_err(|e| Error::output(&target, e))?;
+        self.writeback
+            .finish()
+            .map_err(|e| Error::output(&target, e))?;
+        self.temp.close_handle();
+        Ok(Parked {
+            temp: self.temp,
+            data_end,
+            metadata,
+            row_group_rows: self.row_group_rows,
+            excluded: self.excluded,
+        })
+    }
+}
+
+impl Parked {
+    /// Rows the file will hold (see [`ParquetFile::rows`]).
+    pub(super) fn rows(&self) -> u64 {
+        kept_rows(&self.row_group_rows, &self.excluded)
+    }
+
+    /// Leaves row group `index` out of the file (its task's attempt failed).
+    pub(super) fn exclude(&mut self, index: usize) {
+        if let Some(excluded) = self.excluded.get_mut(index) {
+            *excluded = true;
+        }
+    }
+
+    /// Writes the footer again with `metadata` added to the file's key-value pairs and
+    /// without the excluded row groups; the file stays a temporary.
+    pub(super) fn close(self, metadata: &[(String, String)]) -> Result<Closed> {
+        let target = self.temp.target.clone();
+        let err = |e: parquet::errors::ParquetError| Error::output(&target, e);
+        let rows = self.rows();
+        let row_groups = self.excluded.iter().filter(|e| !**e).count();
+        let unreferenced_bytes = self
+            .metadata
+            .row_groups()
+            .iter()
+            .zip(&self.excluded)
+            .filter(|(_, excluded)| **excluded)
+            .map(|(group, _)| group.compressed_size() as u64)
+            .sum();
+        let with_metadata = with_key_values(self.metadata, metadata);
+        let kept = without_row_groups(with_metadata, &self.excluded).map_err(err)?;
+        let mut temp = self.temp;
+        let file = temp.file().map_err(|e| Error::output(&target, e))?;
+        rewrite_footer(file, self.data_end, &kept).map_err(err)?;
+        temp.close_handle();
+        Ok(Closed {
+            temp,
+            rows,
+            row_groups,
+            unreferenced_bytes,
+        })
+    }
+}
+
+/// The rows of the row groups not `excluded`.
+fn kept_rows(row_group_rows: &[u64], excluded: &[bool]) -> u64 {
+    row_group_rows
+        .iter()
+        .zip(excluded)
+        .filter(|(_, excluded)| !**excluded)
+        .map(|(rows, _)| rows)
+        .sum()
+}
+
+/// The file's metadata with `pairs` added to its key-value pairs.
+fn with_key_values(metadata: ParquetMetaData, pairs: &[(String, String)]) -> ParquetMetaData {
+    let file = metadata.file_metadata();
+    let mut key_values = file.key_value_metadata().cloned().unwrap_or_default();
+    key_values.extend(
+        pairs
+            .iter()
+            .map(|(key, value)| KeyValue::new(key.clone(), value.clone())),
+    );
+    let file = FileMetaData::new(
+        file.version(),
+        file.num_rows(),
+        file.created_by().map(str::to_owned),
+        Some(key_values),
+        file.schema_descr_ptr(),
+        file.column_orders().cloned(),
+    );
+    let mut old = ParquetMetaDataBuilder::new_from_metadata(metadata);
+    let (row_groups, column_index, offset_index) = (
+        old.take_row_groups(),
+        old.take_column_index(),
+        old.take_offset_index(),
+    );
+    ParquetMetaDataBuilder::new(file)
+        .set_row_groups(row_groups)
+        .set_column_index(column_index)
+        .set_offset_index(offset_index)
+        .build()
 }
 
 /// The file's metadata without the row groups marked in `excluded`: their column and

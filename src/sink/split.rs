@@ -37,7 +37,23 @@ pub struct Manifest {
     /// Rows in all parts together.
     pub rows: u64,
     /// Every part of this run, in order; nothing else beside it belongs to the output.
+    /// A dataset's parts are named by their path in it: `region=eu/part-00000.parquet`.
     pub parts: Vec<ManifestPart>,
+    /// A dataset's partition columns, in the order of its directory levels, with their
+    /// types in the output (Arrow's names): what a reader's Hive partitioning is given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_by: Vec<PartitionColumn>,
+    /// Whether a dataset's files hold the partition columns too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partition_columns_in_files: bool,
+}
+
+/// A partition column of a dataset, as its manifest lists it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct PartitionColumn {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
 }
 
 /// Commits a split output (see the module doc): closes every part (each with
@@ -105,6 +121,8 @@ pub fn commit_parts(
         writer: format!("tributary {}", env!("CARGO_PKG_VERSION")),
         rows: summary.rows,
         parts: listed,
+        partition_by: Vec::new(),
+        partition_columns_in_files: false,
     })
     .expect("serialisable");
     if let Err(e) = write_atomically(&manifest, &text) {

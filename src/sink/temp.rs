@@ -23,8 +23,9 @@ pub struct TempFile {
     pub(super) target: PathBuf,
     /// The handle holding the file's lock. Writers get duplicates of it
     /// ([`TempFile::handle`]), which share the lock; it is released when the last of them
-    /// is closed, after the file was renamed or removed.
-    pub(super) file: File,
+    /// is closed, after the file was renamed or removed. `None` while set aside
+    /// ([`TempFile::close_handle`]).
+    file: Option<File>,
     /// Directories made for the target, deepest first: removed again (when empty) if the
     /// file is never moved into place, so that a failed run leaves nothing behind.
     made_dirs: Vec<PathBuf>,
@@ -41,12 +42,7 @@ impl TempFile {
     /// the name is only for people looking at the directory.
     pub fn create(target: &Path) -> Result<TempFile> {
         let dir = parent_dir(target);
-        let made_dirs: Vec<PathBuf> = dir
-            .ancestors()
-            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
-            .map(Path::to_path_buf)
-            .collect();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::output(target, e))?;
+        let made_dirs = create_dirs(&dir).map_err(|e| Error::output(target, e))?;
         remove_stale_temporaries(target);
         let name = target
             .file_name()
@@ -77,7 +73,7 @@ impl TempFile {
                     return Ok(TempFile {
                         path,
                         target: target.to_owned(),
-                        file,
+                        file: Some(file),
                         made_dirs,
                     });
                 }
@@ -106,9 +102,34 @@ impl TempFile {
         &self.target
     }
 
+    /// The file's handle, opened again if it was closed.
+    pub(super) fn file(&mut self) -> std::io::Result<&File> {
+        if self.file.is_none() {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&self.path)?;
+            self.file = Some(file);
+        }
+        Ok(self.file.as_ref().expect("opened above"))
+    }
+
+    /// The file's handle while it is open (see [`TempFile::close_handle`]).
+    pub(super) fn open_handle(&self) -> Option<&File> {
+        self.file.as_ref()
+    }
+
     /// A second handle to the file for writing, sharing its lock.
-    pub(super) fn handle(&self) -> std::io::Result<File> {
-        self.file.try_clone()
+    pub(super) fn handle(&mut self) -> std::io::Result<File> {
+        self.file()?.try_clone()
+    }
+
+    /// Closes the file's handle, and so releases its lock, until [`TempFile::file`]
+    /// opens it again. Only for a temporary in a directory this run holds locked
+    /// otherwise (a dataset's staging directory), where no other run looks for stale
+    /// temporaries: a dataset keeps its closed files without a descriptor each.
+    pub(super) fn close_handle(&mut self) {
+        self.file = None;
     }
 
     /// fsyncs the data, renames it over the target and fsyncs the directory.
@@ -120,10 +141,9 @@ impl TempFile {
     /// Like [`TempFile::persist`], to another path in the same directory (a part of a
     /// split output is numbered only once it is known which parts hold rows).
     pub(super) fn persist_as(mut self, target: &Path) -> Result<()> {
+        let result = self.file().and_then(File::sync_all);
         let path = std::mem::take(&mut self.path);
-        let result = self
-            .file
-            .sync_all()
+        let result = result
             .and_then(|_| std::fs::rename(&path, target))
             .and_then(|_| sync_dir(target));
         if let Err(e) = result {
@@ -152,16 +172,16 @@ impl Drop for TempFile {
 /// renamed into place, and the directory fsynced. Used for the JSON report and the
 /// manifest of a split output.
 pub fn write_atomically(target: &Path, contents: &[u8]) -> Result<()> {
-    let temp = TempFile::create(target)?;
-    (&temp.file)
-        .write_all(contents)
+    let mut temp = TempFile::create(target)?;
+    temp.file()
+        .and_then(|mut file| file.write_all(contents))
         .map_err(|e| Error::output(target, e))?;
     temp.persist()
 }
 
 /// A number for a temporary's name that no other run picks: std's hasher keys are
 /// random per process and differ from one `RandomState` to the next.
-fn unique() -> u64 {
+pub(super) fn unique() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
@@ -179,6 +199,18 @@ fn same_file(path: &Path, file: &File) -> bool {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }
+}
+
+/// Creates `dir` and its missing ancestors; returns those it made, deepest first (to
+/// remove again if what they were made for is abandoned).
+pub(super) fn create_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let made: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    std::fs::create_dir_all(dir)?;
+    Ok(made)
 }
 
 pub(super) fn sync_dir(target: &Path) -> std::io::Result<()> {
@@ -199,6 +231,12 @@ pub(super) fn parent_dir(target: &Path) -> PathBuf {
 /// namespace or machine sharing the directory it runs in (on file systems where `flock`
 /// works across clients; NFS emulates it with byte-range locks).
 fn remove_stale_temporaries(target: &Path) {
+    remove_stale(target, ".tmp");
+}
+
+/// Removes `.NAME.tributary-*SUFFIX` beside `target` (files, or directories with all
+/// they hold) that no live run holds locked.
+pub(super) fn remove_stale(target: &Path, suffix: &str) {
     let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return;
     };
@@ -208,7 +246,7 @@ fn remove_stale_temporaries(target: &Path) {
     };
     for entry in entries.flatten() {
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        if !file_name.starts_with(&prefix) || !file_name.ends_with(".tmp") {
+        if !file_name.starts_with(&prefix) || !file_name.ends_with(suffix) {
             continue;
         }
         let Ok(file) = File::open(entry.path()) else {
@@ -216,7 +254,10 @@ fn remove_stale_temporaries(target: &Path) {
         };
         if file.try_lock().is_ok() {
             // Removed while we hold the lock; it is released when `file` is closed.
-            let _ = std::fs::remove_file(entry.path());
+            let _ = match entry.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(entry.path()),
+                _ => std::fs::remove_file(entry.path()),
+            };
         }
     }
 }

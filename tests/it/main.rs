@@ -6,6 +6,7 @@ mod backfill;
 mod check;
 mod cli;
 mod combine;
+mod dataset;
 mod dates;
 mod demo;
 mod environment;

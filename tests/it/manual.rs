@@ -99,7 +99,7 @@ fn the_bash_script_is_valid_bash_and_completes_subcommands_and_flags() {
     assert_eq!(complete("tributary ba"), "backfill\n");
     assert_eq!(
         complete("tributary run --partition"),
-        "--partition-on\n--partitions\n"
+        "--partition-on\n--partitions\n--partition-by\n"
     );
     assert_eq!(complete("tributary completions z"), "zsh\n");
 }

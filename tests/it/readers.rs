@@ -97,21 +97,27 @@ pub fn check(parquet: &Path, expected: &serde_json::Value) -> String {
     let parquet = kept.as_path();
     let expected_path = dir.join("expected.json");
     std::fs::write(&expected_path, serde_json::to_vec_pretty(expected).unwrap()).unwrap();
+    script(
+        CHECK_SCRIPT,
+        &[parquet.as_os_str(), expected_path.as_os_str()],
+        "the readers disagree with PostgreSQL",
+    )
+}
+
+/// Runs `script` (a path in the repository) with the venv's Python and `args`; returns
+/// what it printed. Panics with `failure` and that output if it fails.
+pub fn script(script: &str, args: &[&std::ffi::OsStr], failure: &str) -> String {
     let out = Command::new(python())
-        .arg(root().join(CHECK_SCRIPT))
-        .arg(parquet)
-        .arg(&expected_path)
+        .arg(root().join(script))
+        .args(args)
         .output()
-        .expect("running the reader check");
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        out.status.success(),
-        "the readers disagree with PostgreSQL:\n{report}"
-    );
+    assert!(out.status.success(), "{failure}:\n{report}");
     report
 }
 

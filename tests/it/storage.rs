@@ -575,3 +575,118 @@ async fn s3_a_ledger_rerun_is_skipped_while_the_object_is_intact() {
         [Some(1)]
     );
 }
+
+/// A dataset (`--partition-by`) in `cloud`: every file under the dataset's prefix, then
+/// `_SUCCESS` listing them; a rerun with fewer directories deletes the previous run's
+/// other files; a prefix holding other objects is refused before any query runs.
+async fn a_dataset_lands_under_its_prefix_with_its_manifest(cloud: &str) {
+    let url = harness::database(&format!("storage_dataset_{cloud}"), SETUP).await;
+    let dir = job_dir(
+        &url,
+        "SELECT id, note, (id % :n)::int AS bucket FROM t ORDER BY id",
+    );
+    let dir = dir.path();
+    let mut emulator = Emulator::start(cloud);
+    let target = emulator.url("lake/ds");
+    for n in [4, 2] {
+        let n_param = format!("n={n}");
+        let out = run(
+            &mut emulator.tributary(dir),
+            &[
+                "-o",
+                &target,
+                "--partition-by",
+                "bucket",
+                "--param",
+                &n_param,
+            ],
+            &emulator.storage_args(&[]),
+        );
+        harness::succeeded(&out);
+        let (objects, uploads) = emulator.list();
+        assert!(uploads.is_empty(), "{uploads:?}");
+        let mut expected: Vec<String> = (0..n)
+            .map(|b| format!("lake/ds/bucket={b}/part-00000.parquet"))
+            .collect();
+        expected.push("lake/ds/_SUCCESS".into());
+        expected.sort();
+        assert_eq!(
+            objects.keys().cloned().collect::<Vec<_>>(),
+            expected,
+            "n = {n}"
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&emulator.get("lake/ds/_SUCCESS", &dir.join("success.json")))
+                .unwrap();
+        assert_eq!(manifest["rows"], ROWS);
+        let mut ids = Vec::new();
+        for part in manifest["parts"].as_array().unwrap() {
+            let name = part["file"].as_str().unwrap();
+            let local = dir.join(name.replace('/', "_"));
+            emulator.get(&format!("lake/ds/{name}"), &local);
+            assert_eq!(
+                objects[&format!("lake/ds/{name}")],
+                part["bytes"].as_u64().unwrap()
+            );
+            let bucket: i64 = name
+                .strip_prefix("bucket=")
+                .and_then(|r| r.split('/').next())
+                .unwrap()
+                .parse()
+                .unwrap();
+            let batch = rows(&read_parquet(&local));
+            assert!(batch.column_by_name("bucket").is_none(), "{name}");
+            for id in harness::i64_column(&batch, "id") {
+                let id = id.unwrap();
+                assert_eq!(id % n, bucket, "{name} holds {id}");
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        assert_eq!(ids, (1..=ROWS).collect::<Vec<_>>(), "n = {n}");
+        assert!(
+            files_under(&dir.join("staging")).is_empty(),
+            "staged files left"
+        );
+    }
+
+    emulator.put("lake/other/readme.txt", "not a dataset");
+    let out = run(
+        &mut emulator.tributary(dir),
+        &[
+            "-o",
+            &emulator.url("lake/other"),
+            "--partition-by",
+            "bucket",
+            "--param",
+            "n=2",
+        ],
+        &emulator.storage_args(&[]),
+    );
+    assert_eq!(out.status.code(), Some(exit::OUTPUT), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no _SUCCESS manifest"),
+        "{}",
+        stderr(&out)
+    );
+    let (objects, _) = emulator.list();
+    assert!(
+        !objects.keys().any(|k| k.starts_with("lake/other/bucket=")),
+        "{objects:?}"
+    );
+}
+
+#[tokio::test]
+async fn s3_a_dataset_lands_under_its_prefix_with_its_manifest() {
+    a_dataset_lands_under_its_prefix_with_its_manifest("s3").await;
+}
+
+#[tokio::test]
+async fn gcs_a_dataset_lands_under_its_prefix_with_its_manifest() {
+    a_dataset_lands_under_its_prefix_with_its_manifest("gcs").await;
+}
+
+#[tokio::test]
+async fn azure_a_dataset_lands_under_its_prefix_with_its_manifest() {
+    a_dataset_lands_under_its_prefix_with_its_manifest("azure").await;
+}
