@@ -414,17 +414,16 @@ impl Sink for DatasetSink {
         // where the values change.
         let mut rows_of: Vec<(usize, Vec<u32>)> = Vec::new();
         let mut slot_of: HashMap<usize, usize> = HashMap::new();
-        let mut current = (usize::MAX, 0);
+        let mut slot = 0;
         for row in 0..batch.num_rows() {
             if row == 0 || !same_as(row - 1, row) {
                 let dir = self.dir_of(&values, row);
-                let slot = *slot_of.entry(dir).or_insert_with(|| {
+                slot = *slot_of.entry(dir).or_insert_with(|| {
                     rows_of.push((dir, Vec::new()));
                     rows_of.len() - 1
                 });
-                current = (dir, slot);
             }
-            rows_of[current.1].1.push(row as u32);
+            rows_of[slot].1.push(row as u32);
         }
         let projected = batch.project(&self.columns).map_err(err)?;
         if let [(dir, _)] = rows_of.as_slice() {
