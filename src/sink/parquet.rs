@@ -192,13 +192,7 @@ impl ParquetFile {
         self.writeback
             .finish()
             .map_err(|e| Error::output(&target, e))?;
-        let unreferenced_bytes = written
-            .row_groups()
-            .iter()
-            .zip(&self.excluded)
-            .filter(|(_, excluded)| **excluded)
-            .map(|(group, _)| group.compressed_size() as u64)
-            .sum();
+        let unreferenced_bytes = excluded_bytes(&written, &self.excluded);
         if self.excluded.contains(&true) {
             let kept = without_row_groups(written, &self.excluded).map_err(err)?;
             let file = self.temp.file().map_err(|e| Error::output(&target, e))?;
@@ -292,14 +286,7 @@ impl Parked {
         let err = |e: parquet::errors::ParquetError| Error::output(&target, e);
         let rows = self.rows();
         let row_groups = self.excluded.iter().filter(|e| !**e).count();
-        let unreferenced_bytes = self
-            .metadata
-            .row_groups()
-            .iter()
-            .zip(&self.excluded)
-            .filter(|(_, excluded)| **excluded)
-            .map(|(group, _)| group.compressed_size() as u64)
-            .sum();
+        let unreferenced_bytes = excluded_bytes(&self.metadata, &self.excluded);
         let with_metadata = with_key_values(self.metadata, metadata);
         let kept = without_row_groups(with_metadata, &self.excluded).map_err(err)?;
         let mut temp = self.temp;
@@ -313,6 +300,18 @@ impl Parked {
             unreferenced_bytes,
         })
     }
+}
+
+/// The bytes of the row groups marked in `excluded`, which stay in the file
+/// unreferenced.
+fn excluded_bytes(metadata: &ParquetMetaData, excluded: &[bool]) -> u64 {
+    metadata
+        .row_groups()
+        .iter()
+        .zip(excluded)
+        .filter(|(_, excluded)| **excluded)
+        .map(|(group, _)| group.compressed_size() as u64)
+        .sum()
 }
 
 /// The rows of the row groups not `excluded`.
