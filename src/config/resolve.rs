@@ -548,11 +548,11 @@ fn dataset(args: &RunArgs, job: &LoadedJob) -> Result<Option<Dataset>> {
         }
         return Ok(None);
     }
-    if let Some(bad) = columns.iter().find(|c| c.is_empty()) {
+    if columns.iter().any(String::is_empty) {
         return Err(Error::config(
             None,
             format!(
-                "--partition-by: an empty column name in `{}`{bad}",
+                "--partition-by: an empty column name in `{}`",
                 columns.join(",")
             ),
         ));

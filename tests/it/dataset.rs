@@ -314,6 +314,10 @@ fn partition_columns_are_checked_before_anything_runs() {
             "--partition-by: column `a` is named twice",
         ),
         (
+            vec!["--partition-by", "a,,b"],
+            "--partition-by: an empty column name in `a,,b`",
+        ),
+        (
             vec!["--max-open-files", "3"],
             "apply to a dataset: give --partition-by",
         ),
