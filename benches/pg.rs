@@ -461,13 +461,20 @@ fn export_one(args: &ExportArgs, url: &str, out: &Path, table: &str, rows: u64) 
     for run in 0..args.runs {
         for c in contenders.iter_mut() {
             if let Some(o) = &c.output {
-                let _ = std::fs::remove_file(o);
+                let _ = std::fs::remove_file(o).or_else(|_| std::fs::remove_dir_all(o));
             }
             let mut s = measure(&c.program, &c.args)?;
             if let Some(o) = &c.output {
-                s.output = std::fs::metadata(o).map_err(|e| e.to_string())?.len();
+                s.output = parquet_files(o)?
+                    .iter()
+                    .map(|f| std::fs::metadata(f).map(|m| m.len()))
+                    .sum::<std::io::Result<u64>>()
+                    .map_err(|e| e.to_string())?;
                 if run == 0 {
-                    let got = parquet_rows(o)?;
+                    let got = parquet_files(o)?
+                        .iter()
+                        .map(|f| parquet_rows(f))
+                        .sum::<Result<u64>>()?;
                     if got != rows {
                         return Err(format!("{} wrote {got} rows, expected {rows}", c.label));
                     }
@@ -739,6 +746,24 @@ fn pg2parquet_args(url: &str, query: &str, output: &Path) -> Vec<String> {
         "--output-file".into(),
         output.display().to_string(),
     ]
+}
+
+/// The Parquet files of an output: the file itself, or every `.parquet` file under a
+/// dataset's directory (`--partition-by`).
+fn parquet_files(path: &Path) -> Result<Vec<std::path::PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?.path();
+        if entry.is_dir() {
+            files.extend(parquet_files(&entry)?);
+        } else if entry.extension().is_some_and(|e| e == "parquet") {
+            files.push(entry);
+        }
+    }
+    Ok(files)
 }
 
 fn parquet_rows(path: &Path) -> Result<u64> {

@@ -222,6 +222,10 @@ struct Merger {
     schema: CommonSchema,
     /// Each task's row group being encoded, by task and output directory.
     in_progress: HashMap<row_groups::Stream, GroupInProgress>,
+    /// A dataset's rows waiting to make row groups, by task and directory, and their
+    /// Arrow bytes in all.
+    pending: HashMap<row_groups::Stream, row_groups::Pending>,
+    pending_bytes: usize,
     /// The row groups each task has written, to leave out if it fails.
     written: HashMap<usize, Vec<RowGroupId>>,
     pool: EncoderPool,
@@ -251,6 +255,8 @@ impl Merger {
             sink,
             schema: CommonSchema::new(settings.shard_column.clone()),
             in_progress: HashMap::new(),
+            pending: HashMap::new(),
+            pending_bytes: 0,
             written: HashMap::new(),
             pool: EncoderPool::new(settings.encoder_threads),
             timings: Timings::default(),
@@ -369,6 +375,7 @@ impl Merger {
     /// their files now, so that a split output fills the current file by the rows it
     /// will hold.
     fn discard(&mut self, task: usize) {
+        self.discard_pending(task);
         for stream in self.streams(|(t, _)| t == task) {
             if let Some(group) = self.in_progress.remove(&stream) {
                 self.pool.abandon(&group.lanes);
@@ -398,11 +405,7 @@ impl Merger {
         self.settings.shard_column = None;
         self.settings.task_shards = vec!["(final step)".into()];
         self.schema = CommonSchema::new(None);
-        let hold: encoder::Hold = Arc::new(
-            Arc::new(Semaphore::new(1))
-                .try_acquire_owned()
-                .expect("a fresh semaphore has a permit"),
-        );
+        let hold = row_groups::no_hold();
         let mut first = true;
         let spilled = spool.run(&step, schema, conform, |batch| {
             if first {

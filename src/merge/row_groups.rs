@@ -36,6 +36,29 @@ impl GroupInProgress {
     }
 }
 
+/// Arrow bytes of a dataset's rows that may wait to be encoded (see [`Pending`]); past
+/// it, the stream holding the most is encoded.
+pub(super) const PENDING_BUDGET: usize = 128 << 20;
+
+/// A dataset's rows of one stream, waiting to make a row group: rows spread over many
+/// directories would otherwise keep a group in progress, with a column writer for each
+/// column, open in every directory at once.
+#[derive(Default)]
+pub(super) struct Pending {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+}
+
+/// A hold on nothing: for rows that already gave their channel budget back.
+pub(super) fn no_hold() -> Hold {
+    Arc::new(
+        Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("a fresh semaphore has a permit"),
+    )
+}
+
 /// Which group in progress rows go to: a task's, in one directory of the output (0
 /// unless the output is a dataset, see `Sink::route`).
 pub(super) type Stream = (usize, usize);
@@ -64,8 +87,78 @@ impl Merger {
             .map(|_| self.settings.task_shards[task].as_str());
         let batch =
             conform(batch, &schema, shard).map_err(|e| Error::output(self.sink.path(), e))?;
-        for (dir, rows) in self.sink.route(batch)? {
-            self.encode_in((task, dir), rows, hold)?;
+        let routed = self.sink.route(batch)?;
+        if !self.sink.routes() {
+            for (dir, rows) in routed {
+                self.encode_in((task, dir), rows, hold)?;
+            }
+            return Ok(());
+        }
+        // A dataset: each directory's rows wait until they make a row group (or the
+        // rows waiting pass their budget), then are encoded and closed at once.
+        for (dir, rows) in routed {
+            let stream = (task, dir);
+            let bytes = rows.get_array_memory_size();
+            let pending = self.pending.entry(stream).or_default();
+            pending.rows += rows.num_rows();
+            pending.bytes += bytes;
+            pending.batches.push(rows);
+            self.pending_bytes += bytes;
+            if pending.rows >= self.settings.row_group_size || pending.bytes >= ROW_GROUP_BYTES {
+                self.encode_pending(stream)?;
+            }
+        }
+        while self.pending_bytes > PENDING_BUDGET {
+            let largest = self
+                .pending
+                .iter()
+                .max_by_key(|(_, p)| p.bytes)
+                .map(|(s, _)| *s);
+            match largest {
+                Some(stream) => self.encode_pending(stream)?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes a dataset stream's waiting rows as row groups, all closed.
+    fn encode_pending(&mut self, stream: Stream) -> Result<()> {
+        let Some(pending) = self.pending.remove(&stream) else {
+            return Ok(());
+        };
+        self.pending_bytes -= pending.bytes;
+        let Some(first) = pending.batches.first() else {
+            return Ok(());
+        };
+        let batch = arrow::compute::concat_batches(&first.schema(), &pending.batches)
+            .map_err(|e| Error::output(self.sink.path(), e))?;
+        drop(pending);
+        self.encode_in(stream, batch, &no_hold())?;
+        self.flush(stream)
+    }
+
+    /// Drops a failed task's waiting rows.
+    pub(super) fn discard_pending(&mut self, task: usize) {
+        let streams: Vec<Stream> = self
+            .pending
+            .keys()
+            .filter(|(t, _)| *t == task)
+            .copied()
+            .collect();
+        for stream in streams {
+            if let Some(pending) = self.pending.remove(&stream) {
+                self.pending_bytes -= pending.bytes;
+            }
+        }
+    }
+
+    /// Encodes the waiting rows `which` picks, in a fixed order.
+    fn encode_pending_where(&mut self, which: impl Fn(Stream) -> bool) -> Result<()> {
+        let mut streams: Vec<Stream> = self.pending.keys().copied().filter(|s| which(*s)).collect();
+        streams.sort_unstable();
+        for stream in streams {
+            self.encode_pending(stream)?;
         }
         Ok(())
     }
@@ -192,13 +285,16 @@ impl Merger {
         self.flush_where(|(_, d)| d == dir)
     }
 
-    /// Closes every group in progress of `task` (it finished).
+    /// Encodes the waiting rows of `task` and closes every group in progress of it (it
+    /// finished).
     pub(super) fn flush_task(&mut self, task: usize) -> Result<()> {
+        self.encode_pending_where(|(t, _)| t == task)?;
         self.flush_where(|(t, _)| t == task)
     }
 
-    /// Closes every group in progress.
+    /// Encodes every waiting row and closes every group in progress.
     pub(super) fn flush_all(&mut self) -> Result<()> {
+        self.encode_pending_where(|_| true)?;
         self.flush_where(|_| true)
     }
 

@@ -394,6 +394,10 @@ impl Sink for DatasetSink {
         Ok(())
     }
 
+    fn routes(&self) -> bool {
+        true
+    }
+
     fn route(&mut self, batch: RecordBatch) -> Result<Vec<(usize, RecordBatch)>> {
         let output = self.output.clone();
         let err = |e: arrow::error::ArrowError| Error::output(&output, e);

@@ -85,6 +85,13 @@ pub trait Sink: Send {
         Ok(vec![(0, batch)])
     }
 
+    /// Whether [`Sink::route`] cuts batches by directory (a dataset). The merger then
+    /// gathers each directory's rows before encoding them, so that rows spread over many
+    /// directories still make whole row groups, and few column writers are open at once.
+    fn routes(&self) -> bool {
+        false
+    }
+
     /// Column writers for a new row group of directory `dir` (see [`Sink::route`]),
     /// opening the directory's next file if its last one was set aside.
     fn row_group_writers(&mut self, dir: usize) -> Result<RowGroupWriters>;

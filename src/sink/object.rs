@@ -306,6 +306,10 @@ impl Sink for ObjectSink {
         self.staged().route(batch)
     }
 
+    fn routes(&self) -> bool {
+        self.staged.as_ref().is_some_and(|s| s.sink_ref().routes())
+    }
+
     fn file_rows(&self, dir: usize) -> u64 {
         self.staged
             .as_ref()
