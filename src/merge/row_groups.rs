@@ -140,24 +140,18 @@ impl Merger {
 
     /// Drops a failed task's waiting rows.
     pub(super) fn discard_pending(&mut self, task: usize) {
-        let streams: Vec<Stream> = self
-            .pending
-            .keys()
-            .filter(|(t, _)| *t == task)
-            .copied()
-            .collect();
-        for stream in streams {
-            if let Some(pending) = self.pending.remove(&stream) {
-                self.pending_bytes -= pending.bytes;
+        let bytes = &mut self.pending_bytes;
+        self.pending.retain(|(t, _), pending| {
+            if *t == task {
+                *bytes -= pending.bytes;
             }
-        }
+            *t != task
+        });
     }
 
     /// Encodes the waiting rows `which` picks, in a fixed order.
     fn encode_pending_where(&mut self, which: impl Fn(Stream) -> bool) -> Result<()> {
-        let mut streams: Vec<Stream> = self.pending.keys().copied().filter(|s| which(*s)).collect();
-        streams.sort_unstable();
-        for stream in streams {
+        for stream in sorted(self.pending.keys(), which) {
             self.encode_pending(stream)?;
         }
         Ok(())
@@ -301,14 +295,7 @@ impl Merger {
     /// The streams with a group in progress that `which` picks, in a fixed order (so
     /// that the same rows make the same files).
     pub(super) fn streams(&self, which: impl Fn(Stream) -> bool) -> Vec<Stream> {
-        let mut streams: Vec<Stream> = self
-            .in_progress
-            .keys()
-            .copied()
-            .filter(|s| which(*s))
-            .collect();
-        streams.sort_unstable();
-        streams
+        sorted(self.in_progress.keys(), which)
     }
 
     fn flush_where(&mut self, which: impl Fn(Stream) -> bool) -> Result<()> {
@@ -317,4 +304,14 @@ impl Merger {
         }
         Ok(())
     }
+}
+
+/// The streams `which` picks among `keys`, in order.
+fn sorted<'a>(
+    keys: impl Iterator<Item = &'a Stream>,
+    which: impl Fn(Stream) -> bool,
+) -> Vec<Stream> {
+    let mut streams: Vec<Stream> = keys.copied().filter(|s| which(*s)).collect();
+    streams.sort_unstable();
+    streams
 }
