@@ -86,12 +86,23 @@ fn setup() -> PathBuf {
     python
 }
 
+/// Where a check keeps its files after the test, to rerun it by hand:
+/// `target/py-readers-last/TEST`, one directory per test (tests run concurrently, and two
+/// checks sharing `expected.json` would read each other's expectations).
+fn kept_dir() -> PathBuf {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "-");
+    let dir = target_dir().join("py-readers-last").join(test);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Checks `parquet` with every reader against `expected` (see `tests/readers/check.py`);
 /// returns the script's report. Panics with the mismatches, if any.
 pub fn check(parquet: &Path, expected: &serde_json::Value) -> String {
-    // Kept under target/ after the test, to rerun the check by hand.
-    let dir = target_dir().join("py-readers-last");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = kept_dir();
     let kept = dir.join(parquet.file_name().unwrap());
     std::fs::copy(parquet, &kept).unwrap();
     let parquet = kept.as_path();
@@ -125,8 +136,7 @@ pub fn script(script: &str, args: &[&std::ffi::OsStr], failure: &str) -> String 
 /// takes seconds): every value as PostgreSQL returned it (see `tests/readers/spark.py`).
 /// Returns the script's report (Spark's types); panics with the mismatches, if any.
 pub fn spark(files: &[(&Path, &serde_json::Value)]) -> String {
-    let dir = target_dir().join("py-readers-last");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = kept_dir();
     let mut args = Vec::new();
     for (i, (parquet, expected)) in files.iter().enumerate() {
         let kept = dir.join(format!(
