@@ -20,6 +20,7 @@ pub use rewrite::{
     Strategy, rewrite, rewrite_mysql,
 };
 
+use crate::types::MysqlKind;
 use crate::types::PgKind;
 
 /// Why a query cannot be combined. Raised before any connection is opened.
@@ -48,17 +49,31 @@ pub enum CombineError {
         column: String,
         shard: String,
     },
-    #[error("{aggregate} is not available on SQLite shard `{shard}`")]
-    Sqlite {
+    #[error(
+        "{aggregate} is not available on {database} shard `{shard}`\n  use --merge 'SQL' to combine the shards' rows yourself (a table named `shards`), or --combine off for each shard's rows"
+    )]
+    Unavailable {
         aggregate: &'static str,
+        database: &'static str,
         shard: String,
     },
-    /// Combining writes PostgreSQL's SQL around each shard's rows; MySQL's is not written
-    /// yet.
     #[error(
-        "the query's rows must be combined across shards ({why}), which is not available with MySQL shard `{shard}` yet\n  use --combine off for each shard's rows as they are, or --merge 'SQL' to combine them yourself (a table named `shards`)"
+        "{aggregate} over `{column}`, a DECIMAL wider than 38 digits on MySQL shard `{shard}`, cannot be combined exactly: cast it to a narrower one (CAST({column} AS DECIMAL(38, 2)), with the scale its values have)"
     )]
-    Mysql { why: String, shard: String },
+    WideDecimal {
+        aggregate: &'static str,
+        column: String,
+        shard: String,
+    },
+    #[error(
+        "{aggregate} over `{column}` on MySQL shard `{shard}` needs {scale} digits after the point, and MySQL's DECIMAL keeps at most 30: cast the column to a smaller scale"
+    )]
+    Scale {
+        aggregate: &'static str,
+        column: String,
+        shard: String,
+        scale: i8,
+    },
 }
 
 impl CombineError {
@@ -113,6 +128,28 @@ impl InputType {
             },
             PgKind::NumericText => InputType::UnboundedNumeric,
             PgKind::Float4 | PgKind::Float8 | PgKind::NumericFloat => InputType::Float,
+            _ => InputType::Other,
+        }
+    }
+
+    /// The input type of a MySQL column: its integers sum as PostgreSQL's do (int8 up to
+    /// INT, decimal(38, 0) for BIGINT), a BOOL (TINYINT(1)) as an integer.
+    pub fn of_mysql(kind: &MysqlKind) -> InputType {
+        match kind {
+            MysqlKind::Bool
+            | MysqlKind::Int8
+            | MysqlKind::Int16
+            | MysqlKind::Int32
+            | MysqlKind::UInt8
+            | MysqlKind::UInt16
+            | MysqlKind::UInt32 => InputType::SmallInt,
+            MysqlKind::Int64 | MysqlKind::UInt64 => InputType::BigInt,
+            MysqlKind::Decimal { precision, scale } => InputType::Decimal {
+                precision: *precision,
+                scale: *scale,
+            },
+            MysqlKind::DecimalText => InputType::UnboundedNumeric,
+            MysqlKind::Float32 | MysqlKind::Float64 => InputType::Float,
             _ => InputType::Other,
         }
     }
@@ -177,12 +214,6 @@ pub fn shard_sql(
     types: &InputTypes,
     shard: &str,
 ) -> Result<String, CombineError> {
-    if dialect == Dialect::Mysql {
-        return Err(CombineError::Mysql {
-            why: split.why.clone(),
-            shard: shard.to_string(),
-        });
-    }
     let partial = &split.partial;
     let columns = match &partial.columns {
         None => "*".to_string(),
@@ -206,7 +237,14 @@ pub fn shard_sql(
         let _ = write!(sql, " GROUP BY {}", partial.group_by.join(", "));
     }
     if !partial.order_by.is_empty() {
-        let keys: Vec<String> = partial.order_by.iter().map(SortKey::sql).collect();
+        let keys: Vec<String> = partial
+            .order_by
+            .iter()
+            .map(|k| match dialect {
+                Dialect::Mysql => k.mysql_sql(),
+                _ => k.sql(),
+            })
+            .collect();
         let _ = write!(sql, " ORDER BY {}", keys.join(", "));
     }
     if let Some(n) = partial.limit {
@@ -227,6 +265,26 @@ fn named(e: CombineError, split: &Split) -> CombineError {
             column: split.row_sql.get(&column).cloned().unwrap_or(column),
             shard,
         },
+        CombineError::WideDecimal {
+            aggregate,
+            column,
+            shard,
+        } => CombineError::WideDecimal {
+            aggregate,
+            column: split.row_sql.get(&column).cloned().unwrap_or(column),
+            shard,
+        },
+        CombineError::Scale {
+            aggregate,
+            column,
+            shard,
+            scale,
+        } => CombineError::Scale {
+            aggregate,
+            column: split.row_sql.get(&column).cloned().unwrap_or(column),
+            shard,
+            scale,
+        },
         other => other,
     }
 }
@@ -239,6 +297,9 @@ fn partial_sql(
     types: &InputTypes,
     shard: &str,
 ) -> Result<String, CombineError> {
+    if dialect == Dialect::Mysql {
+        return mysql_partial_sql(func, arg, filter, types, shard);
+    }
     let a = arg.map(String::as_str).unwrap_or("*");
     let ty = input(types, arg);
     let unbounded = |aggregate| CombineError::Unbounded {
@@ -293,14 +354,111 @@ fn partial_sql(
         PartialFn::BoolAnd => agg("bool_and", a),
         PartialFn::BoolOr => agg("bool_or", a),
         PartialFn::BitAnd | PartialFn::BitOr | PartialFn::BitXor if sqlite => {
-            return Err(CombineError::Sqlite {
+            return Err(CombineError::Unavailable {
                 aggregate: "bit_and, bit_or and bit_xor",
+                database: "SQLite",
                 shard: shard.to_string(),
             });
         }
         PartialFn::BitAnd => agg("bit_and", a),
         PartialFn::BitOr => agg("bit_or", a),
         PartialFn::BitXor => agg("bit_xor", a),
+    })
+}
+
+/// [`partial_sql`] in MySQL's SQL, in the types PostgreSQL's partials have (MySQL sums
+/// integers and decimals as DECIMAL(65)): an INT's sum as BIGINT, a BIGINT's as
+/// DECIMAL(38, 0), a DECIMAL(p, s)'s as DECIMAL(38, s). MySQL has no FILTER clause: a
+/// filtered aggregate reads `CASE WHEN filter THEN x END`, which it skips as NULL.
+fn mysql_partial_sql(
+    func: PartialFn,
+    arg: Option<&String>,
+    filter: Option<&String>,
+    types: &InputTypes,
+    shard: &str,
+) -> Result<String, CombineError> {
+    let ty = input(types, arg);
+    let column = || arg.cloned().unwrap_or_default();
+    let wide = |aggregate| CombineError::WideDecimal {
+        aggregate,
+        column: column(),
+        shard: shard.to_string(),
+    };
+    // The aggregate's argument, NULL where the filter does not hold.
+    let x = |x: &str| match filter {
+        Some(f) => format!("CASE WHEN {f} THEN {x} END"),
+        None => x.to_string(),
+    };
+    let a = match arg {
+        Some(a) => x(a),
+        None if filter.is_some() => x("1"),
+        None => "*".to_string(),
+    };
+    // MySQL's DECIMAL keeps at most 30 digits after the point (a PostgreSQL shard's
+    // column may have more).
+    let scaled = |aggregate, scale: i8| match scale {
+        0..=30 => Ok(scale),
+        _ => Err(CombineError::Scale {
+            aggregate,
+            column: column(),
+            shard: shard.to_string(),
+            scale,
+        }),
+    };
+    Ok(match func {
+        PartialFn::Count => format!("count({a})"),
+        PartialFn::Sum => match ty {
+            InputType::SmallInt => format!("CAST(sum({a}) AS SIGNED)"),
+            InputType::BigInt => format!("CAST(sum({a}) AS DECIMAL(38, 0))"),
+            InputType::Decimal { scale, .. } => {
+                format!("CAST(sum({a}) AS DECIMAL(38, {}))", scaled("sum", scale)?)
+            }
+            InputType::UnboundedNumeric => return Err(wide("sum")),
+            _ => format!("sum({a})"),
+        },
+        PartialFn::SumSquares => {
+            let arg = arg.map(String::as_str).unwrap_or("*");
+            match ty {
+                InputType::SmallInt | InputType::BigInt => format!(
+                    "CAST(sum({}) AS DECIMAL(38, 0))",
+                    x(&format!("CAST({arg} AS DECIMAL(38, 0)) * {arg}"))
+                ),
+                InputType::Decimal { scale, .. } => {
+                    let squared = i8::try_from(scale as i16 * 2).unwrap_or(i8::MAX);
+                    let squared = scaled("a variance", squared)?;
+                    format!(
+                        "CAST(sum({}) AS DECIMAL(38, {squared}))",
+                        x(&format!("CAST({arg} AS DECIMAL(38, {scale})) * {arg}"))
+                    )
+                }
+                InputType::UnboundedNumeric => return Err(wide("a variance")),
+                _ => format!("sum({})", x(&format!("{arg} * {arg}"))),
+            }
+        }
+        PartialFn::Min | PartialFn::Max => {
+            let f = if func == PartialFn::Min { "min" } else { "max" };
+            match ty {
+                InputType::Decimal { precision, scale } => {
+                    format!(
+                        "CAST({f}({a}) AS DECIMAL({precision}, {}))",
+                        scaled(f, scale)?
+                    )
+                }
+                InputType::UnboundedNumeric => return Err(wide(f)),
+                _ => format!("{f}({a})"),
+            }
+        }
+        // MySQL's booleans are integers, 0 or 1.
+        PartialFn::BoolAnd => format!("min({a})"),
+        PartialFn::BoolOr => format!("max({a})"),
+        // MySQL's are BIGINT UNSIGNED, all bits set over no row.
+        PartialFn::BitAnd | PartialFn::BitOr | PartialFn::BitXor => {
+            return Err(CombineError::Unavailable {
+                aggregate: "bit_and, bit_or and bit_xor",
+                database: "MySQL",
+                shard: shard.to_string(),
+            });
+        }
     })
 }
 

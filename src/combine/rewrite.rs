@@ -134,6 +134,23 @@ impl SortKey {
             if self.nulls_first { "FIRST" } else { "LAST" }
         )
     }
+
+    /// [`SortKey::sql`] in MySQL's SQL, which has no NULLS FIRST or LAST and sorts NULLs
+    /// as smaller than any value: where that is not the order asked for, the key's
+    /// nullness sorts first (`x IS NULL DESC` puts NULLs first). Left plain otherwise, so
+    /// that an index on the key can serve an ORDER BY with LIMIT.
+    pub fn mysql_sql(&self) -> String {
+        let order = if self.desc { "DESC" } else { "ASC" };
+        if self.nulls_first != self.desc {
+            return format!("{} {order}", self.expr);
+        }
+        format!(
+            "{} IS NULL {}, {} {order}",
+            self.expr,
+            if self.nulls_first { "DESC" } else { "ASC" },
+            self.expr
+        )
+    }
 }
 
 /// The final step over `shards`, whose types are known only once the shards are
@@ -219,30 +236,31 @@ pub fn rewrite(
     } else {
         parse(&PostgreSqlDialect {}, sql)?
     };
-    rewrite_statements(statements, params, input_columns)
+    rewrite_statements(statements, params, input_columns, false)
 }
 
 /// [`rewrite`] for a fleet with MySQL shards, whose queries are MySQL's (backquoted
-/// names, `LIMIT a, b`): whether the query needs combining, told in MySQL's dialect.
-/// Combining is refused for MySQL shards when the plan is checked (`plan::check_split`).
+/// names, `LIMIT a, b`), answered as MySQL would: NULLs sort before every value, and
+/// output columns are named as written (`Total`, `SUM(amount)`).
 pub fn rewrite_mysql(
     sql: &str,
     params: &Params,
     input_columns: bool,
 ) -> Result<Rewrite, CombineError> {
-    rewrite_statements(parse(&MySqlDialect {}, sql)?, params, input_columns)
+    rewrite_statements(parse(&MySqlDialect {}, sql)?, params, input_columns, true)
 }
 
 fn rewrite_statements(
     statements: Vec<Statement>,
     params: &Params,
     input_columns: bool,
+    mysql: bool,
 ) -> Result<Rewrite, CombineError> {
     let [Statement::Query(query)] = statements.as_slice() else {
         return Ok(Rewrite::Stream);
     };
     let query = query.as_ref();
-    let cut = Cut::of(query, params)?;
+    let cut = Cut::of(query, params, mysql)?;
     match query.body.as_ref() {
         SetExpr::Select(select) => select_rewrite(query, select, cut, params, input_columns),
         SetExpr::SetOperation {
@@ -278,12 +296,17 @@ struct Cut {
     order: Vec<(Expr, bool, bool)>,
     limit: Option<Expr>,
     offset: Option<Expr>,
+    /// The query is MySQL's: its NULLs sort first, its columns are named as written.
+    mysql: bool,
 }
 
 impl Cut {
-    fn of(query: &Query, params: &Params) -> Result<Cut, CombineError> {
+    fn of(query: &Query, params: &Params, mysql: bool) -> Result<Cut, CombineError> {
         let _ = params;
-        let mut cut = Cut::default();
+        let mut cut = Cut {
+            mysql,
+            ..Cut::default()
+        };
         if let Some(order) = &query.order_by {
             let OrderByKind::Expressions(items) = &order.kind else {
                 return Err(CombineError::refused("ORDER BY ALL", "name the sort keys"));
@@ -296,8 +319,9 @@ impl Cut {
                     ));
                 }
                 let desc = item.options.asc == Some(false);
-                // PostgreSQL's default: NULLs sort as larger than any value.
-                let nulls_first = item.options.nulls_first.unwrap_or(desc);
+                // PostgreSQL's default: NULLs sort as larger than any value; MySQL's:
+                // smaller.
+                let nulls_first = item.options.nulls_first.unwrap_or(desc != mysql);
                 cut.order.push((item.expr.clone(), desc, nulls_first));
             }
         }
@@ -405,6 +429,19 @@ fn column_name(expr: &Expr) -> String {
     }
 }
 
+/// The name MySQL gives an output column: its alias, or the column's name, or the
+/// expression as written.
+fn mysql_column_name(item: &SelectItem) -> String {
+    match item {
+        SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+        SelectItem::UnnamedExpr(Expr::Identifier(i)) => i.value.clone(),
+        SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
+            parts.last().map(|i| i.value.clone()).unwrap_or_default()
+        }
+        other => other.to_string(),
+    }
+}
+
 /// An identifier as PostgreSQL names it: unquoted ones folded to lower case.
 fn ident_name(i: &Ident) -> String {
     match i.quote_style {
@@ -427,7 +464,7 @@ fn select_rewrite(
         || select.having.is_some();
     let distinct = matches!(select.distinct, Some(Distinct::Distinct));
     if grouped {
-        return AggregateSplit::new(query, select, params)?.finish(
+        return AggregateSplit::new(query, select, params, cut.mysql)?.finish(
             found,
             cut,
             distinct,
@@ -483,6 +520,7 @@ fn find_aggregates(select: &Select, cut: &Cut) -> Result<Vec<Function>, CombineE
         depth: usize,
         found: Vec<Function>,
         error: Option<CombineError>,
+        mysql: bool,
     }
     impl VisitorMut for Finder {
         type Break = ();
@@ -508,7 +546,7 @@ fn find_aggregates(select: &Select, cut: &Cut) -> Result<Vec<Function>, CombineE
                 ));
                 return ControlFlow::Break(());
             }
-            match classify(f) {
+            match classify(f, self.mysql) {
                 Ok(Some(_)) => {
                     if !self.found.contains(f) {
                         self.found.push(f.clone());
@@ -527,6 +565,7 @@ fn find_aggregates(select: &Select, cut: &Cut) -> Result<Vec<Function>, CombineE
         depth: 0,
         found: Vec::new(),
         error: None,
+        mysql: cut.mysql,
     };
     let mut exprs: Vec<Expr> = select
         .projection
@@ -570,6 +609,8 @@ const UNSPLITTABLE: &[&str] = &[
     "array_agg",
     "string_agg",
     "group_concat",
+    "json_arrayagg",
+    "json_objectagg",
     "json_agg",
     "jsonb_agg",
     "json_object_agg",
@@ -600,8 +641,9 @@ const UNSPLITTABLE: &[&str] = &[
 ];
 
 /// Whether `f` is an aggregate call, and which; an aggregate that cannot be split is an
-/// error naming it.
-fn classify(f: &Function) -> Result<Option<Aggregate>, CombineError> {
+/// error naming it. In MySQL's dialect (`mysql`), `std`, `stddev` and `variance` are the
+/// population's, as MySQL computes them.
+fn classify(f: &Function, mysql: bool) -> Result<Option<Aggregate>, CombineError> {
     let name = match f.name.0.as_slice() {
         [ObjectNamePart::Identifier(i)] => i.value.to_lowercase(),
         [
@@ -632,6 +674,10 @@ fn classify(f: &Function) -> Result<Option<Aggregate>, CombineError> {
         "bit_and" => Aggregate::BitAnd,
         "bit_or" => Aggregate::BitOr,
         "bit_xor" => Aggregate::BitXor,
+        "std" | "stddev" | "variance" if mysql => Aggregate::Variance {
+            sample: false,
+            root: name != "variance",
+        },
         "stddev" | "stddev_samp" => Aggregate::Variance {
             sample: true,
             root: true,
@@ -963,6 +1009,8 @@ fn set_rewrite(
 
 /// The aggregate split being built: the row query's columns and the partial step's.
 struct AggregateSplit<'a> {
+    /// The query is MySQL's (see [`classify`]).
+    mysql: bool,
     query: &'a Query,
     select: &'a Select,
     params: &'a Params,
@@ -983,6 +1031,7 @@ impl<'a> AggregateSplit<'a> {
         query: &'a Query,
         select: &'a Select,
         params: &'a Params,
+        mysql: bool,
     ) -> Result<AggregateSplit<'a>, CombineError> {
         if select.projection.iter().any(|i| {
             !matches!(
@@ -997,6 +1046,7 @@ impl<'a> AggregateSplit<'a> {
         }
         let items = projection(select);
         let mut split = AggregateSplit {
+            mysql,
             query,
             select,
             params,
@@ -1062,7 +1112,7 @@ impl<'a> AggregateSplit<'a> {
 
     /// Splits one aggregate call into partial columns and its final combination.
     fn add(&mut self, f: &Function) -> Result<(), CombineError> {
-        let aggregate = classify(f)?.expect("found as an aggregate");
+        let aggregate = classify(f, self.mysql)?.expect("found as an aggregate");
         let (arg, distinct) = aggregate_arg(f)?;
         let filter = f.filter.as_deref();
         if distinct {
@@ -1283,9 +1333,12 @@ impl<'a> AggregateSplit<'a> {
             self.add(f)?;
         }
         let mut columns = Vec::new();
-        for item in &self.items {
+        for (item, written) in self.items.iter().zip(&self.select.projection) {
             let (expr, alias) = item.as_ref().expect("no wildcard in an aggregate query");
-            let name = alias.clone().unwrap_or_else(|| column_name(expr));
+            let name = match cut.mysql {
+                true => mysql_column_name(written),
+                false => alias.clone().unwrap_or_else(|| column_name(expr)),
+            };
             columns.push(FinalColumn {
                 name,
                 expr: self.final_expr(expr)?,
@@ -1425,5 +1478,89 @@ impl<'a> AggregateSplit<'a> {
                 ""
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_sort_keys_spell_out_the_null_order_only_where_mysql_differs() {
+        let key = |desc, nulls_first| {
+            SortKey {
+                expr: "x".into(),
+                desc,
+                nulls_first,
+            }
+            .mysql_sql()
+        };
+        assert_eq!(key(false, true), "x ASC");
+        assert_eq!(key(true, false), "x DESC");
+        assert_eq!(key(false, false), "x IS NULL ASC, x ASC");
+        assert_eq!(key(true, true), "x IS NULL DESC, x DESC");
+    }
+
+    #[test]
+    fn mysql_names_its_variances_for_the_population() {
+        let split = |sql: &str| match rewrite_mysql(sql, &Params::default(), false).unwrap() {
+            Rewrite::Combine(split) => split,
+            Rewrite::Stream => panic!("{sql} needs combining"),
+        };
+        let funcs = |sql: &str| -> Vec<FinalFn> {
+            let split = split(sql);
+            let columns = split.finish.columns.unwrap();
+            columns
+                .iter()
+                .flat_map(|c| c.expr.aggregates.iter().map(|a| a.func))
+                .collect()
+        };
+        let pop = |root| FinalFn::Variance {
+            sample: false,
+            root,
+        };
+        let sample = |root| FinalFn::Variance { sample: true, root };
+        assert_eq!(
+            funcs("SELECT STD(x), STDDEV(x), VARIANCE(x), VAR_SAMP(x), STDDEV_SAMP(x) FROM t"),
+            [
+                pop(true),
+                pop(true),
+                pop(false),
+                sample(false),
+                sample(true)
+            ]
+        );
+        assert_eq!(
+            funcs("SELECT stddev(x), variance(x) FROM t"),
+            [pop(true), pop(false)]
+        );
+        let pg = match rewrite(
+            "SELECT stddev(x), variance(x) FROM t",
+            &Params::default(),
+            false,
+            false,
+        )
+        .unwrap()
+        {
+            Rewrite::Combine(split) => split,
+            Rewrite::Stream => panic!("needs combining"),
+        };
+        let names: Vec<FinalFn> = pg
+            .finish
+            .columns
+            .unwrap()
+            .iter()
+            .flat_map(|c| c.expr.aggregates.iter().map(|a| a.func))
+            .collect();
+        assert_eq!(names, [sample(true), sample(false)]);
+        // Output names as MySQL gives them, as PostgreSQL gives them.
+        let names = split("SELECT COUNT(*), `Region`, SUM(x) AS Total FROM t GROUP BY `Region`")
+            .output_names()
+            .unwrap();
+        assert_eq!(names, ["COUNT(*)", "Region", "Total"]);
+        assert!(matches!(
+            rewrite_mysql("SELECT GROUP_CONCAT(x) FROM t", &Params::default(), false),
+            Err(CombineError::Refused { .. })
+        ));
     }
 }

@@ -705,18 +705,6 @@ fn combine(
         crate::combine::Rewrite::Stream => return Ok(Combine::Off),
         crate::combine::Rewrite::Combine(split) => split,
     };
-    if let Some(shard) = shards
-        .iter()
-        .find(|s| matches!(s.source, SourceConfig::Mysql(_)))
-    {
-        return Err(query_error(
-            &query.path,
-            crate::combine::CombineError::Mysql {
-                why: split.why.clone(),
-                shard: shard.name.clone(),
-            },
-        ));
-    }
     if let Some(column) = &options.shard_column {
         return Err(Error::config(
             None,

@@ -27,7 +27,7 @@ use crate::merge::{self, Event, MergeHandle, MergeSettings};
 use crate::plan::{self, Plan, ShardLayout, TaskQuery};
 use crate::report::{self, Outcome, Progress, RunReport, TaskReport};
 use crate::sink::{self, OutputSummary};
-use crate::source::{Cancels, ShardPool, SnapshotSession, TaskContext};
+use crate::source::{Cancels, ColumnKind, ShardPool, SnapshotSession, TaskContext};
 use describe::{Gate, describe, describe_limit};
 use task::{Retry, TaskEnd, TaskRun};
 
@@ -176,8 +176,8 @@ pub async fn open_and_plan(config: &JobConfig) -> Result<OpenPlan, Error> {
     })
 }
 
-/// For a split query, the types of its row query's columns as the PostgreSQL shards
-/// describe them (each shard's, widened to hold all), which decide the partial
+/// For a split query, the types of its row query's columns as the PostgreSQL and MySQL
+/// shards describe them (each shard's, widened to hold all), which decide the partial
 /// aggregates' casts; and, by shard, the describe's error where it failed.
 async fn input_types(
     config: &JobConfig,
@@ -202,9 +202,12 @@ async fn input_types(
         match result {
             None => {}
             Some(Err(e)) => errors[i] = Some(e),
-            Some(Ok(kinds)) => {
-                for (name, kind) in kinds {
-                    let ty = InputType::of(&kind);
+            Some(Ok(columns)) => {
+                for (name, kind) in columns {
+                    let ty = match &kind {
+                        ColumnKind::Postgres(kind) => InputType::of(kind),
+                        ColumnKind::Mysql(kind) => InputType::of_mysql(kind),
+                    };
                     let merged = match types.get(&name) {
                         Some(t) => t.unify(ty),
                         None => ty,

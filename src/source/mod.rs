@@ -21,6 +21,14 @@ use crate::config::{RunOptions, ShardConfig, SourceConfig};
 use crate::error::TaskError;
 use crate::merge::BatchSender;
 use crate::plan::TaskQuery;
+use crate::types::{MysqlKind, PgKind};
+
+/// A result column's type as its source describes it.
+#[derive(Debug, Clone)]
+pub enum ColumnKind {
+    Postgres(PgKind),
+    Mysql(MysqlKind),
+}
 
 pub use postgres::SnapshotSession;
 pub use probe::Probe;
@@ -219,14 +227,26 @@ impl ShardPool {
     }
 
     /// The source types of the query's columns, where the source can tell them without
-    /// running it (PostgreSQL).
+    /// running it (PostgreSQL and MySQL; SQLite types values, not columns).
     pub async fn column_kinds(
         &self,
         query: &TaskQuery,
-    ) -> Option<Result<Vec<(String, crate::types::PgKind)>, TaskError>> {
+    ) -> Option<Result<Vec<(String, ColumnKind)>, TaskError>> {
         match (self, query) {
             (ShardPool::Postgres(p), TaskQuery::Postgres { sql }) => {
-                Some(p.describe(sql).await.map(|c| c.kinds))
+                Some(p.describe(sql).await.map(|c| {
+                    c.kinds
+                        .into_iter()
+                        .map(|(name, kind)| (name, ColumnKind::Postgres(kind)))
+                        .collect()
+                }))
+            }
+            (ShardPool::Mysql(m), TaskQuery::Mysql { sql, .. }) => {
+                Some(m.column_kinds(sql).await.map(|c| {
+                    c.into_iter()
+                        .map(|(name, kind)| (name, ColumnKind::Mysql(kind)))
+                        .collect()
+                }))
             }
             _ => None,
         }

@@ -250,6 +250,13 @@ impl MysqlShard {
         Ok(schema(&columns))
     }
 
+    /// The query's columns and how each is read, without running it.
+    pub async fn column_kinds(&self, sql: &str) -> Result<Vec<(String, MysqlKind)>, TaskError> {
+        let mut conn = self.connection().await?;
+        let columns = self.columns(&mut conn, sql).await?;
+        Ok(columns.into_iter().map(|c| (c.name, c.kind)).collect())
+    }
+
     /// What `tributary check` reports: the server and its version, the connection's
     /// encryption, the account and what it may change, and the query's columns.
     pub async fn facts(&self, sql: Option<&str>) -> Result<super::ShardFacts, TaskError> {

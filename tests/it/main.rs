@@ -18,6 +18,7 @@ mod libpq;
 mod manual;
 mod metrics;
 mod mysql;
+mod mysql_combine;
 mod output;
 mod params;
 mod partitions;

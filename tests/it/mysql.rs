@@ -1,10 +1,11 @@
 //! MySQL and MariaDB shards, against the MariaDB server on this machine (127.0.0.1:3306,
 //! user root, no password; TRIBUTARY_TEST_MYSQL overrides) and one with TLS that a test
-//! starts itself: every type read back from the Parquet (by arrow-rs and by pyarrow) and
-//! compared with what the server prints, zero dates, partitions, deadlines and SIGINT
-//! killing the statement on the server, a connection cut or stalled mid-stream and
-//! retried, ssl-mode against certificates, a fleet of PostgreSQL, MariaDB and SQLite
-//! shards, hostile parameter values, and passwords kept out of every output.
+//! starts itself: every type read back from the Parquet (by arrow-rs, then by pyarrow,
+//! pandas, polars and DuckDB) and compared with what the server prints, zero dates,
+//! partitions, deadlines and SIGINT killing the statement on the server, a connection cut
+//! or stalled mid-stream and retried, ssl-mode against certificates, a fleet of
+//! PostgreSQL, MariaDB and SQLite shards, hostile parameter values, and passwords kept
+//! out of every output. Combining across MySQL shards is in `mysql_combine`.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ fn base() -> String {
 }
 
 /// The `mariadb` client's connection arguments for the test server.
-fn client_args() -> Vec<String> {
+fn client_args(names: bool) -> Vec<String> {
     let url = base();
     let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
     let (user, hostport) = rest.split_once('@').unwrap_or(("root", rest));
@@ -38,29 +39,55 @@ fn client_args() -> Vec<String> {
         "--protocol=TCP".into(),
         "--batch".into(),
         "--raw".into(),
-        "--skip-column-names".into(),
+        if names {
+            "--column-names"
+        } else {
+            "--skip-column-names"
+        }
+        .into(),
         "--default-character-set=utf8mb4".into(),
     ]
 }
 
 /// Runs `sql` with the `mariadb` client in database `db`; its output lines, tab-split
 /// (the client prints NULL as `NULL`).
-fn client(db: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-    let out = Command::new("mariadb")
-        .args(client_args())
+pub fn client(db: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    client_lines(db, sql, false)
+}
+
+/// [`client`] with the result's column names as the first line.
+pub fn client_named(db: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    client_lines(db, sql, true)
+}
+
+fn client_lines(db: &str, sql: &str, names: bool) -> Vec<Vec<Option<String>>> {
+    use std::io::Write as _;
+    // The SQL goes in on stdin: a setup's INSERT can pass the limit of one argument.
+    let mut child = Command::new("mariadb")
+        .args(client_args(names))
         .arg(db)
-        .arg("-e")
-        .arg(sql)
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| {
             panic!(
-                "the mariadb client is needed for these tests (apt-get install mariadb-client): {e}"
+                "running the mariadb client, which these tests need (apt-get install mariadb-client): {e}"
             )
         });
+    let mut stdin = child.stdin.take().unwrap();
+    let input = sql.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer
+        .join()
+        .unwrap()
+        .expect("writing the SQL to the mariadb client");
+    let shown: String = sql.chars().take(2000).collect();
     assert!(
         out.status.success(),
         "mariadb on {} failed: {}\nThese tests need MariaDB on 127.0.0.1:3306 with user root and no password: \
-         `apt-get install mariadb-server && service mariadb start`, or point TRIBUTARY_TEST_MYSQL at one.\n{sql}",
+         `apt-get install mariadb-server && service mariadb start`, or point TRIBUTARY_TEST_MYSQL at one.\n{shown}",
         base(),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -76,12 +103,12 @@ fn client(db: &str, sql: &str) -> Vec<Vec<Option<String>>> {
 }
 
 /// The full name of a test database (as the PostgreSQL tests name theirs).
-fn db(name: &str) -> String {
+pub fn db(name: &str) -> String {
     harness::db(&format!("my_{name}"))
 }
 
 /// (Re)creates database `name` and runs `setup` in it; returns its shard URL.
-fn database(name: &str, setup: &str) -> String {
+pub fn database(name: &str, setup: &str) -> String {
     let name = db(name);
     client(
         "mysql",
@@ -175,7 +202,7 @@ SELECT id, ti, tu, si, su, mi, mu, i, iu, bi, bu, b, de, du, dw,
 FROM types ORDER BY id";
 
 /// A Parquet value printed as the server view above prints it.
-fn cell(array: &dyn Array, i: usize) -> Option<String> {
+pub fn cell(array: &dyn Array, i: usize) -> Option<String> {
     if array.is_null(i) {
         return None;
     }
@@ -277,47 +304,88 @@ fn cell(array: &dyn Array, i: usize) -> Option<String> {
     })
 }
 
-/// Every column of `parquet` as pyarrow reads it, printed as the server view prints it
-/// (column by column, row by row).
-fn pyarrow_view(parquet: &std::path::Path) -> Vec<Vec<Option<String>>> {
-    const SCRIPT: &str = r#"
-import datetime, decimal, json, sys, uuid
-import pyarrow.parquet as pq
-EPOCH = datetime.datetime(1970, 1, 1)
-def show(v):
-    if v is None: return None
-    if isinstance(v, bool): return str(int(v))
-    if isinstance(v, (bytes, bytearray)): return v.hex().upper()
-    if isinstance(v, uuid.UUID): return str(v)
-    if isinstance(v, datetime.datetime):
-        return v.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(v, datetime.date): return v.isoformat()
-    if isinstance(v, datetime.timedelta):
-        us = v // datetime.timedelta(microseconds=1)
-        sign, a = ("-" if us < 0 else ""), abs(us)
-        return "%s%02d:%02d:%02d.%06d" % (sign, a // 3600000000, a // 60000000 % 60, a // 1000000 % 60, a % 1000000)
-    if isinstance(v, decimal.Decimal): return format(v, "f")
-    if isinstance(v, float): return repr(v)
-    if isinstance(v, str): return v.replace("\n", "\\n")
-    return str(v)
-table = pq.read_table(sys.argv[1])
-out = []
-for column in table.columns:
-    out.append([show(v) for v in column.to_pylist()])
-print(json.dumps(out))
-"#;
-    let out = Command::new(crate::readers::python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(parquet)
-        .output()
-        .expect("running pyarrow");
-    assert!(
-        out.status.success(),
-        "pyarrow cannot read the file: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+/// What the readers must type the columns whose type matters most to a notebook:
+/// unsigned, exact decimal, zoned and naive timestamps, durations, JSON and UUID.
+const READER_TYPES: &[(&str, &[(&str, &str)])] = &[
+    (
+        "bu",
+        &[
+            ("pyarrow", "uint64"),
+            ("polars", "UInt64"),
+            ("duckdb", "UBIGINT"),
+        ],
+    ),
+    (
+        "de",
+        &[
+            ("pyarrow", "decimal128(12, 4)"),
+            ("polars", "Decimal(precision=12, scale=4)"),
+            ("duckdb", "DECIMAL(12,4)"),
+        ],
+    ),
+    (
+        "ts",
+        &[
+            ("pyarrow", "timestamp[us, tz=UTC]"),
+            ("polars", "Datetime(time_unit='us', time_zone='UTC')"),
+            ("duckdb", "TIMESTAMP WITH TIME ZONE"),
+        ],
+    ),
+    (
+        "dtm",
+        &[
+            ("pyarrow", "timestamp[us]"),
+            ("polars", "Datetime(time_unit='us', time_zone=None)"),
+            ("duckdb", "TIMESTAMP"),
+        ],
+    ),
+    (
+        "tm",
+        &[
+            ("pyarrow", "duration[us]"),
+            ("polars", "Duration(time_unit='us')"),
+        ],
+    ),
+    ("j", &[("duckdb", "JSON")]),
+    ("u", &[("duckdb", "UUID")]),
+];
+
+/// The value at `i` in the canonical form of `tests/readers/check.py` (exact decimal
+/// text, hex bytes and uuids, temporal values as the integers stored).
+fn canonical(array: &dyn Array, i: usize) -> serde_json::Value {
+    use arrow::datatypes as t;
+    use serde_json::Value;
+    if array.is_null(i) {
+        return Value::Null;
+    }
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    match array.data_type() {
+        DataType::Boolean => array.as_boolean().value(i).into(),
+        DataType::Int8 => array.as_primitive::<t::Int8Type>().value(i).into(),
+        DataType::Int16 => array.as_primitive::<t::Int16Type>().value(i).into(),
+        DataType::Int32 => array.as_primitive::<t::Int32Type>().value(i).into(),
+        DataType::Int64 => array.as_primitive::<t::Int64Type>().value(i).into(),
+        DataType::UInt8 => array.as_primitive::<t::UInt8Type>().value(i).into(),
+        DataType::UInt16 => array.as_primitive::<t::UInt16Type>().value(i).into(),
+        DataType::UInt32 => array.as_primitive::<t::UInt32Type>().value(i).into(),
+        DataType::UInt64 => array.as_primitive::<t::UInt64Type>().value(i).into(),
+        DataType::Float32 => (array.as_primitive::<t::Float32Type>().value(i) as f64).into(),
+        DataType::Float64 => array.as_primitive::<t::Float64Type>().value(i).into(),
+        DataType::Decimal128(..) => cell(array, i).into(),
+        DataType::Utf8 => array.as_string::<i32>().value(i).into(),
+        DataType::Binary => hex(array.as_binary::<i32>().value(i)).into(),
+        DataType::FixedSizeBinary(16) => hex(array.as_fixed_size_binary().value(i)).into(),
+        DataType::Date32 => array.as_primitive::<t::Date32Type>().value(i).into(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => array
+            .as_primitive::<t::TimestampMicrosecondType>()
+            .value(i)
+            .into(),
+        DataType::Duration(TimeUnit::Microsecond) => array
+            .as_primitive::<t::DurationMicrosecondType>()
+            .value(i)
+            .into(),
+        other => panic!("no canonical form for {other}"),
+    }
 }
 
 /// Whether the server's text and ours say the same: floats, whose text differs in form
@@ -404,18 +472,37 @@ async fn every_mysql_type_reads_back_as_the_server_prints_it() {
             );
         }
     }
-    // pyarrow, an independent reader, sees the same values.
-    let by_pyarrow = pyarrow_view(&job.output());
-    for (row, want) in server.iter().enumerate() {
-        for (c, want) in want.iter().enumerate() {
-            let theirs = &by_pyarrow[c][row];
-            assert!(
-                same(schema.field(c).data_type(), want, theirs),
-                "row {row}, column `{}`: the server says {want:?}, pyarrow reads {theirs:?}",
-                schema.field(c).name()
-            );
-        }
-    }
+    // The independent readers (pyarrow, pandas, polars, DuckDB) see the values the
+    // server printed (checked against the file just above), in the types docs/types.md
+    // gives.
+    let columns: Vec<serde_json::Value> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(c, field)| {
+            let types = READER_TYPES
+                .iter()
+                .find(|(name, _)| *name == field.name())
+                .map(|(_, types)| {
+                    types
+                        .iter()
+                        .map(|(reader, ty)| (reader.to_string(), serde_json::json!(ty)))
+                        .collect::<serde_json::Map<_, _>>()
+                })
+                .unwrap_or_default();
+            serde_json::json!({
+                "name": field.name(),
+                "types": types,
+                "values": (0..batch.num_rows())
+                    .map(|i| canonical(batch.column(c).as_ref(), i))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    eprintln!(
+        "{}",
+        crate::readers::check(&job.output(), &serde_json::json!({ "columns": columns }))
+    );
     // Spot checks of the extremes, in Arrow's own terms.
     let col = |n: &str| batch.column_by_name(n).unwrap().clone();
     assert_eq!(
