@@ -287,6 +287,15 @@ async fn a_rerun_replaces_the_dataset_whole_and_a_failed_run_leaves_it_as_it_was
     assert_every_row_in_its_directory(&check_dataset(&dataset), 4);
     harness::assert_no_temporaries(job.dir.path());
 
+    // A rerun that finds no rows leaves an empty dataset, not the previous one.
+    job.args.params = vec![("n".into(), "0".into())];
+    job.args.partition_by = vec!["region".into(), "day".into()];
+    let (report, result) = job.run().await;
+    result.unwrap_or_else(|e| panic!("{e}\n{report}"));
+    assert_eq!(files_under(&dataset), ["_SUCCESS"]);
+    assert!(check_dataset(&dataset).is_empty());
+    assert_eq!(manifest(&dataset).partition_by.len(), 2);
+
     // A directory that is not a dataset is never replaced.
     let other = job.dir.path().join("photos");
     std::fs::create_dir(&other).unwrap();
@@ -409,4 +418,85 @@ async fn closed_files_hold_no_descriptor() {
         assert!(ids.iter().all(|id| id % 2000 == k), "{name}");
     }
     assert_eq!(by_dir.values().map(Vec::len).sum::<usize>(), 40_000);
+}
+
+#[tokio::test]
+async fn an_interrupted_dataset_run_leaves_the_previous_dataset_and_no_staging() {
+    let fast = harness::database("dataset_sigint_fast", ORDERS).await;
+    // Every statement on this shard waits 30 s before its first row.
+    let slow = harness::database(
+        "dataset_sigint_slow",
+        &format!("{ORDERS}\nALTER TABLE orders RENAME TO base;\nCREATE VIEW orders AS SELECT b.* FROM base b CROSS JOIN pg_sleep(30);"),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = "dataset-sigint-marker";
+    let sql = format!("SELECT id, region, note FROM orders /* {marker} */");
+    harness::write_query_and_shards(dir.path(), &sql, &format!("[shards]\nfast = \"{fast}\"\n"));
+    let args = harness::job_args("run", &["-o", "ds", "--partition-by", "region", "--quiet"]);
+    let out = harness::bin()
+        .current_dir(dir.path())
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", harness::stderr(&out));
+    let dataset = dir.path().join("ds");
+    let before = files_under(&dataset);
+    assert_eq!(
+        check_dataset(&dataset)
+            .values()
+            .map(Vec::len)
+            .sum::<usize>(),
+        20000
+    );
+
+    // Both shards: the fast one's files are written in the staging directory (under
+    // temporary names) while the slow one's statement runs.
+    harness::write_query_and_shards(
+        dir.path(),
+        &sql,
+        &format!("[shards]\nfast = \"{fast}\"\nslow = \"{slow}\"\n"),
+    );
+    let child = harness::bin()
+        .current_dir(dir.path())
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let staged = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".staging"))
+            .any(|e| {
+                files_under(&e.path())
+                    .iter()
+                    .any(|f| f.contains("part-00000"))
+            })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !staged() || harness::active_queries(marker).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fast shard's files never appeared while the slow shard's statement ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let out = harness::signal_and_wait(child, "INT", tributary::error::exit::INTERRUPTED);
+    assert!(
+        harness::stderr(&out).contains("interrupted"),
+        "{}",
+        harness::stderr(&out)
+    );
+    assert_eq!(files_under(&dataset), before);
+    assert_eq!(
+        check_dataset(&dataset)
+            .values()
+            .map(Vec::len)
+            .sum::<usize>(),
+        20000
+    );
+    harness::assert_no_temporaries(dir.path());
+    harness::assert_gone(marker, std::time::Duration::from_secs(2)).await;
 }
