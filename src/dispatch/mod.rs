@@ -97,9 +97,16 @@ pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
             let estimates = planned.estimates().await;
             let text = planned.plan.describe(Some(&estimates));
             planned.close().await;
-            let probed = match &config.options.partition {
-                Some(_) => "the partition probes and the row estimates' EXPLAINs",
-                None => "the row estimates' EXPLAINs",
+            // Only PostgreSQL shards estimate their tasks' rows.
+            let explains = config
+                .shards
+                .iter()
+                .any(|s| matches!(s.source, crate::config::SourceConfig::Postgres(_)));
+            let probed = match (config.options.partition.is_some(), explains) {
+                (true, true) => "the partition probes and the row estimates' EXPLAINs",
+                (true, false) => "the partition probes",
+                (false, true) => "the row estimates' EXPLAINs",
+                (false, false) => "nothing but the query's description",
             };
             Ok(format!(
                 "-- planned by running {probed} on the shards, in READ ONLY transactions (no result row fetched; --offline connects to nothing)\n{}{}{text}",
