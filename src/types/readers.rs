@@ -10,8 +10,8 @@
 //! for a final step's output alike.
 //!
 //! The Spark column is what PySpark 4 does with the files (tests/it/readers.rs checks
-//! it on every test run); the Trino and BigQuery columns come from their documentation
-//! and are not tested here. DuckDB and pandas (pyarrow underneath) read every shape.
+//! it on every test run); the BigQuery column comes from its documentation and the Trino
+//! column from its Parquet reader's source, neither tested here. DuckDB and pandas (pyarrow underneath) read every shape.
 //!
 //! Without a profile nothing changes: [`Profile::plan`] only names, per reader, the
 //! columns that reader cannot open as written, for a warning.
@@ -301,39 +301,40 @@ pub struct Row {
 
 use Verdict::{Cannot, Needs, Reads};
 
-/// The readers' table. Spark: PySpark 4 on Java 17, checked by the tests. Trino and
-/// BigQuery: from their documentation (Trino's Hive connector, BigQuery's Parquet load
-/// and external tables), not tested here.
+/// The readers' table. Spark: PySpark 4 on Java 17, checked by the tests. BigQuery: its
+/// documentation's Parquet conversions (loads and external tables). Trino: its Parquet
+/// reader's source (`ColumnReaderFactory`, `ParquetTypeUtils`), its documentation having
+/// no Parquet type mapping. Neither is run here.
 pub const TABLE: &[Row] = &[
     Row {
         shape: Shape::Uuid,
         rendering: Some(Rendering::UuidText),
         verdicts: [Needs, Needs, Needs, Reads, Reads],
-        why: "Spark refuses the whole file ([PARQUET_TYPE_ILLEGAL] FIXED_LEN_BYTE_ARRAY (UUID)); Trino's Hive connector and BigQuery have no UUID type for it",
+        why: "Spark refuses the whole file ([PARQUET_TYPE_ILLEGAL] FIXED_LEN_BYTE_ARRAY (UUID)); Trino and BigQuery have no UUID type for it",
     },
     Row {
         shape: Shape::Time,
         rendering: Some(Rendering::TimeMicros),
         verdicts: [Needs, Needs, Needs, Reads, Reads],
-        why: "Spark refuses the whole file ([UNSUPPORTED_TIME_TYPE]); Trino's Hive connector and BigQuery do not map Parquet TIME",
+        why: "Spark refuses the whole file ([UNSUPPORTED_TIME_TYPE]); Trino and BigQuery do not map Parquet TIME",
     },
     Row {
         shape: Shape::Json,
         rendering: Some(Rendering::PlainText),
-        verdicts: [Reads, Needs, Needs, Reads, Reads],
-        why: "Spark reads it as a string; Trino and BigQuery are documented for plain strings only",
+        verdicts: [Reads, Reads, Needs, Reads, Reads],
+        why: "Spark and Trino read it as a string (Trino ignores the JSON annotation); BigQuery's Parquet conversions have no JSON logical type",
     },
     Row {
         shape: Shape::UInt32,
         rendering: Some(Rendering::Int64),
         verdicts: [Reads, Needs, Reads, Reads, Reads],
-        why: "Spark reads it as a long and BigQuery as INT64; Trino's Hive connector documents signed integers only",
+        why: "Spark reads it as a long and BigQuery as INT64; Trino's Parquet reader reads signed integers only",
     },
     Row {
         shape: Shape::UInt64,
         rendering: Some(Rendering::Decimal20),
         verdicts: [Reads, Needs, Needs, Reads, Reads],
-        why: "Spark reads it as decimal(20,0) itself; values past 2^63 do not fit Trino's or BigQuery's 64-bit integer",
+        why: "Spark reads it as decimal(20,0) itself; values past 2^63 do not fit Trino's signed bigint, and fail BigQuery's load",
     },
     Row {
         shape: Shape::TimestampNanos,
@@ -345,7 +346,7 @@ pub const TABLE: &[Row] = &[
         shape: Shape::NestedList,
         rendering: None,
         verdicts: [Reads, Reads, Cannot, Reads, Reads],
-        why: "BigQuery has no array of arrays; read the column as text (`text = true`) or one dimension (`array_dims`)",
+        why: "GoogleSQL has no array of arrays: BigQuery loads one as an array of structs each holding an array, another shape; read the column as text (`text = true`) or one dimension (`array_dims`)",
     },
 ];
 
@@ -373,13 +374,15 @@ pub enum NoExactForm {
         why: &'static str,
     },
     #[error(
-        "--for {reader_name}: columns `{first}` and `{second}` differ only in case, and {reader} resolves column names ignoring case (it refuses the file); rename one in the query (`AS ...`)"
+        "--for {reader_name}: columns `{first}` and `{second}` differ only in case, and {reader} resolves column names ignoring case ({consequence}); rename one in the query (`AS ...`)"
     )]
     NamesDifferInCase {
         first: String,
         second: String,
         reader: Reader,
         reader_name: &'static str,
+        /// What the reader does with such a file.
+        consequence: &'static str,
     },
 }
 
@@ -517,6 +520,11 @@ impl Profile {
                         second: name.clone(),
                         reader,
                         reader_name: reader.name(),
+                        consequence: match reader {
+                            Reader::Spark => "it refuses the file",
+                            Reader::BigQuery => "it refuses the load",
+                            _ => "it reads only one of the two, matching the exact name first",
+                        },
                     });
                 }
             }
@@ -1001,6 +1009,10 @@ mod tests {
             err.to_string(),
             "--for spark: columns `a` and `A` differ only in case, and Spark resolves column names ignoring case (it refuses the file); rename one in the query (`AS ...`)"
         );
+        let err = profile("bigquery").plan(&schema).unwrap_err().to_string();
+        assert!(err.contains("(it refuses the load)"), "{err}");
+        let err = profile("trino").plan(&schema).unwrap_err().to_string();
+        assert!(err.contains("(it reads only one of the two"), "{err}");
         assert!(profile("duckdb").plan(&schema).is_ok());
         assert!(Profile::default().plan(&schema).is_ok());
     }
