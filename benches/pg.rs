@@ -19,6 +19,8 @@
 //! are medians because the machine is shared: alternating the contenders in one run
 //! exposes them to the same noise, so the ratios are what to read.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,6 +30,12 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+use common::{
+    Contender, ExportOptions, Result, db_url, export_report, lineitem_table, load_average, measure,
+    median, parquet_rows, require_gnu_time, run_alternately, run_with_input, tributary_contenders,
+    tributary_exe, tributary_run,
+};
+
 // As in the tributary binary, so that `decode` measures the allocator it runs with.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
@@ -35,7 +43,6 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Bump when `lineitem.sql` changes: tables stamped otherwise are generated again.
 const GENERATOR_VERSION: &str = "tributary-bench lineitem v1";
-const GNU_TIME: &str = "/usr/bin/time";
 
 #[derive(Parser)]
 #[command(about = "tributary's PostgreSQL benchmark (see docs/performance.md)")]
@@ -102,25 +109,11 @@ struct ExportArgs {
     /// setting (libpq's `sslmode`, default prefer) applies to every contender alike.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
     server: String,
-    /// Database holding the generated tables.
-    #[arg(long, default_value = "tp_bench")]
-    database: String,
-    /// Table sizes to run, in rows (each is generated once and reused).
-    #[arg(long, value_delimiter = ',', default_values_t = [1_000_000u64, 10_000_000])]
-    rows: Vec<u64>,
-    /// Timed runs of each contender (after one untimed warm-up of the baseline).
-    #[arg(long, default_value_t = 5)]
-    runs: usize,
-    /// Another tributary contender: `LABEL=ARGS`, ARGS added to `tributary run`
-    /// (e.g. `4 partitions=--partition-on l_id --partitions 4`). Repeatable.
-    #[arg(long = "contender", value_name = "LABEL=ARGS")]
-    contenders: Vec<String>,
+    #[command(flatten)]
+    export: ExportOptions,
     /// Also run pg2parquet (from PATH) with zstd as a contender.
     #[arg(long)]
     pg2parquet: bool,
-    /// Where the Parquet files are written.
-    #[arg(long, default_value = "target/bench")]
-    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -153,12 +146,7 @@ struct FanoutArgs {
 
 fn main() {
     let cli = Cli::parse();
-    if !Path::new(GNU_TIME).exists() {
-        eprintln!(
-            "{GNU_TIME} (GNU time) is needed to measure peak RSS: install it with `apt-get install time`"
-        );
-        std::process::exit(2);
-    }
+    require_gnu_time();
     let result = match cli.command {
         Bench::Export(args) => export(&args),
         Bench::Fanout(args) => fanout(&args),
@@ -172,111 +160,15 @@ fn main() {
     }
 }
 
-type Result<T> = std::result::Result<T, String>;
-
-/// One timed child process.
-#[derive(Clone, Copy)]
-struct Sample {
-    wall: Duration,
-    /// Peak resident set size, bytes.
-    rss: u64,
-    /// Output file size, bytes (0 when there is none).
-    output: u64,
-}
-
-fn tributary_exe() -> &'static str {
-    env!("CARGO_BIN_EXE_tributary")
-}
-
-/// Runs `cmd` under GNU time with stdout to /dev/null; returns its wall time and peak RSS.
-fn measure(program: &str, args: &[String]) -> Result<Sample> {
-    let stats = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-    let mut command = Command::new(GNU_TIME);
-    if program == "pg2parquet" && std::env::var_os("PGPASSWORD").is_none() {
-        // pg2parquet prompts for a password on the terminal unless one is set; the
-        // benchmark's server trusts its user, so any value does.
-        command.env("PGPASSWORD", "unused");
-    }
-    let started = Instant::now();
-    let out = command
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(stats.path())
-        .arg(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("running {program}: {e}"))?;
-    let wall = started.elapsed();
-    if !out.status.success() {
-        return Err(format!(
-            "{program} {} failed ({}):\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let text = std::fs::read_to_string(stats.path()).map_err(|e| e.to_string())?;
-    let kib: u64 = text
-        .lines()
-        .rev()
-        .find_map(|l| l.trim().parse().ok())
-        .ok_or_else(|| format!("no RSS in GNU time's output: {text}"))?;
-    Ok(Sample {
-        wall,
-        rss: kib * 1024,
-        output: 0,
-    })
-}
-
 fn psql(url: &str, sql: &str) -> Result<String> {
-    let out = Command::new("psql")
-        .args([url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .map_err(|e| format!("running psql: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "psql `{sql}` failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let args = [url, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql];
+    run_with_input("psql", &args, &[], "").map_err(|e| format!("psql `{sql}`: {e}"))
 }
 
 fn psql_file(url: &str, script: &str) -> Result<()> {
-    use std::io::Write;
-    let mut child = Command::new("psql")
-        .args([url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("running psql: {e}"))?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(script.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "psql script failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    let args = [url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"];
+    run_with_input("psql", &args, &[], script).map_err(|e| format!("psql script: {e}"))?;
     Ok(())
-}
-
-/// `server` + `/database`, keeping a query string (`?sslmode=...`) at the end.
-fn db_url(server: &str, database: &str) -> String {
-    match server.split_once('?') {
-        Some((base, query)) => format!("{}/{database}?{query}", base.trim_end_matches('/')),
-        None => format!("{}/{database}", server.trim_end_matches('/')),
-    }
 }
 
 fn ensure_database(server: &str, database: &str) -> Result<()> {
@@ -331,24 +223,6 @@ fn ensure_lineitem_rows(
     Ok(())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 fn tls_setting(url: &str) -> String {
     url.split_once('?')
         .and_then(|(_, q)| q.split('&').find_map(|kv| kv.strip_prefix("sslmode=")))
@@ -356,42 +230,23 @@ fn tls_setting(url: &str) -> String {
         .to_string()
 }
 
-struct Contender {
-    label: String,
-    program: String,
-    args: Vec<String>,
-    /// The output file to size and check, if any.
-    output: Option<PathBuf>,
-    samples: Vec<Sample>,
-}
-
 fn export(args: &ExportArgs) -> Result<()> {
-    ensure_database(&args.server, &args.database)?;
-    let url = db_url(&args.server, &args.database);
-    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
-    let out = args.out.canonicalize().map_err(|e| e.to_string())?;
-    for &rows in &args.rows {
-        let table = if rows % 1_000_000 == 0 {
-            format!("lineitem_{}m", rows / 1_000_000)
-        } else {
-            format!("lineitem_{rows}")
-        };
-        ensure_lineitem(&url, &table, rows)?;
+    ensure_database(&args.server, &args.export.database)?;
+    let url = db_url(&args.server, &args.export.database);
+    std::fs::create_dir_all(&args.export.out).map_err(|e| e.to_string())?;
+    let out = args.export.out.canonicalize().map_err(|e| e.to_string())?;
+    for &rows in &args.export.rows {
+        ensure_lineitem(&url, &lineitem_table(rows), rows)?;
     }
     println!(
         "tributary export benchmark: {} runs each, alternating; TLS: {}; {} cores; load average {}",
-        args.runs,
+        args.export.runs,
         tls_setting(&url),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average()
     );
-    for &rows in &args.rows {
-        let table = if rows % 1_000_000 == 0 {
-            format!("lineitem_{}m", rows / 1_000_000)
-        } else {
-            format!("lineitem_{rows}")
-        };
-        export_one(args, &url, &out, &table, rows)?;
+    for &rows in &args.export.rows {
+        export_one(args, &url, &out, &lineitem_table(rows), rows)?;
     }
     Ok(())
 }
@@ -404,137 +259,42 @@ fn export_one(args: &ExportArgs, url: &str, out: &Path, table: &str, rows: u64) 
     std::fs::write(&shards_file, format!("[shards]\nbench = \"{url}\"\n"))
         .map_err(|e| e.to_string())?;
 
-    let mut contenders = vec![Contender {
-        label: "COPY drain (psql)".into(),
-        program: "psql".into(),
-        args: vec![
+    let mut contenders = vec![Contender::new(
+        "COPY drain (psql)",
+        "psql",
+        vec![
             url.to_string(),
             "-X".into(),
             "-q".into(),
             "-c".into(),
             format!("COPY ({query}) TO STDOUT (FORMAT binary)"),
         ],
-        output: None,
-        samples: Vec::new(),
-    }];
-    let mut tributary = |label: &str, extra: &[String]| {
-        let output = out.join(format!("{table}-{}.parquet", contenders.len()));
-        let mut a: Vec<String> = vec![
-            "-q".into(),
-            "run".into(),
-            query_file.display().to_string(),
-            "--shards".into(),
-            shards_file.display().to_string(),
-            "-o".into(),
-            output.display().to_string(),
-        ];
-        a.extend(extra.iter().cloned());
-        contenders.push(Contender {
-            label: label.to_string(),
-            program: tributary_exe().into(),
-            args: a,
-            output: Some(output),
-            samples: Vec::new(),
-        });
-    };
-    tributary("tributary", &[]);
-    for spec in &args.contenders {
-        let (label, extra) = spec
-            .split_once('=')
-            .ok_or_else(|| format!("--contender `{spec}` is not LABEL=ARGS"))?;
-        let extra: Vec<String> = extra.split_whitespace().map(String::from).collect();
-        tributary(&format!("tributary {label}"), &extra);
-    }
+    )];
+    contenders.extend(tributary_contenders(
+        out,
+        table,
+        &query_file,
+        &shards_file,
+        &args.export.contenders,
+    )?);
     if args.pg2parquet {
         let output = out.join(format!("{table}-pg2parquet.parquet"));
-        contenders.push(Contender {
-            label: "pg2parquet (zstd)".into(),
-            program: "pg2parquet".into(),
-            args: pg2parquet_args(url, &query, &output),
-            output: Some(output),
-            samples: Vec::new(),
-        });
-    }
-
-    // Warm the page cache (and the server's buffers) before timing anything.
-    measure(&contenders[0].program, &contenders[0].args)?;
-    for run in 0..args.runs {
-        for c in contenders.iter_mut() {
-            if let Some(o) = &c.output {
-                let _ = std::fs::remove_file(o).or_else(|_| std::fs::remove_dir_all(o));
-            }
-            let mut s = measure(&c.program, &c.args)?;
-            if let Some(o) = &c.output {
-                s.output = parquet_files(o)?
-                    .iter()
-                    .map(|f| std::fs::metadata(f).map(|m| m.len()))
-                    .sum::<std::io::Result<u64>>()
-                    .map_err(|e| e.to_string())?;
-                if run == 0 {
-                    let got = parquet_files(o)?
-                        .iter()
-                        .map(|f| parquet_rows(f))
-                        .sum::<Result<u64>>()?;
-                    if got != rows {
-                        return Err(format!("{} wrote {got} rows, expected {rows}", c.label));
-                    }
-                }
-            }
-            eprintln!(
-                "  {table} run {}: {:<28} {:>7.2}s  {:>6.0} MB RSS",
-                run + 1,
-                c.label,
-                s.wall.as_secs_f64(),
-                s.rss as f64 / 1e6
-            );
-            c.samples.push(s);
+        let command = pg2parquet_args(url, &query, &output);
+        let mut pg2parquet =
+            Contender::new("pg2parquet (zstd)", "pg2parquet", command).writing(output);
+        if std::env::var_os("PGPASSWORD").is_none() {
+            // pg2parquet prompts for a password on the terminal unless one is set; the
+            // benchmark's server trusts its user, so any value does.
+            pg2parquet = pg2parquet.with_env("PGPASSWORD", "unused");
         }
+        contenders.push(pg2parquet);
     }
 
-    let mb = |b: f64| b / 1e6;
-    let base_wall = median(
-        contenders[0]
-            .samples
-            .iter()
-            .map(|s| s.wall.as_secs_f64())
-            .collect(),
+    run_alternately(&mut contenders, args.export.runs, table, Some(rows))?;
+    println!(
+        "{}",
+        export_report(table, rows, args.export.runs, &contenders)
     );
-    let base_rss = median(contenders[0].samples.iter().map(|s| s.rss as f64).collect());
-    let mut table_out = String::new();
-    let _ = writeln!(
-        table_out,
-        "\n{table}: {rows} rows, medians of {} runs (load average now {})\n",
-        args.runs,
-        load_average()
-    );
-    let _ = writeln!(
-        table_out,
-        "| contender | wall s | x base | rows/s | Parquet MB/s | output MB | peak RSS MB | x base |"
-    );
-    let _ = writeln!(table_out, "|---|---:|---:|---:|---:|---:|---:|---:|");
-    for c in &contenders {
-        let wall = median(c.samples.iter().map(|s| s.wall.as_secs_f64()).collect());
-        let rss = median(c.samples.iter().map(|s| s.rss as f64).collect());
-        let output = median(c.samples.iter().map(|s| s.output as f64).collect());
-        let (mbps, size) = if c.output.is_some() {
-            (
-                format!("{:.1}", mb(output) / wall),
-                format!("{:.1}", mb(output)),
-            )
-        } else {
-            ("-".into(), "-".into())
-        };
-        let _ = writeln!(
-            table_out,
-            "| {} | {wall:.2} | {:.2} | {:.0} | {mbps} | {size} | {:.0} | {:.2} |",
-            c.label,
-            wall / base_wall,
-            rows as f64 / wall,
-            mb(rss),
-            rss / base_rss,
-        );
-    }
-    println!("{table_out}");
     Ok(())
 }
 
@@ -583,49 +343,33 @@ fn combine(args: &CombineArgs) -> Result<()> {
             .iter()
             .map(|u| format!("psql '{u}' -X -q -At -c \"{sql}\" > /dev/null &"))
             .collect();
-        Contender {
-            label: "each shard's own query (psql, at once)".into(),
-            program: "sh".into(),
-            args: vec!["-c".into(), format!("{} wait", script.join(" "))],
-            output: None,
-            samples: Vec::new(),
-        }
+        Contender::new(
+            "each shard's own query (psql, at once)",
+            "sh",
+            vec!["-c".into(), format!("{} wait", script.join(" "))],
+        )
     };
     let run = |name: &str, sql: &str, extra: &[&str]| -> Result<Contender> {
         let query = out.join(format!("combine-{name}.sql"));
         std::fs::write(&query, sql).map_err(|e| e.to_string())?;
         let output = out.join(format!("combine-{name}.parquet"));
         let report = out.join(format!("combine-{name}.json"));
-        let mut a: Vec<String> = vec![
-            "-q".into(),
-            "run".into(),
-            query.display().to_string(),
-            "--shards".into(),
-            shards_file.display().to_string(),
-            "-o".into(),
-            output.display().to_string(),
-            "--report".into(),
-            report.display().to_string(),
-        ];
+        let mut a = tributary_run(&query, &shards_file, &output);
+        a.extend(["--report".to_string(), report.display().to_string()]);
         a.extend(extra.iter().map(|s| s.to_string()));
-        Ok(Contender {
-            label: format!("tributary {}", extra.join(" ")).trim().to_string(),
-            program: tributary_exe().into(),
-            args: a,
-            output: Some(output),
-            samples: Vec::new(),
-        })
+        let label = format!("tributary {}", extra.join(" ")).trim().to_string();
+        Ok(Contender::new(label, tributary_exe(), a).writing(output))
     };
 
     let mut aggregate = vec![
         own_queries(COMBINE_AGGREGATE),
         run("aggregate", COMBINE_AGGREGATE, &[])?,
     ];
-    alternate(&mut aggregate, args.runs)?;
+    run_alternately(&mut aggregate, args.runs, "aggregate", None)?;
     print_combine("aggregate (14 groups)", COMBINE_AGGREGATE, &aggregate, args);
 
     let mut top = vec![own_queries(COMBINE_TOP), run("top", COMBINE_TOP, &[])?];
-    alternate(&mut top, args.runs)?;
+    run_alternately(&mut top, args.runs, "top", None)?;
     print_combine("top 100", COMBINE_TOP, &top, args);
     let taken = task_rows(&out.join("combine-top.json"))?;
     println!(
@@ -646,7 +390,7 @@ fn combine(args: &CombineArgs) -> Result<()> {
             &["--memory-limit", limit],
         )?);
     }
-    alternate(&mut groups, args.runs)?;
+    run_alternately(&mut groups, args.runs, "groups", None)?;
     print_combine("1M groups", COMBINE_GROUPS, &groups, args);
     for (limit, contender) in args.memory_limits.iter().zip(&groups) {
         let name = format!("groups-{limit}");
@@ -670,25 +414,6 @@ fn combine(args: &CombineArgs) -> Result<()> {
             "--memory-limit {limit}: {partial} partial rows in, {} groups written; {spill}",
             parquet_rows(&out.join(format!("combine-{name}.parquet")))?
         );
-    }
-    Ok(())
-}
-
-/// Runs each contender `runs` times, in turn, after one untimed run of the first.
-fn alternate(contenders: &mut [Contender], runs: usize) -> Result<()> {
-    measure(&contenders[0].program, &contenders[0].args)?;
-    for run in 0..runs {
-        for c in contenders.iter_mut() {
-            let s = measure(&c.program, &c.args)?;
-            eprintln!(
-                "  run {}: {:<40} {:>7.2}s  {:>6.0} MB RSS",
-                run + 1,
-                c.label,
-                s.wall.as_secs_f64(),
-                s.rss as f64 / 1e6
-            );
-            c.samples.push(s);
-        }
     }
     Ok(())
 }
@@ -748,32 +473,6 @@ fn pg2parquet_args(url: &str, query: &str, output: &Path) -> Vec<String> {
     ]
 }
 
-/// The Parquet files of an output: the file itself, or every `.parquet` file under a
-/// dataset's directory (`--partition-by`).
-fn parquet_files(path: &Path) -> Result<Vec<std::path::PathBuf>> {
-    if !path.is_dir() {
-        return Ok(vec![path.to_owned()]);
-    }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(path).map_err(|e| e.to_string())? {
-        let entry = entry.map_err(|e| e.to_string())?.path();
-        if entry.is_dir() {
-            files.extend(parquet_files(&entry)?);
-        } else if entry.extension().is_some_and(|e| e == "parquet") {
-            files.push(entry);
-        }
-    }
-    Ok(files)
-}
-
-fn parquet_rows(path: &Path) -> Result<u64> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file)
-        .map_err(|e| e.to_string())?;
-    use parquet::file::reader::FileReader;
-    Ok(reader.metadata().file_metadata().num_rows() as u64)
-}
-
 fn fanout(args: &FanoutArgs) -> Result<()> {
     ensure_database(&args.server, &args.database)?;
     let admin = db_url(&args.server, "postgres");
@@ -812,19 +511,14 @@ fn fanout(args: &FanoutArgs) -> Result<()> {
     std::fs::write(&shards_file, shards).map_err(|e| e.to_string())?;
     let output = out.join("fanout.parquet");
     let run_args = |concurrency: usize| -> Vec<String> {
-        vec![
-            "-q".into(),
-            "run".into(),
-            query_file.display().to_string(),
-            "--shards".into(),
-            shards_file.display().to_string(),
-            "-o".into(),
-            output.display().to_string(),
-            "--concurrency".into(),
+        let mut command = tributary_run(&query_file, &shards_file, &output);
+        command.extend([
+            "--concurrency".to_string(),
             concurrency.to_string(),
-            "--pool-size".into(),
+            "--pool-size".to_string(),
             args.pool_size.to_string(),
-        ]
+        ]);
+        command
     };
     // The pools bound the connections; --concurrency bounds running tasks, not idle
     // pooled connections (each shard's is opened to describe its result before any task
@@ -843,14 +537,14 @@ fn fanout(args: &FanoutArgs) -> Result<()> {
         load_average()
     );
 
-    let sequential = measure(tributary_exe(), &run_args(1))?;
+    let sequential = measure(tributary_exe(), &run_args(1), &[])?;
     check_rows(&output, expected_rows)?;
     eprintln!("  one by one: {:.2}s", sequential.wall.as_secs_f64());
     let mut walls = Vec::new();
     let mut peaks = Vec::new();
     for run in 0..args.runs {
         let sampler = Sampler::start(&admin, &app)?;
-        let s = measure(tributary_exe(), &run_args(args.concurrency))?;
+        let s = measure(tributary_exe(), &run_args(args.concurrency), &[])?;
         let peak = sampler.stop();
         check_rows(&output, expected_rows)?;
         eprintln!(

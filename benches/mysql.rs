@@ -1,0 +1,334 @@
+//! The MariaDB benchmark, run with `cargo bench --bench mysql`; docs/performance.md
+//! describes it beside the PostgreSQL one (`benches/pg.rs`), whose `export` it mirrors.
+//!
+//! It generates `lineitem_1m` and `lineitem_10m` in MariaDB once
+//! (`benches/lineitem-mysql.sql`: lineitem.sql's 15 columns and values in MariaDB's
+//! types), then runs alternately, `--runs` times after one untimed warm-up:
+//!
+//! - the baseline: the `mariadb` client draining `SELECT * FROM lineitem_10m` to /dev/null
+//!   (`--quick --batch`: the rows streamed as text, one connection, no file);
+//! - tributary (`tributary run` of the same query on one shard, default settings) and each
+//!   `--contender`;
+//! - with `--peers`, ConnectorX and DuckDB's mysql extension (`benches/mysql-peers.py`,
+//!   zstd Parquet, with a Python venv made under `--out` from
+//!   `benches/requirements-mysql-peers.txt`).
+//!
+//! Then it prints the export table of benches/pg.rs: medians of wall time, rows/s, Parquet
+//! MB/s, output size and peak RSS, with ratios to the baseline.
+//!
+//! The generator needs MariaDB (its SEQUENCE engine); the contenders would read MySQL too.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Parser;
+
+use common::{
+    Contender, ExportOptions, Result, db_url, export_report, lineitem_table, load_average,
+    require_gnu_time, run_alternately, run_with_input, tributary_contenders,
+};
+
+/// Bump when `lineitem-mysql.sql` changes: tables stamped otherwise are generated again.
+const GENERATOR_VERSION: &str = "tributary-bench lineitem-mysql v1";
+/// The peers' script and their pinned requirements, read where the repository is.
+const PEERS_SCRIPT: &str = "benches/mysql-peers.py";
+const PEERS_REQUIREMENTS: &str = "benches/requirements-mysql-peers.txt";
+/// How the peers' script receives the URL: off their command lines, as a password may be
+/// in it.
+const PEERS_URL_VAR: &str = "TRIBUTARY_BENCH_MYSQL_URL";
+
+#[derive(Parser)]
+#[command(about = "tributary's MariaDB benchmark (see docs/performance.md)")]
+struct Cli {
+    /// Server URL without a database (the benchmark uses database `tp_bench`); a password
+    /// in it reaches the `mariadb` client as `MYSQL_PWD`.
+    #[arg(long, default_value = "mysql://root@127.0.0.1:3306")]
+    server: String,
+    #[command(flatten)]
+    export: ExportOptions,
+    /// Also run ConnectorX and DuckDB's mysql extension (zstd), from a Python venv made
+    /// under --out on first use (needs Python 3 with venv, and PyPI).
+    #[arg(long)]
+    peers: bool,
+    /// The Python 3 the peers' venv is made with.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    require_gnu_time();
+    if let Err(e) = export(&cli) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The MariaDB command-line client, and how it reaches the server of `--server`.
+struct Client {
+    /// `mariadb`, or `mysql` where only that name is installed.
+    program: &'static str,
+    /// The connection's options: `--host`, `--port`, `--protocol=TCP` (as tributary
+    /// connects, even to `localhost`, which the client would take for the socket),
+    /// `--user`, and `--skip-ssl` for `ssl-mode=DISABLED`.
+    args: Vec<String>,
+    /// The URL's password, given as `MYSQL_PWD`: never on a command line.
+    password: Option<String>,
+    /// What the header says about TLS.
+    tls: String,
+}
+
+impl Client {
+    fn new(server: &str) -> Result<Client> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let program = ["mariadb", "mysql"]
+            .into_iter()
+            .find(|name| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+            .ok_or("no `mariadb` (or `mysql`) client on PATH: `apt-get install mariadb-client`")?;
+        // The URL is not repeated in errors: it may hold a password.
+        let url = url::Url::parse(server).map_err(|e| format!("--server: {e}"))?;
+        if !matches!(url.scheme(), "mysql" | "mariadb") {
+            return Err(format!(
+                "--server takes a mysql:// or mariadb:// URL, not {}://",
+                url.scheme()
+            ));
+        }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let host = url.host_str().unwrap_or("localhost");
+        let mut args = vec![
+            format!(
+                "--host={}",
+                host.trim_start_matches('[').trim_end_matches(']')
+            ),
+            format!("--port={}", url.port().unwrap_or(3306)),
+            "--protocol=TCP".to_string(),
+        ];
+        if !url.username().is_empty() {
+            args.push(format!("--user={}", decode(url.username())));
+        }
+        let ssl_mode = url
+            .query_pairs()
+            .find(|(key, _)| key == "ssl-mode")
+            .map(|(_, mode)| mode.to_ascii_uppercase())
+            .unwrap_or_else(|| "PREFERRED".to_string());
+        let mut client = Client {
+            program,
+            args,
+            password: url.password().map(decode),
+            tls: String::new(),
+        };
+        // MariaDB's client (its `ssl` option is on by default), like tributary's default
+        // ssl-mode PREFERRED, encrypts when the server offers TLS; `ssl-mode=DISABLED`
+        // turns it off for both. What the drain's connection got is asked, not assumed.
+        if ssl_mode == "DISABLED" {
+            client.args.push("--skip-ssl".to_string());
+        }
+        let have_ssl = client.run(None, "SHOW GLOBAL VARIABLES LIKE 'have_ssl'")?;
+        let cipher = client.run(None, "SHOW SESSION STATUS LIKE 'Ssl_cipher'")?;
+        client.tls = format!(
+            "server have_ssl {}, ssl-mode {ssl_mode}, the client's connection {}",
+            have_ssl.split_whitespace().nth(1).unwrap_or("unknown"),
+            cipher.split_whitespace().nth(1).unwrap_or("plaintext")
+        );
+        Ok(client)
+    }
+
+    /// The environment the client needs: the password, if the URL has one.
+    fn env(&self) -> Vec<(String, String)> {
+        self.password
+            .iter()
+            .map(|p| ("MYSQL_PWD".to_string(), p.clone()))
+            .collect()
+    }
+
+    /// Runs `sql` (one statement or a script; the client stops at the first error) in
+    /// `database`, if given; returns the rows as tab-separated text, no header.
+    fn run(&self, database: Option<&str>, sql: &str) -> Result<String> {
+        let mut args = self.args.clone();
+        args.extend(["--batch".to_string(), "--skip-column-names".to_string()]);
+        args.extend(database.map(|d| format!("--database={d}")));
+        run_with_input(self.program, &args, &self.env(), sql)
+    }
+}
+
+/// Generates `table` with `rows` rows unless it exists with this generator's stamp (its
+/// table comment, set only on a complete table).
+fn ensure_lineitem(client: &Client, database: &str, table: &str, rows: u64) -> Result<()> {
+    let stamp = format!("{GENERATOR_VERSION} rows={rows}");
+    let current = client.run(
+        Some(database),
+        &format!(
+            "SELECT table_comment FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name = '{table}'"
+        ),
+    )?;
+    if current == stamp {
+        return Ok(());
+    }
+    eprintln!("generating {table} ({rows} rows; once, then reused)...");
+    let started = Instant::now();
+    let script = include_str!("lineitem-mysql.sql")
+        .replace(":first", "1")
+        .replace(":last", &rows.to_string())
+        .replace(":stamp", &stamp)
+        .replace(":table", table);
+    client.run(Some(database), &script)?;
+    eprintln!("generated {table} in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The peers' Python: a venv under `out` with `PEERS_REQUIREMENTS` installed, made on
+/// first use and again when the requirements change (the venv keeps the text it was made
+/// from).
+fn peers_python(python: &str, out: &Path) -> Result<PathBuf> {
+    let requirements = repository().join(PEERS_REQUIREMENTS);
+    let wanted = std::fs::read_to_string(&requirements)
+        .map_err(|e| format!("{}: {e}", requirements.display()))?;
+    let venv = out.join("mysql-peers-venv");
+    let bin = venv.join("bin").join("python");
+    let stamp = venv.join("tributary-requirements.txt");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        return Ok(bin);
+    }
+    eprintln!(
+        "installing the peers into {} (once, then reused)...",
+        venv.display()
+    );
+    let _ = std::fs::remove_dir_all(&venv);
+    run_with_input(
+        python,
+        &[OsStr::new("-m"), OsStr::new("venv"), venv.as_os_str()],
+        &[],
+        "",
+    )
+    .map_err(|e| format!("making the peers' venv: {e}"))?;
+    run_with_input(
+        &bin.display().to_string(),
+        &[
+            OsStr::new("-m"),
+            OsStr::new("pip"),
+            OsStr::new("install"),
+            OsStr::new("--quiet"),
+            OsStr::new("--disable-pip-version-check"),
+            OsStr::new("-r"),
+            requirements.as_os_str(),
+        ],
+        &[],
+        "",
+    )
+    .map_err(|e| format!("installing the peers (PyPI needed): {e}"))?;
+    std::fs::write(&stamp, &wanted).map_err(|e| e.to_string())?;
+    Ok(bin)
+}
+
+fn export(cli: &Cli) -> Result<()> {
+    let client = Client::new(&cli.server)?;
+    client.run(
+        None,
+        &format!("CREATE DATABASE IF NOT EXISTS `{}`", cli.export.database),
+    )?;
+    std::fs::create_dir_all(&cli.export.out).map_err(|e| e.to_string())?;
+    let out = cli.export.out.canonicalize().map_err(|e| e.to_string())?;
+    for &rows in &cli.export.rows {
+        ensure_lineitem(&client, &cli.export.database, &lineitem_table(rows), rows)?;
+    }
+    let python = if cli.peers {
+        Some(peers_python(&cli.python, &out)?)
+    } else {
+        None
+    };
+    println!(
+        "tributary MariaDB export benchmark: {} runs each, alternating; server {}; TLS: {}; {} cores; load average {}",
+        cli.export.runs,
+        client.run(None, "SELECT VERSION()")?,
+        client.tls,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+    for &rows in &cli.export.rows {
+        export_one(cli, &client, python.as_deref(), &out, rows)?;
+    }
+    Ok(())
+}
+
+fn export_one(
+    cli: &Cli,
+    client: &Client,
+    python: Option<&Path>,
+    out: &Path,
+    rows: u64,
+) -> Result<()> {
+    let table = lineitem_table(rows);
+    // The files are prefixed: benches/pg.rs writes its own of the same tables to --out.
+    let stem = format!("mysql-{table}");
+    let query = format!("SELECT * FROM {table}");
+    let query_file = out.join(format!("{stem}.sql"));
+    std::fs::write(&query_file, &query).map_err(|e| e.to_string())?;
+    let url = db_url(&cli.server, &cli.export.database);
+    let shards_file = out.join("mysql-export-shards.toml");
+    std::fs::write(&shards_file, format!("[shards]\nonly = \"{url}\"\n"))
+        .map_err(|e| e.to_string())?;
+
+    let mut drain = client.args.clone();
+    drain.extend([
+        "--quick".to_string(),
+        "--batch".to_string(),
+        format!("--database={}", cli.export.database),
+        format!("--execute={query}"),
+    ]);
+    let mut baseline = Contender::new(
+        format!("{} --quick --batch (drain)", client.program),
+        client.program,
+        drain,
+    );
+    baseline.env = client.env();
+    let mut contenders = vec![baseline];
+    contenders.extend(tributary_contenders(
+        out,
+        &stem,
+        &query_file,
+        &shards_file,
+        &cli.export.contenders,
+    )?);
+    if let Some(python) = python {
+        let script = repository().join(PEERS_SCRIPT);
+        for (label, tool) in [
+            ("ConnectorX (zstd)", "connectorx"),
+            ("DuckDB mysql (zstd)", "duckdb"),
+        ] {
+            let output = out.join(format!("{stem}-{tool}.parquet"));
+            let args = vec![
+                script.display().to_string(),
+                tool.to_string(),
+                query.clone(),
+                output.display().to_string(),
+            ];
+            contenders.push(
+                Contender::new(label, python.display().to_string(), args)
+                    .writing(output)
+                    .with_env(PEERS_URL_VAR, &url),
+            );
+        }
+    }
+
+    run_alternately(&mut contenders, cli.export.runs, &table, Some(rows))?;
+    println!(
+        "{}",
+        export_report(&table, rows, cli.export.runs, &contenders)
+    );
+    Ok(())
+}
