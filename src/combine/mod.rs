@@ -254,39 +254,15 @@ pub fn shard_sql(
 }
 
 /// The error with the row query column's expression for its internal name.
-fn named(e: CombineError, split: &Split) -> CombineError {
-    match e {
-        CombineError::Unbounded {
-            aggregate,
-            column,
-            shard,
-        } => CombineError::Unbounded {
-            aggregate,
-            column: split.row_sql.get(&column).cloned().unwrap_or(column),
-            shard,
-        },
-        CombineError::WideDecimal {
-            aggregate,
-            column,
-            shard,
-        } => CombineError::WideDecimal {
-            aggregate,
-            column: split.row_sql.get(&column).cloned().unwrap_or(column),
-            shard,
-        },
-        CombineError::Scale {
-            aggregate,
-            column,
-            shard,
-            scale,
-        } => CombineError::Scale {
-            aggregate,
-            column: split.row_sql.get(&column).cloned().unwrap_or(column),
-            shard,
-            scale,
-        },
-        other => other,
+fn named(mut e: CombineError, split: &Split) -> CombineError {
+    if let CombineError::Unbounded { column, .. }
+    | CombineError::WideDecimal { column, .. }
+    | CombineError::Scale { column, .. } = &mut e
+        && let Some(sql) = split.row_sql.get(column.as_str())
+    {
+        *column = sql.clone();
     }
+    e
 }
 
 fn partial_sql(

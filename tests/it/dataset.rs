@@ -420,6 +420,11 @@ async fn closed_files_hold_no_descriptor() {
     assert_eq!(by_dir.values().map(Vec::len).sum::<usize>(), 40_000);
 }
 
+/// The rows of a checked dataset.
+fn rows_of(dataset: &Path) -> usize {
+    check_dataset(dataset).values().map(Vec::len).sum()
+}
+
 #[tokio::test]
 async fn an_interrupted_dataset_run_leaves_the_previous_dataset_and_no_staging() {
     let fast = harness::database("dataset_sigint_fast", ORDERS).await;
@@ -442,13 +447,7 @@ async fn an_interrupted_dataset_run_leaves_the_previous_dataset_and_no_staging()
     assert!(out.status.success(), "{}", harness::stderr(&out));
     let dataset = dir.path().join("ds");
     let before = files_under(&dataset);
-    assert_eq!(
-        check_dataset(&dataset)
-            .values()
-            .map(Vec::len)
-            .sum::<usize>(),
-        20000
-    );
+    assert_eq!(rows_of(&dataset), 20000);
 
     // Both shards: the fast one's files are written in the staging directory (under
     // temporary names) while the slow one's statement runs.
@@ -490,13 +489,7 @@ async fn an_interrupted_dataset_run_leaves_the_previous_dataset_and_no_staging()
         harness::stderr(&out)
     );
     assert_eq!(files_under(&dataset), before);
-    assert_eq!(
-        check_dataset(&dataset)
-            .values()
-            .map(Vec::len)
-            .sum::<usize>(),
-        20000
-    );
+    assert_eq!(rows_of(&dataset), 20000);
     harness::assert_no_temporaries(dir.path());
     harness::assert_gone(marker, std::time::Duration::from_secs(2)).await;
 }
