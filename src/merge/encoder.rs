@@ -1,11 +1,11 @@
 //! The encoder lanes: threads that encode a row group's columns beside the merger's own
 //! thread, each column written in batch order whichever thread runs it.
 //!
-//! This is a small scheduler of its own (a run queue under a mutex, two condition
-//! variables) rather than a general thread pool: a column's values must reach its writer
-//! in order, one thread at a time, and the merger must be able to go on to the next
-//! batch without waiting for the last one's columns. It was tuned by measurement
-//! (docs/performance.md); keep it unless a replacement measures as fast.
+//! A column's values must reach its writer in order, one thread at a time, and the merger
+//! must be able to go on to the next batch without waiting for the last one's columns:
+//! each column has a lane (its writer and a queue), and a lane with work is one job on a
+//! rayon pool, which runs the lane's queue empty. A hand-made scheduler (a run queue under
+//! a mutex, the merger's thread helping) measured no faster (docs/performance.md).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -31,7 +31,7 @@ struct LaneState {
     /// `None` while a thread writes with it, and once it is closed.
     writer: Option<ArrowColumnWriter>,
     jobs: VecDeque<LaneJob>,
-    /// In the pool's run queue, or being run: set by whoever queues a job on an idle
+    /// A job on the pool, waiting or running: set by whoever queues a job on an idle
     /// lane, cleared by the thread that finds the lane's queue empty.
     scheduled: bool,
     /// The writer's buffered bytes after its last job (for [`super::ENCODER_BUDGET`]).
@@ -74,86 +74,23 @@ impl Lane {
 /// on their lanes and the merger goes on to the next batch without waiting for them:
 /// a column that takes long (a long text column whose page is being compressed) holds
 /// up only its own lane, while the other threads write the next batch's other columns.
-/// The merger's thread runs lanes too whenever some are waiting, and a row group waits
-/// for its lanes only when it is closed, which is shared out the same way. A writer only
-/// ever sees its own column's values, in batch order, so the file is the same whatever
-/// the number of threads.
+/// A row group waits for its lanes only when it is closed. A writer only ever sees its
+/// own column's values, in batch order, so the file is the same whatever the number of
+/// threads.
 pub(super) struct EncoderPool {
-    shared: Arc<PoolShared>,
-    helpers: Vec<std::thread::JoinHandle<()>>,
+    pool: rayon::ThreadPool,
+    shared: Arc<Settled>,
 }
 
+/// How many lanes are jobs on the pool, signalled when one runs out of work: to a merger
+/// waiting to close a group, and to the pool's drop.
 #[derive(Default)]
-struct PoolShared {
-    state: Mutex<PoolState>,
-    /// Signalled when a lane is queued or the pool closes: the helpers wait on it.
-    runnable: Condvar,
-    /// Signalled when a lane runs out of jobs: the merger waits on it to close a group.
-    settled: Condvar,
+struct Settled {
+    running: Mutex<usize>,
+    changed: Condvar,
 }
 
-#[derive(Default)]
-struct PoolState {
-    /// Lanes with jobs that no thread is running yet.
-    queue: VecDeque<Arc<Lane>>,
-    closing: bool,
-    /// How many times a lane ran out of jobs, so that a waiter misses none.
-    settled: u64,
-    /// Helpers asleep waiting for lanes, and whether the merger is asleep waiting for a
-    /// group's lanes to settle: a wake-up is a system call, made only for a sleeper.
-    sleeping_helpers: usize,
-    closer_waiting: bool,
-}
-
-impl PoolShared {
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queues jobs on their lanes, and the lanes that were idle on the pool.
-    fn push<'a>(&self, jobs: impl Iterator<Item = (&'a Arc<Lane>, LaneJob)>) {
-        let mut idle = Vec::new();
-        for (lane, job) in jobs {
-            let mut state = lane.lock();
-            state.jobs.push_back(job);
-            if !std::mem::replace(&mut state.scheduled, true) {
-                idle.push(lane.clone());
-            }
-        }
-        if idle.is_empty() {
-            return;
-        }
-        let mut state = self.lock();
-        let wake = state.sleeping_helpers.min(idle.len());
-        state.queue.extend(idle);
-        drop(state);
-        match wake {
-            0 => {}
-            1 => self.runnable.notify_one(),
-            _ => self.runnable.notify_all(),
-        }
-    }
-
-    fn try_take(&self) -> Option<Arc<Lane>> {
-        self.lock().queue.pop_front()
-    }
-
-    /// The next lane with jobs, waiting for one; `None` once the pool closes.
-    fn take(&self) -> Option<Arc<Lane>> {
-        let mut state = self.lock();
-        loop {
-            if let Some(lane) = state.queue.pop_front() {
-                return Some(lane);
-            }
-            if state.closing {
-                return None;
-            }
-            state.sleeping_helpers += 1;
-            state = self.runnable.wait(state).unwrap_or_else(|e| e.into_inner());
-            state.sleeping_helpers -= 1;
-        }
-    }
-
+impl Settled {
     /// Runs the lane's jobs until its queue is empty.
     fn run(&self, lane: &Lane) {
         loop {
@@ -195,16 +132,28 @@ impl PoolShared {
                 }
             }
         }
-        let mut state = self.lock();
-        state.settled += 1;
-        if state.closer_waiting {
-            self.settled.notify_all();
+        *self.lock() -= 1;
+        self.changed.notify_all();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, usize> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits, holding the lock, until `done` says so.
+    fn wait_until(&self, mut done: impl FnMut(usize) -> bool) {
+        let mut running = self.lock();
+        while !done(*running) {
+            running = self
+                .changed
+                .wait(running)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 }
 
-/// Calls a column writer, turning a panic in it into an error: a helper thread that
-/// died would leave its lane scheduled, and closing the row group waiting for ever.
+/// Calls a column writer, turning a panic in it into an error: a lane left scheduled
+/// would keep closing the row group waiting for ever (and a panic in a rayon job aborts).
 fn unpanicked<T>(
     call: impl FnOnce() -> std::result::Result<T, ParquetError>,
 ) -> std::result::Result<T, ParquetError> {
@@ -213,28 +162,36 @@ fn unpanicked<T>(
 }
 
 impl EncoderPool {
-    /// A pool of `threads` in all: the caller's thread and `threads - 1` helpers.
-    pub(super) fn new(threads: usize) -> EncoderPool {
-        let shared = Arc::new(PoolShared::default());
-        let helpers = (1..threads.max(1))
-            .filter_map(|i| {
-                let shared = shared.clone();
-                std::thread::Builder::new()
-                    .name(format!("tributary-encoder-{i}"))
-                    .spawn(move || {
-                        while let Some(lane) = shared.take() {
-                            shared.run(&lane);
-                        }
-                    })
-                    .ok()
-            })
-            .collect();
-        EncoderPool { shared, helpers }
+    /// A pool of `threads` encoding threads.
+    pub(super) fn new(threads: usize) -> std::io::Result<EncoderPool> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("tributary-encoder-{i}"))
+            .build()
+            .map_err(std::io::Error::other)?;
+        Ok(EncoderPool {
+            pool,
+            shared: Arc::new(Settled::default()),
+        })
     }
 
-    /// Queues one batch's leaf columns on their lanes (one leaf per lane, in order) and
-    /// runs waiting lanes on this thread until none is left. Reports an error a lane
-    /// met with an earlier batch.
+    /// Queues jobs on their lanes, and each lane that was idle as a job on the pool.
+    fn push<'a>(&self, jobs: impl Iterator<Item = (&'a Arc<Lane>, LaneJob)>) {
+        for (lane, job) in jobs {
+            let mut state = lane.lock();
+            state.jobs.push_back(job);
+            if !std::mem::replace(&mut state.scheduled, true) {
+                drop(state);
+                *self.shared.lock() += 1;
+                let lane = lane.clone();
+                let shared = self.shared.clone();
+                self.pool.spawn_fifo(move || shared.run(&lane));
+            }
+        }
+    }
+
+    /// Queues one batch's leaf columns on their lanes (one leaf per lane, in order).
+    /// Reports an error a lane met with an earlier batch.
     pub(super) fn write(
         &self,
         lanes: &[Arc<Lane>],
@@ -243,19 +200,21 @@ impl EncoderPool {
     ) -> std::result::Result<(), ParquetError> {
         debug_assert_eq!(lanes.len(), leaves.len(), "one lane per leaf column");
         for lane in lanes {
-            if let Some(e) = lane.lock().error.take() {
+            let failed = lane.lock().error.take();
+            if let Some(e) = failed {
+                // The group is lost: its queued values go, with their share of the
+                // budget, before the error is told.
+                self.abandon(lanes);
+                self.settle(lanes);
                 return Err(e);
             }
         }
-        self.shared.push(
+        self.push(
             lanes
                 .iter()
                 .zip(leaves)
                 .map(|(lane, leaf)| (lane, LaneJob::Write(leaf, hold.clone()))),
         );
-        while let Some(lane) = self.shared.try_take() {
-            self.shared.run(&lane);
-        }
         Ok(())
     }
 
@@ -265,28 +224,8 @@ impl EncoderPool {
         &self,
         lanes: Vec<Arc<Lane>>,
     ) -> std::result::Result<Vec<ArrowColumnChunk>, ParquetError> {
-        self.shared
-            .push(lanes.iter().map(|lane| (lane, LaneJob::Close)));
-        loop {
-            let seen = self.shared.lock().settled;
-            if lanes.iter().all(|lane| !lane.lock().scheduled) {
-                break;
-            }
-            if let Some(lane) = self.shared.try_take() {
-                self.shared.run(&lane);
-                continue;
-            }
-            let mut state = self.shared.lock();
-            state.closer_waiting = true;
-            while state.settled == seen && state.queue.is_empty() {
-                state = self
-                    .shared
-                    .settled
-                    .wait(state)
-                    .unwrap_or_else(|e| e.into_inner());
-            }
-            state.closer_waiting = false;
-        }
+        self.push(lanes.iter().map(|lane| (lane, LaneJob::Close)));
+        self.settle(&lanes);
         lanes
             .iter()
             .map(|lane| {
@@ -301,6 +240,13 @@ impl EncoderPool {
             .collect()
     }
 
+    /// Waits until no thread runs or will run any of `lanes`. (A lane clears `scheduled`
+    /// before it counts itself out, under the lock this waits with.)
+    fn settle(&self, lanes: &[Arc<Lane>]) {
+        self.shared
+            .wait_until(|_| lanes.iter().all(|lane| !lane.lock().scheduled));
+    }
+
     /// Drops the values queued on a failed task's lanes; a column being written finishes
     /// and its writer is dropped with the lane.
     pub(super) fn abandon(&self, lanes: &[Arc<Lane>]) {
@@ -311,12 +257,10 @@ impl EncoderPool {
 }
 
 impl Drop for EncoderPool {
+    /// Waits for the lanes still queued or running (a failed group's, being dropped), so
+    /// that their share of the budget is back when the merger ends.
     fn drop(&mut self) {
-        self.shared.lock().closing = true;
-        self.shared.runnable.notify_all();
-        for helper in self.helpers.drain(..) {
-            let _ = helper.join();
-        }
+        self.shared.wait_until(|running| running == 0);
     }
 }
 
@@ -342,7 +286,7 @@ mod tests {
         let (mut file, factory) = ArrowWriter::try_new(Vec::new(), schema.clone(), None)
             .and_then(|w| w.into_serialized_writer())
             .unwrap();
-        let pool = EncoderPool::new(threads);
+        let pool = EncoderPool::new(threads).unwrap();
         let lanes: Vec<_> = factory
             .create_column_writers(0)
             .unwrap()

@@ -20,8 +20,8 @@
 //!   attempt's row groups are left out of their file as soon as it fails, so the file
 //!   being filled goes on to the limit with the rows that stay.
 //! - `encoder`: encoding and compressing is the most expensive stage of a run
-//!   (docs/performance.md), so columns are encoded on several threads at once (the
-//!   merger's own and `encoder_threads - 1` helpers), and the merger does not wait for a
+//!   (docs/performance.md), so columns are encoded on `encoder_threads` threads at once
+//!   (a rayon pool), and the merger does not wait for a
 //!   batch's columns before it takes the next batch: each column writer has its own
 //!   queue (a lane), and only closing a row group waits for them. Every column writer
 //!   still receives the same values in the same order, and row groups are cut by rows
@@ -212,7 +212,7 @@ pub fn start(
 ) {
     let (tx, rx) = mpsc::unbounded_channel();
     let budget = Arc::new(Semaphore::new(CHANNEL_BUDGET / PERMIT_UNIT));
-    let handle = tokio::task::spawn_blocking(move || Merger::new(sink, settings).run(rx));
+    let handle = tokio::task::spawn_blocking(move || Merger::new(sink, settings)?.run(rx));
     (MergeHandle { tx, budget }, handle)
 }
 
@@ -250,19 +250,25 @@ enum Next {
 }
 
 impl Merger {
-    fn new(sink: Box<dyn Sink>, settings: MergeSettings) -> Merger {
-        Merger {
+    fn new(sink: Box<dyn Sink>, settings: MergeSettings) -> Result<Merger> {
+        let pool = EncoderPool::new(settings.encoder_threads).map_err(|e| {
+            Error::output(
+                sink.path(),
+                format!("cannot start the encoder threads: {e}"),
+            )
+        })?;
+        Ok(Merger {
             sink,
             schema: CommonSchema::new(settings.shard_column.clone()),
             in_progress: HashMap::new(),
             pending: HashMap::new(),
             pending_bytes: 0,
             written: HashMap::new(),
-            pool: EncoderPool::new(settings.encoder_threads),
+            pool,
             timings: Timings::default(),
             spool: None,
             settings,
-        }
+        })
     }
 
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) -> Result<Option<OutputSummary>> {
