@@ -618,3 +618,69 @@ pub fn typed_columns(split: &Split) -> Vec<String> {
     out.dedup();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mysql(func: PartialFn, ty: InputType) -> Result<String, CombineError> {
+        let types = InputTypes::from([("x".to_string(), ty)]);
+        mysql_partial_sql(func, Some(&"x".to_string()), None, &types, "m1")
+    }
+
+    #[test]
+    fn mysql_partials_are_cast_to_postgres_partial_types() {
+        let int = InputType::SmallInt;
+        let decimal = InputType::Decimal {
+            precision: 10,
+            scale: 2,
+        };
+        assert_eq!(
+            mysql(PartialFn::Sum, int).unwrap(),
+            "CAST(sum(x) AS SIGNED)"
+        );
+        assert_eq!(
+            mysql(PartialFn::Sum, InputType::BigInt).unwrap(),
+            "CAST(sum(x) AS DECIMAL(38, 0))"
+        );
+        assert_eq!(
+            mysql(PartialFn::Sum, decimal).unwrap(),
+            "CAST(sum(x) AS DECIMAL(38, 2))"
+        );
+        assert_eq!(
+            mysql(PartialFn::SumSquares, decimal).unwrap(),
+            "CAST(sum(CAST(x AS DECIMAL(38, 2)) * x) AS DECIMAL(38, 4))"
+        );
+        let types = InputTypes::from([("x".to_string(), int)]);
+        let filtered =
+            |func| mysql_partial_sql(func, None, Some(&"f".to_string()), &types, "m1").unwrap();
+        assert_eq!(filtered(PartialFn::Count), "count(CASE WHEN f THEN 1 END)");
+    }
+
+    #[test]
+    fn mysql_partials_that_cannot_be_exact_are_refused_naming_the_shard() {
+        let wide = mysql(PartialFn::Sum, InputType::UnboundedNumeric).unwrap_err();
+        assert!(
+            wide.to_string()
+                .starts_with("sum over `x`, a DECIMAL wider than 38 digits on MySQL shard `m1`"),
+            "{wide}"
+        );
+        let fine = InputType::Decimal {
+            precision: 30,
+            scale: 16,
+        };
+        let scale = mysql(PartialFn::SumSquares, fine).unwrap_err();
+        assert!(
+            scale
+                .to_string()
+                .contains("needs 32 digits after the point"),
+            "{scale}"
+        );
+        let bits = mysql(PartialFn::BitOr, InputType::SmallInt).unwrap_err();
+        assert!(
+            bits.to_string()
+                .starts_with("bit_and, bit_or and bit_xor is not available on MySQL shard `m1`"),
+            "{bits}"
+        );
+    }
+}
