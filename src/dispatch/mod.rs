@@ -296,31 +296,9 @@ pub async fn execute(
         let first = unplanned.swap_remove(0);
         return (reports.finish(None), Err(first.into()));
     }
-    // `snapshot = "lock"`: a partitioned MySQL shard's transactions start together
-    // before any task runs.
-    if config.options.consistent && config.options.mysql_lock {
-        for (index, pool) in pools.iter().enumerate() {
-            let tasks = plan.tasks.iter().filter(|t| t.shard == index).count();
-            let partitioned = plan
-                .tasks
-                .iter()
-                .any(|t| t.shard == index && t.partition.is_some());
-            if !partitioned || !matches!(pool.as_ref(), ShardPool::Mysql(_)) {
-                continue;
-            }
-            if let Err(e) = pool.hold_snapshots(tasks).await {
-                close(sessions).await;
-                return (reports.finish(None), Err(e.into()));
-            }
-            let shard = config.shards[index].name.clone();
-            reports.independent.retain(|s| *s != shard);
-            reports.snapshots.insert(
-                shard,
-                format!(
-                    "of {tasks} transactions started together under FLUSH TABLES WITH READ LOCK"
-                ),
-            );
-        }
+    if let Err(e) = lock_mysql_snapshots(config, plan, &pools, &mut reports).await {
+        close(sessions).await;
+        return (reports.finish(None), Err(e.into()));
     }
     // The output's directory is checked (and its temporary file made) before any query
     // runs; a remote output's bucket is reached.
@@ -337,29 +315,7 @@ pub async fn execute(
             return (reports.finish(None), Err(e));
         }
     };
-    let (merge, merger) = merge::start(
-        sink,
-        MergeSettings {
-            task_shards: plan.tasks.iter().map(|t| t.shard_name.clone()).collect(),
-            shard_column: config.options.shard_column.clone(),
-            row_group_size: config.options.row_group_size,
-            encoder_threads: config.options.encoder_threads,
-            final_step: plan.final_step.as_ref().map(|f| FinalStep {
-                sql: f.sql.clone(),
-                names: f.names.clone(),
-                hidden: f.hidden.clone(),
-                memory_limit: config.options.memory_limit,
-                avg_scales: f.avg_scales.clone(),
-                sorted: f.sorted.clone(),
-                strategy: f.why.clone(),
-            }),
-            profile: crate::types::Profile {
-                readers: config.options.readers,
-                rules: config.options.types.clone(),
-            },
-            reader_notes: reports.reader_notes.clone(),
-        },
-    );
+    let (merge, merger) = merge::start(sink, merge_settings(config, plan, &reports));
     let global = Arc::new(Semaphore::new(config.options.concurrency));
     // Each shard's tasks start once the shard is described, not once every shard is: a
     // slow or distant shard's describe no longer holds back the others' queries. The
@@ -414,6 +370,61 @@ pub async fn execute(
     drop(lost);
     close(sessions).await;
     run.finish().await
+}
+
+/// `snapshot = "lock"`: a partitioned MySQL shard's transactions start together, before
+/// any task runs; the report says so of each such shard.
+async fn lock_mysql_snapshots(
+    config: &JobConfig,
+    plan: &Plan,
+    pools: &[Arc<ShardPool>],
+    reports: &mut RunReports,
+) -> Result<(), crate::error::TaskError> {
+    if !(config.options.consistent && config.options.mysql_lock) {
+        return Ok(());
+    }
+    for (index, pool) in pools.iter().enumerate() {
+        let tasks = plan.tasks.iter().filter(|t| t.shard == index).count();
+        let partitioned = plan
+            .tasks
+            .iter()
+            .any(|t| t.shard == index && t.partition.is_some());
+        if !partitioned || !matches!(pool.as_ref(), ShardPool::Mysql(_)) {
+            continue;
+        }
+        pool.hold_snapshots(tasks).await?;
+        let shard = config.shards[index].name.clone();
+        reports.independent.retain(|s| *s != shard);
+        reports.snapshots.insert(
+            shard,
+            format!("of {tasks} transactions started together under FLUSH TABLES WITH READ LOCK"),
+        );
+    }
+    Ok(())
+}
+
+/// What the merger needs of the job and its plan.
+fn merge_settings(config: &JobConfig, plan: &Plan, reports: &RunReports) -> MergeSettings {
+    MergeSettings {
+        task_shards: plan.tasks.iter().map(|t| t.shard_name.clone()).collect(),
+        shard_column: config.options.shard_column.clone(),
+        row_group_size: config.options.row_group_size,
+        encoder_threads: config.options.encoder_threads,
+        final_step: plan.final_step.as_ref().map(|f| FinalStep {
+            sql: f.sql.clone(),
+            names: f.names.clone(),
+            hidden: f.hidden.clone(),
+            memory_limit: config.options.memory_limit,
+            avg_scales: f.avg_scales.clone(),
+            sorted: f.sorted.clone(),
+            strategy: f.why.clone(),
+        }),
+        profile: crate::types::Profile {
+            readers: config.options.readers,
+            rules: config.options.types.clone(),
+        },
+        reader_notes: reports.reader_notes.clone(),
+    }
 }
 
 /// Ends the snapshot sessions.
