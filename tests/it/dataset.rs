@@ -22,6 +22,16 @@ SELECT g::bigint AS id,
        md5(g::text) AS note
 FROM generate_series(1, 20000) g;";
 
+/// A job writing `sql` over `url` as a dataset `ds` in its directory, partitioned by
+/// `columns`; returns the job and the dataset's path.
+fn dataset_job(sql: &str, url: &str, columns: &[&str]) -> (Job, std::path::PathBuf) {
+    let mut job = Job::new(sql, &[("s", url)]);
+    let dataset = job.dir.path().join("ds");
+    job.args.output = Some(dataset.clone());
+    job.args.partition_by = columns.iter().map(|c| c.to_string()).collect();
+    (job, dataset)
+}
+
 /// The dataset's manifest.
 fn manifest(dataset: &Path) -> Manifest {
     let text = std::fs::read(dataset.join("_SUCCESS")).expect("a _SUCCESS manifest");
@@ -190,15 +200,13 @@ async fn few_open_files_and_a_retried_task_keep_every_row_once_in_its_directory(
     harness::database("dataset_retry", ORDERS).await;
     let db = harness::db("dataset_retry");
     let proxy = Proxy::failing_first(Fault::CutAfter(1_000_000)).await;
-    let mut job = Job::new(
+    let (mut job, dataset) = dataset_job(
         // In table order, which is id order; ORDER BY would be a final step over
         // spooled rows.
         "SELECT id, region, day, note FROM orders",
-        &[("s", &proxy.url(&db))],
+        &proxy.url(&db),
+        &["region", "day"],
     );
-    let dataset = job.dir.path().join("ds");
-    job.args.output = Some(dataset.clone());
-    job.args.partition_by = vec!["region".into(), "day".into()];
     job.args.max_open_files = Some(2);
     job.args.row_group_size = Some(50);
     let mut config = tributary::JobConfig::resolve(job.args.clone()).unwrap();
@@ -221,13 +229,11 @@ async fn few_open_files_and_a_retried_task_keep_every_row_once_in_its_directory(
 #[tokio::test]
 async fn a_dataset_splits_its_directories_files_at_the_row_limit() {
     let url = harness::database("dataset_split", ORDERS).await;
-    let mut job = Job::new(
+    let (mut job, dataset) = dataset_job(
         "SELECT id, region, note FROM orders WHERE id <= 6000",
-        &[("s", &url)],
+        &url,
+        &["region"],
     );
-    let dataset = job.dir.path().join("ds");
-    job.args.output = Some(dataset.clone());
-    job.args.partition_by = vec!["region".into()];
     job.args.max_file_rows = Some(400);
     let (report, result) = job.run().await;
     result.unwrap_or_else(|e| panic!("{e}\n{report}"));
@@ -252,14 +258,12 @@ async fn a_dataset_splits_its_directories_files_at_the_row_limit() {
 #[tokio::test]
 async fn a_rerun_replaces_the_dataset_whole_and_a_failed_run_leaves_it_as_it_was() {
     let url = harness::database("dataset_replace", ORDERS).await;
-    let mut job = Job::new(
+    let (job, dataset) = dataset_job(
         "SELECT id, region, day, note FROM orders WHERE id <= :n",
-        &[("s", &url)],
-    )
-    .param("n", "600");
-    let dataset = job.dir.path().join("ds");
-    job.args.output = Some(dataset.clone());
-    job.args.partition_by = vec!["region".into(), "day".into()];
+        &url,
+        &["region", "day"],
+    );
+    let mut job = job.param("n", "600");
     let (report, result) = job.run().await;
     result.unwrap_or_else(|e| panic!("{e}\n{report}"));
     assert_every_row_in_its_directory(&check_dataset(&dataset), 600);
@@ -347,13 +351,11 @@ fn partition_columns_are_checked_before_anything_runs() {
 #[tokio::test]
 async fn kept_partition_columns_hold_the_value_their_directory_names() {
     let url = harness::database("dataset_keep", ORDERS).await;
-    let mut job = Job::new(
+    let (mut job, dataset) = dataset_job(
         "SELECT id, region, day FROM orders WHERE id <= 120",
-        &[("s", &url)],
+        &url,
+        &["day"],
     );
-    let dataset = job.dir.path().join("ds");
-    job.args.output = Some(dataset.clone());
-    job.args.partition_by = vec!["day".into()];
     job.args.keep_partition_columns = true;
     let (report, result) = job.run().await;
     result.unwrap_or_else(|e| panic!("{e}\n{report}"));

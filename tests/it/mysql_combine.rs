@@ -13,22 +13,11 @@ use tributary::error::exit;
 
 use crate::combine::run_binary;
 use crate::harness;
-use crate::mysql::{cell, client, client_named, database};
+use crate::mysql::{cell, client_named, database};
 
-const MY_SCHEMA: &str = "CREATE TABLE orders (
-    id          BIGINT PRIMARY KEY,
-    customer_id INT NOT NULL,
-    region      VARCHAR(10),
-    category    VARCHAR(10) NOT NULL,
-    order_date  DATE NOT NULL,
-    quantity    INT,
-    unit_price  DECIMAL(10, 2),
-    discount    DOUBLE,
-    big         BIGINT,
-    paid        BOOL
-);";
-
-const PG_SCHEMA: &str = "CREATE TABLE orders (
+/// Written so that MariaDB and PostgreSQL both take it: the same column types on every
+/// shard of either kind.
+const SCHEMA: &str = "CREATE TABLE orders (
     id          bigint PRIMARY KEY,
     customer_id int NOT NULL,
     region      varchar(10),
@@ -102,15 +91,15 @@ async fn make_fleet() -> Fleet {
     for i in 0..SHARDS {
         let url = database(
             &format!("cmb{i}"),
-            &format!("{MY_SCHEMA}\n{}", insert(|c| c % SHARDS == i)),
+            &format!("{SCHEMA}\n{}", insert(|c| c % SHARDS == i)),
         );
         mysql.push((format!("m{i}"), url));
     }
-    mysql.push(("empty".into(), database("cmb_empty", MY_SCHEMA)));
-    database("cmb_all", &format!("{MY_SCHEMA}\n{}", insert(|_| true)));
+    mysql.push(("empty".into(), database("cmb_empty", SCHEMA)));
+    database("cmb_all", &format!("{SCHEMA}\n{}", insert(|_| true)));
     let postgres = harness::database(
         "my_cmb_pg",
-        &format!("{PG_SCHEMA}\n{}", insert(|c| c % SHARDS == SHARDS - 1)),
+        &format!("{SCHEMA}\n{}", insert(|c| c % SHARDS == SHARDS - 1)),
     )
     .await;
     Fleet {
@@ -331,10 +320,6 @@ async fn a_fleet_of_mariadb_and_postgres_shards_combines_in_mysqls_order() {
         ),
     ];
     check_all(&cases, &shards, &[], &f.oracle).await;
-
-    // The row count is the oracle's, as a check of the check.
-    let total = client(&f.oracle, "SELECT COUNT(*) FROM orders");
-    assert_eq!(total, [[Some(ORDERS.to_string())]]);
 }
 
 #[tokio::test]
