@@ -79,18 +79,19 @@ impl Lane {
 /// threads.
 pub(super) struct EncoderPool {
     pool: rayon::ThreadPool,
-    shared: Arc<Settled>,
+    shared: Arc<Outstanding>,
 }
 
 /// How many lanes are jobs on the pool, signalled when one runs out of work: to a merger
-/// waiting to close a group, and to the pool's drop.
+/// waiting to close a group, and to the pool's drop. A lane's job runs here, to count
+/// itself out when done.
 #[derive(Default)]
-struct Settled {
+struct Outstanding {
     running: Mutex<usize>,
     changed: Condvar,
 }
 
-impl Settled {
+impl Outstanding {
     /// Runs the lane's jobs until its queue is empty.
     fn run(&self, lane: &Lane) {
         loop {
@@ -171,7 +172,7 @@ impl EncoderPool {
             .map_err(std::io::Error::other)?;
         Ok(EncoderPool {
             pool,
-            shared: Arc::new(Settled::default()),
+            shared: Arc::new(Outstanding::default()),
         })
     }
 
@@ -202,10 +203,9 @@ impl EncoderPool {
         for lane in lanes {
             let failed = lane.lock().error.take();
             if let Some(e) = failed {
-                // The group is lost: its queued values go, with their share of the
-                // budget, before the error is told.
+                // The group is lost: its queued values go now, with their share of the
+                // budget (the pool's drop waits for a value being written).
                 self.abandon(lanes);
-                self.settle(lanes);
                 return Err(e);
             }
         }
