@@ -1,9 +1,11 @@
 //! Live progress on stderr while a run goes on. On a terminal: a line per task (a bar
-//! against the server's row estimate where there is one, a spinner where there is none)
-//! and, for a run of several tasks, one for the whole run, redrawn in place. Otherwise a
-//! log line every [`LOG_EVERY`] besides each task's start and end. Both say the same
-//! figures, written to be read at a glance: rows and bytes so far, their rates, the share
-//! of the estimate done and the time left.
+//! against the server's row estimate where there is one, a spinner where there is none),
+//! one for each shard read in several partitions (after its partitions' lines), and, for
+//! a run of several tasks, one for the whole run, redrawn in place. Otherwise, every
+//! [`LOG_EVERY`], a log line for the run and, when it reads several shards, one for each
+//! shard still running (the last to finish first, [`LOG_SHARDS`] at most), besides each
+//! task's start and end. All say the same figures, written to be read at a glance: rows
+//! and bytes so far, their rates, the share of the estimate done and the time left.
 //!
 //! The estimates are PostgreSQL's (`EXPLAIN` of each task's query, pipelined with the
 //! describe step: see `dispatch::describe`), a planner's guess: they are marked as one
@@ -25,6 +27,9 @@ use crate::plan::{Plan, Task};
 /// How often the whole run's figures are logged when stderr is not a terminal: often
 /// enough to see a long run move, rarely enough that a day's log stays short.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
+/// The most shards the periodic log line is followed by one line each for: the ones
+/// that will finish last.
+pub const LOG_SHARDS: usize = 8;
 /// How often the bars take the tasks' counts and are redrawn (and their spinners turn).
 const DRAW_EVERY: Duration = Duration::from_millis(100);
 /// Widest task label the lines make room for; a longer one pushes its line's figures.
@@ -51,6 +56,8 @@ enum View {
     Bars {
         multi: MultiProgress,
         tasks: Vec<ProgressBar>,
+        /// The line of each shard with several tasks, by index in `Shared::shards`.
+        shards: Vec<Option<ProgressBar>>,
         total: Option<ProgressBar>,
         /// The labels' column width.
         width: usize,
@@ -64,10 +71,16 @@ enum View {
 /// The counts every task adds to while it runs, read when a line is drawn.
 struct Shared {
     tasks: Vec<Tally>,
-    /// When the first task started: the run's rate counts from then.
-    first_start: OnceLock<Instant>,
-    /// When the last task ended.
-    last_end: OnceLock<Instant>,
+    /// The run's shards and their tasks, in the plan's order.
+    shards: Vec<Shard>,
+    /// Each task's shard, by index in `shards`.
+    shard_of: Vec<usize>,
+}
+
+/// A shard: its name, and its tasks (indexes in `Shared::tasks`).
+struct Shard {
+    name: String,
+    tasks: Vec<usize>,
 }
 
 /// What one task has done so far.
@@ -81,6 +94,10 @@ struct Tally {
     /// The server's estimate of the task's rows, once known ([`NO_ESTIMATE`] until).
     estimate: AtomicU64,
     span: Mutex<Span>,
+    /// When its first attempt started, and when it ended: a shard's and the run's rates
+    /// count from the first of their tasks' starts.
+    first_start: OnceLock<Instant>,
+    ended_at: OnceLock<Instant>,
 }
 
 /// The estimate's value while there is none.
@@ -104,6 +121,8 @@ impl Tally {
             bytes: OnceLock::new(),
             estimate: AtomicU64::new(NO_ESTIMATE),
             span: Mutex::new(Span::Waiting),
+            first_start: OnceLock::new(),
+            ended_at: OnceLock::new(),
         }
     }
 
@@ -137,10 +156,38 @@ impl Tally {
 }
 
 impl Shared {
-    /// The whole run's figures: every task's rows and bytes, the rate since the first
-    /// task started, and an estimate only when every task still to end has one.
-    fn total(&self, now: Instant) -> Figures {
-        let mut total = Figures {
+    /// Tasks labelled `labels`, each of the shard named beside its label.
+    fn new(labels: Vec<(String, String)>) -> Shared {
+        let mut shards: Vec<Shard> = Vec::new();
+        let mut shard_of = Vec::with_capacity(labels.len());
+        let mut tasks = Vec::with_capacity(labels.len());
+        for (task, (label, shard)) in labels.into_iter().enumerate() {
+            let index = match shards.iter().position(|s| s.name == shard) {
+                Some(index) => index,
+                None => {
+                    shards.push(Shard {
+                        name: shard,
+                        tasks: Vec::new(),
+                    });
+                    shards.len() - 1
+                }
+            };
+            shards[index].tasks.push(task);
+            shard_of.push(index);
+            tasks.push(Tally::new(label));
+        }
+        Shared {
+            tasks,
+            shards,
+            shard_of,
+        }
+    }
+
+    /// The figures of several tasks together: their rows and bytes, the rate since the
+    /// first of them started, an estimate only when every one still to end has one, and
+    /// how they ended (`failed` if one failed, else `cancelled` if one was, else `done`).
+    fn together(&self, tasks: &[usize], now: Instant) -> Figures {
+        let mut sum = Figures {
             rows: 0,
             bytes: 0,
             elapsed: Duration::ZERO,
@@ -148,23 +195,66 @@ impl Shared {
             phase: Phase::Waiting,
             outcome: None,
         };
-        for task in &self.tasks {
-            let f = task.figures(now);
-            total.rows += f.rows;
-            total.bytes += f.bytes;
-            total.estimate = match (total.estimate, f.phase, f.length()) {
+        let mut first: Option<Instant> = None;
+        let mut last: Option<Instant> = None;
+        let mut running = false;
+        let mut outcome = "done";
+        for tally in tasks.iter().map(|&t| &self.tasks[t]) {
+            let f = tally.figures(now);
+            sum.rows += f.rows;
+            sum.bytes += f.bytes;
+            sum.estimate = match (sum.estimate, f.phase, f.length()) {
                 (Some(sum), Phase::Ended, _) => Some(sum + f.rows),
                 (Some(sum), _, Some(len)) => Some(sum + len),
                 _ => None,
             };
-        }
-        if let Some(first) = self.first_start.get() {
-            (total.phase, total.elapsed) = match self.last_end.get() {
-                Some(last) => (Phase::Ended, last.saturating_duration_since(*first)),
-                None => (Phase::Running, now.saturating_duration_since(*first)),
+            if let Some(&at) = tally.first_start.get() {
+                first = Some(first.map_or(at, |f| f.min(at)));
+            }
+            match (f.phase, tally.ended_at.get()) {
+                (Phase::Ended, Some(&at)) => last = Some(last.map_or(at, |l| l.max(at))),
+                _ => running = true,
+            }
+            outcome = match (outcome, f.outcome) {
+                (_, Some("failed")) | ("failed", _) => "failed",
+                (_, Some("cancelled")) | ("cancelled", _) => "cancelled",
+                _ => "done",
             };
         }
-        total
+        if let Some(first) = first {
+            (sum.phase, sum.elapsed, sum.outcome) = match (running, last) {
+                (false, Some(last)) => (
+                    Phase::Ended,
+                    last.saturating_duration_since(first),
+                    Some(outcome),
+                ),
+                _ => (Phase::Running, now.saturating_duration_since(first), None),
+            };
+        }
+        sum
+    }
+
+    /// The whole run's figures (see [`Shared::together`]); its line says the time it
+    /// took once over, not an outcome.
+    fn total(&self, now: Instant) -> Figures {
+        let all: Vec<usize> = (0..self.tasks.len()).collect();
+        Figures {
+            outcome: None,
+            ..self.together(&all, now)
+        }
+    }
+
+    /// The figures of shard `shard` (an index in `shards`).
+    fn shard(&self, shard: usize, now: Instant) -> Figures {
+        self.together(&self.shards[shard].tasks, now)
+    }
+
+    /// Tasks ended among `tasks`.
+    fn ended_of(&self, tasks: &[usize]) -> usize {
+        tasks
+            .iter()
+            .filter(|&&t| matches!(self.tasks[t].span(), Span::Ended(..)))
+            .count()
     }
 
     fn ended(&self) -> usize {
@@ -179,7 +269,11 @@ impl Progress {
     /// The progress of `plan`'s tasks: bars when `interactive` (stderr is a terminal),
     /// else log lines, or nothing when info lines are not logged (`--quiet`).
     pub fn new(plan: &Plan, interactive: bool) -> Progress {
-        let labels = plan.tasks.iter().map(label).collect();
+        let labels = plan
+            .tasks
+            .iter()
+            .map(|t| (label(t), t.shard_name.clone()))
+            .collect();
         if interactive {
             return Progress::drawn(labels, ProgressDrawTarget::stderr_with_hz(10));
         }
@@ -191,25 +285,46 @@ impl Progress {
         Progress::with_view(labels, view)
     }
 
-    /// Bars on `target`, one per task labelled `labels`.
-    fn drawn(labels: Vec<String>, target: ProgressDrawTarget) -> Progress {
-        let width = labels
+    /// Bars on `target`, one per task labelled `labels` (each beside its shard's name),
+    /// each shard's tasks together, then its own when it has several.
+    fn drawn(labels: Vec<(String, String)>, target: ProgressDrawTarget) -> Progress {
+        let many = labels.len() > 1;
+        let mut progress = Progress::with_view(labels, View::Silent);
+        let shared = &progress.shared;
+        let shard_labels: Vec<Option<String>> = shared
+            .shards
             .iter()
+            .map(|s| (s.tasks.len() > 1).then(|| format!("{} ({} tasks)", s.name, s.tasks.len())))
+            .collect();
+        let width = shared
+            .tasks
+            .iter()
+            .map(|t| &t.label)
+            .chain(shard_labels.iter().flatten())
             .map(|l| l.chars().count())
             .max()
             .unwrap_or(0)
             .clamp("total".len(), LABEL_WIDTH);
-        let many = labels.len() > 1;
-        let mut progress = Progress::with_view(labels, View::Silent);
         let multi = MultiProgress::with_draw_target(target);
-        let shared = &progress.shared;
-        let tasks = (0..shared.tasks.len())
-            .map(|i| {
+        let mut tasks = vec![None; shared.tasks.len()];
+        let mut shards = Vec::with_capacity(shared.shards.len());
+        for (index, shard) in shared.shards.iter().enumerate() {
+            for &i in &shard.tasks {
                 let bar = multi.add(ProgressBar::no_length());
                 bar.set_style(task_style(shared, i, width));
                 bar.set_prefix(shared.tasks[i].label.clone());
+                tasks[i] = Some(bar);
+            }
+            shards.push(shard_labels[index].as_ref().map(|label| {
+                let bar = multi.add(ProgressBar::no_length());
+                bar.set_style(shard_style(shared, index, width));
+                bar.set_prefix(label.clone());
                 bar
-            })
+            }));
+        }
+        let tasks = tasks
+            .into_iter()
+            .map(|bar| bar.expect("every task is a shard's"))
             .collect();
         let total = many.then(|| {
             let bar = multi.add(ProgressBar::no_length());
@@ -220,19 +335,16 @@ impl Progress {
         progress.view = View::Bars {
             multi,
             tasks,
+            shards,
             total,
             width,
         };
         progress
     }
 
-    fn with_view(labels: Vec<String>, view: View) -> Progress {
+    fn with_view(labels: Vec<(String, String)>, view: View) -> Progress {
         Progress {
-            shared: Arc::new(Shared {
-                tasks: labels.into_iter().map(Tally::new).collect(),
-                first_start: OnceLock::new(),
-                last_end: OnceLock::new(),
-            }),
+            shared: Arc::new(Shared::new(labels)),
             view,
             follower: Mutex::new(None),
             stopped: AtomicBool::new(false),
@@ -255,8 +367,18 @@ impl Progress {
         self.shared.tasks[task]
             .estimate
             .store(rows, Ordering::Relaxed);
-        if let View::Bars { tasks, width, .. } = &self.view {
+        if let View::Bars {
+            tasks,
+            shards,
+            width,
+            ..
+        } = &self.view
+        {
             tasks[task].set_style(task_style(&self.shared, task, *width));
+            let shard = self.shared.shard_of[task];
+            if let Some(bar) = &shards[shard] {
+                bar.set_style(shard_style(&self.shared, shard, *width));
+            }
         }
     }
 
@@ -288,8 +410,8 @@ impl Progress {
     }
 
     fn start(&self, task: usize, at: Instant) {
-        self.shared.first_start.get_or_init(|| at);
         let tally = &self.shared.tasks[task];
+        tally.first_start.get_or_init(|| at);
         *tally.span.lock().expect("not poisoned") = Span::Running(at);
         if let View::Log = self.view {
             tracing::info!("{}: started", tally.label);
@@ -325,18 +447,29 @@ impl Progress {
             Outcome::Failed(_) => "failed",
             Outcome::Cancelled => "cancelled",
         };
+        let _ = tally.ended_at.set(Instant::now());
         *tally.span.lock().expect("not poisoned") = Span::Ended(report.duration, outcome);
-        if self.shared.ended() == self.shared.tasks.len() {
-            let _ = self.shared.last_end.set(Instant::now());
-        }
         match &self.view {
-            View::Bars { tasks, total, .. } => {
+            View::Bars {
+                tasks,
+                shards,
+                total,
+                ..
+            } => {
                 let bar = &tasks[task.id];
                 if bar.length().is_some() {
                     bar.set_length(report.rows);
                 }
                 bar.set_position(report.rows);
                 bar.finish_with_message("");
+                let shard = self.shared.shard_of[task.id];
+                if let Some(bar) = &shards[shard] {
+                    let figures = self.shared.shard(shard, Instant::now());
+                    Progress::sync(bar, figures);
+                    if figures.phase == Phase::Ended {
+                        bar.finish_with_message("");
+                    }
+                }
                 if let Some(total) = total {
                     self.sync_total(total, Instant::now());
                 }
@@ -379,13 +512,24 @@ impl Progress {
         if self.stopped.load(Ordering::Relaxed) {
             return;
         }
-        let View::Bars { tasks, total, .. } = &self.view else {
+        let View::Bars {
+            tasks,
+            shards,
+            total,
+            ..
+        } = &self.view
+        else {
             return;
         };
         let now = Instant::now();
         for (bar, tally) in tasks.iter().zip(&self.shared.tasks) {
             if !bar.is_finished() {
                 Progress::sync(bar, tally.figures(now));
+            }
+        }
+        for (shard, bar) in shards.iter().enumerate() {
+            if let Some(bar) = bar.as_ref().filter(|b| !b.is_finished()) {
+                Progress::sync(bar, self.shared.shard(shard, now));
             }
         }
         if let Some(total) = total {
@@ -416,20 +560,75 @@ impl Progress {
         Progress::sync(total, figures);
     }
 
-    /// Logs the whole run's figures.
+    /// Logs the whole run's figures and, when it reads several shards, those of the
+    /// shards still running that will end last.
     fn log(&self) {
-        let figures = self.shared.total(Instant::now());
+        let now = Instant::now();
+        let figures = self.shared.total(now);
         if figures.phase != Phase::Running {
             return;
         }
         let tasks = self.shared.tasks.len();
         tracing::info!(
-            "progress: {}; {} of {tasks} task{} done",
+            "progress: {}; {} of {tasks} {} done",
             figures.sentence(),
             self.shared.ended(),
-            if tasks == 1 { "" } else { "s" }
+            tasks_word(tasks)
         );
+        if self.shared.shards.len() < 2 {
+            return;
+        }
+        for line in self.shared.shard_lines(now) {
+            tracing::info!("{line}");
+        }
     }
+}
+
+impl Shared {
+    /// A log line for each running shard, the ones that will end last first (by their
+    /// time left; those with none known after them, the slowest first), at most
+    /// [`LOG_SHARDS`]; then how many more run.
+    fn shard_lines(&self, now: Instant) -> Vec<String> {
+        let mut running: Vec<(usize, Figures)> = (0..self.shards.len())
+            .map(|s| (s, self.shard(s, now)))
+            .filter(|(_, f)| f.phase == Phase::Running)
+            .collect();
+        running.sort_by(|(a, fa), (b, fb)| {
+            let left = |f: &Figures| f.eta().map_or(Duration::ZERO, |e| e);
+            let rate = |f: &Figures| f.rates().map_or(0.0, |(r, _)| r);
+            (fa.eta().is_none(), left(fb))
+                .cmp(&(fb.eta().is_none(), left(fa)))
+                .then(rate(fa).total_cmp(&rate(fb)))
+                .then(a.cmp(b))
+        });
+        let mut lines: Vec<String> = running
+            .iter()
+            .take(LOG_SHARDS)
+            .map(|&(s, f)| {
+                let shard = &self.shards[s];
+                let tasks = shard.tasks.len();
+                format!(
+                    "progress of shard {}: {}; {} of {tasks} {} done",
+                    shard.name,
+                    f.sentence(),
+                    self.ended_of(&shard.tasks),
+                    tasks_word(tasks)
+                )
+            })
+            .collect();
+        if running.len() > LOG_SHARDS {
+            lines.push(format!(
+                "progress of {} more shards: running",
+                running.len() - LOG_SHARDS
+            ));
+        }
+        lines
+    }
+}
+
+/// `task` or `tasks`, after a count of `n`.
+fn tasks_word(n: usize) -> &'static str {
+    if n == 1 { "task" } else { "tasks" }
 }
 
 /// A task's line: its label, a bar when it has an estimate, its figures, its state.
@@ -438,6 +637,15 @@ fn task_style(shared: &Arc<Shared>, task: usize, width: usize) -> ProgressStyle 
     let bar = shared.tasks[task].estimate().is_some();
     style(width, bar, move || {
         shared.tasks[task].figures(Instant::now()).columns()
+    })
+}
+
+/// A shard's line, after its tasks': a bar once each of them has an estimate.
+fn shard_style(shared: &Arc<Shared>, shard: usize, width: usize) -> ProgressStyle {
+    let bar = shared.shard(shard, Instant::now()).estimate.is_some();
+    let shared = Arc::clone(shared);
+    style(width, bar, move || {
+        shared.shard(shard, Instant::now()).columns()
     })
 }
 
@@ -783,14 +991,39 @@ mod tests {
     }
 
     /// Progress drawn on an in-memory terminal 100 columns wide, with its tasks' state
-    /// set: `(rows, bytes, estimate)` each, started `ago`.
+    /// set: `(rows, bytes, estimate)` each, started `ago`, each task a shard of its own.
     fn drawn(tasks: &[(u64, u64, Option<f64>)], ago: Duration) -> String {
-        let term = InMemoryTerm::new(10, 100);
-        let labels = (0..tasks.len()).map(|i| format!("shard{i} p1")).collect();
+        let shards: Vec<String> = (0..tasks.len()).map(|i| format!("shard{i}")).collect();
+        drawn_on(tasks, &shards, ago).1
+    }
+
+    /// [`drawn`], task `i` of shard `shards[i]`; returns the progress too.
+    fn drawn_on(
+        tasks: &[(u64, u64, Option<f64>)],
+        shards: &[String],
+        ago: Duration,
+    ) -> (Progress, String) {
+        let term = InMemoryTerm::new(12, 100);
+        let labels = shards
+            .iter()
+            .enumerate()
+            .map(|(i, shard)| (format!("{shard} p{i}"), shard.clone()))
+            .collect();
         let progress = Progress::drawn(
             labels,
             ProgressDrawTarget::term_like_with_hz(Box::new(term.clone()), 100),
         );
+        set(&progress, tasks, ago);
+        // The terminal takes a burst of redraws, then one every 10 ms: once every line
+        // was drawn as the bars were made, each needs room for one more.
+        std::thread::sleep(Duration::from_millis(250));
+        progress.draw();
+        let screen = term.contents();
+        (progress, screen)
+    }
+
+    /// Sets each task's state: `(rows, bytes, estimate)`, started `ago`.
+    fn set(progress: &Progress, tasks: &[(u64, u64, Option<f64>)], ago: Duration) {
         let since = Instant::now() - ago;
         for (i, &(rows, bytes, estimate)) in tasks.iter().enumerate() {
             if let Some(e) = estimate {
@@ -801,8 +1034,6 @@ mod tests {
             tally.rows.store(rows, Ordering::Relaxed);
             let _ = tally.bytes.set(Arc::new(AtomicU64::new(bytes)));
         }
-        progress.draw();
-        term.contents()
     }
 
     /// The rates on a line (the words before `rows/s` and `B/s`).
@@ -838,7 +1069,7 @@ mod tests {
         assert_eq!(lines.len(), 1, "one task, no total line:\n{screen}");
         let line = lines[0];
         assert!(line.chars().count() <= 100, "{line:?}");
-        assert!(line.contains("shard0 p1"), "{screen}");
+        assert!(line.contains("shard0 p0"), "{screen}");
         assert!(line.contains(" [==="), "a bar:\n{screen}");
         assert!(line.contains("1.2M/~10.0M rows ~12%"), "{screen}");
         // The exact figures are `Figures`' (above); here the clock runs on while the
@@ -911,5 +1142,93 @@ mod tests {
         assert!(total.contains("k rows/s"), "{screen}");
         assert!(total.contains("ETA 2"), "{screen}");
         assert!(total.contains(" [===="), "{screen}");
+    }
+
+    #[test]
+    fn a_shard_in_several_tasks_has_a_line_and_an_eta_of_its_own() {
+        // eu: two partitions with estimates, 3M of 6M rows in 10 s; us: one partition
+        // without an estimate; ap: one task.
+        let shards = ["eu", "eu", "us", "us", "ap"].map(String::from);
+        let (_, screen) = drawn_on(
+            &[
+                (1_000_000, 100 << 20, Some(4_000_000.0)),
+                (2_000_000, 100 << 20, Some(2_000_000.0)),
+                (1_000_000, 100 << 20, Some(3_000_000.0)),
+                (500_000, 50 << 20, None),
+                (700_000, 70 << 20, Some(1_400_000.0)),
+            ],
+            &shards,
+            Duration::from_secs(10),
+        );
+        let lines: Vec<&str> = screen.lines().collect();
+        assert_eq!(lines.len(), 8, "5 tasks, 2 shards, the total:\n{screen}");
+        // Each shard's line comes after its tasks'.
+        assert!(lines[1].contains("eu p1"), "{screen}");
+        assert!(lines[2].contains("eu (2 tasks)"), "{screen}");
+        assert!(lines[5].contains("us (2 tasks)"), "{screen}");
+        assert!(
+            lines[6].contains("ap p4") && lines[7].contains("total"),
+            "{screen}"
+        );
+        // eu: 3M of ~6M (4M and 2M: one task has reached its estimate), at
+        // about 300k rows/s, 3M left: 10 s.
+        assert!(lines[2].contains("3.0M/~6.0M rows ~50%"), "{screen}");
+        assert!(lines[2].contains("ETA 1"), "{screen}");
+        assert!(lines[2].contains(" [===="), "{screen}");
+        // us: a task without an estimate, so neither a bar nor a time left.
+        assert!(lines[5].contains("1.5M rows"), "{screen}");
+        assert!(
+            !lines[5].contains("ETA") && !lines[5].contains('['),
+            "{screen}"
+        );
+        for line in &lines {
+            assert!(line.chars().count() <= 100, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn the_log_names_the_shards_that_end_last_first() {
+        let shards = ["a", "b", "b", "c"].map(String::from);
+        let labels = shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("{s} p{i}"), s.clone()))
+            .collect();
+        let progress = Progress::with_view(labels, View::Log);
+        set(
+            &progress,
+            &[
+                // a: 1M left at 100k rows/s (10 s); b: 3M left at 200k rows/s (15 s);
+                // c: no estimate.
+                (1_000_000, 0, Some(2_000_000.0)),
+                (1_000_000, 0, Some(4_000_000.0)),
+                (1_000_000, 0, Some(1_000_000.0)),
+                (1_000_000, 0, None),
+            ],
+            Duration::from_secs(10),
+        );
+        let lines = progress.shared.shard_lines(Instant::now());
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert!(
+            lines[0].starts_with("progress of shard b: 2.0M of ~5.0M rows (~40%)"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[0].contains(", ETA 1") && lines[0].ends_with("; 0 of 2 tasks done"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[1].starts_with("progress of shard a: 1.0M of ~2.0M rows"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[1].contains(", ETA ") && lines[1].ends_with("; 0 of 1 task done"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[2].starts_with("progress of shard c: 1.0M rows,"),
+            "{lines:#?}"
+        );
+        assert!(!lines[2].contains("ETA"), "{lines:#?}");
     }
 }

@@ -171,6 +171,65 @@ fn progress_on_a_terminal_shows_the_estimate_a_readable_rate_and_an_eta() {
 }
 
 #[test]
+fn a_shard_read_in_partitions_has_a_line_with_its_own_eta() {
+    let dir = tempfile::tempdir().unwrap();
+    write_job(dir.path(), SLOW_400K, &format!("{}/postgres", pg_base()));
+    let command = shell_command(dir.path()).replace(
+        " -o out.parquet;",
+        " -o out.parquet --partition-on g --partitions 2;",
+    );
+    let tmux = Tmux::start(&command);
+    let screens = tmux.screens_until("EXIT=", Duration::from_secs(60));
+    let last = screens.last().unwrap();
+    assert!(last.contains("EXIT=0"), "the run failed:\n{last}");
+    // Each partition's line, then the shard's: `⠙ a (2 tasks)  [==>   ]  120k/~267k rows
+    // ~45%  61.2k rows/s  3.0 MiB/s  ETA 2.4s`, then the total. (A range split may add a
+    // partition for NULL keys: the count of tasks is the plan's.)
+    let is_shard = |l: &str| l.contains(" a (") && l.contains(" tasks)");
+    let screen = screens
+        .iter()
+        .find(|s| {
+            s.lines()
+                .any(|l| is_shard(l) && l.contains("ETA ") && !l.contains(" 0/~"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no line of the shard with rows and an ETA:\n{}",
+                screens.join("\n---\n")
+            )
+        });
+    let lines: Vec<&str> = screen.lines().filter(|l| l.contains(" rows")).collect();
+    let shard = lines.iter().position(|l| is_shard(l)).unwrap();
+    let tasks: usize = lines[shard]
+        .split(" a (")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(tasks >= 2, "{screen}");
+    assert_eq!(
+        shard, tasks,
+        "the partitions' lines, then the shard's:\n{screen}"
+    );
+    for (i, line) in lines[..shard].iter().enumerate() {
+        let label = format!(" a {}/{tasks} ", i + 1);
+        assert!(line.contains(&label), "{label:?}:\n{screen}");
+    }
+    assert!(lines[shard + 1].contains("total"), "{screen}");
+    let line = lines[shard];
+    assert!(line.chars().count() <= 100, "{line:?}");
+    assert!(line.contains(" ["), "a bar against the estimate: {line:?}");
+    let rates = rates(line);
+    assert_eq!(rates.len(), 2, "rows/s and bytes/s: {line:?}");
+    for rate in rates {
+        assert_readable(rate, line);
+    }
+}
+
+#[test]
 fn progress_without_an_estimate_is_a_spinner_with_no_eta() {
     let dir = tempfile::tempdir().unwrap();
     // SQLite has no estimate: 2M rows made up on the fly take a few seconds.
