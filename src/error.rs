@@ -184,6 +184,16 @@ impl Error {
         }
     }
 
+    /// The shard the error is about, when it is about one.
+    pub fn shard(&self) -> Option<&str> {
+        match self {
+            Error::Task(e) => Some(&e.shard),
+            Error::SchemaMismatch { other_shard, .. } => Some(other_shard),
+            Error::ShardColumnTaken { shard, .. } => Some(shard),
+            _ => None,
+        }
+    }
+
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Task(e) if e.is_timeout())
     }

@@ -26,8 +26,9 @@
 //! - [`types`] is the source-type -> Arrow-type table, exact by default, with the lossy
 //!   renderings users may choose as typed options (user documentation: docs/types.md).
 //! - [`merge`] checks the batches against one common schema and cuts them into row
-//!   groups encoded on several threads; [`sink`] (the [`sink::Sink`] seam: one local
-//!   Parquet file or a split set of them today) writes them atomically.
+//!   groups encoded on several threads; [`sink`] (the [`sink::Sink`] seam: a local Parquet
+//!   file or a split set of them, a Hive-partitioned dataset, an object in a cloud store,
+//!   or, for the Python package, record batches kept in memory) writes them atomically.
 //! - [`report`] shows progress and the run's summary, writes the JSON report and builds
 //!   the Parquet metadata of what ran; [`metrics`] leaves the run's metrics for
 //!   node_exporter (`--metrics-file`); [`error`] maps failures to exit codes.
@@ -73,6 +74,35 @@ pub async fn run(
     interactive: bool,
     interrupt: impl Future<Output = &'static str>,
 ) -> (RunReport, Result<()>) {
+    run_into(config, interactive, interrupt, None).await
+}
+
+/// Plans and runs a job into memory, for a caller in the same process (the Python
+/// package): the output's schema, the run's metadata on it, and its record batches. The
+/// job's output settings are not used; nothing is written. Progress is logged as for a
+/// run whose stderr is not a terminal.
+pub async fn read(
+    config: &JobConfig,
+    interrupt: impl Future<Output = &'static str>,
+) -> (RunReport, Result<sink::Batches>) {
+    let collected = sink::Collected::default();
+    let memory = Box::new(sink::MemorySink::new(collected.clone()));
+    let (report, result) = run_into(config, false, interrupt, Some(memory)).await;
+    let result = result.and_then(|()| {
+        collected
+            .take()
+            .ok_or_else(|| Error::output(sink::MEMORY, "the run ended without output"))
+    });
+    (report, result)
+}
+
+/// [`run`], into `into` when given instead of the job's output.
+async fn run_into(
+    config: &JobConfig,
+    interactive: bool,
+    interrupt: impl Future<Output = &'static str>,
+    into: Option<Box<dyn sink::Sink>>,
+) -> (RunReport, Result<()>) {
     let started = std::time::Instant::now();
     let mut interrupt = std::pin::pin!(interrupt);
     let planned = tokio::select! {
@@ -94,7 +124,7 @@ pub async fn run(
         }
     };
     let progress = Arc::new(report::Progress::new(&planned.plan, interactive));
-    dispatch::execute(config, planned, progress, interrupt).await
+    dispatch::execute(config, planned, progress, interrupt, into).await
 }
 
 /// Installs SIGINT and SIGTERM handlers now (call it inside the runtime, before any

@@ -61,11 +61,20 @@ pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(600);
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The raw request, as typed on the command line (the CLI layer fills it from clap).
+/// What messages call a query given as text rather than as a file.
+pub const INLINE_QUERY: &str = "(query)";
+
 #[derive(Debug, Default, Clone)]
 pub struct RunArgs {
     pub query: Option<PathBuf>,
+    /// The query's text itself, instead of a file (the Python package's `read_sql`);
+    /// messages name it [`INLINE_QUERY`].
+    pub query_sql: Option<String>,
     pub job: Option<PathBuf>,
     pub shards: Option<PathBuf>,
+    /// The shards as a table (a shards file's `[shards]` table), instead of a file;
+    /// relative SQLite paths are from the working directory.
+    pub shard_table: Option<toml::Table>,
     pub output: Option<PathBuf>,
     /// `--storage-option KEY=VALUE` pairs, in the order given (over the job's `[storage]`).
     pub storage_options: Vec<(String, String)>,

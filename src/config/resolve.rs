@@ -214,15 +214,21 @@ struct Query {
 
 impl Query {
     fn read(args: &RunArgs, job: &LoadedJob, mysql: bool) -> Result<Query> {
-        let path = args
-            .query
-            .clone()
-            .or_else(|| job.file.query.as_deref().map(|p| job.path_in(p)))
-            .ok_or_else(|| {
-                Error::config(None, "no query: give QUERY.sql or a job file with `query`")
-            })?;
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::config(Some(path.clone()), format!("cannot read: {e}")))?;
+        let (path, text) = match &args.query_sql {
+            Some(text) => (PathBuf::from(super::INLINE_QUERY), text.clone()),
+            None => {
+                let path = args
+                    .query
+                    .clone()
+                    .or_else(|| job.file.query.as_deref().map(|p| job.path_in(p)))
+                    .ok_or_else(|| {
+                        Error::config(None, "no query: give QUERY.sql or a job file with `query`")
+                    })?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| Error::config(Some(path.clone()), format!("cannot read: {e}")))?;
+                (path, text)
+            }
+        };
         let template = match mysql {
             true => SqlTemplate::parse_mysql(&text),
             false => SqlTemplate::parse(&text),
@@ -243,6 +249,11 @@ fn query_error(path: &Path, e: impl std::fmt::Display) -> Error {
 
 /// The shards: `--shards`, else the job file's `shards` (a file's path or a table).
 fn shards(args: &RunArgs, job: &LoadedJob) -> Result<Vec<ShardConfig>> {
+    if let Some(table) = &args.shard_table {
+        let table = toml::Value::Table(table.clone());
+        return shards::parse_table(&table, Path::new("."))
+            .map_err(|e| Error::config(None, format!("shards: {}", crate::error::chain(&e))));
+    }
     match (&args.shards, &job.file.shards) {
         (Some(path), _) => shards::load(path),
         (None, Some(toml::Value::String(path))) => shards::load(&job.path_in(Path::new(path))),

@@ -272,14 +272,15 @@ async fn shard_layout(
 /// without output.
 type MergerHandle = tokio::task::JoinHandle<crate::Result<Option<OutputSummary>>>;
 
-/// Runs the plan and writes the output. Always returns the report of what ran; the
-/// result says whether the run succeeded. `interrupt` resolves (to the signal's name)
-/// when the user asks to stop.
+/// Runs the plan and writes the output: the job's (opened now, see `sink::open`), or
+/// `into` when given. Always returns the report of what ran; the result says whether the
+/// run succeeded. `interrupt` resolves (to the signal's name) when the user asks to stop.
 pub async fn execute(
     config: &JobConfig,
     planned: OpenPlan,
     progress: Arc<Progress>,
     interrupt: impl Future<Output = &'static str>,
+    into: Option<Box<dyn sink::Sink>>,
 ) -> (RunReport, Result<(), Error>) {
     let OpenPlan {
         mut plan,
@@ -308,7 +309,7 @@ pub async fn execute(
         close(sessions).await;
         return (reports.finish(None), Err(e));
     }
-    let sink = match sink::open(config) {
+    let sink = match into.map_or_else(|| sink::open(config), Ok) {
         Ok(sink) => sink,
         Err(e) => {
             close(sessions).await;

@@ -390,6 +390,7 @@ impl Merger {
         for id in self.written.remove(&task).into_iter().flatten() {
             self.sink.exclude(id);
         }
+        self.sink.discard(task);
     }
 
     /// Runs the final step over the spooled rows, if there is one, encoding what it

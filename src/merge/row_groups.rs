@@ -87,7 +87,7 @@ impl Merger {
             .map(|_| self.settings.task_shards[task].as_str());
         let batch =
             conform(batch, &schema, shard).map_err(|e| Error::output(self.sink.path(), e))?;
-        let routed = self.sink.route(batch)?;
+        let routed = self.sink.route(task, batch)?;
         if !self.sink.routes() {
             for (dir, rows) in routed {
                 self.encode_in((task, dir), rows, hold)?;

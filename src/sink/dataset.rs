@@ -398,7 +398,7 @@ impl Sink for DatasetSink {
         true
     }
 
-    fn route(&mut self, batch: RecordBatch) -> Result<Vec<(usize, RecordBatch)>> {
+    fn route(&mut self, _task: usize, batch: RecordBatch) -> Result<Vec<(usize, RecordBatch)>> {
         let output = self.output.clone();
         let err = |e: arrow::error::ArrowError| Error::output(&output, e);
         let texts: Vec<ArrayRef> = self

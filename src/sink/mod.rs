@@ -5,7 +5,9 @@
 //! a locked temporary, stale temporaries removed, the Parquet writer properties),
 //! appending row groups, leaving out the groups of failed task attempts, and the commit.
 //! [`Sink`] is that seam; a local file (or a split set of them, [`FileSink`]) is one
-//! kind, an object in S3, GCS or Azure Blob (staged locally, `object`) the other.
+//! kind, a Hive-partitioned dataset (`dataset`) another, an object in S3, GCS or Azure
+//! Blob (staged locally, `object`) a third. The Python package's output, record batches
+//! kept in memory (`memory`), fills the same steps without encoding Parquet.
 //!
 //! A local file is written to a temporary file beside the target, fsynced, and renamed
 //! into place only when the run commits; the directory is fsynced after the rename. Until
@@ -22,6 +24,7 @@ mod dataset;
 mod dictionary;
 mod file;
 mod gcs;
+mod memory;
 pub mod object;
 mod parquet;
 mod properties;
@@ -42,6 +45,7 @@ pub use dictionary::{
     ClosedColumn, DICTIONARY_PAGE_LIMIT, DICTIONARY_RETRY, DICTIONARY_RETRY_MAX, DictionaryProbe,
 };
 pub use file::FileSink;
+pub use memory::{Batches, Collected, MEMORY, MemorySink};
 pub use parquet::{ParquetFile, WRITEBACK_EVERY};
 pub use properties::{file_properties, writer_properties};
 pub use split::{Manifest, ManifestPart, PartitionColumn, commit_parts};
@@ -65,8 +69,9 @@ pub use temp::{TempFile, write_atomically};
 /// Dropping a sink that was not committed aborts it: its temporaries are removed and
 /// nothing is left at the target.
 ///
-/// Every sink today writes Parquet, so row groups travel as Parquet column chunks; a
-/// sink for object storage or a table format fills the same steps.
+/// Every sink but the in-memory one writes Parquet, so row groups travel as Parquet
+/// column chunks; the in-memory sink keeps the batches [`Sink::route`] gives it, and a
+/// sink for a table format fills the same steps.
 pub trait Sink: Send {
     /// The path of the file row groups go to (the open one, or the one the next row
     /// group opens), for messages.
@@ -78,10 +83,12 @@ pub trait Sink: Send {
     /// Fixes the output's schema and opens the first file. Called once.
     fn start(&mut self, schema: SchemaRef) -> Result<()>;
 
-    /// Cuts a batch of the output's schema by the directory its rows go to, giving each
-    /// directory's rows in the files' columns. Only a dataset has directories (see
-    /// `dataset`); every other sink has one, 0, and takes the batch as it is.
-    fn route(&mut self, batch: RecordBatch) -> Result<Vec<(usize, RecordBatch)>> {
+    /// Cuts a batch of the output's schema (task `task`'s rows) by the directory its rows
+    /// go to, giving each directory's rows in the files' columns. Only a dataset has
+    /// directories (see `dataset`); every other sink has one, 0, and takes the batch as
+    /// it is, but for an output in memory, which keeps it and leaves nothing to encode.
+    fn route(&mut self, task: usize, batch: RecordBatch) -> Result<Vec<(usize, RecordBatch)>> {
+        let _ = task;
         Ok(vec![(0, batch)])
     }
 
@@ -102,6 +109,12 @@ pub trait Sink: Send {
 
     /// Leaves a row group out of the output (its task's attempt failed).
     fn exclude(&mut self, group: RowGroupId);
+
+    /// Drops the rows of task `task` that the sink keeps itself (its attempt failed):
+    /// only an output in memory keeps any.
+    fn discard(&mut self, task: usize) {
+        let _ = task;
+    }
 
     /// Rows the open file of `dir` will hold (0 when none is open): appended, not left
     /// out.

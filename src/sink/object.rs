@@ -302,8 +302,8 @@ impl Sink for ObjectSink {
         self.staged().exclude(group);
     }
 
-    fn route(&mut self, batch: RecordBatch) -> Result<Vec<(usize, RecordBatch)>> {
-        self.staged().route(batch)
+    fn route(&mut self, task: usize, batch: RecordBatch) -> Result<Vec<(usize, RecordBatch)>> {
+        self.staged().route(task, batch)
     }
 
     fn routes(&self) -> bool {

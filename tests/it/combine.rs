@@ -9,7 +9,7 @@
 //! itself; the others need combining.
 
 mod compare;
-mod fixture;
+pub mod fixture;
 mod random;
 
 use std::path::PathBuf;

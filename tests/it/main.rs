@@ -26,6 +26,7 @@ mod postgres;
 mod profiles;
 mod progress;
 mod proxy;
+mod python;
 mod readers;
 mod readonly;
 mod sqlite;
