@@ -58,16 +58,17 @@ fn python_with_package() -> &'static Path {
                 maturin.env_remove(key.as_ref());
             }
         }
-        run(
+        readers::run(
             "building the Python package with maturin (python/)",
             &mut maturin,
+            BUILD_HINT,
         );
         let wheel = std::fs::read_dir(&wheels)
             .unwrap()
             .map(|e| e.unwrap().path())
             .find(|p| p.extension().is_some_and(|e| e == "whl"))
             .expect("maturin leaves a wheel");
-        run(
+        readers::run(
             "installing the Python package's wheel",
             Command::new(&python)
                 .args([
@@ -79,24 +80,14 @@ fn python_with_package() -> &'static Path {
                 ])
                 .args(["--force-reinstall", "--no-deps"])
                 .arg(&wheel),
+            BUILD_HINT,
         );
         python
     })
 }
 
-fn run(what: &str, cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}\nThe Python package is built with maturin, which {} installs in the readers' venv.",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        "tests/readers/requirements.txt"
-    );
-}
+/// What a failure to build or install the package says.
+const BUILD_HINT: &str = "The Python package is built with maturin, which tests/readers/requirements.txt installs in the readers' venv.";
 
 /// One query run both ways.
 struct Case {
@@ -174,24 +165,14 @@ impl Case {
 
 /// Runs the script on `cases`; returns its report.
 fn check(dir: &Path, cases: &[Value]) -> String {
-    let python = python_with_package();
+    python_with_package();
     let file = dir.join("cases.json");
     std::fs::write(&file, serde_json::to_vec_pretty(cases).unwrap()).unwrap();
-    let out = Command::new(python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(SCRIPT))
-        .arg(&file)
-        .output()
-        .expect("running the read_sql check");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "read_sql disagrees with the CLI:\n{report}"
-    );
-    report
+    readers::script(
+        SCRIPT,
+        &[file.as_os_str()],
+        "read_sql disagrees with the CLI",
+    )
 }
 
 #[tokio::test]

@@ -32,18 +32,23 @@ pub fn python() -> &'static Path {
     PYTHON.get_or_init(setup)
 }
 
-fn run(what: &str, cmd: &mut Command) {
+/// Runs `cmd` to its end; panics saying `what` failed, with its output and `hint`, if it
+/// does.
+pub fn run(what: &str, cmd: &mut Command, hint: &str) {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "{what} failed ({}):\n{}\n{}\nThe reader checks need Python 3 with venv and pip, and PyPI (or TRIBUTARY_TEST_PYTHON pointing at a Python that has {REQUIREMENTS} installed).",
+        "{what} failed ({}):\n{}\n{}\n{hint}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// What a failure to set up the venv says.
+const SETUP_HINT: &str = "The reader checks need Python 3 with venv and pip, and PyPI (or TRIBUTARY_TEST_PYTHON pointing at a Python that has tests/readers/requirements.txt installed).";
 
 fn setup() -> PathBuf {
     if let Some(python) = std::env::var_os("TRIBUTARY_TEST_PYTHON") {
@@ -66,6 +71,7 @@ fn setup() -> PathBuf {
         run(
             "creating the reader venv",
             Command::new(&interpreter).args(["-m", "venv"]).arg(&venv),
+            SETUP_HINT,
         );
         run(
             "installing the readers with pip",
@@ -79,6 +85,7 @@ fn setup() -> PathBuf {
                     "-r",
                 ])
                 .arg(root().join(REQUIREMENTS)),
+            SETUP_HINT,
         );
         std::fs::write(&stamp, &requirements).unwrap();
     }
