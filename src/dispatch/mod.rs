@@ -302,8 +302,10 @@ pub async fn execute(
         return (reports.finish(None), Err(e.into()));
     }
     // The output's directory is checked (and its temporary file made) before any query
-    // runs; a remote output's bucket is reached.
-    if let Some(remote) = &config.remote
+    // runs; a remote output's bucket is reached (unless the output goes `into` a sink of
+    // the caller's).
+    if into.is_none()
+        && let Some(remote) = &config.remote
         && let Err(e) = sink::object::check(remote, config.options.dataset.is_some()).await
     {
         close(sessions).await;

@@ -96,7 +96,7 @@ struct Case {
     shards: Vec<(String, String)>,
     /// `read_sql`'s keyword arguments, and the same as the binary's flags.
     options: Value,
-    flags: Vec<&'static str>,
+    flags: Vec<String>,
     ordered: bool,
     combined: bool,
 }
@@ -114,9 +114,9 @@ impl Case {
         }
     }
 
-    fn with(mut self, option: &str, value: Value, flags: &[&'static str]) -> Case {
+    fn with(mut self, option: &str, value: Value, flags: &[&str]) -> Case {
         self.options[option] = value;
-        self.flags.extend_from_slice(flags);
+        self.flags.extend(flags.iter().map(|f| f.to_string()));
         self
     }
 
@@ -142,7 +142,7 @@ impl Case {
             "--no-ledger".into(),
             "--quiet".into(),
         ];
-        args.extend(self.flags.iter().map(|f| f.to_string()));
+        args.extend(self.flags.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = harness::tributary_in(dir, &args);
         let shards: serde_json::Map<String, Value> = self
@@ -225,6 +225,25 @@ async fn read_sql_returns_the_rows_and_types_of_the_clis_parquet() {
         .with("shard_column", json!("shard"), &["--shard-column", "shard"]),
     ];
     let dir = tempfile::tempdir().unwrap();
+    // A job file whose output is in a bucket no one can reach: read_sql writes nothing,
+    // so it takes the job's settings and never contacts the bucket; the binary is given
+    // a local output, which overrides the job's.
+    let job = dir.path().join("remote-job.toml");
+    std::fs::write(
+        &job,
+        "output = \"s3://tributary-nowhere/orders.parquet\"\nshard_column = \"from\"\n",
+    )
+    .unwrap();
+    let job = job.display().to_string();
+    let mut cases = Vec::from(cases);
+    cases.push(
+        Case::new(
+            "job",
+            "SELECT id, quantity FROM orders WHERE id % 7 = 0",
+            Set::Pg.shards(f),
+        )
+        .with("job", json!(job), &["--job", &job]),
+    );
     let mut runs = Vec::new();
     for case in &cases {
         let (run, out) = case.run_cli(dir.path());
