@@ -20,15 +20,15 @@
 
 mod common;
 
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use clap::Parser;
 
 use common::{
     Contender, ExportOptions, Result, db_url, export_report, lineitem_table, load_average,
-    require_gnu_time, run_alternately, run_with_input, tributary_contenders,
+    peers_python, repository, require_gnu_time, run_alternately, run_with_input,
+    tributary_contenders,
 };
 
 /// Bump when `lineitem-mysql.sql` changes: tables stamped otherwise are generated again.
@@ -187,54 +187,6 @@ fn ensure_lineitem(client: &Client, database: &str, table: &str, rows: u64) -> R
     Ok(())
 }
 
-fn repository() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The peers' Python: a venv under `out` with `PEERS_REQUIREMENTS` installed, made on
-/// first use and again when the requirements change (the venv keeps the text it was made
-/// from).
-fn peers_python(python: &str, out: &Path) -> Result<PathBuf> {
-    let requirements = repository().join(PEERS_REQUIREMENTS);
-    let wanted = std::fs::read_to_string(&requirements)
-        .map_err(|e| format!("{}: {e}", requirements.display()))?;
-    let venv = out.join("mysql-peers-venv");
-    let bin = venv.join("bin").join("python");
-    let stamp = venv.join("tributary-requirements.txt");
-    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
-        return Ok(bin);
-    }
-    eprintln!(
-        "installing the peers into {} (once, then reused)...",
-        venv.display()
-    );
-    let _ = std::fs::remove_dir_all(&venv);
-    run_with_input(
-        python,
-        &[OsStr::new("-m"), OsStr::new("venv"), venv.as_os_str()],
-        &[],
-        "",
-    )
-    .map_err(|e| format!("making the peers' venv: {e}"))?;
-    run_with_input(
-        &bin.display().to_string(),
-        &[
-            OsStr::new("-m"),
-            OsStr::new("pip"),
-            OsStr::new("install"),
-            OsStr::new("--quiet"),
-            OsStr::new("--disable-pip-version-check"),
-            OsStr::new("-r"),
-            requirements.as_os_str(),
-        ],
-        &[],
-        "",
-    )
-    .map_err(|e| format!("installing the peers (PyPI needed): {e}"))?;
-    std::fs::write(&stamp, &wanted).map_err(|e| e.to_string())?;
-    Ok(bin)
-}
-
 fn export(cli: &Cli) -> Result<()> {
     let client = Client::new(&cli.server)?;
     client.run(
@@ -247,7 +199,12 @@ fn export(cli: &Cli) -> Result<()> {
         ensure_lineitem(&client, &cli.export.database, &lineitem_table(rows), rows)?;
     }
     let python = if cli.peers {
-        Some(peers_python(&cli.python, &out)?)
+        Some(peers_python(
+            &cli.python,
+            &out,
+            PEERS_REQUIREMENTS,
+            "mysql-peers-venv",
+        )?)
     } else {
         None
     };

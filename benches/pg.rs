@@ -32,8 +32,8 @@ use clap::{Parser, Subcommand};
 
 use common::{
     Contender, ExportOptions, Result, db_url, export_report, lineitem_table, load_average, measure,
-    median, parquet_rows, require_gnu_time, run_alternately, run_with_input, tributary_contenders,
-    tributary_exe, tributary_run,
+    median, parquet_rows, peers_python, repository, require_gnu_time, run_alternately,
+    run_with_input, tributary_contenders, tributary_exe, tributary_run,
 };
 
 // As in the tributary binary, so that `decode` measures the allocator it runs with.
@@ -68,6 +68,33 @@ enum Bench {
     /// once, decoded row by row (one slice per tuple, as the server's CopyData messages
     /// arrive) into batches of 8192 rows. No network, no Parquet.
     Decode(DecodeArgs),
+    /// The Python package's `read_sql` into a pyarrow.Table beside ConnectorX's, and the
+    /// COPY drain: the package is built in release mode (maturin) into a venv under --out.
+    Python(PythonArgs),
+}
+
+#[derive(clap::Args)]
+struct PythonArgs {
+    /// Server URL without a database. Both libraries read with its TLS setting; the
+    /// default is plaintext, as ConnectorX reads unless told otherwise.
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432?sslmode=disable"
+    )]
+    server: String,
+    #[arg(long, default_value = "tp_bench")]
+    database: String,
+    /// Table sizes to run, in rows.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000_000u64])]
+    rows: Vec<u64>,
+    /// Timed runs of each contender.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// The Python 3 the venv is made with.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -153,6 +180,7 @@ fn main() {
         Bench::Sizes { files } => sizes(&files),
         Bench::Decode(args) => decode(&args),
         Bench::Combine(args) => combine(&args),
+        Bench::Python(args) => python(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -296,6 +324,181 @@ fn export_one(args: &ExportArgs, url: &str, out: &Path, table: &str, rows: u64) 
         export_report(table, rows, args.export.runs, &contenders)
     );
     Ok(())
+}
+
+/// The Python contenders' script, and the venv's pinned requirements (ConnectorX, pyarrow,
+/// maturin).
+const PYTHON_SCRIPT: &str = "benches/python-read.py";
+const PYTHON_REQUIREMENTS: &str = "benches/requirements-python-peers.txt";
+
+fn python(args: &PythonArgs) -> Result<()> {
+    ensure_database(&args.server, &args.database)?;
+    let url = db_url(&args.server, &args.database);
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    let out = args.out.canonicalize().map_err(|e| e.to_string())?;
+    for &rows in &args.rows {
+        ensure_lineitem(&url, &lineitem_table(rows), rows)?;
+    }
+    let python = peers_python(&args.python, &out, PYTHON_REQUIREMENTS, "python-peers-venv")?;
+    install_package(&python, &out)?;
+    println!(
+        "Python read_sql benchmark: {} runs each, alternating; TLS: {}; {} cores; load average {}",
+        args.runs,
+        tls_setting(&url),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+    let python = python.display().to_string();
+    let script = repository().join(PYTHON_SCRIPT).display().to_string();
+    for &rows in &args.rows {
+        let table = lineitem_table(rows);
+        let query = format!("SELECT * FROM {table}");
+        let read = |tool: &str| {
+            Contender::new(
+                format!("{tool}.read_sql"),
+                python.clone(),
+                vec![script.clone(), tool.into(), query.clone()],
+            )
+            .with_env("TRIBUTARY_BENCH_PG_URL", &url)
+        };
+        let mut contenders = vec![
+            Contender::new(
+                "COPY drain (psql)",
+                "psql",
+                vec![
+                    url.clone(),
+                    "-X".into(),
+                    "-q".into(),
+                    "-c".into(),
+                    format!("COPY ({query}) TO STDOUT (FORMAT binary)"),
+                ],
+            ),
+            read("tributary"),
+            read("connectorx"),
+        ];
+        // One untimed run of each reader: it says what it read, which must be the table.
+        let mut arrow = vec![None];
+        for c in &contenders[1..] {
+            let said = run_with_input(&c.program, &c.args, &c.env, "")?;
+            let (got, bytes) = said
+                .split_once(' ')
+                .and_then(|(r, b)| Some((r.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+                .ok_or_else(|| format!("{}: unexpected output {said:?}", c.label))?;
+            if got != rows {
+                return Err(format!("{} read {got} rows, expected {rows}", c.label));
+            }
+            arrow.push(Some(bytes));
+        }
+        run_alternately(&mut contenders, args.runs, &table, None)?;
+        println!(
+            "{}",
+            read_report(&table, rows, args.runs, &contenders, &arrow)
+        );
+    }
+    Ok(())
+}
+
+/// Builds the Python package (python/) in release mode with the venv's maturin and
+/// installs it there.
+fn install_package(python: &Path, out: &Path) -> Result<()> {
+    let wheels = out.join("python-wheels");
+    let _ = std::fs::remove_dir_all(&wheels);
+    eprintln!("building the Python package in release mode (minutes the first time)...");
+    let mut maturin = Command::new(python);
+    maturin
+        .args([
+            "-m",
+            "maturin",
+            "build",
+            "--release",
+            "--quiet",
+            "--auditwheel",
+            "skip",
+        ])
+        .arg("--manifest-path")
+        .arg(repository().join("python/Cargo.toml"))
+        .arg("--interpreter")
+        .arg(python)
+        .arg("--out")
+        .arg(&wheels);
+    // What `cargo bench` sets for this process (`CARGO_MANIFEST_DIR`, `OUT_DIR`, ...) is
+    // not for the build: build scripts that watch those variables (ring's) would see them
+    // changed and rebuild most dependencies.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if (key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR")
+            || key == "OUT_DIR"
+        {
+            maturin.env_remove(key.as_ref());
+        }
+    }
+    let status = maturin
+        .status()
+        .map_err(|e| format!("running maturin: {e}"))?;
+    if !status.success() {
+        return Err(format!("building the Python package failed ({status})"));
+    }
+    let wheel = std::fs::read_dir(&wheels)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .ok_or("maturin left no wheel")?;
+    let python = python.display().to_string();
+    let wheel = wheel.display().to_string();
+    run_with_input(
+        &python,
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--force-reinstall",
+            "--no-deps",
+            &wheel,
+        ],
+        &[],
+        "",
+    )
+    .map(|_| ())
+}
+
+/// The read table: medians of wall time, rows/s, the Arrow table's size and MB/s of it,
+/// and peak RSS, with ratios to the baseline's wall time (the first contender).
+fn read_report(
+    table: &str,
+    rows: u64,
+    runs: usize,
+    contenders: &[Contender],
+    arrow: &[Option<u64>],
+) -> String {
+    let wall = |c: &Contender| median(c.samples.iter().map(|s| s.wall.as_secs_f64()).collect());
+    let rss = |c: &Contender| median(c.samples.iter().map(|s| s.rss as f64).collect());
+    let base = wall(&contenders[0]);
+    let mut out = format!(
+        "{table}: {rows} rows, medians of {runs} runs\n\n\
+         | | wall s | x drain | rows/s | Arrow MB | Arrow MB/s | peak RSS MB |\n\
+         |---|---|---|---|---|---|---|\n"
+    );
+    for (c, bytes) in contenders.iter().zip(arrow) {
+        let w = wall(c);
+        let (size, rate) = match bytes {
+            Some(b) => (
+                format!("{:.1}", *b as f64 / 1e6),
+                format!("{:.1}", *b as f64 / 1e6 / w),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {w:.2} | {:.2}x | {:.0} | {size} | {rate} | {:.0} |",
+            c.label,
+            w / base,
+            rows as f64 / w,
+            rss(c) / 1e6
+        );
+    }
+    out
 }
 
 /// The aggregate: a few groups, every kind of partial (count, exact sums, avg, min, max).

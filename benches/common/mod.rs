@@ -379,3 +379,52 @@ pub fn parquet_rows(path: &Path) -> Result<u64> {
         .map_err(|e| e.to_string())?;
     Ok(reader.metadata().file_metadata().num_rows() as u64)
 }
+
+/// The repository's root, where the benchmarks' scripts and requirements are read.
+pub fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A Python for the peers: the venv `out/NAME` with `requirements` (a path in the
+/// repository) installed, made with `python` on first use and again when the
+/// requirements change (the venv keeps the text it was made from).
+pub fn peers_python(python: &str, out: &Path, requirements: &str, name: &str) -> Result<PathBuf> {
+    let requirements = repository().join(requirements);
+    let wanted = std::fs::read_to_string(&requirements)
+        .map_err(|e| format!("{}: {e}", requirements.display()))?;
+    let venv = out.join(name);
+    let bin = venv.join("bin").join("python");
+    let stamp = venv.join("tributary-requirements.txt");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        return Ok(bin);
+    }
+    eprintln!(
+        "installing the peers into {} (once, then reused)...",
+        venv.display()
+    );
+    let _ = std::fs::remove_dir_all(&venv);
+    run_with_input(
+        python,
+        &[OsStr::new("-m"), OsStr::new("venv"), venv.as_os_str()],
+        &[],
+        "",
+    )
+    .map_err(|e| format!("making the peers' venv: {e}"))?;
+    run_with_input(
+        &bin.display().to_string(),
+        &[
+            OsStr::new("-m"),
+            OsStr::new("pip"),
+            OsStr::new("install"),
+            OsStr::new("--quiet"),
+            OsStr::new("--disable-pip-version-check"),
+            OsStr::new("-r"),
+            requirements.as_os_str(),
+        ],
+        &[],
+        "",
+    )
+    .map_err(|e| format!("installing the peers (PyPI needed): {e}"))?;
+    std::fs::write(&stamp, &wanted).map_err(|e| e.to_string())?;
+    Ok(bin)
+}
