@@ -76,7 +76,7 @@ enum Bench {
 #[derive(clap::Args)]
 struct PythonArgs {
     /// Server URL without a database. Both libraries read with its TLS setting; the
-    /// default is plaintext, as ConnectorX reads unless told otherwise.
+    /// default is plaintext, so that they read alike whatever their own defaults.
     #[arg(
         long,
         default_value = "postgres://postgres@127.0.0.1:5432?sslmode=disable"
