@@ -70,14 +70,7 @@ fn python_with_package() -> &'static Path {
             .expect("maturin leaves a wheel");
         readers::run(
             "installing the Python package's wheel",
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                ])
+            readers::pip_install(&python)
                 .args(["--force-reinstall", "--no-deps"])
                 .arg(&wheel),
             BUILD_HINT,

@@ -47,6 +47,19 @@ pub fn run(what: &str, cmd: &mut Command, hint: &str) {
     );
 }
 
+/// `python -m pip install`, quietly; the packages to add after it.
+pub fn pip_install(python: &Path) -> Command {
+    let mut pip = Command::new(python);
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]);
+    pip
+}
+
 /// What a failure to set up the venv says.
 const SETUP_HINT: &str = "The reader checks need Python 3 with venv and pip, and PyPI (or TRIBUTARY_TEST_PYTHON pointing at a Python that has tests/readers/requirements.txt installed).";
 
@@ -75,15 +88,8 @@ fn setup() -> PathBuf {
         );
         run(
             "installing the readers with pip",
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "-r",
-                ])
+            pip_install(&python)
+                .arg("-r")
                 .arg(root().join(REQUIREMENTS)),
             SETUP_HINT,
         );
