@@ -73,6 +73,10 @@ pub enum Outcome {
     Skipped {
         previous: i64,
     },
+    /// Already committed to the output table (application id `app_id`).
+    InTable {
+        app_id: String,
+    },
     Failed {
         code: i32,
         message: String,
@@ -103,6 +107,9 @@ impl StepResult {
                     .unwrap_or_default()
             ),
             Outcome::Skipped { previous } => format!("skipped    already done by run {previous}"),
+            Outcome::InTable { app_id } => {
+                format!("skipped    already in the table (application id {app_id})")
+            }
             Outcome::Failed { code, message } => format!("failed     exit {code}: {message}"),
             Outcome::NotRun => "not run".into(),
         };
@@ -232,6 +239,9 @@ async fn step(config: &JobConfig, interrupt: impl Future<Output = &'static str>)
             message: crate::error::chain(&e),
         },
         Ok(Recorded::Skipped { previous, .. }) => Outcome::Skipped { previous },
+        Ok(Recorded::InTable(done)) => Outcome::InTable {
+            app_id: done.app_id,
+        },
         Ok(Recorded::Ran(ran)) => match ran.result {
             Ok(()) => Outcome::Ran {
                 rows: ran.report.output.as_ref().map_or(0, |o| o.rows),
@@ -249,7 +259,7 @@ async fn step(config: &JobConfig, interrupt: impl Future<Output = &'static str>)
 pub fn summary(job: &str, results: &[StepResult]) -> (String, i32) {
     let count = |f: fn(&Outcome) -> bool| results.iter().filter(|r| f(&r.outcome)).count();
     let ran = count(|o| matches!(o, Outcome::Ran { .. }));
-    let skipped = count(|o| matches!(o, Outcome::Skipped { .. }));
+    let skipped = count(|o| matches!(o, Outcome::Skipped { .. } | Outcome::InTable { .. }));
     let failed = count(|o| matches!(o, Outcome::Failed { .. }));
     let not_run = count(|o| matches!(o, Outcome::NotRun));
     let mut text = format!(

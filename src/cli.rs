@@ -462,6 +462,18 @@ pub struct RunCommand {
     /// closed and its directory's next rows start a new file [default: 100].
     #[arg(long, value_name = "N")]
     pub max_open_files: Option<usize>,
+
+    /// Write a Delta Lake table at OUT (a directory or an object-store URL): the run's
+    /// files are added in one commit, which readers see whole or not at all. Partitioned
+    /// by --partition-by when given.
+    #[arg(long, value_name = "FORMAT", value_parser = ["delta"])]
+    pub table_format: Option<String>,
+
+    /// What a table run does with the rows already there: add to them (append), replace
+    /// them all (overwrite), or replace those of the partitions the run wrote (replace)
+    /// [default: append].
+    #[arg(long, value_name = "MODE", value_parser = ["append", "overwrite", "replace"])]
+    pub table_mode: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -617,6 +629,8 @@ impl From<RunCommand> for RunArgs {
             partition_by: c.partition_by,
             keep_partition_columns: c.keep_partition_columns,
             max_open_files: c.max_open_files,
+            table_format: c.table_format,
+            table_mode: c.table_mode,
             combine: c.combine,
             merge: c.merge,
             merge_file: c.merge_file,

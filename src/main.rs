@@ -123,6 +123,18 @@ async fn run_job(
             );
             return Ok(exit::SUCCESS);
         }
+        Ok(Recorded::InTable(done)) => {
+            println!(
+                "job `{}`: table {} already holds this run (application id {}, \
+                 version {}); nothing ran, nothing was added. --force runs it again.",
+                config.name, done.table, done.app_id, done.version
+            );
+            write_metrics(
+                &config,
+                &RunMetrics::without_tasks(&config.name, exit::SUCCESS, now()),
+            );
+            return Ok(exit::SUCCESS);
+        }
         Ok(Recorded::Ran(ran)) => ran,
     };
     println!("{}", ran.report);

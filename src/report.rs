@@ -419,11 +419,13 @@ fn names(shards: &[String]) -> String {
     }
 }
 
-/// Where a split output's manifest is, for the summary.
+/// Where a split output's manifest is, or the version a table's commit made, for the
+/// summary.
 fn manifest(o: &OutputSummary) -> String {
-    match &o.manifest {
-        Some(m) => format!(", listed in {}", m.display()),
-        None => String::new(),
+    match (&o.manifest, o.table_version) {
+        (Some(m), _) => format!(", listed in {}", m.display()),
+        (None, Some(version)) => format!(", committed as table version {version}"),
+        (None, None) => String::new(),
     }
 }
 

@@ -68,6 +68,10 @@ pub(super) struct JobFile {
     pub partition_by: Option<toml::Value>,
     pub keep_partition_columns: Option<bool>,
     pub max_open_files: Option<usize>,
+    /// `"delta"`: write a Delta Lake table at `output`.
+    pub table_format: Option<String>,
+    /// `append`, `overwrite` or `replace` (a table's partitions the run wrote).
+    pub table_mode: Option<String>,
     /// A size: a number of bytes, or text such as `"512MB"`.
     pub max_file_size: Option<toml::Value>,
     /// `false`: the shards' rows, concatenated.

@@ -34,7 +34,9 @@ use crate::error::Result;
 use crate::sql::{Params, SqlTemplate};
 use crate::types::TypeRules;
 
-pub use output::{DEFAULT_MAX_OPEN_FILES, Dataset, Split, manifest_path, part_index, part_path};
+pub use output::{
+    DEFAULT_MAX_OPEN_FILES, Dataset, Split, Table, TableMode, manifest_path, part_index, part_path,
+};
 pub use partition::{PageSplit, PartitionSettingError, PartitionSpec};
 pub use shards::{ShardConfig, SourceConfig};
 pub use storage::{ObjectOutput, StorageError};
@@ -129,6 +131,10 @@ pub struct RunArgs {
     pub keep_partition_columns: bool,
     /// `--max-open-files N`: a dataset's files open at once.
     pub max_open_files: Option<usize>,
+    /// `--table-format delta`: write a Delta Lake table.
+    pub table_format: Option<String>,
+    /// `--table-mode MODE`: `append`, `overwrite` or `replace`.
+    pub table_mode: Option<String>,
     /// `--combine on|off`: split the query across shards when it needs it (on, the
     /// default), or concatenate the shards' rows.
     pub combine: Option<bool>,
@@ -206,6 +212,8 @@ pub struct LedgerSettings {
     /// Skip a run whose identity already succeeded with its files intact: on for jobs
     /// (`--job`), unless `--force`.
     pub skip_done: bool,
+    /// `--force`: run even what is done (a table's run it already holds, too).
+    pub force: bool,
     /// A lock older than this is taken over even if its holder may still live.
     pub lock_timeout: Duration,
 }
@@ -287,6 +295,9 @@ pub struct RunOptions {
     pub split: Option<Split>,
     /// Writing a Hive-partitioned dataset (a directory) instead of a file.
     pub dataset: Option<Dataset>,
+    /// Committing to a table (Delta Lake) instead; `dataset` is then `None`, the
+    /// table's partition columns being in its layout.
+    pub table: Option<Table>,
     /// What the final step across shards holds in memory before it spills to disk.
     pub memory_limit: u64,
 }

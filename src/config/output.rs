@@ -26,6 +26,29 @@ pub struct Dataset {
     pub max_open_files: usize,
 }
 
+/// A table format's output: the run's files committed to the table in one transaction
+/// (see `sink::delta`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub mode: TableMode,
+    /// The table's partition columns (none: an unpartitioned table) and the open-file
+    /// bound; the columns are never kept in the files, as Delta readers expect.
+    pub layout: Dataset,
+}
+
+/// What a table run does with the rows already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableMode {
+    /// Adds the run's rows.
+    Append,
+    /// Replaces every row with the run's.
+    Overwrite,
+    /// Replaces the partitions the run wrote rows to (Delta's `replaceWhere`), leaving
+    /// the others as they are.
+    Replace,
+}
+
 /// Files a dataset keeps open at once by default (DuckDB's default for its partitioned
 /// writes is the same).
 pub const DEFAULT_MAX_OPEN_FILES: usize = 100;

@@ -21,7 +21,7 @@ use super::{
     Combine, DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_OPEN_FILES, DEFAULT_RETRIES, DEFAULT_RETRY_FOR,
     DEFAULT_ROW_GROUP_SIZE, DEFAULT_STALL_TIMEOUT, Dataset, Incremental, JobConfig, LedgerSettings,
-    RunArgs, RunOptions, ShardConfig, SourceConfig, Split, dates, shards, values,
+    RunArgs, RunOptions, ShardConfig, SourceConfig, Split, Table, TableMode, dates, shards, values,
 };
 use crate::error::{Error, Result};
 use crate::sql::{ParamValue, Params, SqlTemplate};
@@ -167,6 +167,7 @@ fn ledger(args: &RunArgs, job: &LoadedJob) -> Result<LedgerSettings> {
         path,
         chosen: args.ledger.is_some() || job.file.ledger.is_some(),
         skip_done: args.job.is_some() && !args.force && !always,
+        force: args.force,
         lock_timeout,
     })
 }
@@ -324,7 +325,10 @@ fn output(
         }
     };
     let given = !output.as_os_str().is_empty();
-    let dataset = !args.partition_by.is_empty() || job.file.partition_by.is_some();
+    let dataset = !args.partition_by.is_empty()
+        || job.file.partition_by.is_some()
+        || args.table_format.is_some()
+        || job.file.table_format.is_some();
     if given && (output.file_name().is_none() || (output.is_dir() && !dataset)) {
         return Err(Error::config(
             None,
@@ -441,6 +445,7 @@ fn options(args: &RunArgs, job: &LoadedJob) -> Result<RunOptions> {
     )
     .map_err(|e| job.error(e.to_string()))?;
     let split = split(args, job)?;
+    let (dataset, table) = table(dataset(args, job)?, args, job)?;
     Ok(RunOptions {
         concurrency: positive(
             args.concurrency.or(file.concurrency),
@@ -510,13 +515,22 @@ fn options(args: &RunArgs, job: &LoadedJob) -> Result<RunOptions> {
             "metrics file",
         )?,
         types: Arc::new(types),
-        readers: readers(args, job)?,
+        readers: {
+            let mut readers = readers(args, job)?;
+            // Spark is the reader a Delta table is written for: its forms (a uuid as
+            // text, a time as microseconds) are those Delta's types hold.
+            if table.is_some() {
+                readers.insert(crate::types::Reader::Spark);
+            }
+            readers
+        },
         dictionary: args.dictionary.or(file.dictionary).unwrap_or(true),
         delta,
         statistics,
         page_index: args.page_index.or(file.page_index).unwrap_or(true),
         split,
-        dataset: dataset(args, job)?,
+        dataset,
+        table,
         memory_limit: memory_limit(args, job)?,
     })
 }
@@ -585,6 +599,59 @@ fn dataset(args: &RunArgs, job: &LoadedJob) -> Result<Option<Dataset>> {
         keep_columns,
         max_open_files,
     }))
+}
+
+/// The table the output is, when `--table-format` (or the job's `table_format`) says
+/// so: the dataset's partition columns become the table's. Returns the dataset and the
+/// table, at most one of them.
+fn table(
+    dataset: Option<Dataset>,
+    args: &RunArgs,
+    job: &LoadedJob,
+) -> Result<(Option<Dataset>, Option<Table>)> {
+    let file = &job.file;
+    let format = args.table_format.as_ref().or(file.table_format.as_ref());
+    let mode = args.table_mode.as_ref().or(file.table_mode.as_ref());
+    let Some(format) = format else {
+        if mode.is_some() {
+            return Err(Error::config(
+                None,
+                "table_mode applies to a table: give --table-format delta",
+            ));
+        }
+        return Ok((dataset, None));
+    };
+    choice("table_format", Some(format), &[("delta", ())]).map_err(|e| job.error(e.to_string()))?;
+    let mode = choice(
+        "table_mode",
+        mode,
+        &[
+            ("append", TableMode::Append),
+            ("overwrite", TableMode::Overwrite),
+            ("replace", TableMode::Replace),
+        ],
+    )
+    .map_err(|e| job.error(e.to_string()))?;
+    let layout = dataset.unwrap_or(Dataset {
+        columns: Vec::new(),
+        keep_columns: false,
+        max_open_files: DEFAULT_MAX_OPEN_FILES,
+    });
+    if layout.keep_columns {
+        return Err(Error::config(
+            None,
+            "keep_partition_columns: a Delta table's files never hold its partition columns \
+             (readers take them from the table's log)",
+        ));
+    }
+    if mode == TableMode::Replace && layout.columns.is_empty() {
+        return Err(Error::config(
+            None,
+            "table_mode = replace replaces the partitions the run writes: give the table's \
+             partition columns with --partition-by (or use overwrite)",
+        ));
+    }
+    Ok((None, Some(Table { mode, layout })))
 }
 
 /// The readers the output is for: `--for` (every flag), else the job's `for` (a

@@ -302,14 +302,20 @@ pub async fn execute(
         return (reports.finish(None), Err(e.into()));
     }
     // The output's directory is checked (and its temporary file made) before any query
-    // runs; a remote output's bucket is reached (unless the output goes `into` a sink of
-    // the caller's).
-    if into.is_none()
-        && let Some(remote) = &config.remote
-        && let Err(e) = sink::object::check(remote, config.options.dataset.is_some()).await
-    {
-        close(sessions).await;
-        return (reports.finish(None), Err(e));
+    // runs; a remote output's bucket, or a table, is reached (unless the output goes
+    // `into` a sink of the caller's).
+    if into.is_none() {
+        let checked = match (&config.options.table, &config.remote) {
+            (Some(table), _) => sink::delta::check(config, table).await.map(|_| ()),
+            (None, Some(remote)) => {
+                sink::object::check(remote, config.options.dataset.is_some()).await
+            }
+            (None, None) => Ok(()),
+        };
+        if let Err(e) = checked {
+            close(sessions).await;
+            return (reports.finish(None), Err(e));
+        }
     }
     let sink = match into.map_or_else(|| sink::open(config), Ok) {
         Ok(sink) => sink,

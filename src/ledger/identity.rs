@@ -49,6 +49,14 @@ pub fn identity(config: &JobConfig) -> String {
             "keep_columns": dataset.keep_columns,
         });
     }
+    // Likewise for a table: its mode and partition columns.
+    if let Some(table) = &o.table {
+        input["table"] = serde_json::json!({
+            "format": "delta",
+            "mode": table.mode,
+            "partition_by": table.layout.columns,
+        });
+    }
     let digest = Sha256::digest(input.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }

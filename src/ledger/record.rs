@@ -14,6 +14,9 @@ use crate::report::RunReport;
 pub enum Recorded {
     /// The job ran.
     Ran(Box<Ran>),
+    /// The output table already holds this run (its application transaction): nothing
+    /// ran.
+    InTable(crate::sink::delta::InTable),
     /// An identical run had succeeded and its files are intact: nothing ran.
     Skipped {
         run: i64,
@@ -46,6 +49,11 @@ pub async fn run_recorded(
     interactive: bool,
     interrupt: impl Future<Output = &'static str>,
 ) -> Result<Recorded> {
+    if let Some(table) = &config.options.table
+        && let Some(done) = crate::sink::delta::check(config, table).await?
+    {
+        return Ok(Recorded::InTable(done));
+    }
     let Some(path) = &config.ledger.path else {
         return Ok(unrecorded(config, interactive, interrupt).await);
     };

@@ -92,8 +92,11 @@ pub struct DatasetSink {
 
 /// One directory of the dataset.
 struct Dir {
-    /// Relative to the dataset: `region=eu/month=2025-01`.
+    /// Relative to the dataset: `region=eu/month=2025-01` (empty when the dataset has no
+    /// partition columns: a table's).
     path: String,
+    /// The partition columns' values as text, `None` for NULL (and an empty text).
+    values: Vec<Option<String>>,
     /// The file its row groups go to, by number, while it is open.
     current: Option<usize>,
     /// Its files, in order.
@@ -124,8 +127,15 @@ impl DatasetSink {
     /// Checks what lies at the output, removes stale staging directories of earlier
     /// runs and creates this run's. The partition columns are checked at the start.
     pub fn create(config: &JobConfig, spec: &Dataset) -> Result<DatasetSink> {
+        check_replaceable(&config.output)?;
+        DatasetSink::staged(config, spec)
+    }
+
+    /// Makes the sink of a table's files (see `delta`): a dataset staged beside the
+    /// output like any, but never moved into place, so whatever lies at the output is
+    /// not checked, and `spec` may have no partition columns.
+    pub fn staged(config: &JobConfig, spec: &Dataset) -> Result<DatasetSink> {
         let output = config.output.clone();
-        check_replaceable(&output)?;
         let staging = Staging::create(&output)?;
         Ok(DatasetSink {
             output,
@@ -154,6 +164,7 @@ impl DatasetSink {
     /// `values`; a directory seen first is added.
     fn dir_of(&mut self, values: &[&arrow::array::StringArray], row: usize) -> usize {
         let mut path = String::new();
+        let mut texts = Vec::with_capacity(values.len());
         for (i, (&key, values)) in self.keys.iter().zip(values).enumerate() {
             if i > 0 {
                 path.push('/');
@@ -167,8 +178,14 @@ impl DatasetSink {
             path.push_str(&hive_escape(name));
             path.push('=');
             match values.is_valid(row).then(|| values.value(row)) {
-                Some(value) if !value.is_empty() => path.push_str(&hive_escape(value)),
-                _ => path.push_str(DEFAULT_PARTITION),
+                Some(value) if !value.is_empty() => {
+                    path.push_str(&hive_escape(value));
+                    texts.push(Some(value.to_owned()));
+                }
+                _ => {
+                    path.push_str(DEFAULT_PARTITION);
+                    texts.push(None);
+                }
             }
         }
         if let Some(&dir) = self.by_path.get(&path) {
@@ -176,6 +193,7 @@ impl DatasetSink {
         }
         self.dirs.push(Dir {
             path: path.clone(),
+            values: texts,
             current: None,
             files: Vec::new(),
             last_used: 0,
@@ -203,8 +221,7 @@ impl DatasetSink {
             let target = self
                 .staging
                 .path
-                .join(&self.dirs[dir].path)
-                .join(format!("part-{index:05}.parquet"));
+                .join(file_name(&self.dirs[dir].path, index));
             let file = ParquetFile::new(TempFile::create(&target)?, schema, props.clone())?;
             self.files.push(FileState::Open(file));
             let number = self.files.len() - 1;
@@ -262,8 +279,9 @@ impl DatasetSink {
     }
 
     /// Finishes every file, moves those holding rows to their final names in the
-    /// staging directory, and writes the manifest there.
-    fn finish(&mut self, metadata: &[(String, String)]) -> Result<OutputSummary> {
+    /// staging directory, and writes the manifest there. Returns the summary and the
+    /// files.
+    fn finish(&mut self, metadata: &[(String, String)]) -> Result<(OutputSummary, Vec<Finished>)> {
         let mut closed: Vec<Option<Closed>> = Vec::with_capacity(self.files.len());
         for state in &mut self.files {
             closed.push(match std::mem::replace(state, FileState::Done) {
@@ -275,6 +293,7 @@ impl DatasetSink {
         self.open = 0;
         self.set_aside.clear();
         let mut summary = OutputSummary {
+            table_version: None,
             path: self.output.clone(),
             files: Vec::new(),
             manifest: Some(self.output.join(SUCCESS)),
@@ -285,16 +304,22 @@ impl DatasetSink {
             remote: Vec::new(),
         };
         let mut listed = Vec::new();
-        let mut dirs: Vec<&Dir> = self.dirs.iter().collect();
-        dirs.sort_by(|a, b| a.path.cmp(&b.path));
-        for dir in dirs {
+        let mut names = Vec::new();
+        let mut dirs: Vec<(usize, &Dir)> = self.dirs.iter().enumerate().collect();
+        dirs.sort_by(|a, b| a.1.path.cmp(&b.1.path));
+        for (number, dir) in dirs {
             let kept = dir
                 .files
                 .iter()
                 .filter_map(|&n| closed[n].take())
                 .filter(|file| file.rows > 0);
             for (i, file) in kept.enumerate() {
-                let name = format!("{}/part-{i:05}.parquet", dir.path);
+                let name = file_name(&dir.path, i);
+                names.push(Finished {
+                    name: name.clone(),
+                    dir: number,
+                    rows: file.rows,
+                });
                 let staged = self.staging.path.join(&name);
                 let (rows, row_groups, unreferenced) =
                     (file.rows, file.row_groups, file.unreferenced_bytes);
@@ -330,7 +355,90 @@ impl DatasetSink {
         };
         let text = serde_json::to_vec_pretty(&manifest).expect("serialisable");
         write_atomically(&self.staging.path.join(SUCCESS), &text)?;
-        Ok(summary)
+        Ok((summary, names))
+    }
+
+    /// The partition columns and the bound on open files.
+    pub fn spec(&self) -> &Dataset {
+        &self.spec
+    }
+
+    /// Finishes every file in the staging directory (see [`DatasetSink::staged`]) and
+    /// gives them, with the directory that holds them until it is dropped.
+    pub fn finish_staged(mut self, metadata: &[(String, String)]) -> Result<StagedFiles> {
+        if self.schema.is_none() {
+            return Err(Error::output(
+                &self.output,
+                "committed before the schema was fixed",
+            ));
+        }
+        let (summary, names) = self.finish(metadata)?;
+        let files = names
+            .into_iter()
+            .map(|Finished { name, dir, rows }| {
+                let path = self.staging.path.join(&name);
+                let bytes = std::fs::metadata(&path)
+                    .map_err(|e| Error::output(&path, e))?
+                    .len();
+                Ok(StagedFile {
+                    dir: self.dirs[dir].path.clone(),
+                    values: self.dirs[dir].values.clone(),
+                    name,
+                    path,
+                    rows,
+                    bytes,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(StagedFiles {
+            files,
+            summary,
+            partition_columns: self.spec.columns.clone(),
+            _sink: self,
+        })
+    }
+}
+
+/// A file the commit finished: its name in the staging directory, its directory's
+/// number and its rows.
+struct Finished {
+    name: String,
+    dir: usize,
+    rows: u64,
+}
+
+/// The files of a staged dataset (see [`DatasetSink::finish_staged`]).
+pub struct StagedFiles {
+    pub files: Vec<StagedFile>,
+    /// The summary a dataset would give (its paths are the dataset's, not the staged).
+    pub summary: OutputSummary,
+    pub partition_columns: Vec<String>,
+    /// Holds the staging directory (and its lock) until dropped.
+    _sink: DatasetSink,
+}
+
+/// A finished file in the staging directory.
+pub struct StagedFile {
+    /// Its directory, relative to the dataset (empty when there are no partition
+    /// columns).
+    pub dir: String,
+    /// The partition columns' values of its rows as text, `None` for NULL.
+    pub values: Vec<Option<String>>,
+    /// Its name relative to the dataset.
+    pub name: String,
+    /// Where it lies now.
+    pub path: PathBuf,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// A file's name in a dataset: `DIR/part-00003.parquet`, or `part-00003.parquet` when the
+/// dataset has no partition columns.
+fn file_name(dir: &str, index: usize) -> String {
+    if dir.is_empty() {
+        format!("part-{index:05}.parquet")
+    } else {
+        format!("{dir}/part-{index:05}.parquet")
     }
 }
 
@@ -510,7 +618,7 @@ impl Sink for DatasetSink {
                 "committed before the schema was fixed",
             ));
         }
-        let summary = self.finish(&metadata)?;
+        let (summary, _) = self.finish(&metadata)?;
         self.staging.move_into_place(&self.output)?;
         Ok(summary)
     }

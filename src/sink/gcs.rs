@@ -7,14 +7,16 @@
 //! use), which the GCS emulators implement as well. This store keeps `object_store`'s
 //! GCS credential chain (service account, application default credentials, metadata
 //! server) and sends its requests to the JSON API:
-//! - `put`: a single-request (`uploadType=media`) upload;
+//! - `put`: a single-request (`uploadType=media`) upload; put-if-absent (a Delta table's
+//!   commit) with the precondition `ifGenerationMatch=0`;
 //! - `put_multipart`: a resumable session; the parts go in order (each waits for the one
 //!   before it: a session takes its bytes in sequence), each a multiple of 256 KiB but
 //!   the last, and the object appears when the session is finalized. Abort deletes the
 //!   session;
-//! - `head`, `list`, `list_with_delimiter`, `delete`.
+//! - `head`, `get` (a whole object or a range, of the generation the request found: what
+//!   a Delta table's log is read with), `list`, `list_with_delimiter`, `delete`.
 //!
-//! Reading objects and copying them is not needed by tributary and not provided.
+//! Copying objects is not needed by tributary and not provided.
 
 use std::sync::Arc;
 
@@ -25,7 +27,7 @@ use object_store::gcp::{GcpCredential, GcpCredentialProvider};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
+    ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
 };
 
 const STORE: &str = "GCS";
@@ -218,18 +220,36 @@ impl ObjectStore for GcsJson {
         &self,
         location: &Path,
         payload: PutPayload,
-        _opts: PutOptions,
+        opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         let url = format!("{}/upload/storage/v1/b/{}/o", self.base, self.bucket);
-        let response = self
+        let mut request = self
             .request(reqwest::Method::POST, &url)
             .await?
-            .query(&[("uploadType", "media"), ("name", location.as_ref())])
+            .query(&[("uploadType", "media"), ("name", location.as_ref())]);
+        match opts.mode {
+            PutMode::Overwrite => {}
+            // Only if no live object has the name (a Delta table's commit).
+            PutMode::Create => request = request.query(&[("ifGenerationMatch", "0")]),
+            PutMode::Update(_) => {
+                return Err(object_store::Error::NotImplemented {
+                    operation: "a conditional update".into(),
+                    implementer: STORE.into(),
+                });
+            }
+        }
+        let response = request
             .header("Content-Type", "application/octet-stream")
             .body(Bytes::from(payload))
             .send()
             .await
             .map_err(generic)?;
+        if response.status() == reqwest::StatusCode::PRECONDITION_FAILED {
+            return Err(object_store::Error::AlreadyExists {
+                path: location.to_string(),
+                source: "an object of this name exists".into(),
+            });
+        }
         let resource: Resource = json(response, location.as_ref()).await?;
         Ok(resource.put_result())
     }
@@ -275,12 +295,6 @@ impl ObjectStore for GcsJson {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
-        if !options.head {
-            return Err(object_store::Error::NotImplemented {
-                operation: "get".into(),
-                implementer: STORE.into(),
-            });
-        }
         let response = self
             .request(reqwest::Method::GET, &self.object_url(location))
             .await?
@@ -288,9 +302,52 @@ impl ObjectStore for GcsJson {
             .await
             .map_err(generic)?;
         let meta = json::<Resource>(response, location.as_ref()).await?.meta();
+        if options.head {
+            return Ok(GetResult {
+                payload: GetResultPayload::Stream(futures_util::stream::empty().boxed()),
+                range: 0..meta.size,
+                meta,
+                attributes: Default::default(),
+            });
+        }
+        // The object's bytes (a Delta table's log), of the generation just described.
+        let range = match &options.range {
+            Some(range) => range.as_range(meta.size).map_err(generic)?,
+            None => 0..meta.size,
+        };
+        let mut request = self
+            .request(reqwest::Method::GET, &self.object_url(location))
+            .await?
+            .query(&[("alt", "media")]);
+        if let Some(generation) = &meta.version {
+            request = request.query(&[("generation", generation)]);
+        }
+        if options.range.is_some() && !range.is_empty() {
+            request = request.header(
+                reqwest::header::RANGE,
+                format!("bytes={}-{}", range.start, range.end - 1),
+            );
+        }
+        let response = request.send().await.map_err(generic)?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(object_store::Error::NotFound {
+                path: location.to_string(),
+                source: "no such object".into(),
+            });
+        }
+        let bytes = response.bytes().await.map_err(generic)?;
+        if !status.is_success() {
+            return Err(generic(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&bytes).trim()
+            )));
+        }
         Ok(GetResult {
-            payload: GetResultPayload::Stream(futures_util::stream::empty().boxed()),
-            range: 0..meta.size,
+            payload: GetResultPayload::Stream(
+                futures_util::stream::once(async { Ok(bytes) }).boxed(),
+            ),
+            range,
             meta,
             attributes: Default::default(),
         })

@@ -120,6 +120,7 @@ impl Sink for MemorySink {
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| Error::output(MEMORY, e))?;
         let summary = OutputSummary {
+            table_version: None,
             path: PathBuf::from(MEMORY),
             files: Vec::new(),
             manifest: None,

@@ -21,6 +21,7 @@
 //! manifest, the commit point (`split`).
 
 mod dataset;
+pub mod delta;
 mod dictionary;
 mod file;
 mod gcs;
@@ -137,6 +138,9 @@ pub trait Sink: Send {
 /// run's locked temporary.
 #[must_use = "dropping a sink removes its temporary files"]
 pub fn open(config: &JobConfig) -> Result<Box<dyn Sink>> {
+    if let Some(table) = &config.options.table {
+        return Ok(Box::new(delta::DeltaSink::create(config, table)?));
+    }
     match (&config.remote, &config.options.dataset) {
         (Some(remote), _) => Ok(Box::new(object::ObjectSink::create(config, remote)?)),
         (None, Some(dataset)) => Ok(Box::new(DatasetSink::create(config, dataset)?)),
@@ -185,6 +189,9 @@ pub struct OutputSummary {
     /// Bytes of row groups left out (written by task attempts that failed), which stay in
     /// the files unreferenced by their footers; included in `bytes`.
     pub unreferenced_bytes: u64,
+    /// The table version a table output's commit made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_version: Option<i64>,
     /// The objects a remote output wrote (its parts, then its manifest), as uploaded.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remote: Vec<RemoteObject>,

@@ -155,7 +155,7 @@ impl ObjectSink {
 /// Runs `future` on `runtime` from a thread of its own, and waits for it. The sink runs
 /// on the merger's blocking thread, but it may be dropped on one of the runtime's, where
 /// `Handle::block_on` is not allowed; a scoped thread costs microseconds a part.
-fn block_on<F: Future + Send>(runtime: &tokio::runtime::Handle, future: F) -> F::Output
+pub(super) fn block_on<F: Future + Send>(runtime: &tokio::runtime::Handle, future: F) -> F::Output
 where
     F::Output: Send,
 {
@@ -217,10 +217,10 @@ impl Upload {
     }
 }
 
-struct RemoteDone {
-    bytes: u64,
-    sha256: String,
-    e_tag: Option<String>,
+pub(super) struct RemoteDone {
+    pub bytes: u64,
+    pub sha256: String,
+    pub e_tag: Option<String>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -246,7 +246,7 @@ async fn start_upload(
 }
 
 /// Uploads the local file `path` to `key` whole (multipart), returning what was sent.
-async fn upload_file(
+pub(super) async fn upload_file(
     store: &Arc<dyn ObjectStore>,
     key: &ObjectPath,
     path: &Path,
@@ -355,6 +355,7 @@ impl Sink for ObjectSink {
         }
         .map_err(|e| self.error(e))?;
         Ok(OutputSummary {
+            table_version: None,
             path: self.path(),
             files: vec![self.path()],
             manifest: None,
@@ -431,6 +432,7 @@ impl ObjectSink {
             Err(e) => return Err(self.error(e)),
         }
         let mut summary = OutputSummary {
+            table_version: None,
             files: Vec::new(),
             manifest: Some(PathBuf::from(&manifest_url)),
             remote: Vec::new(),
@@ -562,6 +564,7 @@ impl Drop for Cleanup {
 /// A client for the output's bucket: `object_store`'s for S3 and Azure, the JSON API
 /// one (`gcs`) for GCS.
 pub fn store(remote: &ObjectOutput) -> std::result::Result<Arc<dyn ObjectStore>, String> {
+    crate::source::tls::install_default_provider();
     match remote.cloud {
         Cloud::S3 => Ok(Arc::new(remote.s3()?)),
         Cloud::Azure => Ok(Arc::new(remote.azure()?)),

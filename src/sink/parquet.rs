@@ -158,6 +158,7 @@ impl ParquetFile {
         closed.temp.persist()?;
         let bytes = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
         Ok(OutputSummary {
+            table_version: None,
             files: vec![target.clone()],
             path: target,
             manifest: None,

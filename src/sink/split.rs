@@ -83,6 +83,7 @@ pub fn commit_parts(
         Err(e) => return Err(Error::output(&manifest, e)),
     }
     let mut summary = OutputSummary {
+        table_version: None,
         path: output.to_owned(),
         files: Vec::new(),
         manifest: Some(manifest.clone()),

@@ -127,6 +127,7 @@ impl ShardPool {
         size: usize,
         options: &RunOptions,
     ) -> Result<ShardPool, TaskError> {
+        tls::install_default_provider();
         match &shard.source {
             SourceConfig::Postgres(pg) => postgres::PgShard::new(
                 &shard.name,

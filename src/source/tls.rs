@@ -32,6 +32,18 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Installs ring as the process's default rustls provider, once. Two providers are built
+/// in (ring, which tributary's own TLS uses, and aws-lc-rs, which Delta Lake's HTTP
+/// client brings), and rustls then has no default of its own: the libraries that take
+/// the default (sqlx's MySQL TLS, the object stores' HTTP clients) need one installed.
+pub fn install_default_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Another part of the process may have installed one already: that one stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// How much of the socket one read may take under TLS. rustls asks for 4 KiB at a time,
 /// which is a system call (and often a wake-up) per 4 KiB of a COPY stream; reading
 /// through this buffer takes whatever has arrived, up to this much, at once.

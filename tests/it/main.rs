@@ -8,6 +8,7 @@ mod cli;
 mod combine;
 mod dataset;
 mod dates;
+mod delta;
 mod demo;
 mod environment;
 mod faults;

@@ -12,6 +12,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 const REQUIREMENTS: &str = "tests/readers/requirements.txt";
+/// The Delta Lake readers, in a venv of their own (see the file).
+const DELTA_REQUIREMENTS: &str = "tests/readers/requirements-delta.txt";
 pub const CHECK_SCRIPT: &str = "tests/readers/check.py";
 const SPARK_SCRIPT: &str = "tests/readers/spark.py";
 const METRICS_SCRIPT: &str = "tests/readers/metrics.py";
@@ -29,7 +31,19 @@ pub fn target_dir() -> PathBuf {
 /// The virtual environment's Python, set up if needed.
 pub fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(setup)
+    PYTHON.get_or_init(|| {
+        if let Some(python) = std::env::var_os("TRIBUTARY_TEST_PYTHON") {
+            return PathBuf::from(python);
+        }
+        setup(REQUIREMENTS, "py-readers")
+    })
+}
+
+/// The Python of the Delta Lake readers' venv (`deltalake`, DuckDB with its delta
+/// extension), set up if needed.
+pub fn delta_python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| setup(DELTA_REQUIREMENTS, "py-delta"))
 }
 
 /// Runs `cmd` to its end; panics saying `what` failed, with its output and `hint`, if it
@@ -63,19 +77,18 @@ pub fn pip_install(python: &Path) -> Command {
 /// What a failure to set up the venv says.
 const SETUP_HINT: &str = "The reader checks need Python 3 with venv and pip, and PyPI (or TRIBUTARY_TEST_PYTHON pointing at a Python that has tests/readers/requirements.txt installed).";
 
-fn setup() -> PathBuf {
-    if let Some(python) = std::env::var_os("TRIBUTARY_TEST_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let requirements = std::fs::read_to_string(root().join(REQUIREMENTS))
-        .unwrap_or_else(|e| panic!("reading {REQUIREMENTS}: {e}"));
+/// Makes the venv `name` under the target directory with `requirements` (a path in the
+/// repository) installed, unless it is there with them; returns its Python.
+fn setup(requirements_path: &str, name: &str) -> PathBuf {
+    let requirements = std::fs::read_to_string(root().join(requirements_path))
+        .unwrap_or_else(|e| panic!("reading {requirements_path}: {e}"));
     let target = target_dir();
     std::fs::create_dir_all(&target).unwrap();
-    let venv = target.join("py-readers");
+    let venv = target.join(name);
     let python = venv.join("bin").join("python");
     let stamp = venv.join("tributary-requirements.txt");
     // One process sets up; the others wait here, then find the stamp.
-    let lock = File::create(target.join("py-readers.lock")).unwrap();
+    let lock = File::create(target.join(format!("{name}.lock"))).unwrap();
     lock.lock().expect("locking the reader venv");
     let ready = std::fs::read_to_string(&stamp).is_ok_and(|s| s == requirements);
     if !ready {
@@ -90,7 +103,7 @@ fn setup() -> PathBuf {
             "installing the readers with pip",
             pip_install(&python)
                 .arg("-r")
-                .arg(root().join(REQUIREMENTS)),
+                .arg(root().join(requirements_path)),
             SETUP_HINT,
         );
         std::fs::write(&stamp, &requirements).unwrap();
@@ -131,7 +144,16 @@ pub fn check(parquet: &Path, expected: &serde_json::Value) -> String {
 /// Runs `script` (a path in the repository) with the venv's Python and `args`; returns
 /// what it printed. Panics with `failure` and that output if it fails.
 pub fn script(script: &str, args: &[&std::ffi::OsStr], failure: &str) -> String {
-    let out = Command::new(python())
+    run_script(python(), script, args, failure)
+}
+
+/// [`script`] with the Delta Lake readers' Python (see [`delta_python`]).
+pub fn delta_script(script: &str, args: &[&std::ffi::OsStr], failure: &str) -> String {
+    run_script(delta_python(), script, args, failure)
+}
+
+fn run_script(python: &Path, script: &str, args: &[&std::ffi::OsStr], failure: &str) -> String {
+    let out = Command::new(python)
         .arg(root().join(script))
         .args(args)
         .output()

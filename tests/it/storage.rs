@@ -690,3 +690,103 @@ async fn gcs_a_dataset_lands_under_its_prefix_with_its_manifest() {
 async fn azure_a_dataset_lands_under_its_prefix_with_its_manifest() {
     a_dataset_lands_under_its_prefix_with_its_manifest("azure").await;
 }
+
+/// A Delta table in the bucket: two commits (the table, then the run's files), a rerun
+/// that adds nothing, and the objects, mirrored locally, read by `deltalake` and DuckDB
+/// with the rows of the local export.
+async fn a_delta_table_lands_in_one_commit_and_a_rerun_adds_nothing(cloud: &str) {
+    let url = harness::database(&format!("storage_delta_{cloud}"), SETUP).await;
+    let dir = job_dir(
+        &url,
+        "SELECT id, note, amount, (id % 4)::int AS bucket FROM t",
+    );
+    let dir = dir.path();
+    harness::succeeded(&run(bin().current_dir(dir), &["-o", "local.parquet"], &[]));
+    let mut emulator = Emulator::start(cloud);
+    let target = emulator.url("lake/t");
+    let args = [
+        "-o",
+        &target,
+        "--table-format",
+        "delta",
+        "--partition-by",
+        "bucket",
+        "--no-ledger",
+    ];
+    let out = run(
+        &mut emulator.tributary(dir),
+        &args,
+        &emulator.storage_args(&[]),
+    );
+    harness::succeeded(&out);
+    let again = run(
+        &mut emulator.tributary(dir),
+        &args,
+        &emulator.storage_args(&[]),
+    );
+    harness::succeeded(&again);
+    assert!(
+        harness::stdout(&again).contains("already holds this run"),
+        "{}",
+        harness::stdout(&again)
+    );
+    let (objects, uploads) = emulator.list();
+    assert!(uploads.is_empty(), "{cloud}: {uploads:?}");
+    let log: Vec<&String> = objects
+        .keys()
+        .filter(|k| k.starts_with("lake/t/_delta_log/"))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            "lake/t/_delta_log/00000000000000000000.json",
+            "lake/t/_delta_log/00000000000000000001.json"
+        ],
+        "{cloud}"
+    );
+    let data: Vec<&String> = objects.keys().filter(|k| k.ends_with(".parquet")).collect();
+    assert_eq!(data.len(), 4, "{cloud}: one file a bucket: {data:?}");
+    let mirror = dir.join("mirror");
+    for key in objects.keys() {
+        let local = mirror.join(key.strip_prefix("lake/t/").unwrap());
+        std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+        emulator.get(key, &local);
+    }
+    let readers = readers::delta_script(
+        "tests/readers/delta.py",
+        &[
+            "check".as_ref(),
+            mirror.as_os_str(),
+            dir.join("local.parquet").as_os_str(),
+            "id".as_ref(),
+        ],
+        "the Delta readers' table differs from the export",
+    );
+    assert!(
+        readers.contains(&format!("deltalake: {ROWS} rows")),
+        "{readers}"
+    );
+    assert!(
+        readers.contains(&format!("duckdb: {ROWS} rows")),
+        "{readers}"
+    );
+    assert!(
+        files_under(&dir.join("staging")).is_empty(),
+        "staged files left"
+    );
+}
+
+#[tokio::test]
+async fn s3_a_delta_table_lands_in_one_commit_and_a_rerun_adds_nothing() {
+    a_delta_table_lands_in_one_commit_and_a_rerun_adds_nothing("s3").await;
+}
+
+#[tokio::test]
+async fn gcs_a_delta_table_lands_in_one_commit_and_a_rerun_adds_nothing() {
+    a_delta_table_lands_in_one_commit_and_a_rerun_adds_nothing("gcs").await;
+}
+
+#[tokio::test]
+async fn azure_a_delta_table_lands_in_one_commit_and_a_rerun_adds_nothing() {
+    a_delta_table_lands_in_one_commit_and_a_rerun_adds_nothing("azure").await;
+}
