@@ -72,6 +72,17 @@ pub enum Command {
     /// first failed step's, else 0.
     #[command(after_long_help = examples_help("backfill"))]
     Backfill(BackfillCommand),
+    /// Record a run split across machines complete, once every slice has committed.
+    ///
+    /// Give the run's own arguments (or job file) and --slices N. The table must hold the
+    /// commit of every slice (`run --slice I/N`); then a commit of the whole run's
+    /// application transaction records it complete, after which the run (sliced or not)
+    /// is not run again. Exits 0 when complete, 7 naming the slices still missing.
+    #[command(after_long_help = examples_help("finish"))]
+    Finish(FinishCommand),
+    /// Snapshots shared by the slices of a run split across machines.
+    #[command(after_long_help = examples_help("snapshot"))]
+    Snapshot(SnapshotCommand),
     /// Print the completion script for a shell.
     ///
     /// Bash, zsh, fish, PowerShell and Elvish. The script completes subcommands and
@@ -85,6 +96,50 @@ pub enum Command {
     /// tributary.1, tributary-run.1, ...
     #[command(after_long_help = examples_help("man"))]
     Man(ManCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct FinishCommand {
+    #[command(flatten)]
+    pub run: RunCommand,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotCommand {
+    #[command(subcommand)]
+    pub action: SnapshotAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotAction {
+    /// Export a snapshot of every PostgreSQL shard, write their ids to a file, and hold
+    /// them open until stopped.
+    ///
+    /// Every slice given the file (`run --snapshots FILE`) reads each shard as of the same
+    /// moment, and plans the same partitions. The snapshots live as long as this process:
+    /// it holds one idle READ ONLY transaction per shard until SIGTERM or Ctrl-C, --hold
+    /// elapses or the file is removed, then removes the file and exits 0. A slice imports
+    /// a snapshot once, when it starts, and keeps its own copy for its whole run.
+    #[command(after_long_help = examples_help("snapshot export"))]
+    Export(SnapshotExportCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotExportCommand {
+    /// Where to write the snapshots' ids (JSON), for `run --snapshots FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Release the snapshots after this long, if not stopped before [default: until
+    /// stopped].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub hold: Option<Duration>,
+
+    /// The run the snapshots are for: its shards (--shards, or a job file). With its
+    /// query and --slices N, the run is also planned in the snapshots and its tasks
+    /// dealt to the slices by their row estimates, recorded in the file for the slices.
+    #[command(flatten)]
+    pub run: RunCommand,
 }
 
 #[derive(Debug, Args)]
@@ -474,6 +529,21 @@ pub struct RunCommand {
     /// [default: append].
     #[arg(long, value_name = "MODE", value_parser = ["append", "overwrite", "replace"])]
     pub table_mode: Option<String>,
+
+    /// Run slice I of N of the plan's tasks (I from 0, as Kubernetes' JOB_COMPLETION_INDEX),
+    /// committing into the Delta table the other slices commit into (docs/scale-out.md).
+    #[arg(long, value_name = "I/N", value_parser = parse_slice, conflicts_with = "slices")]
+    pub slice: Option<(usize, usize)>,
+
+    /// Split the plan into N slices: `plan` shows each slice's tasks; `run` runs the slice
+    /// JOB_COMPLETION_INDEX names (a Kubernetes Indexed Job's); `finish` checks them all.
+    #[arg(long, value_name = "N")]
+    pub slices: Option<usize>,
+
+    /// Read each PostgreSQL shard in the snapshot `tributary snapshot export` holds open,
+    /// as this file names it: every slice of a run then reads the same data.
+    #[arg(long, value_name = "FILE")]
+    pub snapshots: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -516,6 +586,8 @@ pub enum ArgError {
     NotColumnType(String),
     #[error("`{0}` is not on or off")]
     NotOnOff(String),
+    #[error("`{0}` is not I/N, slice I (from 0) of N slices (e.g. 0/3)")]
+    Slice(String),
     #[error("invalid duration `{value}`; try 30s, 5m or 1h")]
     Duration {
         value: String,
@@ -560,6 +632,20 @@ fn parse_column_type(s: &str) -> Result<(String, String, String), ArgError> {
         key.trim().to_string(),
         value.trim().to_string(),
     ))
+}
+
+/// `I/N`: slice I (from 0) of N.
+fn parse_slice(s: &str) -> Result<(usize, usize), ArgError> {
+    let bad = || ArgError::Slice(s.to_string());
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
 }
 
 fn on_off(s: &str) -> Result<bool, ArgError> {
@@ -631,6 +717,9 @@ impl From<RunCommand> for RunArgs {
             max_open_files: c.max_open_files,
             table_format: c.table_format,
             table_mode: c.table_mode,
+            slice: c.slice,
+            slices: c.slices,
+            snapshots: c.snapshots,
             combine: c.combine,
             merge: c.merge,
             merge_file: c.merge_file,
@@ -783,6 +872,54 @@ const EXAMPLES: &[(&str, &[Example])] = &[
                 does: "A query's columns on every shard, with its parameters.",
                 line: "tributary check queries/orders.sql --shards shards.toml \\\n  \
                        --param from=2025-01-01 --param to=2025-02-01",
+            },
+        ],
+    ),
+    (
+        "finish",
+        &[
+            Example {
+                does: "After the 3 slices of a run committed, record the run complete.",
+                line: "tributary finish --job nightly.toml --slices 3",
+            },
+            Example {
+                does: "The same for a run given by its arguments.",
+                line: "tributary finish q.sql --shards shards.toml -o s3://lake/orders \\\n  \
+                       --table-format delta --slices 3",
+            },
+        ],
+    ),
+    (
+        "snapshot",
+        &[
+            Example {
+                does: "Hold a snapshot of every PostgreSQL shard for the slices of a run.",
+                line: "tributary snapshot export --shards shards.toml --file snapshots.json",
+            },
+            Example {
+                does: "The same, with the run's 4 slices dealt by row estimates, for 2h at most.",
+                line: "tributary snapshot export --job nightly.toml --slices 4 \\\n  \
+                       --file snapshots.json --hold 2h",
+            },
+        ],
+    ),
+    (
+        "snapshot export",
+        &[
+            Example {
+                does: "Hold a snapshot of every PostgreSQL shard until stopped.",
+                line: "tributary snapshot export --shards shards.toml --file snapshots.json",
+            },
+            Example {
+                does: "The same, with the run's 4 slices dealt by row estimates, for 2h at most.",
+                line: "tributary snapshot export --job nightly.toml --slices 4 \\\n  \
+                       --file snapshots.json --hold 2h",
+            },
+            Example {
+                does: "The same for a run given by its arguments; slices then take \
+                       `--snapshots snapshots.json`.",
+                line: "tributary snapshot export q.sql --shards shards.toml --param day=2026-12-06 \\\n  \
+                       --partition-on id --partitions 8 --slices 4 --file snapshots.json",
             },
         ],
     ),

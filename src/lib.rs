@@ -56,6 +56,7 @@ pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod sink;
+pub mod snapshot;
 pub mod source;
 pub mod sql;
 pub mod types;
@@ -109,20 +110,42 @@ async fn run_into(
         planned = dispatch::open_and_plan(config) => planned,
         signal = &mut interrupt => Err(Error::Interrupted { signal }),
     };
-    let planned = match planned {
-        Ok(p) => p,
-        Err(e) => {
-            let report = RunReport {
-                inputs: report::RunInputs::of(config),
-                tasks: Vec::new(),
-                output: None,
-                elapsed: started.elapsed(),
-                consistent: true,
-                ..Default::default()
-            };
-            return (report, Err(e));
-        }
+    let failed = |e: Error| {
+        let report = RunReport {
+            inputs: report::RunInputs::of(config),
+            tasks: Vec::new(),
+            output: None,
+            elapsed: started.elapsed(),
+            consistent: true,
+            ..Default::default()
+        };
+        (report, Err(e))
     };
+    let mut planned = match planned {
+        Ok(p) => p,
+        Err(e) => return failed(e),
+    };
+    // A slice of a run split across machines runs its share of the tasks.
+    if let Some(config::Slicing {
+        count,
+        index: Some(index),
+    }) = config.options.slicing
+    {
+        let snapshots = config.options.snapshots.as_deref();
+        if !planned.plan.failed.is_empty() {
+            // Without every shard's tasks the slices cannot be told apart, and the run
+            // fails (a table takes no partial run): it reports the shards that failed.
+            planned.plan.tasks.clear();
+        } else {
+            match plan::slices::of(&planned.plan, count, snapshots) {
+                Ok(slices) => plan::slices::keep(&mut planned.plan, index, &slices),
+                Err(e) => {
+                    planned.close().await;
+                    return failed(Error::config(None, e));
+                }
+            }
+        }
+    }
     let progress = Arc::new(report::Progress::new(&planned.plan, interactive));
     dispatch::execute(config, planned, progress, interrupt, into).await
 }

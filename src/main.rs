@@ -65,6 +65,12 @@ async fn run(cli: Cli) -> i32 {
         Command::Check(args) => done(check(args).await),
         Command::Runs(args) => done(runs(args).await.map(|()| exit::SUCCESS)),
         Command::Plan(args) => done(plan(args).await),
+        Command::Finish(args) => done(finish(args).await),
+        Command::Snapshot(args) => match args.action {
+            tributary::cli::SnapshotAction::Export(args) => {
+                done(snapshot_export(args, interrupt).await)
+            }
+        },
         Command::Demo(args) => done(
             tributary::demo::run(&args.dir, args.orders, interactive, interrupt)
                 .await
@@ -181,6 +187,126 @@ async fn plan(args: tributary::cli::PlanCommand) -> Result<i32, tributary::Error
     let config = JobConfig::resolve_for_plan(run_args)?;
     let config = tributary::ledger::with_marks(&config).await?;
     print!("{}", tributary::dispatch::plan(&config, mode).await?);
+    Ok(exit::SUCCESS)
+}
+
+/// `tributary finish --slices N`: whether every slice of the run committed to its table;
+/// if so the run is recorded complete.
+async fn finish(args: tributary::cli::FinishCommand) -> Result<i32, tributary::Error> {
+    let Some(count) = args.run.slices else {
+        return Err(tributary::Error::config(
+            None,
+            "finish needs --slices N: the number of slices the run was split into",
+        ));
+    };
+    let run_args = RunArgs {
+        slices: None,
+        slice: None,
+        ..RunArgs::from(args.run)
+    };
+    let config = JobConfig::resolve(run_args)?;
+    if config.options.table.is_none() {
+        return Err(tributary::Error::config(
+            None,
+            "finish checks the slices' commits in a Delta table: give the run's --table-format delta",
+        ));
+    }
+    let finished = tributary::sink::delta::finish(&config, count).await?;
+    if !finished.missing.is_empty() {
+        let missing: Vec<String> = finished
+            .missing
+            .iter()
+            .map(|i| format!("{i}/{count}"))
+            .collect();
+        println!(
+            "job `{}`: {} of {count} slices committed to {}; missing: {} (run them, then finish again)",
+            config.name,
+            count - finished.missing.len(),
+            finished.table,
+            missing.join(", ")
+        );
+        return Ok(exit::PARTIAL);
+    }
+    match (finished.already, finished.version) {
+        (true, _) => println!(
+            "job `{}`: all {count} slices committed to {}; the run was already recorded complete ({})",
+            config.name, finished.table, finished.app_id
+        ),
+        (false, version) => println!(
+            "job `{}`: all {count} slices committed to {}; the run is recorded complete ({}, table version {})",
+            config.name,
+            finished.table,
+            finished.app_id,
+            version.unwrap_or_default()
+        ),
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// `tributary snapshot export`: the snapshots held until stopped.
+async fn snapshot_export(
+    args: tributary::cli::SnapshotExportCommand,
+    interrupt: impl std::future::Future<Output = &'static str>,
+) -> Result<i32, tributary::Error> {
+    let run_args = RunArgs::from(args.run);
+    if run_args.snapshots.is_some() || run_args.slice.is_some() {
+        return Err(tributary::Error::config(
+            None,
+            "snapshot export makes the snapshots file for every slice: give it the run's \
+             arguments with --slices N, not --snapshots or --slice",
+        ));
+    }
+    let slices = run_args.slices;
+    let target = tributary::config::CheckTarget::resolve(run_args)?;
+    if let (Some(count), None) = (slices, &target.job) {
+        return Err(tributary::Error::config(
+            None,
+            format!(
+                "--slices {count} deals the run's tasks to its slices: give the run's query \
+                 (QUERY.sql, or a job file with `query`)"
+            ),
+        ));
+    }
+    let output = args.file;
+    let hold = args.hold;
+    let released = tributary::snapshot::export(&target, &output, hold, interrupt, |file| {
+        let shards: Vec<&str> = file.snapshots.keys().map(String::as_str).collect();
+        let slices = match &file.slices {
+            Some(slices) => format!(
+                " with the run's {} tasks dealt to {} slices by their row estimates",
+                slices.tasks.len(),
+                slices.count
+            ),
+            None => String::new(),
+        };
+        println!(
+            "exported the snapshots of {} shards ({}) to {}{slices}; holding them until stopped or the file is removed{}",
+            shards.len(),
+            shards.join(", "),
+            output.display(),
+            match hold {
+                Some(hold) => format!(" or {} from now", humantime::format_duration(hold)),
+                None => String::new(),
+            }
+        );
+    })
+    .await?;
+    match released {
+        tributary::snapshot::Released::Signal(signal) => {
+            println!(
+                "released the snapshots ({signal}); removed {}",
+                output.display()
+            )
+        }
+        tributary::snapshot::Released::Removed => {
+            println!("released the snapshots: {} was removed", output.display())
+        }
+        tributary::snapshot::Released::Held(hold) => println!(
+            "released the snapshots after {}; removed {}",
+            humantime::format_duration(hold),
+            output.display()
+        ),
+    }
     Ok(exit::SUCCESS)
 }
 

@@ -424,7 +424,13 @@ fn names(shards: &[String]) -> String {
 fn manifest(o: &OutputSummary) -> String {
     match (&o.manifest, o.table_version) {
         (Some(m), _) => format!(", listed in {}", m.display()),
-        (None, Some(version)) => format!(", committed as table version {version}"),
+        (None, Some(version)) => match o.run_recorded {
+            Some(recorded) => format!(
+                ", committed as table version {version}; the last of the run's slices, \
+                 it recorded the run complete (table version {recorded})"
+            ),
+            None => format!(", committed as table version {version}"),
+        },
         (None, None) => String::new(),
     }
 }

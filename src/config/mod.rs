@@ -18,6 +18,7 @@ pub mod partition;
 mod pgpass;
 mod resolve;
 pub mod shards;
+pub mod slices;
 pub mod storage;
 mod type_options;
 pub mod values;
@@ -39,6 +40,7 @@ pub use output::{
 };
 pub use partition::{PageSplit, PartitionSettingError, PartitionSpec};
 pub use shards::{ShardConfig, SourceConfig};
+pub use slices::{Slicing, Snapshots};
 pub use storage::{ObjectOutput, StorageError};
 pub use type_options::TypeOptionsError;
 pub use values::SettingError;
@@ -135,6 +137,12 @@ pub struct RunArgs {
     pub table_format: Option<String>,
     /// `--table-mode MODE`: `append`, `overwrite` or `replace`.
     pub table_mode: Option<String>,
+    /// `--slice I/N`: run slice I (from 0) of N.
+    pub slice: Option<(usize, usize)>,
+    /// `--slices N`: the plan in N slices (a run's is JOB_COMPLETION_INDEX's).
+    pub slices: Option<usize>,
+    /// `--snapshots FILE`: the snapshots `tributary snapshot export` holds.
+    pub snapshots: Option<PathBuf>,
     /// `--combine on|off`: split the query across shards when it needs it (on, the
     /// default), or concatenate the shards' rows.
     pub combine: Option<bool>,
@@ -298,6 +306,11 @@ pub struct RunOptions {
     /// Committing to a table (Delta Lake) instead; `dataset` is then `None`, the
     /// table's partition columns being in its layout.
     pub table: Option<Table>,
+    /// The plan split into slices, and the slice this run runs (see `plan::slices`).
+    pub slicing: Option<Slicing>,
+    /// Each PostgreSQL shard's snapshot, held by `tributary snapshot export`, by shard
+    /// name: imported instead of exported.
+    pub snapshots: Option<Arc<Snapshots>>,
     /// What the final step across shards holds in memory before it spills to disk.
     pub memory_limit: u64,
 }

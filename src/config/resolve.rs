@@ -14,6 +14,7 @@ use parquet::file::properties::EnabledStatistics;
 
 use super::job_file::{LoadedJob, SnapshotSetting};
 use super::partition::{self, PartitionSpec};
+use super::slices::{INDEX_VAR, Slicing, Snapshots};
 use super::storage::{self, ObjectOutput, OutputUrl, StorageError};
 use super::type_options::resolve_types;
 use super::values::{choice, default_compression, parse_compression, parse_duration, parse_size};
@@ -41,11 +42,20 @@ pub(super) fn resolve(args: RunArgs, needs_output: bool) -> Result<JobConfig> {
     let as_of = as_of(&args, &job)?;
     let Resolved { params, relative } = params(&args, &job, &query, &as_of)?;
     let (output, remote) = output(&args, &job, needs_output, &params)?;
-    let options = options(&args, &job)?;
+    let mut options = options(&args, &job)?;
+    options.slicing = Slicing::resolve(
+        args.slice,
+        args.slices,
+        std::env::var(INDEX_VAR).ok(),
+        needs_output,
+    )
+    .map_err(|e| Error::config(None, e))?;
+    options.snapshots = snapshots(&args, &shards, &options)?;
     check(&options, &shards, &query, &job)?;
     let combine = combine(&args, &job, &query, &params, &shards, &options)?;
     let mut ledger = ledger(&args, &job)?;
     let incremental = incremental(&job, &ledger, &combine)?;
+    check_slicing(&options, &combine, incremental.is_some())?;
     if incremental.is_some() {
         // New rows may have come since: an incremental job always runs.
         ledger.skip_done = false;
@@ -531,6 +541,8 @@ fn options(args: &RunArgs, job: &LoadedJob) -> Result<RunOptions> {
         split,
         dataset,
         table,
+        slicing: None,
+        snapshots: None,
         memory_limit: memory_limit(args, job)?,
     })
 }
@@ -599,6 +611,90 @@ fn dataset(args: &RunArgs, job: &LoadedJob) -> Result<Option<Dataset>> {
         keep_columns,
         max_open_files,
     }))
+}
+
+/// The snapshots file (`--snapshots`), read and checked against the shards: every
+/// PostgreSQL shard must have its snapshot in it.
+fn snapshots(
+    args: &RunArgs,
+    shards: &[ShardConfig],
+    options: &RunOptions,
+) -> Result<Option<Arc<Snapshots>>> {
+    let Some(path) = &args.snapshots else {
+        return Ok(None);
+    };
+    let snapshots =
+        Snapshots::read(path).map_err(|e| Error::config(None, format!("--snapshots {e}")))?;
+    if !options.consistent {
+        return Err(Error::config(
+            None,
+            "--snapshots imports each shard's snapshot, and --no-snapshot (or `snapshot = false`) says to read none",
+        ));
+    }
+    for shard in shards {
+        if matches!(shard.source, SourceConfig::Postgres(_))
+            && !snapshots.ids.contains_key(&shard.name)
+        {
+            return Err(Error::config(
+                Some(path.clone()),
+                format!(
+                    "shard {} has no snapshot in this file: export the snapshots with the same shards file",
+                    shard.name
+                ),
+            ));
+        }
+    }
+    Ok(Some(Arc::new(snapshots)))
+}
+
+/// What a sliced run needs: slices commit into one Delta table (appending), read rows
+/// that need no combining, and plan the same tasks on every machine.
+fn check_slicing(options: &RunOptions, combine: &Combine, incremental: bool) -> Result<()> {
+    let Some(slicing) = options.slicing else {
+        return Ok(());
+    };
+    let err = |message: String| Err(Error::config(None, message));
+    if slicing.index.is_none() {
+        // `plan` shows the slices of any job; the rules are a run's.
+        return Ok(());
+    }
+    match &options.table {
+        None => {
+            return err(
+                "--slice: slices commit into one Delta table; give --table-format delta".into(),
+            );
+        }
+        Some(table) if table.mode != TableMode::Append => {
+            return err(format!(
+                "--slice: slices append to the table; table_mode = {:?} would have each slice replace the others' rows",
+                table.mode
+            ).to_lowercase());
+        }
+        Some(_) => {}
+    }
+    if !matches!(combine, Combine::Off) {
+        return err(
+            "--slice: this query is combined across shards (aggregates, DISTINCT, ORDER BY or LIMIT), which no slice can do alone: slice with --combine off and aggregate the table".into(),
+        );
+    }
+    if incremental {
+        return err(
+            "--slice: an incremental job's windows come from its ledger, which slices on other machines do not share".into(),
+        );
+    }
+    // Range and page partitions are bounds a probe finds: slices probing at different
+    // moments could split differently, and lose or repeat rows, unless they all read one
+    // snapshot.
+    let probed = matches!(
+        options.partition,
+        Some(PartitionSpec::Range { bounds: None, .. } | PartitionSpec::Pages { .. })
+    );
+    if probed && options.snapshots.is_none() {
+        return err(
+            "--slice with range or page partitions: each slice finds the partitions' bounds itself, and reads the same bounds only in one snapshot: give --snapshots FILE (tributary snapshot export), or partition by hash or predicates".into(),
+        );
+    }
+    Ok(())
 }
 
 /// The table the output is, when `--table-format` (or the job's `table_format`) says
@@ -865,6 +961,15 @@ fn check(
     query: &Query,
     job: &LoadedJob,
 ) -> Result<()> {
+    if options.table.is_some() && options.allow_partial {
+        // The commit names the run done (its txn action): a partial one would make a
+        // rerun skip the shards that failed.
+        return Err(Error::config(
+            None,
+            "allow_partial does not apply to a Delta table: a partial run's commit would \
+             mark the run done, and its rerun would add nothing",
+        ));
+    }
     if let Some(spec) = &options.partition {
         partition::check_partition_sources(spec, shards).map_err(|e| job.error(e.to_string()))?;
         if matches!(spec, PartitionSpec::Pages { .. }) {

@@ -85,17 +85,44 @@ pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
     match mode {
         PlanMode::Offline => {
             let plan = plan::offline(config);
+            let mut text = plan.describe(None);
+            if let Some(slicing) = config.options.slicing {
+                if plan.deferred.is_empty() {
+                    let snapshots = config.options.snapshots.as_deref();
+                    let slices = plan::slices::of(&plan, slicing.count, snapshots)
+                        .map_err(|e| Error::config(None, e))?;
+                    text.push_str(&plan::slices::describe(&plan, slicing.count, &slices, None));
+                } else {
+                    text.push_str(
+                        "slices: the shards' partitions are found by probes; plan without --offline to see each slice's tasks\n",
+                    );
+                }
+            }
             Ok(format!(
-                "-- planned offline: no shard was connected to\n{}{}{}",
+                "-- planned offline: no shard was connected to\n{}{}{text}",
                 plan::describe_params(config),
                 plan::describe_readers(config),
-                plan.describe(None)
             ))
         }
         PlanMode::Probe => {
             let planned = open_and_plan(config).await?;
             let estimates = planned.estimates().await;
-            let text = planned.plan.describe(Some(&estimates));
+            let mut text = planned.plan.describe(Some(&estimates));
+            if let Some(slicing) = config.options.slicing {
+                let snapshots = config.options.snapshots.as_deref();
+                match plan::slices::of(&planned.plan, slicing.count, snapshots) {
+                    Ok(slices) => text.push_str(&plan::slices::describe(
+                        &planned.plan,
+                        slicing.count,
+                        &slices,
+                        Some(&estimates),
+                    )),
+                    Err(e) => {
+                        planned.close().await;
+                        return Err(Error::config(None, e));
+                    }
+                }
+            }
             planned.close().await;
             // Only PostgreSQL shards estimate their tasks' rows.
             let explains = config
@@ -130,7 +157,9 @@ pub async fn open_and_plan(config: &JobConfig) -> Result<OpenPlan, Error> {
     let (types, undescribed) = input_types(config, &pools).await;
     plan::check_split(config, &types)?;
     let spec = config.options.partition.as_ref();
-    if spec.is_none() && config.incremental.is_none() {
+    // Without partitions a shard's one task reads its own snapshot, unless the tasks are
+    // to read the snapshots another process holds (`--snapshots`).
+    if spec.is_none() && config.incremental.is_none() && config.options.snapshots.is_none() {
         let layouts = undescribed
             .into_iter()
             .map(|e| e.map_or(Ok(None), Err))
@@ -151,12 +180,18 @@ pub async fn open_and_plan(config: &JobConfig) -> Result<OpenPlan, Error> {
         async move {
             let _slot = limit.acquire().await.expect("never closed");
             let window = config.incremental.as_ref().map(|inc| (inc, shard.as_str()));
+            let snapshots = config.options.snapshots.as_deref();
+            let path = snapshots.map(|s| s.path.display().to_string());
+            let import = snapshots
+                .and_then(|s| s.ids.get(shard))
+                .map(|id| (id.as_str(), path.as_deref().unwrap_or_default()));
             shard_layout(
                 pool,
                 spec,
                 window,
                 &base,
                 config.options.consistent,
+                import,
                 &lost_tx,
             )
             .await
@@ -238,10 +273,11 @@ async fn shard_layout(
     incremental: Option<(&crate::config::Incremental, &str)>,
     base: &TaskQuery,
     consistent: bool,
+    import: Option<(&str, &str)>,
     lost: &mpsc::UnboundedSender<String>,
 ) -> Result<(ShardLayout, Option<SnapshotSession>), TaskError> {
     let session = match consistent {
-        true => pool.export_snapshot(lost).await?,
+        true => pool.export_snapshot(lost, import).await?,
         false => None,
     };
     let probe = pool.probe(session.as_ref());

@@ -7,8 +7,19 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Combine, JobConfig};
 
-/// The SHA-256 (hex) of what defines `config`'s result.
+/// The SHA-256 (hex) of what defines `config`'s result. A slice of a run split across
+/// machines (`--slice I/N`) is a run of its own, whose identity names the slice.
 pub fn identity(config: &JobConfig) -> String {
+    digest(config, true)
+}
+
+/// The identity of the whole run a slice belongs to: the same for each of its slices
+/// (and for the run unsliced).
+pub fn run_identity(config: &JobConfig) -> String {
+    digest(config, false)
+}
+
+fn digest(config: &JobConfig, with_slice: bool) -> String {
     let o = &config.options;
     let combine = match &config.combine {
         Combine::Off => serde_json::json!("off"),
@@ -56,6 +67,11 @@ pub fn identity(config: &JobConfig) -> String {
             "mode": table.mode,
             "partition_by": table.layout.columns,
         });
+    }
+    if let (true, Some(slicing)) = (with_slice, o.slicing)
+        && let Some(index) = slicing.index
+    {
+        input["slice"] = serde_json::json!([index, slicing.count]);
     }
     let digest = Sha256::digest(input.to_string().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()

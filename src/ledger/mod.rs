@@ -28,7 +28,7 @@ use crate::config::JobConfig;
 use crate::error::{Error, Result};
 use crate::report::{Outcome, RunReport};
 
-pub use identity::identity;
+pub use identity::{identity, run_identity};
 pub use lock::Holder;
 pub use record::{Ran, Recorded, run_recorded, with_marks};
 

@@ -7,6 +7,7 @@
 
 pub mod partition;
 mod probe;
+pub mod slices;
 pub mod window;
 
 use std::collections::BTreeMap;

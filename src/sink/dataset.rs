@@ -294,6 +294,7 @@ impl DatasetSink {
         self.set_aside.clear();
         let mut summary = OutputSummary {
             table_version: None,
+            run_recorded: None,
             path: self.output.clone(),
             files: Vec::new(),
             manifest: Some(self.output.join(SUCCESS)),

@@ -28,14 +28,14 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, SchemaRef};
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake_core::kernel::{Action, Add, MetadataExt, StructField, StructType, Transaction};
 use deltalake_core::logstore::{
     LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig, default_logstore, logstore_factories,
 };
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
-use deltalake_core::{DeltaTable, DeltaTableBuilder};
+use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures_util::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
@@ -44,7 +44,7 @@ use url::Url;
 use super::dataset::{DatasetSink, StagedFiles};
 use super::object::{block_on, store, upload_file};
 use super::{EncodedRowGroup, OutputSummary, RemoteObject, RowGroupId, RowGroupWriters, Sink};
-use crate::config::{JobConfig, ObjectOutput, Table, TableMode};
+use crate::config::{JobConfig, ObjectOutput, Slicing, Table, TableMode};
 use crate::error::{Error, Result};
 
 /// Where the table lies.
@@ -77,6 +77,16 @@ impl Location {
         match self {
             Location::Local(path) => Error::output(path, message),
             Location::Remote(remote) => Error::output(remote.display(), remote.scrub(&message)),
+        }
+    }
+
+    /// A failure to reach the table: a remote one's names its bucket.
+    fn unreachable(&self, e: impl std::fmt::Display) -> Error {
+        match self {
+            Location::Local(_) => self.error(e),
+            Location::Remote(remote) => {
+                self.error(format!("cannot reach bucket `{}`: {e}", remote.bucket))
+            }
         }
     }
 
@@ -116,7 +126,7 @@ impl Location {
         let exists = table
             .verify_deltatable_existence()
             .await
-            .map_err(|e| self.error(format!("cannot reach the table: {e}")))?;
+            .map_err(|e| self.unreachable(e))?;
         if !exists {
             if self.holds_anything().await? {
                 return Err(self.error(
@@ -130,15 +140,18 @@ impl Location {
         table
             .load()
             .await
-            .map_err(|e| self.error(format!("cannot read the table's log: {e}")))?;
+            .map_err(|e| self.unreachable(format!("cannot read the table's log: {e}")))?;
         Ok(Some(table))
     }
 
-    /// Whether anything lies at the location (besides tributary's staging).
+    /// Whether anything lies at the location besides a `_delta_log` directory, which a
+    /// concurrent run making the table may have begun.
     async fn holds_anything(&self) -> Result<bool> {
         match self {
             Location::Local(path) => match std::fs::read_dir(path) {
-                Ok(mut entries) => Ok(entries.next().is_some()),
+                Ok(entries) => Ok(entries
+                    .filter_map(|e| e.ok())
+                    .any(|e| e.file_name() != LOG_DIR)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
                 Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
                     Err(self.error("a table's output must be a directory, and this is a file"))
@@ -150,14 +163,27 @@ impl Location {
                 let listed = store
                     .list_with_delimiter(Some(&remote.key))
                     .await
-                    .map_err(|e| {
-                        self.error(format!("cannot reach bucket `{}`: {e}", remote.bucket))
-                    })?;
-                Ok(!listed.objects.is_empty() || !listed.common_prefixes.is_empty())
+                    .map_err(|e| self.unreachable(e))?;
+                let log = remote.key.clone().join(LOG_DIR);
+                Ok(!listed.objects.is_empty() || listed.common_prefixes.iter().any(|p| *p != log))
             }
         }
     }
 }
+
+/// How many times a commit is built, on the newest table each time, when other
+/// writers' commits conflict with it.
+const COMMIT_ATTEMPTS: u32 = 10;
+
+/// Why a commit did not land: a conflict with another writer's commit, which building it
+/// again on the newer table may resolve, or anything else.
+enum CommitError {
+    Conflict(String),
+    Other(Error),
+}
+
+/// The directory of a Delta table's log.
+const LOG_DIR: &str = "_delta_log";
 
 /// Lets Delta's log store open tables of `url`'s scheme with the store tributary makes
 /// (Delta's own factories cover only local files): its default log store, which commits
@@ -188,20 +214,37 @@ fn register_scheme(url: &Url) {
 /// The application transaction naming a run in the table's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct RunTxn {
-    /// `tributary:JOB:IDENTITY` (the job's identity, see `ledger::identity`, shortened).
+    /// `tributary:JOB:IDENTITY` (the job's identity, see `ledger::identity`, shortened),
+    /// with `:slice-I-of-N` for a slice of a run split across machines.
     app_id: String,
+    /// The whole run's, which `finish` commits once every slice has.
+    run_id: String,
     /// Whether a run the table already holds is run again (forced, or incremental).
     again: bool,
 }
 
 impl RunTxn {
     fn of(config: &JobConfig) -> RunTxn {
-        let identity = crate::ledger::identity(config);
+        let identity = crate::ledger::run_identity(config);
+        let run_id = format!("tributary:{}:{}", config.name, &identity[..32]);
+        let app_id = match config.options.slicing {
+            Some(Slicing {
+                count,
+                index: Some(index),
+            }) => slice_id(&run_id, index, count),
+            _ => run_id.clone(),
+        };
         RunTxn {
-            app_id: format!("tributary:{}:{}", config.name, &identity[..32]),
+            app_id,
+            run_id,
             again: config.ledger.force || config.incremental.is_some(),
         }
     }
+}
+
+/// The application id of slice `index` of `count` of the run `run_id`.
+fn slice_id(run_id: &str, index: usize, count: usize) -> String {
+    format!("{run_id}:slice-{index}-of-{count}")
 }
 
 /// A run the table already holds.
@@ -244,15 +287,140 @@ pub async fn check(config: &JobConfig, table: &Table) -> Result<Option<InTable>>
     if txn.again {
         return Ok(None);
     }
-    let version = snapshot
-        .transaction_version(delta.log_store().as_ref(), &txn.app_id)
-        .await
-        .map_err(|e| location.error(e))?;
-    Ok(version.map(|version| InTable {
+    // A slice's own commit, or the whole run's (once `finish` saw every slice).
+    for app_id in [&txn.app_id, &txn.run_id] {
+        let version = snapshot
+            .transaction_version(delta.log_store().as_ref(), app_id)
+            .await
+            .map_err(|e| location.error(e))?;
+        if let Some(version) = version {
+            return Ok(Some(InTable {
+                table: location.display(),
+                app_id: app_id.clone(),
+                version,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// What `tributary finish` found.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The table, as messages name it.
+    pub table: String,
+    /// The slices the table holds no commit of.
+    pub missing: Vec<usize>,
+    /// The run's application id, and the table version that recorded it complete (this
+    /// finish's commit, or an earlier one's).
+    pub app_id: String,
+    pub version: Option<i64>,
+    /// Whether an earlier finish had recorded it.
+    pub already: bool,
+}
+
+/// `tributary finish --slices N`: checks that the table holds the commit of every slice
+/// of the run, and if so records the run complete, with a commit of the whole run's
+/// application transaction (no files): from then on the run, sliced or not, is one the
+/// table holds.
+pub async fn finish(config: &JobConfig, count: usize) -> Result<Finished> {
+    let location = Location::of(config);
+    let txn = RunTxn::of(config);
+    record_complete(&location, &txn.run_id, &config.name, count).await
+}
+
+/// Records the run `run_id` of `count` slices complete in the table at `location` when
+/// every slice has committed (see [`finish`]).
+async fn record_complete(
+    location: &Location,
+    run_id: &str,
+    job: &str,
+    count: usize,
+) -> Result<Finished> {
+    let Some(table) = location.load().await? else {
+        return Err(location.error("there is no table here yet: no slice of the run has committed"));
+    };
+    let snapshot = table.snapshot().map_err(|e| location.error(e))?.clone();
+    let log_store = table.log_store();
+    let version_of = |app_id: String| {
+        let (snapshot, log_store) = (&snapshot, &log_store);
+        async move {
+            snapshot
+                .transaction_version(log_store.as_ref(), &app_id)
+                .await
+                .map_err(|e| location.error(e))
+        }
+    };
+    let mut missing = Vec::new();
+    for index in 0..count {
+        if version_of(slice_id(run_id, index, count)).await?.is_none() {
+            missing.push(index);
+        }
+    }
+    let mut finished = Finished {
         table: location.display(),
-        app_id: txn.app_id,
-        version,
-    }))
+        missing,
+        app_id: run_id.to_string(),
+        version: None,
+        already: false,
+    };
+    if !finished.missing.is_empty() {
+        return Ok(finished);
+    }
+    if let Some(version) = version_of(run_id.to_string()).await? {
+        finished.already = true;
+        finished.version = Some(version);
+        return Ok(finished);
+    }
+    let properties = CommitProperties::default()
+        .with_application_transaction(Transaction::new(run_id, 1))
+        .with_metadata([(
+            "tributary".to_string(),
+            serde_json::json!({
+                "job": job,
+                "finished": { "slices": count },
+                "version": env!("CARGO_PKG_VERSION"),
+            }),
+        )]);
+    let done = CommitBuilder::from(properties)
+        .with_actions(Vec::new())
+        .build(
+            Some(&snapshot),
+            log_store.clone(),
+            DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: None,
+                predicate: None,
+            },
+        )
+        .await;
+    match done {
+        Ok(done) => finished.version = Some(done.version() as i64),
+        // Another slice (or finish) recorded the run at the same moment.
+        Err(DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(e),
+        }) => match recorded(location, run_id).await? {
+            Some(version) => {
+                finished.already = true;
+                finished.version = Some(version);
+            }
+            None => return Err(location.error(format!("the commit failed: {e}"))),
+        },
+        Err(e) => return Err(location.error(format!("the commit failed: {e}"))),
+    }
+    Ok(finished)
+}
+
+/// The version of the table at `location` that recorded the run `run_id`, if any.
+async fn recorded(location: &Location, run_id: &str) -> Result<Option<i64>> {
+    let Some(table) = location.load().await? else {
+        return Ok(None);
+    };
+    let snapshot = table.snapshot().map_err(|e| location.error(e))?;
+    snapshot
+        .transaction_version(table.log_store().as_ref(), run_id)
+        .await
+        .map_err(|e| location.error(e))
 }
 
 /// A [`Sink`] committing to a Delta table (see the module doc).
@@ -269,6 +437,8 @@ struct Committer {
     mode: TableMode,
     txn: RunTxn,
     job: String,
+    /// The run's slice count, when this run is one of its slices.
+    slices: Option<usize>,
     /// The run's schema in Delta's terms, fixed by [`Sink::start`].
     schema: Option<StructType>,
 }
@@ -285,6 +455,11 @@ impl DeltaSink {
                 mode: table.mode,
                 txn: RunTxn::of(config),
                 job: config.name.clone(),
+                slices: config
+                    .options
+                    .slicing
+                    .filter(|s| s.index.is_some())
+                    .map(|s| s.count),
                 schema: None,
             },
             runtime,
@@ -297,41 +472,29 @@ impl Committer {
     async fn commit(&self, staged: &StagedFiles) -> Result<OutputSummary> {
         let location = &self.location;
         let schema = self.schema.as_ref().expect("started before the commit");
-        let table = match location.load().await? {
+        let mut table = match location.load().await? {
             Some(table) => table,
             None => self.create_table(schema, &staged.partition_columns).await?,
         };
-        let snapshot = table.snapshot().map_err(|e| location.error(e))?.clone();
-        let log_store = table.log_store();
-        let committed = snapshot
-            .transaction_version(log_store.as_ref(), &self.txn.app_id)
-            .await
-            .map_err(|e| location.error(e))?;
-        if committed.is_some() && !self.txn.again {
-            tracing::warn!(
-                "{}: the table got this run's commit from another process meanwhile \
-                 (application id {}); nothing added",
-                location.display(),
-                self.txn.app_id
-            );
-            return Ok(OutputSummary {
-                path: PathBuf::from(location.display()),
-                files: Vec::new(),
-                manifest: None,
-                rows: 0,
-                row_groups: 0,
-                bytes: 0,
-                unreferenced_bytes: 0,
-                table_version: None,
-                remote: Vec::new(),
-            });
+        let nothing = || OutputSummary {
+            path: PathBuf::from(location.display()),
+            files: Vec::new(),
+            manifest: None,
+            rows: 0,
+            row_groups: 0,
+            bytes: 0,
+            unreferenced_bytes: 0,
+            table_version: None,
+            run_recorded: None,
+            remote: Vec::new(),
+        };
+        if self.committed_meanwhile(&table).await?.is_some() {
+            return Ok(nothing());
         }
-        let metadata = snapshot.metadata();
-        let evolved = evolve(&snapshot.schema(), schema).map_err(|e| location.error(e))?;
 
         let run = uuid::Uuid::new_v4();
         let mut placed = Placed::new(location);
-        let mut actions = Vec::new();
+        let mut adds = Vec::new();
         let mut summary = OutputSummary {
             path: PathBuf::from(location.display()),
             files: Vec::new(),
@@ -348,7 +511,7 @@ impl Committer {
             if let Some(remote) = place.remote {
                 summary.remote.push(remote);
             }
-            actions.push(Action::Add(Add {
+            adds.push(Action::Add(Add {
                 path: name.clone(),
                 partition_values: staged
                     .partition_columns
@@ -367,13 +530,114 @@ impl Committer {
                 clustering_provider: None,
             }));
         }
+
+        // Delta retries a commit that lost the race for its version over appends; a
+        // winner that changed what this commit was built on (another run making the
+        // table, or adding a column) makes it build the commit again on the newer table.
+        let mut attempt = 1;
+        let done = loop {
+            match self.commit_once(&table, staged, schema, &adds).await {
+                Ok(Some(version)) => break version,
+                Ok(None) => return Ok(nothing()),
+                Err(CommitError::Conflict(e)) if attempt < COMMIT_ATTEMPTS => {
+                    tracing::debug!(
+                        "{}: the commit conflicted with another writer's ({e}); again on the newer table",
+                        location.display()
+                    );
+                    attempt += 1;
+                    let pause =
+                        50 * u64::from(attempt) + (uuid::Uuid::new_v4().as_u128() % 100) as u64;
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    table = location
+                        .load()
+                        .await?
+                        .ok_or_else(|| location.error("the table disappeared during the commit"))?;
+                }
+                Err(CommitError::Conflict(e)) => {
+                    return Err(location.error(format!(
+                        "the commit failed: it conflicted with other writers' {COMMIT_ATTEMPTS} times; last: {e}"
+                    )));
+                }
+                Err(CommitError::Other(e)) => return Err(e),
+            }
+        };
+        placed.keep();
+        summary.table_version = Some(done);
+        if let Some(count) = self.slices {
+            // The last slice to commit records the run complete, as `finish` would.
+            match record_complete(location, &self.txn.run_id, &self.job, count).await {
+                Ok(finished) if finished.missing.is_empty() && !finished.already => {
+                    summary.run_recorded = finished.version;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    "{}: the slice committed; recording the run complete failed ({e}): \
+                     `tributary finish` records it",
+                    location.display()
+                ),
+            }
+        }
+        Ok(summary)
+    }
+
+    /// The version of this run's commit when the table holds it and the run is not to
+    /// run again: another process committed it meanwhile, and nothing is to be added.
+    async fn committed_meanwhile(&self, table: &DeltaTable) -> Result<Option<i64>> {
+        let location = &self.location;
+        let snapshot = table.snapshot().map_err(|e| location.error(e))?;
+        let committed = snapshot
+            .transaction_version(table.log_store().as_ref(), &self.txn.app_id)
+            .await
+            .map_err(|e| location.error(e))?;
+        if committed.is_some() && !self.txn.again {
+            tracing::warn!(
+                "{}: the table got this run's commit from another process meanwhile \
+                 (application id {}); nothing added",
+                location.display(),
+                self.txn.app_id
+            );
+            return Ok(committed);
+        }
+        Ok(None)
+    }
+
+    /// Builds the commit of `adds` on `table`'s version and commits it; returns the
+    /// version made, or `None` when the table got this run's commit meanwhile.
+    async fn commit_once(
+        &self,
+        table: &DeltaTable,
+        staged: &StagedFiles,
+        schema: &StructType,
+        adds: &[Action],
+    ) -> std::result::Result<Option<i64>, CommitError> {
+        let location = &self.location;
+        let other = |e: Error| CommitError::Other(e);
+        if self
+            .committed_meanwhile(table)
+            .await
+            .map_err(other)?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let snapshot = table
+            .snapshot()
+            .map_err(|e| other(location.error(e)))?
+            .clone();
+        let log_store = table.log_store();
+        let committed = snapshot
+            .transaction_version(log_store.as_ref(), &self.txn.app_id)
+            .await
+            .map_err(|e| other(location.error(e)))?;
+        let evolved = evolve(&snapshot.schema(), schema).map_err(|e| other(location.error(e)))?;
+        let mut actions = adds.to_vec();
         let written: BTreeSet<Vec<Option<String>>> =
             staged.files.iter().map(|f| f.values.clone()).collect();
         let mut predicate = None;
         if self.mode != TableMode::Append {
             let mut views = snapshot.snapshot().file_views(log_store.as_ref(), None);
             while let Some(view) = views.next().await {
-                let view = view.map_err(|e| location.error(e))?;
+                let view = view.map_err(|e| other(location.error(e)))?;
                 let values = view.partition_values_map();
                 let values: Vec<Option<String>> = staged
                     .partition_columns
@@ -389,10 +653,11 @@ impl Committer {
             }
         }
         if let Some(evolved) = &evolved {
-            let metadata = metadata
+            let metadata = snapshot
+                .metadata()
                 .clone()
                 .with_schema(evolved)
-                .map_err(|e| location.error(e))?;
+                .map_err(|e| other(location.error(e)))?;
             actions.push(Action::Metadata(metadata));
         }
         let version = committed.map_or(1, |v| v + 1);
@@ -416,14 +681,17 @@ impl Committer {
                 .then(|| staged.partition_columns.clone()),
             predicate,
         };
-        let done = CommitBuilder::from(properties)
+        match CommitBuilder::from(properties)
             .with_actions(actions)
             .build(Some(&snapshot), log_store.clone(), operation)
             .await
-            .map_err(|e| location.error(format!("the commit failed: {e}")))?;
-        placed.keep();
-        summary.table_version = Some(done.version() as i64);
-        Ok(summary)
+        {
+            Ok(done) => Ok(Some(done.version() as i64)),
+            Err(DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(e),
+            }) => Err(CommitError::Conflict(e.to_string())),
+            Err(e) => Err(other(location.error(format!("the commit failed: {e}")))),
+        }
     }
 
     /// Makes the table with the run's schema and partition columns. When another

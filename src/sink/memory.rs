@@ -121,6 +121,7 @@ impl Sink for MemorySink {
             .map_err(|e| Error::output(MEMORY, e))?;
         let summary = OutputSummary {
             table_version: None,
+            run_recorded: None,
             path: PathBuf::from(MEMORY),
             files: Vec::new(),
             manifest: None,

@@ -192,6 +192,10 @@ pub struct OutputSummary {
     /// The table version a table output's commit made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub table_version: Option<i64>,
+    /// The table version that recorded a sliced run complete, when this slice's commit
+    /// was the last of the run's slices.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_recorded: Option<i64>,
     /// The objects a remote output wrote (its parts, then its manifest), as uploaded.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remote: Vec<RemoteObject>,

@@ -356,6 +356,7 @@ impl Sink for ObjectSink {
         .map_err(|e| self.error(e))?;
         Ok(OutputSummary {
             table_version: None,
+            run_recorded: None,
             path: self.path(),
             files: vec![self.path()],
             manifest: None,
@@ -433,6 +434,7 @@ impl ObjectSink {
         }
         let mut summary = OutputSummary {
             table_version: None,
+            run_recorded: None,
             files: Vec::new(),
             manifest: Some(PathBuf::from(&manifest_url)),
             remote: Vec::new(),

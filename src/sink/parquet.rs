@@ -159,6 +159,7 @@ impl ParquetFile {
         let bytes = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
         Ok(OutputSummary {
             table_version: None,
+            run_recorded: None,
             files: vec![target.clone()],
             path: target,
             manifest: None,

@@ -84,6 +84,7 @@ pub fn commit_parts(
     }
     let mut summary = OutputSummary {
         table_version: None,
+        run_recorded: None,
         path: output.to_owned(),
         files: Vec::new(),
         manifest: Some(manifest.clone()),

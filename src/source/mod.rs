@@ -278,12 +278,16 @@ impl ShardPool {
     /// on SQLite, which has none to share, and on MySQL, which cannot share one: each
     /// partition reads its own consistent snapshot). The session holding it is to be kept until
     /// the run ends; when its connection ends, the shard's name is sent on `lost`.
+    ///
+    /// With `import` (an id another process holds, and the file naming it), a PostgreSQL
+    /// shard reads that snapshot instead (see `PgShard::open_snapshot`).
     pub async fn export_snapshot(
         &self,
         lost: &tokio::sync::mpsc::UnboundedSender<String>,
+        import: Option<(&str, &str)>,
     ) -> Result<Option<SnapshotSession>, TaskError> {
         match self {
-            ShardPool::Postgres(pg) => Ok(Some(pg.open_snapshot(lost.clone()).await?)),
+            ShardPool::Postgres(pg) => Ok(Some(pg.open_snapshot(lost.clone(), import).await?)),
             ShardPool::Sqlite(_) => Ok(None),
             ShardPool::Mysql(m) if m.locks() => Ok(None),
             ShardPool::Mysql(m) => {

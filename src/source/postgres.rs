@@ -422,9 +422,15 @@ impl PgShard {
 
     /// Opens a connection outside the pool and exports a snapshot from it. When that
     /// connection ends, the shard's name is sent on `lost`.
+    ///
+    /// With `import` (a snapshot another process exported and holds, and where its id
+    /// comes from, for messages), the transaction reads that snapshot and exports it
+    /// again: the run's tasks import this session's copy, which lives as long as the run
+    /// whatever becomes of the other process.
     pub async fn open_snapshot(
         &self,
         lost: tokio::sync::mpsc::UnboundedSender<String>,
+        import: Option<(&str, &str)>,
     ) -> Result<SnapshotSession, TaskError> {
         let mut config = self.config.clone();
         config.application_name("tributary snapshot");
@@ -452,13 +458,26 @@ impl PgShard {
             let _ = lost.send(shard);
         });
         let fail = |e: tokio_postgres::Error| self.error(classify(&e, None));
+        // Only ids `config::slices::valid_id` accepts reach here: hex digits and dashes.
+        let import_sql = import.map_or(String::new(), |(id, _)| {
+            format!("; SET TRANSACTION SNAPSHOT '{id}'")
+        });
         client
             .batch_execute(&format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-                     SET LOCAL idle_in_transaction_session_timeout = 0; {TRANSACTION_SETTINGS}"
+                     SET LOCAL idle_in_transaction_session_timeout = 0; {TRANSACTION_SETTINGS}{import_sql}"
             ))
             .await
-            .map_err(fail)?;
+            .map_err(|e| match (import, classify(&e, None)) {
+                (Some((id, from)), TaskErrorKind::SnapshotLost { message }) => {
+                    self.error(TaskErrorKind::SnapshotLost {
+                        message: format!(
+                            "cannot import snapshot {id} from {from}: {message} (is `tributary snapshot export` still running?)"
+                        ),
+                    })
+                }
+                (_, kind) => self.error(kind),
+            })?;
         let id: String = client
             .query_one("SELECT pg_export_snapshot()", &[])
             .await

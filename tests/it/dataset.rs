@@ -431,11 +431,7 @@ fn rows_of(dataset: &Path) -> usize {
 async fn an_interrupted_dataset_run_leaves_the_previous_dataset_and_no_staging() {
     let fast = harness::database("dataset_sigint_fast", ORDERS).await;
     // Every statement on this shard waits 30 s before its first row.
-    let slow = harness::database(
-        "dataset_sigint_slow",
-        &format!("{ORDERS}\nALTER TABLE orders RENAME TO base;\nCREATE VIEW orders AS SELECT b.* FROM base b CROSS JOIN pg_sleep(30);"),
-    )
-    .await;
+    let slow = harness::database("dataset_sigint_slow", &harness::slowed_orders(ORDERS, 30)).await;
     let dir = tempfile::tempdir().unwrap();
     let marker = "dataset-sigint-marker";
     let sql = format!("SELECT id, region, note FROM orders /* {marker} */");
@@ -476,14 +472,12 @@ async fn an_interrupted_dataset_run_leaves_the_previous_dataset_and_no_staging()
                     .any(|f| f.contains("part-00000"))
             })
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !staged() || harness::active_queries(marker).await.is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the fast shard's files never appeared while the slow shard's statement ran"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    harness::wait_for_statement(
+        marker,
+        staged,
+        "the fast shard's files never appeared while the slow shard's statement ran",
+    )
+    .await;
     let out = harness::signal_and_wait(child, "INT", tributary::error::exit::INTERRUPTED);
     assert!(
         harness::stderr(&out).contains("interrupted"),

@@ -57,7 +57,7 @@ fn run_ok(dir: &Path, args: &[&str]) -> Output {
 }
 
 /// The table's commits: `_delta_log/*.json`, in order.
-fn commits(table: &Path) -> Vec<PathBuf> {
+pub(crate) fn commits(table: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(table.join("_delta_log"))
         .unwrap()
         .flatten()
@@ -69,7 +69,7 @@ fn commits(table: &Path) -> Vec<PathBuf> {
 }
 
 /// The actions of one commit.
-fn actions(commit: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn actions(commit: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(commit)
         .unwrap()
         .lines()
@@ -78,7 +78,7 @@ fn actions(commit: &Path) -> Vec<serde_json::Value> {
 }
 
 /// The table's live files (path -> partition values), replaying its log.
-fn live_files(table: &Path) -> BTreeMap<String, serde_json::Value> {
+pub(crate) fn live_files(table: &Path) -> BTreeMap<String, serde_json::Value> {
     let mut live = BTreeMap::new();
     for commit in commits(table) {
         for action in actions(&commit) {
@@ -119,7 +119,7 @@ fn parquet_files(dir: &Path) -> BTreeSet<String> {
 }
 
 /// Checks the table with `deltalake` and DuckDB's delta scan against `export`.
-fn check(table: &Path, export: &Path) -> String {
+pub(crate) fn check(table: &Path, export: &Path) -> String {
     readers::delta_script(
         "tests/readers/delta.py",
         &[
@@ -373,6 +373,14 @@ async fn replace_rewrites_the_partitions_the_run_wrote_and_leaves_the_others() {
     );
     assert_eq!(out.status.code(), Some(exit::CONFIG), "{}", stderr(&out));
     assert!(stderr(&out).contains("--partition-by"), "{}", stderr(&out));
+    // A partial commit would mark the run done.
+    let out = run(
+        dir,
+        &["-o", "t3", "--table-format", "delta", "--allow-partial"],
+    );
+    assert_eq!(out.status.code(), Some(exit::CONFIG), "{}", stderr(&out));
+    assert!(stderr(&out).contains("allow_partial"), "{}", stderr(&out));
+    assert!(!dir.join("t2").exists() && !dir.join("t3").exists());
 }
 
 #[tokio::test]
@@ -563,4 +571,70 @@ async fn concurrent_runs_appending_to_one_table_all_land() {
     run_ok(&dir, &["-o", "expected.parquet", "--for", "spark"]);
     let readers = check(&table, &dir.join("expected.parquet"));
     assert!(readers.contains("deltalake: 6000 rows"), "{readers}");
+}
+
+#[tokio::test]
+async fn an_interrupted_run_commits_nothing_and_leaves_no_file() {
+    let fast = harness::database("delta_sigint_fast", ORDERS).await;
+    // Every statement on this shard waits 30 s before its first row.
+    let slow = harness::database("delta_sigint_slow", &harness::slowed_orders(ORDERS, 30)).await;
+    let marker = "delta-sigint-marker";
+    let sql = format!("SELECT id, region, day, note FROM orders /* {marker} */");
+    let dir = job_dir(&fast, &sql);
+    let dir = dir.path();
+    let args = [
+        "-o",
+        "table",
+        "--table-format",
+        "delta",
+        "--partition-by",
+        "day",
+        "--quiet",
+    ];
+    run_ok(dir, &args);
+    let table = dir.join("table");
+    let (log, files) = (commits(&table), parquet_files(&table));
+
+    // Both shards: the fast one's files are written in the staging directory while the
+    // slow one's statement runs.
+    harness::write_query_and_shards(
+        dir,
+        &sql,
+        &format!("[shards]\nfast = \"{fast}\"\nslow = \"{slow}\"\n"),
+    );
+    let child = harness::bin()
+        .current_dir(dir)
+        .args(["run", "q.sql", "--shards", "s.toml", "--no-ledger"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let staged = || {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".staging"))
+            .any(|e| holds_files(&e.path()))
+    };
+    harness::wait_for_statement(
+        marker,
+        staged,
+        "the fast shard's files never appeared while the slow shard's statement ran",
+    )
+    .await;
+    let out = harness::signal_and_wait(child, "INT", exit::INTERRUPTED);
+    assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    assert_eq!(commits(&table), log, "no commit");
+    assert_eq!(parquet_files(&table), files, "no file placed");
+    harness::assert_no_temporaries(dir);
+    harness::assert_gone(marker, std::time::Duration::from_secs(2)).await;
+}
+
+/// Whether anything lies under `dir`, at any depth.
+fn holds_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+        let path = e.path();
+        !path.is_dir() || holds_files(&path)
+    })
 }

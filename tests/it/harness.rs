@@ -60,6 +60,17 @@ pub async fn database(name: &str, setup: &str) -> String {
     format!("{}/{name}", pg_base())
 }
 
+/// `setup`, then its `orders` table behind a view whose every statement waits `seconds`
+/// before its first row (as the table `delay` says: a test may change it meanwhile).
+pub fn slowed_orders(setup: &str, seconds: u32) -> String {
+    format!(
+        "{setup}\nALTER TABLE orders RENAME TO base;\n\
+         CREATE TABLE delay (seconds int);\nINSERT INTO delay VALUES ({seconds});\n\
+         CREATE VIEW orders AS SELECT b.* FROM base b \
+         CROSS JOIN (SELECT pg_sleep(seconds) FROM delay) d;"
+    )
+}
+
 /// Creates the SQLite file `name` in `dir` with the `sqlite3` command-line tool, runs
 /// `sql` in it and returns its URL.
 pub fn sqlite_db(dir: &Path, name: &str, sql: &str) -> String {
@@ -259,6 +270,16 @@ pub async fn active_queries(like: &str) -> Vec<String> {
         .iter()
         .map(|r| r.get(0))
         .collect()
+}
+
+/// Waits (20 s at most) until a statement whose text holds `marker` runs on the server
+/// and `also()` holds; `what` says what never happened otherwise.
+pub async fn wait_for_statement(marker: &str, also: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !also() || active_queries(marker).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// Counts, every `every` for `samples` samples, the connections of database `db` whose

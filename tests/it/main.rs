@@ -30,6 +30,7 @@ mod proxy;
 mod python;
 mod readers;
 mod readonly;
+mod slices;
 mod sqlite;
 mod storage;
 mod tls;

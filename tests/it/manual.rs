@@ -14,6 +14,8 @@ const SUBCOMMANDS: &[&str] = &[
     "runs",
     "check",
     "backfill",
+    "finish",
+    "snapshot",
     "completions",
     "man",
 ];
@@ -155,7 +157,11 @@ fn man_dir_writes_every_page_and_an_unknown_subcommand_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("man/man1");
     let listed = succeeded(&tributary(&["man", "--dir", target.to_str().unwrap()]));
-    let mut expected = vec!["tributary.1".to_string(), "tributary-runs-show.1".into()];
+    let mut expected = vec![
+        "tributary.1".to_string(),
+        "tributary-runs-show.1".into(),
+        "tributary-snapshot-export.1".into(),
+    ];
     expected.extend(SUBCOMMANDS.iter().map(|s| format!("tributary-{s}.1")));
     for name in &expected {
         let path = target.join(name);
@@ -190,7 +196,11 @@ fn every_long_help_ends_with_examples_of_its_subcommand() {
     ] {
         assert!(examples.contains(example), "no `{example}` in\n{examples}");
     }
-    for sub in SUBCOMMANDS.iter().copied().chain(["runs show"]) {
+    for sub in SUBCOMMANDS
+        .iter()
+        .copied()
+        .chain(["runs show", "snapshot export"])
+    {
         let mut args: Vec<&str> = sub.split(' ').collect();
         args.push("--help");
         let help = succeeded(&tributary(&args));

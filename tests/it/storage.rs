@@ -387,22 +387,36 @@ async fn wrong_credentials_fail_clearly_without_printing_the_secret() {
         ),
     ] {
         let emulator = Emulator::start(cloud);
-        let out = run(
-            &mut emulator.tributary(dir),
-            &["-o", &emulator.url("x.parquet"), "--report", "r.json"],
-            &emulator.storage_args(&[(key, wrong)]),
-        );
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(exit::OUTPUT), "{cloud}: {err}");
-        assert!(err.contains("bucket `tributary`"), "{cloud}: {err}");
-        let report = std::fs::read_to_string(dir.join("r.json")).unwrap_or_default();
-        let everything = format!("{err}{}{report}", harness::stdout(&out));
-        assert!(
-            !everything.contains(wrong),
-            "{cloud}: the secret was printed: {err}"
-        );
-        if let Some(secret) = emulator.secret() {
-            assert!(!everything.contains(&secret), "{cloud}: {err}");
+        // A file, and a Delta table (its log is read first).
+        for output in [
+            vec!["-o".to_string(), emulator.url("x.parquet")],
+            vec![
+                "-o".to_string(),
+                emulator.url("lake/t"),
+                "--table-format".to_string(),
+                "delta".to_string(),
+            ],
+        ] {
+            let mut args: Vec<&str> = output.iter().map(String::as_str).collect();
+            args.extend(["--report", "r.json"]);
+            let _ = std::fs::remove_file(dir.join("r.json"));
+            let out = run(
+                &mut emulator.tributary(dir),
+                &args,
+                &emulator.storage_args(&[(key, wrong)]),
+            );
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(exit::OUTPUT), "{cloud}: {err}");
+            assert!(err.contains("bucket `tributary`"), "{cloud}: {err}");
+            let report = std::fs::read_to_string(dir.join("r.json")).unwrap_or_default();
+            let everything = format!("{err}{}{report}", harness::stdout(&out));
+            assert!(
+                !everything.contains(wrong),
+                "{cloud}: the secret was printed: {err}"
+            );
+            if let Some(secret) = emulator.secret() {
+                assert!(!everything.contains(&secret), "{cloud}: {err}");
+            }
         }
     }
 }
