@@ -488,7 +488,8 @@ impl Committer {
             run_recorded: None,
             remote: Vec::new(),
         };
-        if self.committed_meanwhile(&table).await?.is_some() {
+        let mut committed = self.committed(&table).await?;
+        if self.holds_this_run(committed) {
             return Ok(nothing());
         }
 
@@ -536,9 +537,11 @@ impl Committer {
         // table, or adding a column) makes it build the commit again on the newer table.
         let mut attempt = 1;
         let done = loop {
-            match self.commit_once(&table, staged, schema, &adds).await {
-                Ok(Some(version)) => break version,
-                Ok(None) => return Ok(nothing()),
+            match self
+                .commit_once(&table, committed, staged, schema, &adds)
+                .await
+            {
+                Ok(version) => break version,
                 Err(CommitError::Conflict(e)) if attempt < COMMIT_ATTEMPTS => {
                     tracing::debug!(
                         "{}: the commit conflicted with another writer's ({e}); again on the newer table",
@@ -552,6 +555,10 @@ impl Committer {
                         .load()
                         .await?
                         .ok_or_else(|| location.error("the table disappeared during the commit"))?;
+                    committed = self.committed(&table).await?;
+                    if self.holds_this_run(committed) {
+                        return Ok(nothing());
+                    }
                 }
                 Err(CommitError::Conflict(e)) => {
                     return Err(location.error(format!(
@@ -580,55 +587,49 @@ impl Committer {
         Ok(summary)
     }
 
-    /// The version of this run's commit when the table holds it and the run is not to
-    /// run again: another process committed it meanwhile, and nothing is to be added.
-    async fn committed_meanwhile(&self, table: &DeltaTable) -> Result<Option<i64>> {
+    /// The version of this run's application transaction `table` holds, if any.
+    async fn committed(&self, table: &DeltaTable) -> Result<Option<i64>> {
         let location = &self.location;
         let snapshot = table.snapshot().map_err(|e| location.error(e))?;
-        let committed = snapshot
+        snapshot
             .transaction_version(table.log_store().as_ref(), &self.txn.app_id)
             .await
-            .map_err(|e| location.error(e))?;
-        if committed.is_some() && !self.txn.again {
+            .map_err(|e| location.error(e))
+    }
+
+    /// Whether the table holds this run's commit (`committed`) and the run is not to run
+    /// again: another process committed it meanwhile, and nothing is to be added.
+    fn holds_this_run(&self, committed: Option<i64>) -> bool {
+        let holds = committed.is_some() && !self.txn.again;
+        if holds {
             tracing::warn!(
                 "{}: the table got this run's commit from another process meanwhile \
                  (application id {}); nothing added",
-                location.display(),
+                self.location.display(),
                 self.txn.app_id
             );
-            return Ok(committed);
         }
-        Ok(None)
+        holds
     }
 
-    /// Builds the commit of `adds` on `table`'s version and commits it; returns the
-    /// version made, or `None` when the table got this run's commit meanwhile.
+    /// Builds the commit of `adds` on `table`'s version, which holds this run's
+    /// application transaction at version `committed`, and commits it; returns the
+    /// version made.
     async fn commit_once(
         &self,
         table: &DeltaTable,
+        committed: Option<i64>,
         staged: &StagedFiles,
         schema: &StructType,
         adds: &[Action],
-    ) -> std::result::Result<Option<i64>, CommitError> {
+    ) -> std::result::Result<i64, CommitError> {
         let location = &self.location;
         let other = |e: Error| CommitError::Other(e);
-        if self
-            .committed_meanwhile(table)
-            .await
-            .map_err(other)?
-            .is_some()
-        {
-            return Ok(None);
-        }
         let snapshot = table
             .snapshot()
             .map_err(|e| other(location.error(e)))?
             .clone();
         let log_store = table.log_store();
-        let committed = snapshot
-            .transaction_version(log_store.as_ref(), &self.txn.app_id)
-            .await
-            .map_err(|e| other(location.error(e)))?;
         let evolved = evolve(&snapshot.schema(), schema).map_err(|e| other(location.error(e)))?;
         let mut actions = adds.to_vec();
         let written: BTreeSet<Vec<Option<String>>> =
@@ -686,7 +687,7 @@ impl Committer {
             .build(Some(&snapshot), log_store.clone(), operation)
             .await
         {
-            Ok(done) => Ok(Some(done.version() as i64)),
+            Ok(done) => Ok(done.version() as i64),
             Err(DeltaTableError::Transaction {
                 source: TransactionError::CommitConflict(e),
             }) => Err(CommitError::Conflict(e.to_string())),
