@@ -137,7 +137,9 @@ async fn run_into(
             // fails (a table takes no partial run): it reports the shards that failed.
             planned.plan.tasks.clear();
         } else {
-            match plan::slices::of(&planned.plan, count, snapshots) {
+            let slices = plan::slices::check_count(planned.plan.tasks.len(), count)
+                .and_then(|()| plan::slices::of(&planned.plan, count, snapshots));
+            match slices {
                 Ok(slices) => plan::slices::keep(&mut planned.plan, index, &slices),
                 Err(e) => {
                     planned.close().await;

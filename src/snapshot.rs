@@ -168,6 +168,10 @@ async fn deal(
             "the run's partitions could not be planned",
         ));
     }
+    if let Err(e) = plan::slices::check_count(planned.plan.tasks.len(), count) {
+        planned.close().await;
+        return Err(Error::config(None, e));
+    }
     let rows = planned.estimates().await;
     let slices = plan::slices::assign_by_rows(&planned.plan.tasks, count, &rows);
     let assignment = plan::slices::record(&planned.plan, count, &slices, &rows);

@@ -92,6 +92,9 @@ pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
                     let slices = plan::slices::of(&plan, slicing.count, snapshots)
                         .map_err(|e| Error::config(None, e))?;
                     text.push_str(&plan::slices::describe(&plan, slicing.count, &slices, None));
+                    if let Err(e) = plan::slices::check_count(plan.tasks.len(), slicing.count) {
+                        text.push_str(&format!("-- {e}\n"));
+                    }
                 } else {
                     text.push_str(
                         "slices: the shards' partitions are found by probes; plan without --offline to see each slice's tasks\n",
@@ -111,12 +114,19 @@ pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
             if let Some(slicing) = config.options.slicing {
                 let snapshots = config.options.snapshots.as_deref();
                 match plan::slices::of(&planned.plan, slicing.count, snapshots) {
-                    Ok(slices) => text.push_str(&plan::slices::describe(
-                        &planned.plan,
-                        slicing.count,
-                        &slices,
-                        Some(&estimates),
-                    )),
+                    Ok(slices) => {
+                        text.push_str(&plan::slices::describe(
+                            &planned.plan,
+                            slicing.count,
+                            &slices,
+                            Some(&estimates),
+                        ));
+                        if let Err(e) =
+                            plan::slices::check_count(planned.plan.tasks.len(), slicing.count)
+                        {
+                            text.push_str(&format!("-- {e}\n"));
+                        }
+                    }
                     Err(e) => {
                         planned.close().await;
                         return Err(Error::config(None, e));

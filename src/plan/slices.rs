@@ -157,6 +157,18 @@ pub fn of(plan: &Plan, count: usize, snapshots: Option<&Snapshots>) -> Result<Ve
     Ok(slices)
 }
 
+/// Refuses a split into more slices than the plan has tasks: a slice without a task
+/// would commit nothing, and the run would never be complete.
+pub fn check_count(tasks: usize, count: usize) -> Result<(), String> {
+    if tasks < count {
+        return Err(format!(
+            "the run's plan has {tasks} tasks, fewer than its {count} slices: split it into \
+             at most {tasks} slices, or partition the shards into more tasks"
+        ));
+    }
+    Ok(())
+}
+
 /// Keeps the tasks of slice `index` (`slices` holding each task's), renumbered from 0
 /// in their order.
 pub fn keep(plan: &mut Plan, index: usize, slices: &[usize]) {
@@ -190,6 +202,10 @@ pub fn describe(
             .filter(|(_, s)| **s == slice)
             .map(|(t, _)| t)
             .collect();
+        if tasks.is_empty() {
+            let _ = writeln!(out, "slice {slice}/{count}: no task");
+            continue;
+        }
         let _ = write!(out, "slice {slice}/{count}: {} tasks", tasks.len());
         let rows: Option<f64> = tasks
             .iter()

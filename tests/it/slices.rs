@@ -244,6 +244,18 @@ async fn a_killed_slice_commits_nothing_and_its_rerun_completes_the_run() {
     let marker = "slices-killed-marker";
     std::fs::write(dir.join("q.sql"), format!("{SQL} /* {marker} */")).unwrap();
 
+    // 2 tasks make at most 2 slices: a third would have none, and never commit.
+    let plan = tributary(
+        dir,
+        &["plan", "--job", "job.toml", "--slices", "3", "--offline"],
+    );
+    let text = assert_code(&plan, exit::SUCCESS);
+    assert!(text.contains("slice 2/3: no task"), "{text}");
+    assert!(text.contains("fewer than its 3 slices"), "{text}");
+    let text = assert_code(&slice(dir, "2/3"), exit::CONFIG);
+    assert!(text.contains("split it into at most 2 slices"), "{text}");
+    assert!(!dir.join("table").exists());
+
     let mut killed = spawn(
         dir,
         &["run", "--job", "job.toml", "--slice", "1/2", "--no-ledger"],
