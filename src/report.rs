@@ -64,6 +64,16 @@ pub struct RunInputs {
     /// The IANA zone's name.
     pub timezone: String,
     pub params: BTreeMap<String, ParamReport>,
+    /// The slice of a run split across machines this run is (`--slice I/N`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slice: Option<SliceReport>,
+}
+
+/// Slice `index` (from 0) of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SliceReport {
+    pub index: usize,
+    pub count: usize,
 }
 
 impl RunInputs {
@@ -82,6 +92,12 @@ impl RunInputs {
                     (name.clone(), report)
                 })
                 .collect(),
+            slice: config.options.slicing.and_then(|s| {
+                Some(SliceReport {
+                    index: s.index?,
+                    count: s.count,
+                })
+            }),
         }
     }
 }

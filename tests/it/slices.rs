@@ -164,20 +164,23 @@ async fn three_concurrent_slices_commit_the_rows_of_the_unsliced_run_once() {
         .map(|i| {
             let dir = dir.to_owned();
             std::thread::spawn(move || {
-                let slice = format!("{i}/3");
+                let (slice, report) = (format!("{i}/3"), format!("report-{i}.json"));
+                let mut args = vec![
+                    "run",
+                    "--job",
+                    "job.toml",
+                    "--no-ledger",
+                    "--report",
+                    &report,
+                ];
                 if i == 2 {
-                    harness::tributary_with(
-                        &dir,
-                        &["run", "--job", "job.toml", "--slices", "3", "--no-ledger"],
-                        |c| {
-                            c.env("JOB_COMPLETION_INDEX", "2");
-                        },
-                    )
+                    args.extend(["--slices", "3"]);
+                    harness::tributary_with(&dir, &args, |c| {
+                        c.env("JOB_COMPLETION_INDEX", "2");
+                    })
                 } else {
-                    harness::tributary_in(
-                        &dir,
-                        &["run", "--job", "job.toml", "--slice", &slice, "--no-ledger"],
-                    )
+                    args.extend(["--slice", &slice]);
+                    harness::tributary_in(&dir, &args)
                 }
             })
         })
@@ -191,6 +194,24 @@ async fn three_concurrent_slices_commit_the_rows_of_the_unsliced_run_once() {
         .filter(|o| o.contains("recorded the run complete"))
         .count();
     assert_eq!(recorders, 1, "the last slice records the run: {outputs:#?}");
+    // Each slice's report names it, its commit, and whether it recorded the run.
+    let mut recorded = 0;
+    for i in 0..3 {
+        let text = std::fs::read_to_string(dir.join(format!("report-{i}.json"))).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let report = &report["run"];
+        assert_eq!(
+            report["slice"],
+            serde_json::json!({"index": i, "count": 3}),
+            "{text}"
+        );
+        assert!(
+            report["output"]["table_version"].as_i64().unwrap() >= 1,
+            "{text}"
+        );
+        recorded += usize::from(report["output"]["run_recorded"].is_i64());
+    }
+    assert_eq!(recorded, 1);
 
     let table = dir.join("table");
     assert_eq!(writes(&table), 3, "one commit a slice");
