@@ -24,13 +24,16 @@ pub enum Fault {
     ResetAfter(usize),
     /// Accept, never connect upstream, never answer.
     BlackHole,
-    /// After this many bytes from the client (an upload's), close both sides.
-    CutUploadAfter(usize),
+    /// The first connection through which this many bytes go up is closed then, both
+    /// sides; every other passes (for uploads whose connections are pooled).
+    CutFirstUploadAfter(usize),
 }
 
 pub struct Proxy {
     pub port: u16,
     accepted: Arc<AtomicUsize>,
+    /// Uploads cut (`CutFirstUploadAfter` reached).
+    cut: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -61,6 +64,8 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = accepted.clone();
+        let cut = Arc::new(AtomicUsize::new(0));
+        let cuts = cut.clone();
         let policy = Arc::new(policy);
         let task = tokio::spawn(async move {
             let mut open = tokio::task::JoinSet::new();
@@ -70,12 +75,13 @@ impl Proxy {
                 };
                 let n = count.fetch_add(1, Ordering::SeqCst);
                 let fault = policy(n);
-                open.spawn(serve(client, fault, upstream));
+                open.spawn(serve(client, fault, upstream, cuts.clone()));
             }
         });
         Proxy {
             port,
             accepted,
+            cut,
             task,
         }
     }
@@ -83,6 +89,11 @@ impl Proxy {
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Uploads cut so far (0 or 1: `CutFirstUploadAfter` cuts one connection).
+    pub fn cuts(&self) -> usize {
+        self.cut.load(Ordering::SeqCst)
     }
 
     /// A shard URL for `db` through the proxy (plaintext, so faults hit the protocol).
@@ -94,7 +105,7 @@ impl Proxy {
     }
 }
 
-async fn serve(mut client: TcpStream, fault: Fault, upstream: u16) {
+async fn serve(mut client: TcpStream, fault: Fault, upstream: u16, cuts: Arc<AtomicUsize>) {
     if fault == Fault::BlackHole {
         let mut sink = [0u8; 1024];
         while let Ok(n) = client.read(&mut sink).await {
@@ -114,24 +125,37 @@ async fn serve(mut client: TcpStream, fault: Fault, upstream: u16) {
     }
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();
-    if let Fault::CutUploadAfter(limit) = fault {
-        // Forward `limit` bytes up, then drop every half: both connections close.
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut sent = 0usize;
+    if let Fault::CutFirstUploadAfter(limit) = fault {
         let down = tokio::spawn(async move {
             let _ = tokio::io::copy(&mut ur, &mut cw).await;
         });
-        while sent < limit {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut sent = 0usize;
+        loop {
             let n = match cr.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => n.min(limit - sent),
+                Ok(n) => n,
             };
+            let mut n = n;
+            let cut = sent < limit
+                && sent + n >= limit
+                && cuts
+                    .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok();
+            if cut {
+                n = limit - sent;
+            }
             if uw.write_all(&buf[..n]).await.is_err() {
                 break;
             }
             sent += n;
+            if cut {
+                down.abort();
+                return;
+            }
         }
-        down.abort();
+        let _ = uw.shutdown().await;
+        let _ = down.await;
         return;
     }
     let up = tokio::spawn(async move {

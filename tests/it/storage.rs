@@ -309,6 +309,134 @@ async fn azure_an_export_lands_as_one_object_equal_to_the_local_export() {
     an_export_lands_as_one_object_equal_to_the_local_export("azure").await;
 }
 
+/// 10M rows of a bigint and a decimal, read in the table's order (no synchronized scans,
+/// so that two runs read the rows alike).
+const SETUP_10M: &str = "CREATE TABLE t AS SELECT i::bigint AS id, (i % 100000)::numeric(12,2) / 100 AS amount \
+     FROM generate_series(1, 10000000) i; ANALYZE t;";
+const QUERY_10M: &str = "SELECT id, amount FROM t";
+
+/// The peak RSS (bytes) of `command`, run under GNU time, which must succeed.
+fn peak_rss(command: &Command, dir: &Path, name: &str) -> u64 {
+    let gnu_time = Path::new("/usr/bin/time");
+    assert!(
+        gnu_time.exists(),
+        "GNU time measures the peak RSS: install it with `apt-get install time`"
+    );
+    let rss = dir.join(format!("{name}.rss"));
+    let mut timed = Command::new(gnu_time);
+    timed
+        .args(["-f", "%M", "-o"])
+        .arg(&rss)
+        .arg(command.get_program())
+        .args(command.get_args())
+        .current_dir(command.get_current_dir().unwrap_or(dir));
+    for (k, v) in command.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    harness::succeeded(&timed.output().unwrap());
+    let kib: u64 = std::fs::read_to_string(&rss)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+/// 10M rows to `cloud` in the default parts (16 MiB, 2 in flight): one object equal row
+/// for row to the local export, no upload left, and a peak RSS within the local
+/// export's plus the upload's documented bound, `part_size x (upload_concurrency + 1)`.
+async fn ten_million_rows_land_within_the_memory_bound(cloud: &str) {
+    let db = format!("storage_10m_{cloud}");
+    let url = harness::database(&db, SETUP_10M).await;
+    harness::connect(&harness::db(&db))
+        .await
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET synchronize_seqscans = off",
+            harness::db(&db)
+        ))
+        .await
+        .unwrap();
+    let dir = job_dir(&url, QUERY_10M);
+    let dir = dir.path();
+    let mut local = bin();
+    local.current_dir(dir).args([
+        "run",
+        "q.sql",
+        "--shards",
+        "s.toml",
+        "-o",
+        "local.parquet",
+        "--no-ledger",
+        "--quiet",
+    ]);
+    let local_rss = peak_rss(&local, dir, "local");
+
+    let mut emulator = Emulator::start(cloud);
+    let target = emulator.url("big/x.parquet");
+    let mut remote = emulator.tributary(dir);
+    remote
+        .args([
+            "run",
+            "q.sql",
+            "--shards",
+            "s.toml",
+            "-o",
+            &target,
+            "--no-ledger",
+            "--quiet",
+        ])
+        .args(emulator.storage_args(&[]));
+    let remote_rss = peak_rss(&remote, dir, "remote");
+
+    let (objects, uploads) = emulator.list();
+    assert_eq!(
+        objects.keys().collect::<Vec<_>>(),
+        ["big/x.parquet"],
+        "{cloud}"
+    );
+    assert!(
+        uploads.is_empty(),
+        "{cloud}: unfinished uploads {uploads:?}"
+    );
+    let downloaded = dir.join("downloaded.parquet");
+    emulator.get("big/x.parquet", &downloaded);
+    let expected = rows(&read_parquet(&dir.join("local.parquet")));
+    assert_eq!(expected.num_rows(), 10_000_000);
+    assert_eq!(rows(&read_parquet(&downloaded)), expected, "{cloud}");
+
+    eprintln!(
+        "{cloud}: peak RSS {} MiB to the object store, {} MiB to a local file",
+        remote_rss >> 20,
+        local_rss >> 20
+    );
+    let bound = 16 << 20;
+    let parts = bound * 3;
+    assert!(
+        remote_rss <= local_rss + parts + bound,
+        "{cloud}: peak RSS {} MiB against the local export's {} MiB: more than 3 parts of 16 MiB (and 16 MiB of noise) over it",
+        remote_rss >> 20,
+        local_rss >> 20
+    );
+}
+
+#[tokio::test]
+async fn s3_ten_million_rows_land_within_the_memory_bound() {
+    ten_million_rows_land_within_the_memory_bound("s3").await;
+}
+
+#[tokio::test]
+async fn gcs_ten_million_rows_land_within_the_memory_bound() {
+    ten_million_rows_land_within_the_memory_bound("gcs").await;
+}
+
+#[tokio::test]
+async fn azure_ten_million_rows_land_within_the_memory_bound() {
+    ten_million_rows_land_within_the_memory_bound("azure").await;
+}
+
 /// A query that fails after more than a part's worth of rows: the run fails, the
 /// object already at the target is untouched and nothing else is in the bucket; on S3
 /// no unfinished multipart upload is left (fake-gcs-server does not list resumable
@@ -421,41 +549,86 @@ async fn wrong_credentials_fail_clearly_without_printing_the_secret() {
     }
 }
 
-/// The upload's first connection is cut after 3 MiB of a part: the part is sent again
-/// on a new connection and the object equals the local export.
-#[tokio::test]
-async fn s3_an_upload_cut_mid_way_is_retried_and_the_object_is_exact() {
-    let (dir, expected) = exported("storage_cut").await;
+/// The first connection to carry 3 MiB of an upload is cut there: on S3 and Azure the
+/// part is sent again on a new connection and the object equals the local export; on
+/// GCS the run fails cleanly (exit 8, no object).
+async fn an_upload_cut_mid_way_is_retried_and_the_object_is_exact(cloud: &str) {
+    let (dir, expected) = exported(&format!("storage_cut_{cloud}")).await;
     let dir = dir.path();
-    let mut emulator = Emulator::start("s3");
+    let mut emulator = Emulator::start(cloud);
     let cut_at = 3 << 20;
-    let proxy = Proxy::start_to(emulator.port(), move |n| {
-        if n == 0 {
-            Fault::CutUploadAfter(cut_at)
-        } else {
-            Fault::Pass
-        }
-    })
-    .await;
+    let proxy = Proxy::start_to(emulator.port(), move |_| Fault::CutFirstUploadAfter(cut_at)).await;
     let endpoint = format!("http://127.0.0.1:{}", proxy.port);
     let target = emulator.url("cut/x.parquet");
     let mut command = emulator.tributary(dir);
-    // One part at a time: a second connection is the retry of the cut one.
-    let args = emulator.storage_args(&[
-        ("part_size", "5MiB"),
-        ("upload_concurrency", "1"),
-        ("endpoint", &endpoint),
-    ]);
+    // One part at a time: a second connection is the retry of the cut one. Each cloud
+    // is reached through the proxy in its own way.
+    let mut overrides = vec![("part_size", "5MiB"), ("upload_concurrency", "1")];
+    let account = dir.join("proxied-account.json");
+    match cloud {
+        "s3" => overrides.push(("endpoint", &endpoint)),
+        "gcs" => {
+            let original = emulator.hello["options"]["google_service_account"]
+                .as_str()
+                .unwrap();
+            let mut key: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(original).unwrap()).unwrap();
+            key["gcs_base_url"] = endpoint.clone().into();
+            std::fs::write(&account, key.to_string()).unwrap();
+            overrides.push(("google_service_account", account.to_str().unwrap()));
+        }
+        _ => {
+            command.env("AZURITE_BLOB_STORAGE_URL", &endpoint);
+        }
+    }
+    let args = emulator.storage_args(&overrides);
+    let shown = target.clone();
     let out = tokio::task::spawn_blocking(move || run(&mut command, &["-o", &target], &args))
         .await
         .unwrap();
+    assert_eq!(proxy.cuts(), 1, "{cloud}: the upload was not cut");
+    if cloud == "gcs" {
+        // A resumable session's part is not resumed after a cut: the run fails cleanly,
+        // naming the object, and leaves none.
+        assert_eq!(out.status.code(), Some(exit::OUTPUT), "{}", stderr(&out));
+        assert!(stderr(&out).contains(&shown), "{}", stderr(&out));
+        let (objects, _) = emulator.list();
+        assert!(objects.is_empty(), "{objects:?}");
+        return;
+    }
     harness::succeeded(&out);
-    assert!(proxy.accepted() >= 2, "the cut connection was not replaced");
+    assert!(
+        proxy.accepted() >= 2,
+        "{cloud}: the cut connection was not replaced"
+    );
     let (objects, uploads) = emulator.list();
-    assert_eq!(objects.keys().collect::<Vec<_>>(), ["cut/x.parquet"]);
-    assert!(uploads.is_empty(), "{uploads:?}");
+    assert_eq!(
+        objects.keys().collect::<Vec<_>>(),
+        ["cut/x.parquet"],
+        "{cloud}"
+    );
+    assert!(uploads.is_empty(), "{cloud}: {uploads:?}");
     emulator.get("cut/x.parquet", &dir.join("got.parquet"));
-    assert_eq!(rows(&read_parquet(&dir.join("got.parquet"))), expected);
+    assert_eq!(
+        rows(&read_parquet(&dir.join("got.parquet"))),
+        expected,
+        "{cloud}"
+    );
+}
+
+#[tokio::test]
+async fn s3_an_upload_cut_mid_way_is_retried_and_the_object_is_exact() {
+    an_upload_cut_mid_way_is_retried_and_the_object_is_exact("s3").await;
+}
+
+#[tokio::test]
+async fn gcs_an_upload_cut_mid_way_is_retried_and_the_object_is_exact() {
+    an_upload_cut_mid_way_is_retried_and_the_object_is_exact("gcs").await;
+}
+
+#[tokio::test]
+async fn azure_an_upload_cut_mid_way_is_retried_and_the_object_is_exact() {
+    an_upload_cut_mid_way_is_retried_and_the_object_is_exact("azure").await;
 }
 
 /// SIGINT while parts are being uploaded: exit 130, no object, no unfinished upload.
