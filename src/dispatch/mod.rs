@@ -89,12 +89,9 @@ pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
             if let Some(slicing) = config.options.slicing {
                 if plan.deferred.is_empty() {
                     let snapshots = config.options.snapshots.as_deref();
-                    let slices = plan::slices::of(&plan, slicing.count, snapshots)
+                    let slices = plan::slices::describe(&plan, slicing.count, snapshots, None)
                         .map_err(|e| Error::config(None, e))?;
-                    text.push_str(&plan::slices::describe(&plan, slicing.count, &slices, None));
-                    if let Err(e) = plan::slices::check_count(plan.tasks.len(), slicing.count) {
-                        text.push_str(&format!("-- {e}\n"));
-                    }
+                    text.push_str(&slices);
                 } else {
                     text.push_str(
                         "slices: the shards' partitions are found by probes; plan without --offline to see each slice's tasks\n",
@@ -113,20 +110,9 @@ pub async fn plan(config: &JobConfig, mode: PlanMode) -> Result<String, Error> {
             let mut text = planned.plan.describe(Some(&estimates));
             if let Some(slicing) = config.options.slicing {
                 let snapshots = config.options.snapshots.as_deref();
-                match plan::slices::of(&planned.plan, slicing.count, snapshots) {
-                    Ok(slices) => {
-                        text.push_str(&plan::slices::describe(
-                            &planned.plan,
-                            slicing.count,
-                            &slices,
-                            Some(&estimates),
-                        ));
-                        if let Err(e) =
-                            plan::slices::check_count(planned.plan.tasks.len(), slicing.count)
-                        {
-                            text.push_str(&format!("-- {e}\n"));
-                        }
-                    }
+                let count = slicing.count;
+                match plan::slices::describe(&planned.plan, count, snapshots, Some(&estimates)) {
+                    Ok(slices) => text.push_str(&slices),
                     Err(e) => {
                         planned.close().await;
                         return Err(Error::config(None, e));

@@ -185,20 +185,22 @@ pub fn keep(plan: &mut Plan, index: usize, slices: &[usize]) {
         .collect();
 }
 
-/// The slices as `tributary plan --slices N` shows them: each slice's tasks, and the
-/// rows PostgreSQL estimates they read where it estimates them all.
+/// The slices as `tributary plan --slices N` shows them (dealt as a run would deal them,
+/// see [`of`]): each slice's tasks, the rows PostgreSQL estimates they read where it
+/// estimates them all, and a note when some slice has no task.
 pub fn describe(
     plan: &Plan,
     count: usize,
-    slices: &[usize],
+    snapshots: Option<&Snapshots>,
     estimates: Option<&[Option<f64>]>,
-) -> String {
+) -> Result<String, String> {
+    let slices = of(plan, count, snapshots)?;
     let mut out = String::new();
     for slice in 0..count {
         let tasks: Vec<&Task> = plan
             .tasks
             .iter()
-            .zip(slices)
+            .zip(&slices)
             .filter(|(_, s)| **s == slice)
             .map(|(t, _)| t)
             .collect();
@@ -227,7 +229,10 @@ pub fn describe(
             let _ = writeln!(out, ": {}", names.join(", "));
         }
     }
-    out
+    if let Err(e) = check_count(plan.tasks.len(), count) {
+        let _ = writeln!(out, "-- {e}");
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
