@@ -259,7 +259,7 @@ fn export_one(
         &stem,
         &query_file,
         &shards_file,
-        &cli.export.contenders,
+        &cli.export,
     )?);
     if let Some(python) = python {
         let script = repository().join(PEERS_SCRIPT);

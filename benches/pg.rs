@@ -303,7 +303,7 @@ fn export_one(args: &ExportArgs, url: &str, out: &Path, table: &str, rows: u64) 
         table,
         &query_file,
         &shards_file,
-        &args.export.contenders,
+        &args.export,
     )?);
     if args.pg2parquet {
         let output = out.join(format!("{table}-pg2parquet.parquet"));

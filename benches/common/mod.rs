@@ -31,9 +31,15 @@ pub struct ExportOptions {
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
     /// Another tributary contender: `LABEL=ARGS`, ARGS added to `tributary run`
-    /// (e.g. `4 partitions=--partition-on l_id --partitions 4`). Repeatable.
+    /// (e.g. `4 partitions=--partition-on l_id --partitions 4`). ARGS may begin with
+    /// `NAME=VALUE` words, set in the contender's environment as a shell would (e.g.
+    /// `decay 1s=_RJEM_MALLOC_CONF=dirty_decay_ms:1000`). Repeatable.
     #[arg(long = "contender", value_name = "LABEL=ARGS")]
     pub contenders: Vec<String>,
+    /// Another tributary executable, run with the first contender's arguments: `LABEL=PATH`
+    /// (an earlier build, to measure a change against it in the same run). Repeatable.
+    #[arg(long = "build", value_name = "LABEL=PATH")]
+    pub builds: Vec<String>,
     /// Where the Parquet files are written.
     #[arg(long, default_value = "target/bench")]
     pub out: PathBuf,
@@ -234,34 +240,67 @@ impl Contender {
 }
 
 /// tributary's contenders: `tributary run QUERY --shards SHARDS -o OUT` with default
-/// settings, then one for each `LABEL=ARGS` of `specs` (`--contender`), ARGS added to the
-/// command line. Their outputs are `STEM-tributary*.parquet` under `out`.
+/// settings, then one for each `LABEL=ARGS` of `--contender` (ARGS added to the command
+/// line, after the environment words it begins with), then one for each `LABEL=PATH` of
+/// `--build` (that executable with the first one's arguments). Their outputs are
+/// `STEM-tributary*.parquet` under `out`.
 pub fn tributary_contenders(
     out: &Path,
     stem: &str,
     query_file: &Path,
     shards_file: &Path,
-    specs: &[String],
+    options: &ExportOptions,
 ) -> Result<Vec<Contender>> {
-    let run = |label: String, name: &str, extra: Vec<String>| {
+    let run = |label: String, name: &str, program: &str, extra: Vec<String>| {
         let output = out.join(format!("{stem}-{name}.parquet"));
         let mut args = tributary_run(query_file, shards_file, &output);
         args.extend(extra);
-        Contender::new(label, tributary_exe(), args).writing(output)
+        Contender::new(label, program, args).writing(output)
     };
-    let mut contenders = vec![run("tributary".into(), "tributary", Vec::new())];
-    for (i, spec) in specs.iter().enumerate() {
+    let exe = tributary_exe();
+    let mut contenders = vec![run("tributary".into(), "tributary", exe, Vec::new())];
+    for (i, spec) in options.contenders.iter().enumerate() {
         let (label, extra) = spec
             .split_once('=')
             .ok_or_else(|| format!("--contender `{spec}` is not LABEL=ARGS"))?;
-        let extra = extra.split_whitespace().map(String::from).collect();
-        contenders.push(run(
+        let mut words = extra.split_whitespace().peekable();
+        let mut env = Vec::new();
+        while let Some((key, value)) = words.peek().and_then(|w| environment_word(w)) {
+            env.push((key.to_string(), value.to_string()));
+            words.next();
+        }
+        let name = format!("tributary-{}", i + 1);
+        let mut contender = run(
             format!("tributary {label}"),
-            &format!("tributary-{}", i + 1),
-            extra,
-        ));
+            &name,
+            exe,
+            words.map(String::from).collect(),
+        );
+        contender.env = env;
+        contenders.push(contender);
+    }
+    for (i, spec) in options.builds.iter().enumerate() {
+        let (label, path) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--build `{spec}` is not LABEL=PATH"))?;
+        if !Path::new(path).is_file() {
+            return Err(format!("--build `{label}`: no executable at {path}"));
+        }
+        let name = format!("tributary-build-{}", i + 1);
+        contenders.push(run(format!("tributary {label}"), &name, path, Vec::new()));
     }
     Ok(contenders)
+}
+
+/// `NAME=VALUE` with NAME a variable's name (letters, digits and `_`, not starting with a
+/// digit), as a shell takes it before a command.
+fn environment_word(word: &str) -> Option<(&str, &str)> {
+    let (key, value) = word.split_once('=')?;
+    let mut chars = key.chars();
+    let first = chars.next()?;
+    let valid = (first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    valid.then_some((key, value))
 }
 
 /// Runs each contender `runs` times, in turn, after one untimed run of the first (which
