@@ -30,7 +30,9 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::{
     Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect,
 };
+use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::CombineError;
 use crate::sql::{ParamValue, Params};
@@ -231,12 +233,15 @@ pub fn rewrite(
     all_sqlite: bool,
     input_columns: bool,
 ) -> Result<Rewrite, CombineError> {
-    let statements = if all_sqlite {
-        parse(&SQLiteDialect {}, sql)?
+    let dialect: &dyn Dialect = if all_sqlite {
+        &SQLiteDialect {}
     } else {
-        parse(&PostgreSqlDialect {}, sql)?
+        &PostgreSqlDialect {}
     };
-    rewrite_statements(statements, params, input_columns, false)
+    if certainly_streams(dialect, sql) {
+        return Ok(Rewrite::Stream);
+    }
+    rewrite_statements(parse(dialect, sql)?, params, input_columns, false)
 }
 
 /// [`rewrite`] for a fleet with MySQL shards, whose queries are MySQL's (backquoted
@@ -247,7 +252,87 @@ pub fn rewrite_mysql(
     params: &Params,
     input_columns: bool,
 ) -> Result<Rewrite, CombineError> {
+    if certainly_streams(&MySqlDialect {}, sql) {
+        return Ok(Rewrite::Stream);
+    }
     rewrite_statements(parse(&MySqlDialect {}, sql)?, params, input_columns, true)
+}
+
+/// The keywords of everything that can make a query need combining, or be refused: the
+/// clauses that group, deduplicate, sort, cut or combine rows, windows, and `INTO`.
+const COMBINING_KEYWORDS: &[Keyword] = &[
+    Keyword::GROUP,
+    Keyword::HAVING,
+    Keyword::DISTINCT,
+    Keyword::DISTINCTROW,
+    Keyword::ORDER,
+    Keyword::LIMIT,
+    Keyword::OFFSET,
+    Keyword::FETCH,
+    Keyword::TOP,
+    Keyword::UNION,
+    Keyword::INTERSECT,
+    Keyword::EXCEPT,
+    Keyword::MINUS,
+    Keyword::OVER,
+    Keyword::WINDOW,
+    Keyword::QUALIFY,
+    Keyword::INTO,
+];
+
+/// Keywords that a parenthesis may follow without making a function call: `a AND (b OR
+/// c)`, `id IN (1, 2)`, `WITH x AS (...)`.
+const NOT_CALLS: &[Keyword] = &[
+    Keyword::AND,
+    Keyword::OR,
+    Keyword::NOT,
+    Keyword::IN,
+    Keyword::ON,
+    Keyword::AS,
+    Keyword::WITH,
+    Keyword::MATERIALIZED,
+    Keyword::SELECT,
+    Keyword::FROM,
+    Keyword::JOIN,
+    Keyword::WHERE,
+    Keyword::WHEN,
+    Keyword::THEN,
+    Keyword::ELSE,
+    Keyword::IS,
+    Keyword::BETWEEN,
+    Keyword::EXISTS,
+    Keyword::USING,
+];
+
+/// Whether `sql` streams without a look at its syntax tree: none of its tokens (outside
+/// literals, quoted names and comments) is one of [`COMBINING_KEYWORDS`], and no
+/// parenthesis follows a name (a function call, which might be an aggregate; a type's
+/// precision counts too). Such a query is not parsed, so a plain export does not run the
+/// parser, whose code is megabytes of the executable's resident pages
+/// (docs/performance.md). Anything else is parsed and decided by [`rewrite_statements`],
+/// as is a query that does not tokenize.
+fn certainly_streams(dialect: &dyn Dialect, sql: &str) -> bool {
+    let Ok(tokens) = Tokenizer::new(dialect, sql).tokenize() else {
+        return false;
+    };
+    let mut after_name = false;
+    for token in tokens {
+        match token {
+            Token::Whitespace(_) => continue,
+            Token::Word(word) => {
+                let keyword = word.quote_style.is_none().then_some(word.keyword);
+                if keyword.is_some_and(|k| COMBINING_KEYWORDS.contains(&k)) {
+                    return false;
+                }
+                after_name = !keyword.is_some_and(|k| NOT_CALLS.contains(&k));
+                continue;
+            }
+            Token::LParen if after_name => return false,
+            _ => {}
+        }
+        after_name = false;
+    }
+    true
 }
 
 fn rewrite_statements(
@@ -1484,6 +1569,79 @@ impl<'a> AggregateSplit<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_queries_stream_without_being_parsed() {
+        let pg = PostgreSqlDialect {};
+        for sql in [
+            "SELECT * FROM lineitem",
+            "SELECT id, \"order\", \"group\" FROM t WHERE day >= :from AND (id = 1 OR id = 2)",
+            "SELECT a FROM t -- GROUP BY a, then ORDER BY it\n WHERE b = 'LIMIT 1' /* count(*) */",
+            "SELECT a::numeric, b FROM t JOIN u ON (t.id = u.id) WHERE a IN (1, 2)",
+            "WITH x AS (SELECT a FROM t) SELECT * FROM x WHERE NOT (a IS NULL)",
+        ] {
+            assert!(certainly_streams(&pg, sql), "{sql}");
+        }
+        assert!(certainly_streams(&MySqlDialect {}, "SELECT `order` FROM t"));
+    }
+
+    #[test]
+    fn queries_that_may_combine_are_parsed() {
+        let pg = PostgreSqlDialect {};
+        for sql in [
+            "SELECT count(*) FROM t",
+            "SELECT sum (x) FROM t",
+            "SELECT lower(x) FROM t",
+            "SELECT \"count\"(x) FROM t",
+            "SELECT a::numeric(10, 2) FROM t",
+            "SELECT a FROM t GROUP BY a",
+            "SELECT a FROM t ORDER BY a",
+            "select a from t limit 5",
+            "SELECT a FROM t OFFSET 5",
+            "SELECT a FROM t FETCH FIRST 3 ROWS ONLY",
+            "SELECT DISTINCT a FROM t",
+            "SELECT a FROM t UNION SELECT a FROM u",
+            "SELECT a FROM t EXCEPT SELECT a FROM u",
+            "SELECT a, row_number() OVER w FROM t WINDOW w AS (ORDER BY a)",
+            "SELECT a INTO b FROM t",
+            "SELECT a FROM t WHERE 'unterminated",
+        ] {
+            assert!(!certainly_streams(&pg, sql), "{sql}");
+        }
+        assert!(!certainly_streams(
+            &MySqlDialect {},
+            "SELECT DISTINCTROW a FROM t"
+        ));
+    }
+
+    /// A query the tokens let through is one the syntax tree streams too.
+    #[test]
+    fn the_token_check_agrees_with_the_syntax_tree() {
+        let queries = [
+            "SELECT * FROM t",
+            "SELECT a, b AS c FROM t WHERE a > 1 AND b IS NOT NULL",
+            "SELECT t.a, u.b FROM t LEFT JOIN u ON t.id = u.id",
+            "WITH x AS (SELECT a FROM t) SELECT a FROM x",
+            "SELECT a FROM (SELECT a FROM t) s",
+            "SELECT a FROM t WHERE a BETWEEN :lo AND :hi",
+            "SELECT CASE WHEN a THEN 1 ELSE 2 END FROM t",
+            "SELECT a FROM t UNION ALL SELECT a FROM u",
+            "SELECT sum(a) FROM t",
+            "SELECT a FROM t ORDER BY a LIMIT 3",
+        ];
+        for sql in queries {
+            let parsed = rewrite_statements(
+                parse(&PostgreSqlDialect {}, sql).unwrap(),
+                &Params::default(),
+                false,
+                false,
+            )
+            .unwrap();
+            if certainly_streams(&PostgreSqlDialect {}, sql) {
+                assert_eq!(parsed, Rewrite::Stream, "{sql}");
+            }
+        }
+    }
 
     #[test]
     fn mysql_sort_keys_spell_out_the_null_order_only_where_mysql_differs() {
