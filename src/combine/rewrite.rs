@@ -238,10 +238,7 @@ pub fn rewrite(
     } else {
         &PostgreSqlDialect {}
     };
-    if certainly_streams(dialect, sql) {
-        return Ok(Rewrite::Stream);
-    }
-    rewrite_statements(parse(dialect, sql)?, params, input_columns, false)
+    rewrite_in(dialect, sql, params, input_columns, false)
 }
 
 /// [`rewrite`] for a fleet with MySQL shards, whose queries are MySQL's (backquoted
@@ -252,10 +249,21 @@ pub fn rewrite_mysql(
     params: &Params,
     input_columns: bool,
 ) -> Result<Rewrite, CombineError> {
-    if certainly_streams(&MySqlDialect {}, sql) {
+    rewrite_in(&MySqlDialect {}, sql, params, input_columns, true)
+}
+
+/// Splits `sql`, read in `dialect`; a query that [`certainly_streams`] is not parsed.
+fn rewrite_in(
+    dialect: &dyn Dialect,
+    sql: &str,
+    params: &Params,
+    input_columns: bool,
+    mysql: bool,
+) -> Result<Rewrite, CombineError> {
+    if certainly_streams(dialect, sql) {
         return Ok(Rewrite::Stream);
     }
-    rewrite_statements(parse(&MySqlDialect {}, sql)?, params, input_columns, true)
+    rewrite_statements(parse(dialect, sql)?, params, input_columns, mysql)
 }
 
 /// The keywords of everything that can make a query need combining, or be refused: the

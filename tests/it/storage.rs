@@ -166,6 +166,18 @@ impl Emulator {
         (objects, uploads)
     }
 
+    /// The bucket's objects (key -> size), asserting that `key` is the only one and that
+    /// no upload is left unfinished.
+    fn only(&mut self, key: &str, cloud: &str) -> BTreeMap<String, u64> {
+        let (objects, uploads) = self.list();
+        assert_eq!(objects.keys().collect::<Vec<_>>(), [key], "{cloud}");
+        assert!(
+            uploads.is_empty(),
+            "{cloud}: unfinished uploads {uploads:?}"
+        );
+        objects
+    }
+
     fn get(&mut self, key: &str, path: &Path) -> Vec<u8> {
         self.ask(&format!("get {key} {}", path.display()));
         std::fs::read(path).unwrap()
@@ -261,16 +273,7 @@ async fn an_export_lands_as_one_object_equal_to_the_local_export(cloud: &str) {
         &emulator.storage_args(&[("part_size", "5MiB")]),
     );
     harness::succeeded(&out);
-    let (objects, uploads) = emulator.list();
-    assert_eq!(
-        objects.keys().collect::<Vec<_>>(),
-        ["exports/day=1/x.parquet"],
-        "{cloud}"
-    );
-    assert!(
-        uploads.is_empty(),
-        "{cloud}: unfinished uploads {uploads:?}"
-    );
+    let objects = emulator.only("exports/day=1/x.parquet", cloud);
     let size = objects["exports/day=1/x.parquet"];
     assert!(
         size > 2 * (5 << 20),
@@ -391,16 +394,7 @@ async fn ten_million_rows_land_within_the_memory_bound(cloud: &str) {
         .args(emulator.storage_args(&[]));
     let remote_rss = peak_rss(&remote, dir, "remote");
 
-    let (objects, uploads) = emulator.list();
-    assert_eq!(
-        objects.keys().collect::<Vec<_>>(),
-        ["big/x.parquet"],
-        "{cloud}"
-    );
-    assert!(
-        uploads.is_empty(),
-        "{cloud}: unfinished uploads {uploads:?}"
-    );
+    emulator.only("big/x.parquet", cloud);
     let downloaded = dir.join("downloaded.parquet");
     emulator.get("big/x.parquet", &downloaded);
     let expected = rows(&read_parquet(&dir.join("local.parquet")));
@@ -601,13 +595,7 @@ async fn an_upload_cut_mid_way_is_retried_and_the_object_is_exact(cloud: &str) {
         proxy.accepted() >= 2,
         "{cloud}: the cut connection was not replaced"
     );
-    let (objects, uploads) = emulator.list();
-    assert_eq!(
-        objects.keys().collect::<Vec<_>>(),
-        ["cut/x.parquet"],
-        "{cloud}"
-    );
-    assert!(uploads.is_empty(), "{cloud}: {uploads:?}");
+    emulator.only("cut/x.parquet", cloud);
     emulator.get("cut/x.parquet", &dir.join("got.parquet"));
     assert_eq!(
         rows(&read_parquet(&dir.join("got.parquet"))),
