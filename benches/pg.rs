@@ -20,6 +20,7 @@
 //! exposes them to the same noise, so the ratios are what to read.
 
 mod common;
+mod text_order;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,9 @@ enum Bench {
     /// The Python package's `read_sql` into a pyarrow.Table beside ConnectorX's, and the
     /// COPY drain: the package is built in release mode (maturin) into a venv under --out.
     Python(PythonArgs),
+    /// Profile plain exports under callgrind and write link/plain-path.order, the functions
+    /// the linker lays out together (build.rs).
+    TextOrder(text_order::TextOrderArgs),
 }
 
 #[derive(clap::Args)]
@@ -181,6 +185,7 @@ fn main() {
         Bench::Decode(args) => decode(&args),
         Bench::Combine(args) => combine(&args),
         Bench::Python(args) => python(&args),
+        Bench::TextOrder(args) => text_order::text_order(&args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -273,6 +278,13 @@ fn export(args: &ExportArgs) -> Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average()
     );
+    // Whether the build under test has its plain path laid out together (build.rs): the
+    // order file's names stop matching when the toolchain or a locked crate changes.
+    let builds = args.export.builds.iter().filter_map(|b| b.split_once('='));
+    for (label, exe) in std::iter::once(("tributary", tributary_exe())).chain(builds) {
+        let (found, listed) = text_order::order_coverage(Path::new(exe))?;
+        println!("{label}: defines {found} of link/plain-path.order's {listed} functions");
+    }
     for &rows in &args.export.rows {
         export_one(args, &url, &out, &lineitem_table(rows), rows)?;
     }
