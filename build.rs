@@ -1,5 +1,6 @@
 //! Link options of the `tributary` binary. Both decide how much of the executable a run
-//! keeps resident, which peak RSS counts (docs/performance.md, "The executable's pages"):
+//! keeps resident, which peak RSS counts (docs/performance.md, "Packed relocations" and
+//! "The plain path's code laid out together"):
 //!
 //! - **Packed relative relocations** (`-z pack-relative-relocs`, DT_RELR) where the C
 //!   library supports them (glibc 2.36 and later). The executable's relative relocations,

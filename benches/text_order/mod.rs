@@ -1,6 +1,6 @@
 //! `cargo bench --bench pg -- text-order`: writes `link/plain-path.order`, the functions a
 //! plain export runs, which `build.rs` hands to the linker so that they are laid out
-//! together (docs/performance.md, "The executable's pages").
+//! together (docs/performance.md, "The plain path's code laid out together").
 //!
 //! The release binary runs plain exports under valgrind's callgrind, which records every
 //! function that executes (a sampling profiler would miss the ones that run once, and
