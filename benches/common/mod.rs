@@ -1,10 +1,13 @@
 //! What the benchmarks share (`benches/pg.rs`, `benches/mysql.rs`): a child process timed
 //! under GNU time, contenders run alternately over one table with their outputs checked,
-//! the export report, and the small helpers around them.
+//! the export report, and the small helpers around them; `mariadb`, the MariaDB client
+//! that builds and drains MariaDB's tables.
 //!
 //! Each benchmark is a crate of its own that includes this module (`mod common;`), so
 //! every item here must be used by both: one that a benchmark leaves unused is dead code in
 //! that crate, which CI's `cargo clippy --all-targets -- -D warnings` refuses.
+
+pub mod mariadb;
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;

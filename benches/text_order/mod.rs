@@ -15,6 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::mariadb::Client;
 use crate::common::{Result, db_url, parquet_rows, repository, run_with_input, tributary_exe};
 
 #[derive(clap::Args)]
@@ -41,8 +42,8 @@ const PG_TABLE: &str = "lineitem_1m";
 /// MariaDB's table, made from the `seq` engine on first use.
 const MYSQL_TABLE: &str = "text_order_profile";
 
-/// One profiled run: what it is called, tributary's arguments after `run QUERY`, and the
-/// rows its output must hold.
+/// One profiled run: its name (the stem of its files under `--out`), its query and
+/// shards file, the options added to `tributary run`, and the rows its output must hold.
 struct Profile {
     name: &'static str,
     query: String,
@@ -103,7 +104,9 @@ pub fn text_order(args: &TextOrderArgs) -> Result<()> {
         .replace("sqlite://", &format!("sqlite://{}/", demo.display()));
 
     let mysql = db_url(&args.mysql_server, "tp_bench");
-    ensure_mysql_table(&args.mysql_server, args.rows)?;
+    let client = Client::new(&args.mysql_server)?;
+    eprintln!("MariaDB: {}", client.tls);
+    ensure_mysql_table(&client, args.rows)?;
 
     let partitions = ["--partition-on", "l_id", "--partitions", "4"];
     let profiles = [
@@ -171,12 +174,7 @@ pub fn text_order(args: &TextOrderArgs) -> Result<()> {
     }
     let path = repository().join(&args.output);
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let bytes: u64 = names
-        .iter()
-        .filter_map(|(name, _)| defined.get(name))
-        .copied()
-        .map(|(_, size)| size)
-        .sum();
+    let bytes: u64 = names.iter().filter_map(|(name, _)| defined.get(name)).sum();
     println!(
         "{}: {} functions ({:.1} MB of text) of the {ran} that ran in the executable",
         path.display(),
@@ -257,9 +255,8 @@ fn self_costs(text: &str, exe: &Path) -> HashMap<String, u64> {
     costs
 }
 
-/// The executable's functions (`nm --defined-only`, text symbols) with their address and
-/// size.
-fn defined_functions(exe: &Path) -> Result<HashMap<String, (u64, u64)>> {
+/// The executable's functions (`nm --defined-only`, text symbols) with their sizes.
+fn defined_functions(exe: &Path) -> Result<HashMap<String, u64>> {
     let out = run_with_input(
         "nm",
         &[
@@ -274,14 +271,11 @@ fn defined_functions(exe: &Path) -> Result<HashMap<String, (u64, u64)>> {
     let mut functions = HashMap::new();
     for line in out.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if let [address, size, kind, name] = fields[..]
+        if let [_address, size, kind, name] = fields[..]
             && matches!(kind, "T" | "t" | "W" | "w")
-            && let (Ok(address), Ok(size)) = (
-                u64::from_str_radix(address, 16),
-                u64::from_str_radix(size, 16),
-            )
+            && let Ok(size) = u64::from_str_radix(size, 16)
         {
-            functions.insert(name.to_string(), (address, size));
+            functions.insert(name.to_string(), size);
         }
     }
     Ok(functions)
@@ -305,46 +299,26 @@ pub fn order_coverage(exe: &Path) -> Result<(usize, usize)> {
 
 /// MariaDB's profile table: `rows` rows of an integer key, text, a decimal and a
 /// timestamp, made with the `seq` engine unless it already has that many rows.
-fn ensure_mysql_table(server: &str, rows: u64) -> Result<()> {
-    let url = url::Url::parse(server).map_err(|e| format!("--mysql-server: {e}"))?;
-    let host = url.host_str().unwrap_or("127.0.0.1").to_string();
-    let port = url.port().unwrap_or(3306).to_string();
-    let user = if url.username().is_empty() {
-        "root".to_string()
-    } else {
-        url.username().to_string()
-    };
-    let args = [
-        "-h",
-        &host,
-        "-P",
-        &port,
-        "--protocol=TCP",
-        "-u",
-        &user,
-        "-N",
-        "-B",
-    ];
-    let env = url
-        .password()
-        .map(|p| vec![("MYSQL_PWD".to_string(), p.to_string())])
-        .unwrap_or_default();
-    let script = format!(
-        "CREATE DATABASE IF NOT EXISTS tp_bench;\n\
-         USE tp_bench;\n\
-         CREATE TABLE IF NOT EXISTS {MYSQL_TABLE} (id BIGINT PRIMARY KEY, note VARCHAR(64),\n\
-           amount DECIMAL(12, 2), at DATETIME(6));\n\
-         SELECT count(*) FROM {MYSQL_TABLE};\n"
-    );
-    let count = run_with_input("mariadb", &args, &env, &script)
-        .map_err(|e| format!("MariaDB at {host}:{port}: {e}"))?;
-    if count.trim() != rows.to_string() {
-        let fill = format!(
-            "USE tp_bench;\nTRUNCATE {MYSQL_TABLE};\n\
-             INSERT INTO {MYSQL_TABLE} SELECT seq, CONCAT('note ', seq), seq * 1.25,\n\
-               TIMESTAMP '2026-01-01 00:00:00' + INTERVAL seq SECOND FROM seq_1_to_{rows};\n"
-        );
-        run_with_input("mariadb", &args, &env, &fill)?;
+fn ensure_mysql_table(client: &Client, rows: u64) -> Result<()> {
+    let count = client.run(
+        None,
+        &format!(
+            "CREATE DATABASE IF NOT EXISTS tp_bench;\n\
+             USE tp_bench;\n\
+             CREATE TABLE IF NOT EXISTS {MYSQL_TABLE} (id BIGINT PRIMARY KEY,\n\
+               note VARCHAR(64), amount DECIMAL(12, 2), at DATETIME(6));\n\
+             SELECT count(*) FROM {MYSQL_TABLE};\n"
+        ),
+    )?;
+    if count != rows.to_string() {
+        client.run(
+            Some("tp_bench"),
+            &format!(
+                "TRUNCATE {MYSQL_TABLE};\n\
+                 INSERT INTO {MYSQL_TABLE} SELECT seq, CONCAT('note ', seq), seq * 1.25,\n\
+                   TIMESTAMP '2026-01-01 00:00:00' + INTERVAL seq SECOND FROM seq_1_to_{rows};\n"
+            ),
+        )?;
     }
     Ok(())
 }
